@@ -1,0 +1,55 @@
+"""Command-line interface: ``organoid-sim COMMAND ...``.
+
+Each ``*_commands`` module in this package registers its sub-commands through
+``register(subparsers)``; nothing in the library imports the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Command modules in the order their commands appear in ``--help``.
+COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands")
+
+
+class CLIError(Exception):
+    """An error to show the user as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="organoid-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"organoid-sim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # that family of commands is not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``organoid-sim`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        print(f"organoid-sim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Lossless conversion between :class:`SpikeRecording` and ``neo.SpikeTrain`` lists.
+
+Each unit becomes one ``neo.SpikeTrain`` in seconds with ``t_start``/``t_stop`` of the recording;
+the unit id, electrode id and position (um) travel as annotations, so ``from_neo(to_neo(r))``
+restores them. Recording-level fields (layout, stimulation, metadata, sampling rate) ride on the
+first train's annotations under ``organoid_sim_*`` keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .recording import SpikeRecording
+
+
+def recording_to_neo(rec: "SpikeRecording") -> list:
+    """One ``neo.SpikeTrain`` per unit, times in seconds, in unit order."""
+    import neo
+    import quantities as pq
+
+    trains = []
+    extra = {
+        "organoid_sim_electrodes": json.dumps({"ids": rec.electrodes.ids.tolist(),
+                                               "x": rec.electrodes.x.tolist(), "y": rec.electrodes.y.tolist()}),
+        "organoid_sim_stim": json.dumps(rec.stim.to_dict()),
+        "organoid_sim_metadata": json.dumps(rec.metadata),
+        "organoid_sim_sampling_rate": -1.0 if rec.sampling_rate is None else rec.sampling_rate,
+        "organoid_sim_unit_id_kind": rec.unit_ids.dtype.kind,
+    }
+    for i, st in enumerate(rec.spike_times):
+        ann = {"unit_id": rec.unit_ids[i].item(), "electrode_id": int(rec.electrode_ids[i]),
+               "x_um": float(rec.positions[i, 0]), "y_um": float(rec.positions[i, 1])}
+        if i == 0:
+            ann.update(extra)
+        train = neo.SpikeTrain(np.array(st, dtype=np.float64), units=pq.s, t_start=rec.t_start * pq.s,
+                               t_stop=rec.t_stop * pq.s, name=str(rec.unit_ids[i]), dtype=np.float64)
+        train.annotate(**ann)
+        if rec.sampling_rate is not None:
+            train.sampling_rate = rec.sampling_rate * pq.Hz
+        trains.append(train)
+    return trains
+
+
+def _trains_of(obj: Any) -> list:
+    import neo
+
+    if isinstance(obj, neo.SpikeTrain):
+        return [obj]
+    if isinstance(obj, neo.Block):
+        return [st for seg in obj.segments for st in seg.spiketrains]
+    if isinstance(obj, neo.Segment):
+        return list(obj.spiketrains)
+    trains = list(obj)
+    if not all(isinstance(t, neo.SpikeTrain) for t in trains):
+        raise TypeError("from_neo expects a neo.Block, neo.Segment or a list of neo.SpikeTrain")
+    return trains
+
+
+def recording_from_neo(cls, obj: Any, **overrides) -> "SpikeRecording":
+    """Build a recording from neo objects; times are converted to seconds via quantities."""
+    import quantities as pq
+
+    from .events import StimEvents
+    from .recording import Electrodes
+
+    trains = _trains_of(obj)
+    if not trains:
+        raise ValueError("from_neo: no spike trains found")
+    times = [np.asarray(t.rescale(pq.s).magnitude, dtype=np.float64) for t in trains]
+    t_start = min(float(t.t_start.rescale(pq.s).magnitude) for t in trains)
+    t_stop = max(float(t.t_stop.rescale(pq.s).magnitude) for t in trains)
+    ann0 = trains[0].annotations
+    ids = [t.annotations.get("unit_id", t.name if t.name is not None else i) for i, t in enumerate(trains)]
+    kind = ann0.get("organoid_sim_unit_id_kind")
+    unit_ids = np.array(ids, dtype=np.int64 if kind in ("i", "u") else None)
+    if kind == "U":
+        unit_ids = unit_ids.astype(str)
+    kwargs: dict[str, Any] = dict(
+        unit_ids=unit_ids,
+        electrode_ids=np.array([int(t.annotations.get("electrode_id", -1)) for t in trains], dtype=np.int64),
+        positions=np.array([[float(t.annotations.get("x_um", np.nan)), float(t.annotations.get("y_um", np.nan))]
+                            for t in trains]),
+    )
+    if "organoid_sim_electrodes" in ann0:
+        e = json.loads(ann0["organoid_sim_electrodes"])
+        kwargs["electrodes"] = Electrodes(np.asarray(e["ids"], dtype=np.int64), np.asarray(e["x"], float),
+                                          np.asarray(e["y"], float))
+    if "organoid_sim_stim" in ann0:
+        kwargs["stim"] = StimEvents.from_dict(json.loads(ann0["organoid_sim_stim"]))
+    if "organoid_sim_metadata" in ann0:
+        kwargs["metadata"] = json.loads(ann0["organoid_sim_metadata"])
+    fs = ann0.get("organoid_sim_sampling_rate")
+    if fs is not None:
+        kwargs["sampling_rate"] = None if fs < 0 else fs
+    elif getattr(trains[0], "sampling_rate", None) is not None:
+        kwargs["sampling_rate"] = float(trains[0].sampling_rate.rescale(pq.Hz).magnitude)
+    kwargs.update(overrides)
+    return cls.from_spike_times(times, t_start=t_start, t_stop=t_stop, **kwargs)

@@ -1,0 +1,52 @@
+"""Shared fixtures: paths to the real recordings in ../shared/data and small synthetic recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DIV12 = SHARED / "real" / "CO_20140212_MW1007-51_DIV12_00_001.h5"
+DIV05 = SHARED / "real" / "CO_20140212_MW1007-51_DIV05_00_001.h5"
+NGN2 = SHARED / "real" / "NGN2_20230208_P1_DIV14_A2_OutputData.mat"
+MAXONE_LEGACY = SHARED / "format_fixtures" / "maxone_legacy_testit_1.raw.h5"
+MCS = SHARED / "format_fixtures" / "mcs_2014-07-09T10-17-35W8_Standard_all_500Hz.h5"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data file not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def div12_path() -> Path:
+    return _need(DIV12)
+
+
+@pytest.fixture(scope="session")
+def div05_path() -> Path:
+    return _need(DIV05)
+
+
+@pytest.fixture(scope="session")
+def ngn2_path() -> Path:
+    return _need(NGN2)
+
+
+@pytest.fixture(scope="session")
+def maxone_legacy_path() -> Path:
+    return _need(MAXONE_LEGACY)
+
+
+@pytest.fixture(scope="session")
+def mcs_path() -> Path:
+    return _need(MCS)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
