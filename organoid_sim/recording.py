@@ -211,6 +211,8 @@ class SpikeRecording:
             raise ValueError(f"electrode_ids must be {n} integers, got dtype {electrode_ids.dtype} "
                              f"shape {electrode_ids.shape}")
         electrode_ids = electrode_ids.astype(np.int64)
+        if positions is not None and np.shape(positions) != (n, 2):
+            raise ValueError(f"positions must have shape ({n}, 2) (x, y in um), got {np.shape(positions)}")
         if electrodes is None:
             known = electrode_ids >= 0
             eid, first = np.unique(electrode_ids[known], return_index=True)

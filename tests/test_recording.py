@@ -1,0 +1,122 @@
+"""SpikeRecording: construction, validation, selection, slicing, splitting and joining."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from organoid_sim.events import StimEvents
+from organoid_sim.recording import Electrodes, SpikeRecording
+
+
+def _random_recording(rng, n_units=5, duration=20.0, rate=3.0):
+    trains = [np.sort(rng.uniform(0, duration, rng.poisson(rate * duration))) for _ in range(n_units)]
+    return SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=duration,
+                                           electrode_ids=np.arange(n_units) + 10,
+                                           electrodes=Electrodes(np.arange(n_units) + 10,
+                                                                 np.arange(n_units) * 200.0,
+                                                                 np.zeros(n_units)))
+
+
+def test_basic_properties(rng):
+    trains = [np.array([0.1, 0.5, 2.0]), np.array([]), np.array([1.5])]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=4.0, unit_ids=[7, 8, 9])
+    assert rec.n_units == 3 and rec.n_spikes == 4 and rec.duration == 4.0
+    np.testing.assert_array_equal(rec.spike_counts, [3, 0, 1])
+    np.testing.assert_allclose(rec.firing_rates(), [0.75, 0.0, 0.25])
+    np.testing.assert_array_equal(rec[9], [1.5])
+    assert np.all(np.isnan(rec.positions))
+    assert "3 units" in repr(rec) and "4 spikes" in repr(rec)
+
+
+@pytest.mark.parametrize("trains, kwargs, message", [
+    ([[0.1, np.nan]], {}, "NaN"),
+    ([[0.1, np.inf]], {}, "NaN or infinite"),
+    ([[-0.1, 0.2]], {}, ">= 0"),
+    ([[0.3, 0.2]], {}, "not sorted"),
+    ([[0.1, 5.0]], {"t_stop": 2.0}, "outside"),
+    ([[0.1], [0.2]], {"unit_ids": [1, 1]}, "duplicate unit ids"),
+    ([[0.1], [0.2]], {"unit_ids": [1, 2, 3]}, "one id per unit"),
+    ([[0.1], [0.2]], {"positions": np.zeros((3, 2))}, "positions"),
+])
+def test_validation_errors_are_specific(trains, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpikeRecording.from_spike_times(trains, **kwargs)
+
+
+def test_offsets_must_match_times():
+    with pytest.raises(ValueError, match="offsets"):
+        SpikeRecording(np.array([0.1, 0.2]), np.array([0, 3]))
+
+
+def test_from_pairs_matches_per_unit_grouping(rng):
+    times = rng.uniform(0, 10, 500)
+    units = rng.choice([3, 11, 42], 500)
+    rec = SpikeRecording.from_pairs(times, units, t_stop=10.0)
+    np.testing.assert_array_equal(rec.unit_ids, [3, 11, 42])
+    for uid in (3, 11, 42):
+        np.testing.assert_array_equal(rec[uid], np.sort(times[units == uid]))
+    with pytest.raises(ValueError, match="not in unit_ids"):
+        SpikeRecording.from_pairs(times, units, unit_ids=[3, 11])
+
+
+def test_time_slice_half_open_and_absolute(rng):
+    rec = _random_recording(rng)
+    part = rec.time_slice(5.0, 12.0)
+    assert (part.t_start, part.t_stop) == (5.0, 12.0)
+    for full, cut in zip(rec.spike_times, part.spike_times):
+        np.testing.assert_array_equal(cut, full[(full >= 5.0) & (full < 12.0)])
+    with pytest.raises(ValueError, match="not inside"):
+        rec.time_slice(-1.0, 3.0)
+
+
+def test_split_then_concat_is_identity(rng):
+    stim = StimEvents.from_columns([1.0, 9.0, 15.0], [10, 11, 12], [1.0, 2.0, 1.5], 200.0, 2)
+    rec = _random_recording(rng).replace(stim=stim)
+    a, b = rec.split(0.75)
+    assert a.t_stop == b.t_start == 15.0
+    assert a.n_spikes + b.n_spikes == rec.n_spikes
+    assert len(a.stim) == 2 and len(b.stim) == 1
+    assert a.concat(b) == rec
+
+
+def test_select_units(rng):
+    rec = _random_recording(rng, n_units=6)
+    sub = rec.select_units([3, 1])
+    np.testing.assert_array_equal(sub.unit_ids, [3, 1])
+    np.testing.assert_array_equal(sub[3], rec[3])
+    np.testing.assert_array_equal(sub.electrode_ids, [13, 11])
+    np.testing.assert_array_equal(sub.positions, rec.positions[[3, 1]])
+    m = int(np.median(rec.spike_counts))
+    busy = rec.select_units(min_spikes=m)
+    np.testing.assert_array_equal(busy.unit_ids, [u for u, t in zip(rec.unit_ids, rec.spike_times) if len(t) >= m])
+
+
+def test_positions_come_from_electrodes(rng):
+    rec = _random_recording(rng, n_units=4)
+    np.testing.assert_array_equal(rec.positions[:, 0], [0.0, 200.0, 400.0, 600.0])
+
+
+def test_immutability(rng):
+    rec = _random_recording(rng)
+    with pytest.raises(ValueError):
+        rec.times[0] = 1.0
+    shifted = rec.shifted(2.0)
+    assert shifted.t_start == 2.0 and rec.t_start == 0.0
+    np.testing.assert_allclose(shifted.times, rec.times + 2.0)
+
+
+def test_metadata_must_be_json(rng):
+    rec = _random_recording(rng)
+    assert rec.with_metadata(well="D1").metadata["well"] == "D1"
+    with pytest.raises(ValueError, match="JSON"):
+        rec.with_metadata(bad=object())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.floats(0, 10, allow_nan=False), max_size=20), min_size=1, max_size=6),
+       st.floats(0.05, 0.95))
+def test_split_concat_property(trains, fraction):
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=10.0, sort=True)
+    a, b = rec.split(fraction)
+    assert a.n_spikes + b.n_spikes == rec.n_spikes
+    assert a.concat(b) == rec
