@@ -1,0 +1,155 @@
+"""Helpers shared by the readers and writers: atomic writes, checked HDF5 access, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import RecordingFormatError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one step.
+
+    The temporary file lives in the same directory so ``os.replace`` is an atomic rename; on any
+    error (or Ctrl-C) it is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=directory)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def read_head(path: str | os.PathLike, n: int = 512) -> bytes:
+    """The first ``n`` bytes of a file (for format sniffing)."""
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def open_h5(path: str | os.PathLike):
+    """Open an HDF5 file read-only; a corrupt or truncated file raises :class:`RecordingFormatError`."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RecordingFormatError(path, None, f"not a readable HDF5 file (corrupt or truncated?): {exc}") from None
+
+
+def h5_read(path, f, name: str, *, kinds: str | None = None, ndim: int | None = None,
+            optional: bool = False) -> np.ndarray | None:
+    """Read dataset ``name`` of open file ``f`` fully, checking presence, dtype kind and rank.
+
+    ``kinds`` is a string of numpy dtype kinds accepted (e.g. ``"f"``, ``"iu"``, ``"SUO"``).
+    Low-level HDF5 failures (corrupt chunks, truncated data) become :class:`RecordingFormatError`.
+    """
+    import h5py
+
+    try:
+        obj = f.get(name)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise RecordingFormatError(path, name, f"cannot be opened: {exc}") from None
+    if obj is None:
+        if optional:
+            return None
+        raise RecordingFormatError(path, name, "required dataset is missing")
+    if not isinstance(obj, h5py.Dataset):
+        raise RecordingFormatError(path, name, f"expected a dataset, found a {type(obj).__name__}")
+    try:
+        data = obj[()]
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise RecordingFormatError(path, name, f"cannot be read (corrupt or truncated?): {exc}") from None
+    data = np.asarray(data)
+    if kinds is not None and data.dtype.kind not in kinds:
+        raise RecordingFormatError(path, name, f"has dtype {data.dtype}, expected kind {kinds!r}")
+    if ndim is not None and data.ndim != ndim:
+        raise RecordingFormatError(path, name, f"has shape {data.shape}, expected {ndim}-D")
+    return data
+
+
+def h5_attr(path, obj, key: str, default: Any = None) -> Any:
+    """An HDF5 attribute (bytes decoded), or ``default`` when absent."""
+    try:
+        if key not in obj.attrs:
+            return default
+        v = obj.attrs[key]
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise RecordingFormatError(path, f"{obj.name}@{key}", f"attribute cannot be read: {exc}") from None
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.shape == () :
+        v = v.item()
+    return v
+
+
+def decode_strings(a: np.ndarray) -> np.ndarray:
+    """Bytes/object arrays of text -> numpy unicode array."""
+    return np.array([x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in np.ravel(a)],
+                    dtype=str).reshape(np.shape(a)) if np.size(a) else np.zeros(np.shape(a), dtype="<U1")
+
+
+def parse_json(path, dataset: str, text: Any) -> dict:
+    """Parse a JSON object stored in a file; bad JSON raises :class:`RecordingFormatError`."""
+    if isinstance(text, np.ndarray):
+        text = text.item() if text.size == 1 else None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise RecordingFormatError(path, dataset, f"is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RecordingFormatError(path, dataset, "JSON must be an object")
+    return value
+
+
+def build(path, dataset: str, factory, *args, **kwargs):
+    """Call a ``SpikeRecording`` builder; its ``ValueError`` is re-raised naming file and dataset."""
+    try:
+        return factory(*args, **kwargs)
+    except RecordingFormatError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise RecordingFormatError(path, dataset, str(exc)) from None
+
+
+def offsets_from_index(path, dataset: str, index: np.ndarray, n_values: int) -> np.ndarray:
+    """``N + 1`` offsets from an NWB-style ragged index (end position of each row), checked."""
+    index = np.asarray(index)
+    if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
+        raise RecordingFormatError(path, dataset, f"index must be a 1-D integer array, got {index.dtype} {index.shape}")
+    offsets = np.concatenate([[0], index.astype(np.int64)])
+    if np.any(np.diff(offsets) < 0):
+        raise RecordingFormatError(path, dataset, "index is not non-decreasing")
+    if offsets[-1] != n_values:
+        raise RecordingFormatError(path, dataset, f"index ends at {offsets[-1]} but the data has {n_values} values")
+    return offsets
+
+
+def progress_bar(progress: bool | None, total: int, desc: str):
+    """A tqdm bar when ``progress`` is true (``None``: only for big reads), else a no-op bar."""
+    from tqdm.auto import tqdm
+
+    show = bool(progress) if progress is not None else total > 5_000_000
+    return tqdm(total=total, desc=desc, unit="spike", unit_scale=True, disable=not show, leave=False)

@@ -1,0 +1,163 @@
+"""CSV of ``(time, unit)`` pairs, one spike per line.
+
+Layout::
+
+    # organoid_sim.spikes {"t_start": 0.0, "t_stop": 10.0, "unit_ids": [...], ...}   (optional)
+    time,unit
+    0.0123,3
+    0.0456,7
+
+``time`` is in seconds; ``unit`` is the unit id (integer or text). Lines may come in any order.
+The optional first comment line (written by :func:`write`) carries, as JSON, everything a bare
+pair list cannot hold (window, units without spikes, electrodes, positions in um, sampling rate,
+stimulation, metadata), so ``load(save(rec, "x.csv")) == rec``; times are written with Python's
+shortest round-trip ``repr`` so they come back bit for bit. Other ``#`` lines are ignored; the
+column separator may be ``,``, ``;`` or a tab, and the columns may be named ``time``/``t``/
+``spike_time`` and ``unit``/``unit_id``/``channel``/``electrode``.
+"""
+
+from __future__ import annotations
+
+import csv as _csv
+import io
+import json
+
+import numpy as np
+
+from ._util import atomic_path, build
+from .errors import RecordingFormatError
+
+FORMAT = "csv"
+DESCRIPTION = "CSV of (time s, unit) pairs with a header line 'time,unit' (optional '# organoid_sim.spikes {json}')"
+MARKER = "# organoid_sim.spikes "
+TIME_NAMES = ("time", "t", "spike_time", "spike_times", "time_s", "times")
+UNIT_NAMES = ("unit", "unit_id", "units", "channel", "electrode", "cluster", "neuron")
+
+
+def _header_columns(line: str):
+    """(delimiter, time column, unit column) of a header line, or None."""
+    for delim in (",", ";", "\t"):
+        names = [c.strip().strip('"').lower() for c in line.split(delim)]
+        t = next((i for i, c in enumerate(names) if c in TIME_NAMES), None)
+        u = next((i for i, c in enumerate(names) if c in UNIT_NAMES), None)
+        if len(names) >= 2 and t is not None and u is not None:
+            return delim, t, u
+    return None
+
+
+def sniff(path, head: bytes) -> bool:
+    """True for a text file whose first non-comment line names a time and a unit column."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    for line in text.splitlines():
+        if line.startswith(MARKER):
+            return True
+        if line.strip() and not line.startswith("#"):
+            return _header_columns(line) is not None
+    return False
+
+
+def _read_lines(path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise RecordingFormatError(path, None, f"not a UTF-8 text file: {exc}") from None
+
+
+def _header(path, lines) -> dict:
+    if lines and lines[0].startswith(MARKER):
+        try:
+            value = json.loads(lines[0][len(MARKER):])
+        except ValueError as exc:
+            raise RecordingFormatError(path, "line 1", f"header JSON is invalid: {exc}") from None
+        if not isinstance(value, dict):
+            raise RecordingFormatError(path, "line 1", "header JSON must be an object")
+        return value
+    return {}
+
+
+def _pairs(path, lines):
+    body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
+    if not body:
+        raise RecordingFormatError(path, None, "no 'time,unit' header line")
+    lineno, first = body[0]
+    cols = _header_columns(first)
+    if cols is None:
+        raise RecordingFormatError(path, f"line {lineno}", f"header {first!r} names no time and unit columns")
+    delim, ti, ui = cols
+    rows = list(_csv.reader((ln for _, ln in body[1:]), delimiter=delim))
+    times, units = np.empty(len(rows)), []
+    for k, row in enumerate(rows):
+        try:
+            times[k] = float(row[ti])
+            units.append(row[ui].strip())
+        except (ValueError, IndexError):
+            raise RecordingFormatError(path, f"line {body[k + 1][0]}", f"cannot read a (time, unit) pair from "
+                                       f"{body[k + 1][1]!r}") from None
+    units = np.array(units, dtype=str) if units else np.zeros(0, dtype="<U1")
+    return times, units
+
+
+def _as_ids(path, units: np.ndarray, kind: str | None) -> np.ndarray:
+    if kind == "U":
+        return units
+    try:
+        return units.astype(np.int64) if len(units) else np.zeros(0, np.int64)
+    except ValueError:
+        if kind in ("i", "u"):
+            raise RecordingFormatError(path, "unit", "unit ids are not integers") from None
+        return units
+
+
+def read(path, progress=None, **options):
+    """Load a CSV of (time s, unit) pairs (module docstring) as a :class:`SpikeRecording`."""
+    from ..events import StimEvents
+    from ..recording import Electrodes, SpikeRecording
+
+    if options:
+        raise TypeError(f"unexpected options for the CSV reader: {sorted(options)}")
+    lines = _read_lines(path)
+    head = _header(path, lines)
+    times, units = _pairs(path, lines)
+    kind = head.get("unit_id_kind")
+    units = _as_ids(path, units, kind)
+    kw = {"metadata": head.get("metadata", {"source": str(path), "format": FORMAT})}
+    if "unit_ids" in head:
+        ids = np.array(head["unit_ids"], dtype=str if kind == "U" else np.int64)
+        kw["unit_ids"] = ids if len(ids) else ids.astype(units.dtype)
+    for key in ("t_start", "t_stop", "sampling_rate"):
+        if head.get(key) is not None:
+            kw[key] = float(head[key])
+    if "electrode_ids" in head:
+        kw["electrode_ids"] = np.array(head["electrode_ids"], dtype=np.int64)
+        kw["positions"] = np.array(head["positions"], dtype=np.float64).reshape(-1, 2)
+    if "electrodes" in head:
+        e = head["electrodes"]
+        kw["electrodes"] = build(path, "line 1", Electrodes, np.array(e["ids"], np.int64), e["x"], e["y"])
+    if "stim" in head:
+        kw["stim"] = build(path, "line 1", StimEvents.from_dict, head["stim"])
+    return build(path, "time,unit", SpikeRecording.from_pairs, times, units, **kw)
+
+
+def write(rec, path, **options) -> None:
+    """Write ``(time s, unit)`` pairs, unit after unit, with the JSON header line (atomic)."""
+    if options:
+        raise TypeError(f"unexpected options for the CSV writer: {sorted(options)}")
+    head = {"t_start": rec.t_start, "t_stop": rec.t_stop, "sampling_rate": rec.sampling_rate,
+            "unit_id_kind": rec.unit_ids.dtype.kind, "unit_ids": rec.unit_ids.tolist(),
+            "electrode_ids": rec.electrode_ids.tolist(), "positions": rec.positions.tolist(),
+            "electrodes": {"ids": rec.electrodes.ids.tolist(), "x": rec.electrodes.x.tolist(),
+                           "y": rec.electrodes.y.tolist()},
+            "stim": rec.stim.to_dict(), "metadata": rec.metadata}
+    buf = io.StringIO()
+    buf.write(MARKER + json.dumps(head) + "\n")
+    writer = _csv.writer(buf, lineterminator="\n")
+    writer.writerow(["time", "unit"])
+    ids = rec.unit_ids[rec.unit_index].tolist()
+    writer.writerows(zip(map(repr, rec.times.tolist()), ids))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())

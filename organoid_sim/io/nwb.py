@@ -1,0 +1,311 @@
+"""NWB (Neurodata Without Borders) files: written with pynwb, read with a fast h5py path.
+
+What is written (``save(rec, "x.nwb")``):
+
+* ``/units``: one row per unit; ``id`` = the unit id (string ids go to a ``unit_name`` column and
+  ``id`` counts 0..N-1), ragged ``spike_times`` (s), ``obs_intervals`` = ``[[t_start, t_stop]]``,
+  ragged ``electrodes`` (a region of the electrodes table; empty where the electrode is unknown),
+  ``pos_x_um``/``pos_y_um`` (unit position in um) and ``resolution = 1 / sampling_rate``;
+* ``/general/extracellular_ephys/electrodes``: one row per electrode of the layout, ``id`` = the
+  electrode id, ``rel_x``/``rel_y`` = position on the array in um (NaN unknown), one
+  ``ElectrodeGroup`` "array";
+* ``/intervals/stimulation`` (a ``TimeIntervals`` table) when the recording has stimulation events:
+  ``start_time`` = pulse onset (s), ``stop_time`` = onset + ``n_phases * phase_us``, and columns
+  ``electrode``, ``amplitude`` (unit in the column description), ``phase_us``, ``n_phases``;
+* ``/scratch/organoid_sim``: a JSON text of what NWB has no field for (window, sampling rate,
+  unit id type, our metadata), so ``load(save(rec)) == rec`` exactly.
+
+The reader needs none of the scratch data: for a file written elsewhere it takes the window from
+``obs_intervals`` (else 0 .. last spike), positions from ``rel_x``/``rel_y`` (else ``x``/``y``)
+and stimulation from any ``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns.
+It reads each ragged array (``spike_times`` + ``spike_times_index``) in one h5py call instead of
+one call per unit, which is what makes it much faster than pynwb or neo (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+
+import numpy as np
+
+from ._util import atomic_path, build, decode_strings, h5_read, offsets_from_index, open_h5, parse_json
+from .errors import RecordingFormatError
+
+FORMAT = "nwb"
+DESCRIPTION = "NWB 2.x file (/units spike_times, electrodes table, /intervals stimulation)"
+SCRATCH = "organoid_sim"
+STIM_TABLE = "stimulation"
+ELECTRODES = "general/extracellular_ephys/electrodes"
+
+
+def sniff_h5(f) -> bool:
+    """True if an open HDF5 file is an NWB file (root ``nwb_version`` attribute or ``/units``)."""
+    return "nwb_version" in f.attrs or ("units" in f and "general" in f)
+
+
+# ---------------------------------------------------------------------------------------- writer
+def _session_start(metadata: dict) -> datetime.datetime:
+    text = metadata.get("session_start_time")
+    if isinstance(text, str):
+        try:
+            t = datetime.datetime.fromisoformat(text)
+            return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            pass
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _add_electrodes(nwbfile, rec) -> dict:
+    """Electrodes table rows for the layout (plus unit electrodes missing from it); id -> row."""
+    layout = rec.electrodes
+    extra = np.setdiff1d(rec.electrode_ids[rec.electrode_ids >= 0], layout.ids)
+    ids = np.concatenate([layout.ids, extra])
+    if not len(ids):
+        return {}
+    x = np.concatenate([layout.x, np.full(len(extra), np.nan)])
+    y = np.concatenate([layout.y, np.full(len(extra), np.nan)])
+    device = nwbfile.create_device(name="MEA", description="multi-electrode array")
+    group = nwbfile.create_electrode_group(name="array", description="all electrodes of the array",
+                                           location="in vitro", device=device)
+    nwbfile.add_electrode_column(name="in_layout", description="electrode belongs to the array layout "
+                                 "(False: only referenced by a unit)")
+    for i, e in enumerate(ids.tolist()):
+        nwbfile.add_electrode(id=int(e), rel_x=float(x[i]), rel_y=float(y[i]), location="in vitro", group=group,
+                              in_layout=bool(i < len(layout)))
+    return {e: i for i, e in enumerate(ids.tolist())}
+
+
+def _add_units(nwbfile, rec, rows: dict) -> None:
+    from pynwb.misc import Units
+
+    if rec.n_units == 0:
+        return
+    resolution = 1.0 / rec.sampling_rate if rec.sampling_rate else -1.0
+    nwbfile.units = Units(name="units", description="units recorded on the MEA (spike times in s)",
+                          resolution=resolution, electrode_table=nwbfile.electrodes if rows else None)
+    units = nwbfile.units
+    str_ids = rec.unit_ids.dtype.kind == "U"
+    if str_ids:
+        units.add_column("unit_name", "unit id as text")
+    units.add_column("pos_x_um", "unit x position on the array (um)")
+    units.add_column("pos_y_um", "unit y position on the array (um)")
+    window = [[rec.t_start, rec.t_stop]]
+    for i, times in enumerate(rec.spike_times):
+        row = dict(spike_times=np.asarray(times), obs_intervals=window,
+                   pos_x_um=float(rec.positions[i, 0]), pos_y_um=float(rec.positions[i, 1]))
+        if rows:
+            e = int(rec.electrode_ids[i])
+            row["electrodes"] = [rows[e]] if e >= 0 else []
+        if str_ids:
+            row["unit_name"] = str(rec.unit_ids[i])
+        units.add_unit(id=i if str_ids else int(rec.unit_ids[i]), **row)
+
+
+def _add_stim(nwbfile, stim) -> None:
+    from pynwb.epoch import TimeIntervals
+
+    if not len(stim):
+        return
+    table = TimeIntervals(name=STIM_TABLE, description="electrical stimulation pulses (one row per pulse)")
+    table.add_column("electrode", "stimulating electrode id")
+    table.add_column("amplitude", f"first-phase amplitude in {stim.amplitude_unit} (sign = polarity)")
+    table.add_column("phase_us", "duration of one phase (us)")
+    table.add_column("n_phases", "number of phases (1 mono, 2 biphasic, ...)")
+    for i in range(len(stim)):
+        t = float(stim.time[i])
+        table.add_row(start_time=t, stop_time=t + float(stim.duration[i]), electrode=int(stim.electrode[i]),
+                      amplitude=float(stim.amplitude[i]), phase_us=float(stim.phase_us[i]),
+                      n_phases=int(stim.n_phases[i]))
+    nwbfile.add_time_intervals(table)
+
+
+def write(rec, path, *, session_description: str | None = None, **options) -> None:
+    """Write a :class:`SpikeRecording` to an NWB file with pynwb (atomic: temp file + rename).
+
+    Spike times and the window are in seconds, positions in um, stimulation amplitudes in
+    ``rec.stim.amplitude_unit``. The file passes ``pynwb.validate``.
+    """
+    from pynwb import NWBHDF5IO, NWBFile
+
+    if options:
+        raise TypeError(f"unexpected options for the NWB writer: {sorted(options)}")
+    md = rec.metadata
+    nwbfile = NWBFile(session_description=session_description or str(md.get("description", "MEA recording")),
+                      identifier=str(md.get("identifier", uuid.uuid4())),
+                      session_start_time=_session_start(md))
+    rows = _add_electrodes(nwbfile, rec)
+    _add_units(nwbfile, rec, rows)
+    _add_stim(nwbfile, rec.stim)
+    extra = {"t_start": rec.t_start, "t_stop": rec.t_stop, "sampling_rate": rec.sampling_rate,
+             "unit_id_kind": rec.unit_ids.dtype.kind, "amplitude_unit": rec.stim.amplitude_unit,
+             "metadata": md}
+    nwbfile.add_scratch(json.dumps(extra), name=SCRATCH, description="organoid_sim fields NWB has no place for")
+    with atomic_path(path) as tmp:
+        with NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwbfile)
+
+
+# ---------------------------------------------------------------------------------------- reader
+def _ragged(path, f, name: str, *, kinds: str) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged NWB column ``name`` + ``name_index`` as (flat values, N+1 offsets)."""
+    values = h5_read(path, f, name, kinds=kinds)
+    index = h5_read(path, f, name + "_index", kinds="iu", ndim=1)
+    return values, offsets_from_index(path, name + "_index", index, len(values))
+
+
+def _electrodes(path, f) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Electrode table: ids, x, y (um) and the in-layout mask; empty when the file has none."""
+    if ELECTRODES not in f:
+        z = np.zeros(0)
+        return z.astype(np.int64), z, z, z.astype(bool)
+    ids = h5_read(path, f, ELECTRODES + "/id", kinds="iu", ndim=1).astype(np.int64)
+    cols = []
+    for a, b in (("rel_x", "x"), ("rel_y", "y")):
+        v = h5_read(path, f, f"{ELECTRODES}/{a}", kinds="fiu", ndim=1, optional=True)
+        v = h5_read(path, f, f"{ELECTRODES}/{b}", kinds="fiu", ndim=1, optional=True) if v is None else v
+        v = np.full(len(ids), np.nan) if v is None else v.astype(np.float64)
+        if len(v) != len(ids):
+            raise RecordingFormatError(path, f"{ELECTRODES}/{a}", f"has {len(v)} rows, the table has {len(ids)}")
+        cols.append(v)
+    layout = h5_read(path, f, ELECTRODES + "/in_layout", kinds="biu", ndim=1, optional=True)
+    layout = np.ones(len(ids), bool) if layout is None or len(layout) != len(ids) else layout.astype(bool)
+    return ids, cols[0], cols[1], layout
+
+
+def _unit_electrodes(path, f, n: int, table_ids: np.ndarray) -> np.ndarray:
+    """Electrode id of each unit (first electrode of its row; -1 when none)."""
+    out = np.full(n, -1, np.int64)
+    if "units/electrodes" not in f:
+        return out
+    if "units/electrodes_index" in f:
+        rows, offsets = _ragged(path, f, "units/electrodes", kinds="iu")
+    else:  # a non-ragged column: one electrode per unit
+        rows = h5_read(path, f, "units/electrodes", kinds="iu", ndim=1)
+        offsets = np.arange(len(rows) + 1)
+    if len(offsets) - 1 != n:
+        raise RecordingFormatError(path, "units/electrodes_index", f"has {len(offsets) - 1} rows for {n} units")
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(table_ids)):
+        raise RecordingFormatError(path, "units/electrodes", f"refers to rows outside the electrodes table "
+                                   f"({len(table_ids)} rows)")
+    has = np.diff(offsets) > 0
+    out[has] = table_ids[rows[offsets[:-1][has]]]
+    return out
+
+
+def _window(path, f, times: np.ndarray, scratch: dict) -> tuple[float, float]:
+    if "t_start" in scratch and "t_stop" in scratch:
+        return float(scratch["t_start"]), float(scratch["t_stop"])
+    if "units/obs_intervals" in f:
+        iv = h5_read(path, f, "units/obs_intervals", kinds="fiu")
+        if iv.ndim != 2 or iv.shape[1:] != (2,):
+            raise RecordingFormatError(path, "units/obs_intervals", f"has shape {iv.shape}, expected (K, 2)")
+        if len(iv):
+            return float(min(iv[:, 0].min(), times.min(initial=np.inf))), float(
+                max(iv[:, 1].max(), times.max(initial=-np.inf)))
+    return 0.0, float(times.max()) if len(times) else 0.0
+
+
+def _stim_tables(path, f, unit: str):
+    """Stimulation events from every ``/intervals/*`` table with electrode and amplitude columns."""
+    from ..events import StimEvents
+
+    tables = []
+    intervals = f.get("intervals")
+    for name in sorted(intervals) if intervals is not None else []:
+        g = f"intervals/{name}"
+        if not all(f"{g}/{c}" in f for c in ("start_time", "electrode", "amplitude")):
+            continue
+        cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c in ("phase_us", "n_phases"))
+                for c in ("start_time", "electrode", "amplitude", "phase_us", "n_phases")}
+        n = len(cols["start_time"])
+        for c, v in cols.items():
+            if v is not None and len(v) != n:
+                raise RecordingFormatError(path, f"{g}/{c}", f"has {len(v)} rows, start_time has {n}")
+        tables.append(build(path, g, StimEvents.from_columns, cols["start_time"], cols["electrode"],
+                            cols["amplitude"], cols["phase_us"], cols["n_phases"], amplitude_unit=unit))
+    if not tables:
+        return StimEvents.empty(unit)
+    merged = StimEvents.concat(tables)
+    return merged.take(np.argsort(merged.time, kind="stable"))
+
+
+def _scratch(path, f) -> dict:
+    name = f"scratch/{SCRATCH}"
+    if name not in f:
+        return {}
+    return parse_json(path, name, h5_read(path, f, name))
+
+
+def _unit_ids(path, f, n: int, scratch: dict) -> np.ndarray:
+    """Unit ids: the ``unit_name`` column for text ids, else ``units/id``."""
+    if scratch.get("unit_id_kind") == "U" or ("units/unit_name" in f and not scratch):
+        if n == 0:
+            return np.zeros(0, dtype="<U1")
+        names = decode_strings(h5_read(path, f, "units/unit_name", kinds="SUO", ndim=1))
+        if len(names) != n:
+            raise RecordingFormatError(path, "units/unit_name", f"has {len(names)} rows for {n} units")
+        return names
+    if n == 0:
+        return np.zeros(0, np.int64)
+    ids = h5_read(path, f, "units/id", kinds="iu", ndim=1)
+    if len(ids) != n:
+        raise RecordingFormatError(path, "units/id", f"has {len(ids)} rows but spike_times_index has {n}")
+    return ids.astype(np.int64)
+
+
+def _unit_positions(path, f, n: int):
+    """Per-unit positions (um) from ``pos_x_um``/``pos_y_um``, or None to use the electrodes table."""
+    cols = [h5_read(path, f, f"units/{c}", kinds="fiu", ndim=1, optional=True) for c in ("pos_x_um", "pos_y_um")]
+    if any(c is None or len(c) != n for c in cols):
+        return None  # derive from the electrode table
+    return np.stack([c.astype(np.float64) for c in cols], axis=1)
+
+
+def read(path, progress=None, sort: bool = False, **options):
+    """Load the ``/units`` table of an NWB file as a :class:`SpikeRecording` (times in s, um).
+
+    ``sort=True`` sorts spike times within each unit (NWB does not require sorted times; by
+    default unsorted times raise :class:`RecordingFormatError`).
+    """
+    from ..events import StimEvents
+    from ..recording import Electrodes, SpikeRecording
+    from ._util import progress_bar
+
+    if options:
+        raise TypeError(f"unexpected options for the NWB reader: {sorted(options)}")
+    with open_h5(path) as f:
+        scratch = _scratch(path, f)
+        if "units" in f:
+            times, offsets = _ragged(path, f, "units/spike_times", kinds="f")
+            if times.ndim != 1:
+                raise RecordingFormatError(path, "units/spike_times", f"has shape {times.shape}, expected 1-D")
+        else:
+            times, offsets = np.zeros(0), np.zeros(1, np.int64)
+        n = len(offsets) - 1
+        with progress_bar(progress, len(times), "NWB units") as bar:
+            e_ids, ex, ey, in_layout = _electrodes(path, f)
+            unit_ids = _unit_ids(path, f, n, scratch)
+            electrode_ids = _unit_electrodes(path, f, n, e_ids)
+            positions = _unit_positions(path, f, n)
+            t_start, t_stop = _window(path, f, times, scratch)
+            unit = scratch.get("amplitude_unit", "uA")
+            stim = _stim_tables(path, f, unit) if "intervals" in f else StimEvents.empty(unit)
+            bar.update(len(times))
+        fs = scratch.get("sampling_rate")
+        if fs is None and not scratch and "units" in f:
+            res = f["units"].attrs.get("resolution", -1.0)
+            fs = 1.0 / float(res) if np.isscalar(res) and float(res) > 0 else None
+    if sort and len(times):
+        unit_of = np.repeat(np.arange(n), np.diff(offsets))
+        times = times[np.lexsort((times, unit_of))]
+    # Our own files carry the recording's metadata verbatim (so load(save(r)) == r); others get
+    # the provenance fields every reader writes.
+    metadata = scratch["metadata"] if "metadata" in scratch else {"source": str(path), "format": FORMAT}
+    layout = Electrodes(e_ids[in_layout], ex[in_layout], ey[in_layout])
+    if positions is None:
+        positions = Electrodes(e_ids, ex, ey).position_of(electrode_ids)
+    return build(path, "units/spike_times", SpikeRecording, times, offsets, t_start=t_start, t_stop=t_stop,
+                 unit_ids=unit_ids, electrode_ids=electrode_ids, positions=positions, electrodes=layout,
+                 sampling_rate=fs, stim=stim, metadata=metadata)

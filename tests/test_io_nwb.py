@@ -1,0 +1,124 @@
+"""NWB writer/reader checked against pynwb (the reference implementation of the standard)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import organoid_sim
+from organoid_sim import SpikeRecording, StimEvents
+from organoid_sim.io import RecordingFormatError
+
+pynwb = pytest.importorskip("pynwb")
+
+
+@pytest.fixture
+def rec_with_stim(rng):
+    trains = [np.sort(rng.uniform(0.5, 20.0, size=n)) for n in (30, 0, 12, 50)]
+    stim = StimEvents.from_columns([1.0, 2.5, 2.5, 7.0], [101, 102, 103, 101], [-2.0, 1.5, 1.5, -3.0],
+                                   [200.0, 100.0, 100.0, 400.0], [2, 1, 1, 3])
+    from organoid_sim import Electrodes
+
+    layout = Electrodes([100, 101, 102, 103, 104], [0.0, 200.0, 400.0, 0.0, np.nan], [0.0, 0.0, 0.0, 200.0, np.nan])
+    return SpikeRecording.from_spike_times(trains, t_start=0.5, t_stop=20.0, unit_ids=[7, 3, 11, 5],
+                                           electrode_ids=[100, -1, 102, 103], electrodes=layout,
+                                           sampling_rate=20_000.0, stim=stim,
+                                           metadata={"well": "D1", "note": "test", "n": [1, 2]})
+
+
+def test_round_trip_exact_and_file_is_valid_nwb(rec_with_stim, tmp_path):
+    path = organoid_sim.save(rec_with_stim, tmp_path / "x.nwb")
+    back = organoid_sim.load(path)
+    assert back == rec_with_stim, back.differences(rec_with_stim)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        assert list(pynwb.validate(io=io)) == []
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temp file
+
+
+def test_pynwb_reads_what_we_wrote(rec_with_stim, tmp_path):
+    path = organoid_sim.save(rec_with_stim, tmp_path / "x.nwb")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        units = nwb.units
+        assert list(units.id[:]) == rec_with_stim.unit_ids.tolist()
+        for i in range(rec_with_stim.n_units):
+            np.testing.assert_array_equal(units["spike_times"][i], rec_with_stim.spike_times[i])
+            np.testing.assert_array_equal(units["obs_intervals"][i], [[0.5, 20.0]])
+        # unit 0 is on electrode 100, unit 1 has no known electrode
+        el = nwb.electrodes.to_dataframe()
+        assert units["electrodes"][0].index.tolist() == [100]
+        assert len(units["electrodes"][1]) == 0
+        assert el.loc[101, "rel_x"] == 200.0 and np.isnan(el.loc[104, "rel_x"])
+        stim = nwb.intervals["stimulation"].to_dataframe()
+        np.testing.assert_array_equal(stim["start_time"], rec_with_stim.stim.time)
+        np.testing.assert_array_equal(stim["electrode"], rec_with_stim.stim.electrode)
+        np.testing.assert_array_equal(stim["amplitude"], rec_with_stim.stim.amplitude)
+        np.testing.assert_allclose(stim["stop_time"] - stim["start_time"],
+                                   rec_with_stim.stim.n_phases * rec_with_stim.stim.phase_us * 1e-6)
+        assert units.resolution == pytest.approx(1 / 20_000.0)
+
+
+def _pynwb_file(tmp_path, with_stim=True):
+    """An NWB file written with plain pynwb, as another lab's pipeline would write it."""
+    from datetime import datetime, timezone
+
+    from pynwb.epoch import TimeIntervals
+
+    nwb = pynwb.NWBFile(session_description="s", identifier="id", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    dev = nwb.create_device(name="mea")
+    grp = nwb.create_electrode_group(name="g", description="d", location="dish", device=dev)
+    for k in range(4):
+        nwb.add_electrode(id=10 + k, x=float(k * 100), y=50.0, z=0.0, location="dish", group=grp)
+    nwb.add_unit(id=1, spike_times=[0.1, 0.5, 2.0], electrodes=[2], obs_intervals=[[0.0, 3.0]])
+    nwb.add_unit(id=2, spike_times=[1.0, 1.1], electrodes=[0], obs_intervals=[[0.0, 3.0]])
+    if with_stim:
+        t = TimeIntervals(name="electrical_stim", description="pulses")
+        t.add_column("electrode", "site")
+        t.add_column("amplitude", "uA")
+        t.add_row(start_time=1.5, stop_time=1.5004, electrode=11, amplitude=-5.0)
+        nwb.add_time_intervals(t)
+    path = tmp_path / "other.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_reads_foreign_pynwb_file(tmp_path):
+    rec = organoid_sim.load(_pynwb_file(tmp_path))
+    assert rec.unit_ids.tolist() == [1, 2]
+    assert rec.electrode_ids.tolist() == [12, 10]
+    np.testing.assert_array_equal(rec.positions, [[200.0, 50.0], [0.0, 50.0]])  # x/y when no rel_x
+    assert (rec.t_start, rec.t_stop) == (0.0, 3.0)
+    np.testing.assert_array_equal(rec.spike_times[0], [0.1, 0.5, 2.0])
+    assert rec.stim.time.tolist() == [1.5] and rec.stim.electrode.tolist() == [11]
+    assert rec.stim.amplitude.tolist() == [-5.0]
+    assert rec.metadata["format"] == "nwb"
+
+
+def test_neo_agrees_with_our_reader(rec_with_stim, tmp_path):
+    neo = pytest.importorskip("neo")
+    path = organoid_sim.save(rec_with_stim.replace(stim=StimEvents.empty()), tmp_path / "x.nwb")
+    block = neo.io.NWBIO(str(path), mode="r").read_all_blocks()[0]
+    trains = block.segments[0].spiketrains
+    ours = organoid_sim.load(path)
+    assert len(trains) == ours.n_units
+    for st, mine in zip(trains, ours.spike_times):
+        np.testing.assert_array_equal(st.rescale("s").magnitude, mine)
+
+
+def test_string_unit_ids_and_empty_recording(tmp_path):
+    rec = SpikeRecording.from_spike_times([[0.1], [], [0.2, 0.3]], t_start=0.0, t_stop=1.0, unit_ids=["a", "b", "c"])
+    assert organoid_sim.load(organoid_sim.save(rec, tmp_path / "s.nwb")) == rec
+    empty = SpikeRecording.from_spike_times([], t_start=2.0, t_stop=5.0)
+    assert organoid_sim.load(organoid_sim.save(empty, tmp_path / "e.nwb")) == empty
+
+
+def test_unsorted_nwb_spikes_raise_or_sort(tmp_path):
+    path = _pynwb_file(tmp_path, with_stim=False)
+    with h5py.File(path, "a") as f:
+        f["units/spike_times"][0:3] = [0.5, 0.1, 2.0]
+    with pytest.raises(RecordingFormatError, match="units/spike_times.*not sorted"):
+        organoid_sim.load(path)
+    rec = organoid_sim.load(path, sort=True)
+    np.testing.assert_array_equal(rec.spike_times[0], [0.1, 0.5, 2.0])

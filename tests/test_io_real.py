@@ -1,0 +1,96 @@
+"""Readers on the real recordings and genuine vendor fixtures in ../shared/data.
+
+Expected values come from the data's provenance notes (../shared/data/README.md) and from reading
+the files independently with h5py / scipy.io here.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+import organoid_sim
+from organoid_sim.io import RecordingFormatError, detect_format
+
+
+def test_axion_well_d1_matches_provenance_and_raw_file(div12_path):
+    rec = organoid_sim.load(div12_path, well="D1")
+    assert rec.n_units == 16 and rec.n_spikes == 39_399  # README: well D1 has 39,399 spikes
+    assert rec.metadata["format"] == "axion" and rec.metadata["well"] == "D1"
+    with h5py.File(div12_path, "r") as f:
+        names = np.array([n.decode() for n in f["names"][()]])
+        counts = f["sCount"][()].astype(int)
+        spikes = f["spikes"][()]
+        epos = f["epos"][()]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for i, name in enumerate(rec.unit_ids.tolist()):
+        k = int(np.flatnonzero(names == name)[0])
+        np.testing.assert_array_equal(rec.spike_times[i], spikes[starts[k]:starts[k + 1]])
+        np.testing.assert_array_equal(rec.positions[i], epos[:, k])
+    assert all(n.startswith("D1_") for n in rec.unit_ids.tolist())
+    # 4 x 4 grid at 200 um pitch (README)
+    assert len(np.unique(rec.positions[:, 0])) == 4 and set(np.diff(np.unique(rec.positions[:, 0]))) == {200.0}
+
+
+def test_axion_lists_wells_and_requires_a_choice(div12_path):
+    wells = organoid_sim.list_wells(div12_path)
+    assert len(wells) == 47 and "D1" in wells  # README: 47 active wells
+    with pytest.raises(RecordingFormatError, match="choose one with well="):
+        organoid_sim.load(div12_path)
+    with pytest.raises(RecordingFormatError, match="well 'Z9' not found"):
+        organoid_sim.load(div12_path, well="Z9")
+    total = sum(organoid_sim.load(div12_path, well=w).n_spikes for w in wells)
+    assert total == 696_637  # README: all channels of the plate
+
+
+def test_meanap_thr4_matches_scipy(ngn2_path):
+    rec = organoid_sim.load(ngn2_path, detector="thr4")
+    assert rec.n_units == 64 and rec.n_spikes == 24_941
+    assert rec.sampling_rate == 12_500.0 and rec.duration == pytest.approx(600.0)
+    mat = scipy.io.loadmat(ngn2_path, squeeze_me=True, struct_as_record=False)
+    for i, s in enumerate(mat["spikeTimes"]):
+        np.testing.assert_array_equal(rec.spike_times[i], np.atleast_1d(s.thr4).astype(float))
+    np.testing.assert_array_equal(rec.unit_ids, mat["channels"])
+    # 8 x 8 grid: layout coordinates become a 300 um pitch, same ordering as the MATLAB coords
+    assert np.unique(rec.positions[:, 0]).tolist() == [300.0 * k for k in range(8)]
+    np.testing.assert_array_equal(np.argsort(rec.positions[:, 0], kind="stable"),
+                                  np.argsort(mat["coords"][:, 0], kind="stable"))
+
+
+def test_meanap_detector_choice(ngn2_path):
+    counts = {d: organoid_sim.load(ngn2_path, detector=d).n_spikes for d in ("bior1p5", "thr4", "thr5")}
+    assert counts == {"bior1p5": 7_753, "thr4": 24_941, "thr5": 1_417}  # README
+    with pytest.raises(RecordingFormatError, match="thr4"):
+        organoid_sim.load(ngn2_path)
+    with pytest.raises(RecordingFormatError, match="no detector 'nope'"):
+        organoid_sim.load(ngn2_path, detector="nope")
+
+
+def test_maxwell_legacy_mapping_from_genuine_file(maxone_legacy_path):
+    assert detect_format(maxone_legacy_path) == "maxwell"
+    rec = organoid_sim.load(maxone_legacy_path)
+    with h5py.File(maxone_legacy_path, "r") as f:
+        mapping = f["mapping"][()]
+    assert rec.n_units == 781 and rec.n_spikes == 0  # README: 781 mapped channels, no spikeTimes
+    order = np.argsort(mapping["channel"])
+    np.testing.assert_array_equal(rec.unit_ids, mapping["channel"][order])
+    np.testing.assert_array_equal(rec.electrode_ids, mapping["electrode"][order])
+    np.testing.assert_array_equal(rec.positions, np.stack([mapping["x"], mapping["y"]], 1)[order])
+    assert rec.sampling_rate == 20_000.0 and rec.metadata["spikes_stored"] is False
+    assert len(rec.electrodes) == 781
+
+
+def test_mcs_timestamps_match_raw_stamps(mcs_path):
+    rec = organoid_sim.load(mcs_path)
+    assert rec.metadata["format"] == "mcs" and rec.n_units == 8
+    with h5py.File(mcs_path, "r") as f:
+        g = f["Data/Recording_0/TimeStampStream/Stream_0"]
+        for i in range(8):
+            stamps_us = g[f"TimeStampEntity_{i}"][()].ravel()
+            np.testing.assert_array_equal(rec.spike_times[i], stamps_us / 1e6)
+        duration_us = f["Data/Recording_0"].attrs["Duration"]
+    assert rec.t_stop == duration_us / 1e6
+    assert rec.sampling_rate == 500.0  # file name: 500 Hz; Tick = 2000 us
+    assert rec.metadata["channel_labels"] == [f"E{k}" for k in range(1, 9)]
