@@ -1,0 +1,71 @@
+"""Fitting machinery for the models of :mod:`organoid_sim.models` (solvers kept apart from models).
+
+* :func:`fit_network`: the full fit of a :class:`~organoid_sim.models.SpikingNetworkModel`
+  (teacher-forced maximum likelihood, free-running refinement, rate calibration);
+* :mod:`.teacher`, :mod:`.refine`, :mod:`.calibrate`: the three stages;
+* :class:`.checkpoint.Checkpointer`: atomic checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .checkpoint import Checkpointer
+from .teacher import fit_teacher_forced
+
+__all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
+
+
+def fit_network(model, recording, *, device=None, progress: bool = True, max_epochs: int = 30,
+                validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
+                refine_window_s: float = 2.0, calibration_rounds: int = 3, checkpoint_dir=None,
+                seed: int = 0) -> "object":
+    """Fit ``model`` to ``recording`` in three stages and return it.
+
+    1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
+       ``validation_fraction`` of the window (:func:`fit_teacher_forced`, ``max_epochs``);
+    2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
+       ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations and the
+       population-rate autocovariance of the data; hidden neurons are trained here
+       (:func:`organoid_sim.fit.refine.refine_free_running`);
+    3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
+       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
+
+    ``device``: ``"cpu"``/``"cuda"`` (default: where the model is). ``seed`` fixes all randomness.
+    ``checkpoint_dir``: where to keep interrupt-safe checkpoints. Timings and figures are stored in
+    ``model.provenance["metrics"]``.
+    """
+    if recording.n_units == 0 or recording.n_spikes == 0:
+        raise ValueError(f"cannot fit a network to a recording without spikes ({recording!r})")
+    torch.manual_seed(seed)
+    settings = dict(max_epochs=max_epochs, validation_fraction=validation_fraction, refine_steps=refine_steps,
+                    refine_batch=refine_batch, refine_window_s=refine_window_s,
+                    calibration_rounds=calibration_rounds, seed=seed)
+    model.attach_recording(recording)
+    if device is not None:
+        model.to(device)
+    model._set_provenance(recording, {**settings, "device": str(model._device())})
+    ckpt = Checkpointer(checkpoint_dir)
+    counts = model.observation.prepare(recording.to_tensor(model.dt_ms, dtype=torch.float32, device=model._device()))
+    t0 = time.perf_counter()
+    metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
+                                 progress=progress, checkpoint=ckpt)
+    metrics["teacher_forced_s"] = time.perf_counter() - t0
+    if refine_steps > 0:
+        from .refine import refine_free_running
+
+        t1 = time.perf_counter()
+        metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
+                                           window_s=refine_window_s, seed=seed, progress=progress, checkpoint=ckpt))
+        metrics["refine_s"] = time.perf_counter() - t1
+    if calibration_rounds > 0:
+        from .calibrate import calibrate_rates
+
+        t2 = time.perf_counter()
+        metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress))
+        metrics["calibrate_s"] = time.perf_counter() - t2
+    metrics["fit_s"] = time.perf_counter() - t0
+    model.provenance["metrics"] = metrics
+    return model

@@ -1,0 +1,272 @@
+"""What every model shares: the recording layout it was fitted to, scoring in bits/spike,
+turning simulated counts into a :class:`SpikeRecording`, and model files (safetensors + JSON).
+
+Model files: a directory with ``weights.safetensors`` (all tensors) and ``model.json``
+(``class``, ``config``, ``layout``, ``provenance``). Both are written atomically (temporary file
+then ``os.replace``), the JSON last, so a directory with a ``model.json`` is always complete.
+Loading never unpickles: safetensors holds raw arrays only and JSON is data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..recording import Electrodes, SpikeRecording
+
+__all__ = ["ModelBase", "load_model", "bits_per_spike", "atomic_write_bytes", "file_sha256"]
+
+WEIGHTS = "weights.safetensors"
+MODEL_JSON = "model.json"
+FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------- small helpers
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    """Atomically write tensors (moved to CPU, made contiguous) as safetensors."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(Path(path), save(flat, metadata=dict(metadata or {})))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (no code is executed)."""
+    from safetensors.torch import load_file
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: model weights file not found")
+    return load_file(str(path))
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 hex digest of a file, or None when it cannot be read."""
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
+def bits_per_spike(ll_model: float, ll_null: float, n_spikes: float) -> float:
+    """``(LL_model - LL_null) / (n_spikes * ln 2)``: information gain over the null model per spike."""
+    if n_spikes <= 0:
+        return float("nan")
+    return float((ll_model - ll_null) / (n_spikes * math.log(2.0)))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------------- the layout
+def layout_of(rec: SpikeRecording) -> dict:
+    """JSON-able description of the units and electrodes a model is fitted to."""
+    ids = rec.unit_ids
+    pos = np.where(np.isfinite(rec.positions), rec.positions, None).tolist() if rec.n_units else []
+    ex = rec.electrodes
+    return {"unit_ids": ids.tolist(), "unit_ids_kind": ids.dtype.kind,
+            "electrode_ids": rec.electrode_ids.tolist(), "positions": pos,
+            "electrodes": {"ids": ex.ids.tolist(),
+                           "x": np.where(np.isfinite(ex.x), ex.x, None).tolist(),
+                           "y": np.where(np.isfinite(ex.y), ex.y, None).tolist()},
+            "sampling_rate": rec.sampling_rate}
+
+
+def _float_array(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def electrodes_from_layout(layout: Mapping) -> Electrodes:
+    """The :class:`Electrodes` stored in a layout dict."""
+    e = layout["electrodes"]
+    return Electrodes(np.asarray(e["ids"], dtype=np.int64), _float_array(e["x"]), _float_array(e["y"]))
+
+
+def positions_from_layout(layout: Mapping) -> np.ndarray:
+    """``(N, 2)`` unit positions in um (NaN unknown) stored in a layout dict."""
+    pos = layout["positions"]
+    if not pos:
+        return np.zeros((0, 2))
+    return np.array([[np.nan if v is None else v for v in row] for row in pos], dtype=np.float64)
+
+
+def unit_ids_from_layout(layout: Mapping) -> np.ndarray:
+    """Unit ids (int64 or str) stored in a layout dict."""
+    ids = layout["unit_ids"]
+    return np.asarray(ids, dtype=np.int64 if layout.get("unit_ids_kind", "i") in "iu" else str)
+
+
+def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_start: float = 0.0,
+                        seed: int = 0, stim=None, metadata: Mapping | None = None) -> SpikeRecording:
+    """A :class:`SpikeRecording` from simulated ``[T, N]`` counts in ``dt_ms`` bins.
+
+    Each spike is placed uniformly at random inside its bin (seeded), so that spike times are not
+    all on the bin grid (statistics such as STTC or ISIs would otherwise see ties).
+    """
+    counts = np.asarray(counts)
+    n_bins, n = counts.shape
+    dt = dt_ms / 1000.0
+    unit, b = np.nonzero(counts.T)
+    reps = counts.T[unit, b].astype(np.int64)
+    unit = np.repeat(unit, reps)
+    b = np.repeat(b, reps)
+    rng = np.random.default_rng(seed)
+    times = t_start + (b + rng.random(len(b))) * dt
+    order = np.lexsort((times, unit))
+    per_unit = np.bincount(unit, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(per_unit)]).astype(np.int64)
+    return SpikeRecording(times[order], offsets, t_start=t_start, t_stop=t_start + n_bins * dt,
+                          unit_ids=unit_ids_from_layout(layout),
+                          electrode_ids=np.asarray(layout["electrode_ids"], dtype=np.int64),
+                          positions=positions_from_layout(layout), electrodes=electrodes_from_layout(layout),
+                          stim=stim, metadata=dict(metadata or {}))
+
+
+# ---------------------------------------------------------------------------- the base class
+class ModelBase:
+    """Mixin with the parts every model shares (layout, scoring, files).
+
+    Subclasses set ``self.dt_ms``, ``self.layout`` (after fitting), ``self.observation``, and define
+    ``_eta(counts)`` (teacher-forced ``log`` expected count per bin, ``[T, N]``), ``config()``,
+    ``_tensors()`` and ``_from_files(config, tensors)``.
+    """
+
+    layout: dict | None = None
+    provenance: dict
+
+    def _require_fitted(self) -> None:
+        if self.layout is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(recording) first")
+
+    def _check_units(self, rec: SpikeRecording) -> None:
+        ids = unit_ids_from_layout(self.layout)
+        if rec.n_units != len(ids) or not np.array_equal(rec.unit_ids.astype(ids.dtype), ids):
+            raise ValueError(f"recording has units {rec.unit_ids[:8].tolist()}... ({rec.n_units}) but the model was "
+                             f"fitted to {ids[:8].tolist()}... ({len(ids)}); select the same units")
+
+    def _binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+        return rec.to_tensor(self.dt_ms, dtype=torch.float32, device=device)
+
+    def log_likelihood(self, recording: SpikeRecording) -> tuple[float, float, int]:
+        """Teacher-forced one-step-ahead log-likelihood (nats) of ``recording``, the homogeneous
+        null's log-likelihood (each unit's own mean count in the window) and the spike count."""
+        self._require_fitted()
+        self._check_units(recording)
+        with torch.no_grad():
+            counts = self.observation.prepare(self._binned(recording, device=self._device()))
+            eta = self._eta(counts)
+            ll = float(self.observation.log_likelihood(counts, eta))
+            ll0 = float(self.observation.null_log_likelihood(counts))
+        return ll, ll0, int(counts.sum())
+
+    def score(self, recording: SpikeRecording) -> float:
+        """Held-out log-likelihood gain in **bits per spike** over a homogeneous Poisson model.
+
+        Teacher-forced and one step ahead: each bin of ``recording`` (binned at ``dt_ms``) is
+        predicted from the recorded spikes before it. The null model fires each unit at its own
+        mean rate over ``recording``, so a model must beat the held-out mean rate to score > 0.
+        """
+        ll, ll0, n = self.log_likelihood(recording)
+        return bits_per_spike(ll, ll0, n)
+
+    def _device(self):
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ provenance and files
+    def _set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
+        from .. import __version__
+
+        md = rec.metadata
+        src = md.get("source")
+        self.provenance = {"source": src, "source_sha256": file_sha256(src) if src else None,
+                           "well": md.get("well"), "fit_window_s": [rec.t_start, rec.t_stop],
+                           "n_spikes": int(rec.n_spikes), "fit_settings": dict(settings), "metrics": {},
+                           "package_version": __version__}
+
+    def save(self, directory) -> Path:
+        """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path."""
+        from .. import __version__
+
+        self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_tensors(directory / WEIGHTS, self._tensors(), {"class": type(self).__name__})
+        doc = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": self.config(),
+               "layout": self.layout, "provenance": {**getattr(self, "provenance", {}),
+                                                    "package_version": __version__}}
+        text = json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
+        atomic_write_bytes(directory / MODEL_JSON, text.encode("utf-8"))
+        return directory
+
+
+def _registry() -> dict:
+    from .glm import CoupledGLM
+    from .network import SpikingNetworkModel
+    from .poisson import PoissonModel
+
+    return {c.__name__: c for c in (PoissonModel, CoupledGLM, SpikingNetworkModel)}
+
+
+def load_model(directory, device=None):
+    """Load a model saved with ``model.save(directory)`` (safetensors + JSON; nothing is unpickled).
+
+    ``device`` (e.g. ``"cuda"``) places a :class:`SpikingNetworkModel` on that device.
+    """
+    directory = Path(directory)
+    path = directory / MODEL_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    cls_name = doc.get("class")
+    reg = _registry()
+    if cls_name not in reg:
+        raise ValueError(f"{path}: unknown model class {cls_name!r}; expected one of {sorted(reg)}")
+    for key in ("config", "layout"):
+        if key not in doc:
+            raise ValueError(f"{path}: model.json has no {key!r} entry")
+    tensors = load_tensors(directory / WEIGHTS)
+    model = reg[cls_name]._from_files(doc["config"], tensors)
+    model.layout = doc["layout"]
+    model.provenance = doc.get("provenance", {})
+    if hasattr(model, "finish_loading"):
+        model.finish_loading()
+    if device is not None and isinstance(model, torch.nn.Module):
+        model.to(device)
+    return model

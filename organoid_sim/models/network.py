@@ -1,0 +1,428 @@
+"""`SpikingNetworkModel`: a recurrent network of stochastic leaky integrate-and-fire neurons.
+
+One model neuron per recorded unit (at its electrode's position) plus optional hidden excitatory
+and inhibitory neurons. Dynamics (per time step ``dt``; see :mod:`organoid_sim.models.neurons`
+for the full equations): exponential synaptic currents of ``n_syn`` types (time constants
+``tau_syn_ms``) through weights ``W_k``, a leaky membrane (``tau_mem_ms``) with subtractive
+reset by the per-neuron threshold ``theta``, per-neuron bias ``b``, spike-frequency adaptation
+(``beta``, ``tau_adapt_ms``), Tsodyks-Markram short-term depression (``U``, ``tau_rec_ms``) and
+exponential escape noise (``delta_u``) feeding an observation model (Poisson counts or Bernoulli
+spikes per bin, :mod:`organoid_sim.models.observation`). Stimulation enters the membrane through
+:attr:`stim_coupling` (threshold units per step).
+
+Optional Dale's law: each presynaptic neuron has a sign (recorded units and hidden E cells +1,
+hidden I cells -1) and its outgoing weights are ``sign * softplus(raw)``. The distance prior
+penalises a weight ``W_ij`` by ``l2 * exp(d_ij / distance_um) * W_ij^2`` (``d_ij`` in um between
+the two neurons), so far-apart pairs need more evidence to couple.
+
+Fitting (``fit``) and refinement live in :mod:`organoid_sim.fit`; this module holds the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..recording import SpikeRecording
+from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
+from .filters import teacher_features
+from .neurons import NetworkState, StepParams, lif_step
+from .observation import get_observation
+from .surrogate import get_surrogate
+
+__all__ = ["SpikingNetworkModel"]
+
+LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold
+
+
+def _inv_softplus(y: float) -> float:
+    return float(y + math.log(-math.expm1(-y)))
+
+
+def _place_units(positions: np.ndarray) -> np.ndarray:
+    """Unit positions (um) with unknown ones put on a 200 um grid beside the known ones."""
+    pos = np.array(positions, dtype=np.float64).reshape(-1, 2)
+    bad = ~np.all(np.isfinite(pos), axis=1)
+    if bad.any():
+        x0 = np.nanmax(pos[~bad, 0]) + 200.0 if (~bad).any() else 0.0
+        k = np.arange(bad.sum())
+        pos[bad] = np.stack([x0 + 200.0 * (k % 8), 200.0 * (k // 8)], axis=1)
+    return pos
+
+
+class SpikingNetworkModel(ModelBase, nn.Module):
+    """Recurrent stochastic LIF network fitted to a recording (scikit-learn style).
+
+    Parameters (all keyword; times in ms, positions in um)
+    ----------
+    n_hidden : number of hidden (unrecorded) neurons; ``hidden_inhibitory_fraction`` of them inhibitory.
+    dt_ms : time step (ms) of fitting and simulation.
+    tau_mem_ms : membrane time constant.
+    tau_syn_ms : synaptic current time constants, one per synapse type (e.g. fast and slow).
+    tau_adapt_ms, beta : adaptation time constant and initial strength (threshold units per spike).
+    tau_rec_ms, use : depression recovery time constant and utilisation ``U`` (Tsodyks-Markram).
+    delta_u : initial escape-noise softness (threshold units).
+    observation : ``"poisson"`` (counts per bin) or ``"bernoulli"`` (at most one spike per bin).
+    surrogate : surrogate gradient for free-running refinement (name, config dict or module).
+    dale : enforce Dale's law (see module docstring).
+    distance_um : length scale of the distance prior; ``l2`` its strength.
+    seed : seed of the initial hidden weights and positions.
+    n_recorded : number of recorded neurons; normally set by :meth:`fit` from the recording.
+    """
+
+    def __init__(self, *, n_hidden: int = 0, dt_ms: float = 2.0, tau_mem_ms: float = 10.0,
+                 tau_syn_ms=(5.0, 50.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
+                 tau_rec_ms: float = 800.0, use: float = 0.2, delta_u: float = 0.3,
+                 observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
+                 hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
+                 seed: int = 0, n_recorded: int | None = None) -> None:
+        nn.Module.__init__(self)
+        if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:
+            raise ValueError("dt_ms and all time constants must be positive milliseconds")
+        if not 0 < use < 1:
+            raise ValueError(f"use (Tsodyks-Markram U) must lie in (0, 1), got {use}")
+        if n_hidden < 0:
+            raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")
+        self.hparams = dict(n_hidden=int(n_hidden), dt_ms=float(dt_ms), tau_mem_ms=float(tau_mem_ms),
+                            tau_syn_ms=[float(t) for t in np.atleast_1d(tau_syn_ms)],
+                            tau_adapt_ms=float(tau_adapt_ms), beta=float(beta), tau_rec_ms=float(tau_rec_ms),
+                            use=float(use), delta_u=float(delta_u), observation=str(observation),
+                            dale=bool(dale), hidden_inhibitory_fraction=float(hidden_inhibitory_fraction),
+                            distance_um=float(distance_um), l2=float(l2), seed=int(seed))
+        self.surrogate = get_surrogate(surrogate)
+        self.observation = get_observation(observation)
+        self.dt_ms = float(dt_ms)
+        self.n_hidden = int(n_hidden)
+        self.n_recorded = 0
+        self.layout = None
+        self.provenance = {}
+        self.stim_coupling = None
+        self.electrodes = None
+        if n_recorded is not None:
+            self.build(n_recorded)
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def n_neurons(self) -> int:
+        """Recorded plus hidden neurons."""
+        return self.n_recorded + self.n_hidden
+
+    @property
+    def n_syn(self) -> int:
+        """Number of synapse types (one per ``tau_syn_ms``)."""
+        return len(self.hparams["tau_syn_ms"])
+
+    def build(self, n_recorded: int, unit_xy_um: np.ndarray | None = None, electrodes=None,
+              rates_hz: np.ndarray | None = None) -> "SpikingNetworkModel":
+        """Allocate parameters for ``n_recorded`` recorded neurons (called by :meth:`fit`).
+
+        ``unit_xy_um`` places the recorded neurons (um); hidden neurons go uniformly inside the
+        bounding box of the electrodes (or of the units). ``rates_hz`` sets the initial biases so
+        that each neuron starts at its recorded rate.
+        """
+        hp = self.hparams
+        n_rec = int(n_recorded)
+        n = n_rec + self.n_hidden
+        gen = np.random.default_rng(hp["seed"])
+        xy = _place_units(np.zeros((n_rec, 2)) + np.arange(n_rec)[:, None] * [200.0, 0.0]
+                          if unit_xy_um is None else unit_xy_um)
+        box = xy
+        if electrodes is not None and len(electrodes) and np.isfinite(electrodes.positions).all():
+            box = electrodes.positions
+        lo, hi = (box.min(0), box.max(0)) if len(box) else (np.zeros(2), np.full(2, 200.0))
+        hidden_xy = lo + gen.random((self.n_hidden, 2)) * np.maximum(hi - lo, 1.0)
+        self.n_recorded = n_rec
+        self.register_buffer("neuron_xy_um", torch.tensor(np.vstack([xy, hidden_xy]), dtype=torch.float32))
+        n_inh = int(round(hp["hidden_inhibitory_fraction"] * self.n_hidden))
+        sign = np.ones(n)
+        if n_inh:
+            sign[n - n_inh:] = -1.0
+        self.register_buffer("sign", torch.tensor(sign, dtype=torch.float32))
+        self.register_buffer("mask", 1.0 - torch.eye(n))  # no autapses: self-effects are reset/adaptation
+        self.register_buffer("tau_syn_ms", torch.tensor(hp["tau_syn_ms"], dtype=torch.float32))
+        rates = np.full(n, 1.0) if rates_hz is None else np.concatenate(
+            [np.maximum(np.asarray(rates_hz, float), 0.01), np.full(self.n_hidden, max(float(np.mean(rates_hz)), 0.1))])
+        du = hp["delta_u"]
+        self.bias = nn.Parameter(torch.tensor(1.0 + du * (np.log(rates) - LOG_R0), dtype=torch.float32))
+        self.theta_raw = nn.Parameter(torch.full((n,), _inv_softplus(1.0)))
+        self.log_delta_u = nn.Parameter(torch.full((n,), math.log(du)))
+        self.beta_raw = nn.Parameter(torch.full((n,), _inv_softplus(max(hp["beta"], 1e-4))))
+        self.use_logit = nn.Parameter(torch.full((n,), math.log(hp["use"] / (1 - hp["use"]))))
+        self.log_tau_rec_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_rec_ms"])))
+        self.log_tau_adapt_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_adapt_ms"])))
+        w0 = gen.normal(0.0, 0.01, (self.n_syn, n, n))
+        if hp["dale"]:
+            w0 = np.full((self.n_syn, n, n), -5.0)
+        self.weight = nn.Parameter(torch.tensor(w0, dtype=torch.float32))
+        if electrodes is not None:
+            self.electrodes = electrodes
+            self._make_coupling()
+        return self
+
+    def _make_coupling(self) -> None:
+        """Create the stimulation coupling prior (lazily imported; absent until that module exists)."""
+        try:
+            from .stim_coupling import StimulusCoupling
+        except ImportError:  # pragma: no cover - stimulation part not installed
+            self.stim_coupling = None
+            return
+        self.stim_coupling = StimulusCoupling.from_prior(self.neuron_xy_um.cpu().numpy(), self.electrodes).to(
+            self.neuron_xy_um.device)
+
+    # ------------------------------------------------------------------ resolved parameters
+    @property
+    def theta(self) -> torch.Tensor:
+        """Per-neuron threshold (threshold units, > 0)."""
+        return F.softplus(self.theta_raw)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        """Per-neuron adaptation strength (threshold units per spike, >= 0)."""
+        return F.softplus(self.beta_raw)
+
+    @property
+    def delta_u(self) -> torch.Tensor:
+        """Per-neuron escape-noise softness (threshold units)."""
+        return torch.exp(self.log_delta_u)
+
+    @property
+    def use(self) -> torch.Tensor:
+        """Per-neuron Tsodyks-Markram utilisation ``U``."""
+        return torch.sigmoid(self.use_logit)
+
+    def effective_weight(self) -> torch.Tensor:
+        """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0."""
+        w = F.softplus(self.weight) * self.sign if self.hparams["dale"] else self.weight
+        return w * self.mask
+
+    def step_params(self, dt_ms: float | None = None) -> StepParams:
+        """Parameters resolved for step ``dt_ms`` (default the model's), differentiable."""
+        dt = self.dt_ms if dt_ms is None else float(dt_ms)
+        return StepParams(
+            weight=self.effective_weight(),
+            alpha_syn=torch.exp(-dt / self.tau_syn_ms).view(-1, 1, 1),
+            alpha_m=math.exp(-dt / self.hparams["tau_mem_ms"]),
+            alpha_a=torch.exp(-dt / torch.exp(self.log_tau_adapt_ms)),
+            alpha_rec=torch.exp(-dt / torch.exp(self.log_tau_rec_ms)),
+            log1m_u=torch.log1p(-self.use), theta=self.theta, beta=self.beta, bias=self.bias,
+            inv_delta_u=1.0 / self.delta_u, log_r0_dt=LOG_R0 + math.log(dt / 1000.0))
+
+    def distance_penalty(self, block: int | None = None) -> torch.Tensor:
+        """``sum_ij l2 * exp(d_ij / distance_um) * W_ij^2`` over all synapse types (the distance prior);
+        ``block=k`` restricts it to the first ``k`` neurons (the recorded ones)."""
+        xy = self.neuron_xy_um[:block]
+        scale = torch.exp(torch.cdist(xy, xy) / self.hparams["distance_um"])
+        return self.hparams["l2"] * (scale * self.effective_weight()[:, :block, :block] ** 2).sum()
+
+    # ------------------------------------------------------------------ teacher forcing
+    def teacher_features(self, counts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Filters of recorded counts ``[T, n_recorded]`` that make the teacher-forced trajectory
+        (see :mod:`organoid_sim.models.filters`); computed with the current time constants."""
+        nr = self.n_recorded
+        with torch.no_grad():
+            feats = teacher_features(counts.detach().cpu().double().numpy(), self.dt_ms, self.hparams["tau_mem_ms"],
+                                     self.tau_syn_ms.cpu().numpy(), torch.exp(self.log_tau_adapt_ms[:nr]).cpu().numpy(),
+                                     torch.exp(self.log_tau_rec_ms[:nr]).cpu().numpy(), self.use[:nr].cpu().numpy())
+        dev = self.bias.device
+        return {k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in feats.items()}
+
+    def teacher_eta(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced ``log`` expected count per bin ``[T, n_recorded]`` (differentiable)."""
+        nr = self.n_recorded
+        w = self.effective_weight()[:, :nr, :nr]
+        drive = torch.einsum("ktj,kij->ti", feats["F1"], w)
+        theta, beta = self.theta[:nr], self.beta[:nr]
+        v = self.bias[:nr] - theta + drive - theta * feats["F2"] - beta * feats["F3"]
+        return LOG_R0 + math.log(self.dt_ms / 1000.0) + v / self.delta_u[:nr]
+
+    def _eta(self, counts: torch.Tensor) -> torch.Tensor:
+        return self.teacher_eta(self.teacher_features(counts))
+
+    def _device(self):
+        return self.bias.device if self.n_recorded else torch.device("cpu")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, recording: SpikeRecording, *, device=None, progress: bool = True, **options) -> "SpikingNetworkModel":
+        """Fit to ``recording``: teacher-forced maximum likelihood with early stopping on a held-out
+        window, then free-running refinement of summary statistics. Returns ``self``.
+
+        Options (see :func:`organoid_sim.fit.fit_network`): ``max_epochs``, ``validation_fraction``,
+        ``refine_steps``, ``refine_batch``, ``refine_window_s``, ``calibration_rounds``,
+        ``checkpoint_dir``, ``seed``. ``device``: ``"cpu"`` or ``"cuda"``.
+        """
+        from ..fit import fit_network  # fitting machinery sits above models in the import order
+
+        return fit_network(self, recording, device=device, progress=progress, **options)
+
+    def attach_recording(self, recording: SpikeRecording) -> None:
+        """Build parameters and layout for ``recording``'s units (first step of fitting)."""
+        self.layout = layout_of(recording)
+        self.build(recording.n_units, recording.positions, recording.electrodes, recording.firing_rates())
+
+    # ------------------------------------------------------------------ simulation
+    def _external_input(self, n_steps: int, dt_ms: float, t_start: float, stim, input_current):
+        """``[n_steps, n_neurons]`` input (threshold units per step) from stim events and currents."""
+        ext = None
+        dev = self._device()
+        if stim is not None and len(stim):
+            if self.stim_coupling is None:
+                raise RuntimeError("this model has no stimulation coupling (organoid_sim.models.stim_coupling "
+                                   "is missing or the model was never fitted to a recording with electrodes)")
+            ext = self.stim_coupling(stim, n_steps, dt_ms / 1000.0, t_start).to(dev)
+        if input_current is not None:
+            cur = torch.as_tensor(input_current, dtype=torch.float32, device=dev)
+            if cur.ndim != 2 or cur.shape[0] != n_steps or cur.shape[1] not in (self.n_recorded, self.n_neurons):
+                raise ValueError(f"input_current must have shape [{n_steps}, {self.n_neurons}] (steps x neurons) "
+                                 f"or [{n_steps}, {self.n_recorded}] (recorded neurons only), got {tuple(cur.shape)}")
+            if cur.shape[1] < self.n_neurons:
+                cur = F.pad(cur, (0, self.n_neurons - cur.shape[1]))
+            ext = cur if ext is None else ext + cur
+        return ext
+
+    @torch.no_grad()
+    def run(self, n_steps: int, *, batch: int = 1, seed: int = 0, dt_ms: float | None = None, ext=None,
+            state: NetworkState | None = None, burn_in_steps: int = 0, chunk_steps: int = 4096,
+            progress: bool = False, record: bool = True):
+        """Free-running simulation without gradients (the fast path).
+
+        Returns ``(events, state, n_saturated)``: ``events`` is an ``int64 [K, 4]`` array of
+        ``(step, trajectory, neuron, count)`` for every nonzero count (or None with
+        ``record=False``), the final state, and how many bins hit the observation's count cap (a
+        run-away network shows up there). ``ext``: ``[n_steps, n_neurons]`` input (same for all
+        trajectories). Randomness: one ``torch.Generator`` seeded with ``seed`` on the model's device.
+        """
+        from tqdm.auto import tqdm
+
+        self._require_built()
+        dev = self._device()
+        p = self.step_params(dt_ms)
+        st = state or NetworkState.rest(batch, self.n_neurons, self.n_syn, device=dev)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(seed))
+        sparse = dev.type == "cpu" and batch == 1 and self.n_neurons >= 128
+        cap = float(self.observation.max_count)
+        out, n_sat = [], 0
+        total = burn_in_steps + n_steps
+        bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
+        for c0 in range(0, total, chunk_steps):
+            c1 = min(c0 + chunk_steps, total)
+            u = torch.rand((c1 - c0, batch, self.n_neurons), generator=gen, device=dev)
+            spikes = torch.empty((c1 - c0, batch, self.n_neurons), dtype=torch.uint8, device=dev) if record else None
+            for k in range(c1 - c0):
+                t = c0 + k - burn_in_steps
+                e = ext[t] if (ext is not None and t >= 0) else None
+                st, _ = lif_step(p, st, e, u[k], self.observation, self.surrogate, sparse)
+                if record:
+                    spikes[k] = st.s.to(torch.uint8)
+            if record:
+                lo = max(0, burn_in_steps - c0)
+                nz = torch.nonzero(spikes[lo:])
+                if len(nz):
+                    cnt = spikes[lo:][nz[:, 0], nz[:, 1], nz[:, 2]].to(torch.int64)
+                    n_sat += int((cnt >= cap).sum())
+                    nz[:, 0] += c0 + lo - burn_in_steps
+                    out.append(torch.cat([nz, cnt[:, None]], 1).cpu().numpy())
+            bar.update(c1 - c0)
+        bar.close()
+        events = (np.concatenate(out) if out else np.zeros((0, 4), np.int64)) if record else None
+        return events, st, n_sat
+
+    def _require_built(self) -> None:
+        if self.n_recorded == 0:
+            raise RuntimeError("SpikingNetworkModel has no neurons yet: call fit(recording) or pass n_recorded=")
+
+    def simulate(self, duration_s: float, seed: int = 0, stim=None, input_current=None, t_start: float = 0.0,
+                 dt_ms: float | None = None, *, burn_in_s: float = 0.0, n_parallel: int = 1,
+                 include_hidden: bool = False, progress: bool = False) -> SpikeRecording:
+        """Free-running simulation of ``duration_s`` seconds as a :class:`SpikeRecording`.
+
+        ``stim`` (:class:`StimEvents`, absolute times in s) drives the neurons through
+        :attr:`stim_coupling`; ``input_current`` (``[steps, n_neurons]`` or ``[steps, n_recorded]``,
+        threshold units per step) is added to the membrane. The result starts at ``t_start`` (s),
+        carries ``stim`` and holds the recorded units (``include_hidden=True`` adds hidden
+        neurons as extra units). ``burn_in_s`` seconds are simulated first and discarded (from
+        rest). ``n_parallel > 1`` runs that many independent trajectories of
+        ``duration_s / n_parallel`` each side by side and joins them in time (faster; no stim).
+        Metadata ``saturated_bins`` counts bins at the observation's count cap (run-away activity).
+        """
+        self._require_built()
+        dt = self.dt_ms if dt_ms is None else float(dt_ms)
+        if duration_s <= 0:
+            raise ValueError(f"duration_s must be positive seconds, got {duration_s}")
+        n_parallel = int(n_parallel)
+        if n_parallel > 1 and (stim is not None and len(stim) or input_current is not None):
+            raise ValueError("n_parallel > 1 cannot be combined with stim or input_current")
+        n_steps = int(round(duration_s * 1000.0 / dt))
+        per = int(math.ceil(n_steps / n_parallel))
+        ext = self._external_input(n_steps, dt, t_start, stim, input_current)
+        events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext,
+                                    burn_in_steps=int(round(burn_in_s * 1000.0 / dt)), progress=progress)
+        step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time
+        keep = step < n_steps
+        n_out = self.n_neurons if include_hidden else self.n_recorded
+        keep &= events[:, 2] < n_out
+        counts = np.zeros((n_steps, n_out), dtype=np.int64)
+        np.add.at(counts, (step[keep], events[keep, 2]), events[keep, 3])
+        layout = self.layout
+        if include_hidden:
+            layout = _with_hidden(layout, self.n_hidden, self.neuron_xy_um[self.n_recorded:].cpu().numpy())
+        md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt, "saturated_bins": int(n_sat),
+              "source_model": self.provenance.get("source"), "well": self.provenance.get("well")}
+        return counts_to_recording(counts, dt, layout, t_start=t_start, seed=seed, stim=stim, metadata=md)
+
+    def stimulate(self, protocol, seed: int = 0, **kwargs) -> SpikeRecording:
+        """Run a stimulation protocol (a :class:`StimEvents` or an object with ``to_events()`` and
+        ``duration_s``); other keyword arguments go to :meth:`simulate`."""
+        events = protocol.to_events() if hasattr(protocol, "to_events") else protocol
+        duration = getattr(protocol, "duration_s", None)
+        if duration is None:
+            duration = float(events.time.max()) + 1.0 if len(events) else 1.0
+        return self.simulate(float(duration), seed=seed, stim=events, **kwargs)
+
+    # ------------------------------------------------------------------ files
+    def config(self) -> dict:
+        """JSON configuration (constructor arguments, sizes, surrogate, stimulation coupling)."""
+        cfg = {**self.hparams, "n_recorded": self.n_recorded, "surrogate": self.surrogate.config()}
+        if self.stim_coupling is not None:
+            cfg["stim_coupling"] = self.stim_coupling.config()
+        return cfg
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.state_dict())
+
+    @classmethod
+    def _from_files(cls, config: Mapping, tensors: Mapping[str, torch.Tensor]) -> "SpikingNetworkModel":
+        cfg = dict(config)
+        coupling_cfg = cfg.pop("stim_coupling", None)
+        model = cls(**cfg)
+        if coupling_cfg is not None:
+            from .stim_coupling import StimulusCoupling
+
+            model.stim_coupling = StimulusCoupling.from_config(coupling_cfg)
+        model.load_state_dict(dict(tensors))
+        return model
+
+    def finish_loading(self) -> None:
+        """Restore the electrode layout after :func:`load_model` set ``layout``."""
+        if self.layout is not None:
+            self.electrodes = electrodes_from_layout(self.layout)
+
+
+def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:
+    """A layout with hidden neurons appended as units ``hidden_0..`` (electrode -1) at ``xy`` um."""
+    lay = dict(layout)
+    ids = list(lay["unit_ids"])
+    if lay.get("unit_ids_kind", "i") in "iu":
+        start = (max(ids) + 1) if ids else 0
+        hidden = list(range(start, start + n_hidden))
+    else:
+        hidden = [f"hidden_{k}" for k in range(n_hidden)]
+    lay["unit_ids"] = ids + hidden
+    lay["electrode_ids"] = list(lay["electrode_ids"]) + [-1] * n_hidden
+    lay["positions"] = list(lay["positions"]) + xy.tolist()
+    return lay
