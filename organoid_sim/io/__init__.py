@@ -24,6 +24,8 @@ dataset and problem; :class:`~organoid_sim.io.errors.UnknownFormatError` when no
 from __future__ import annotations
 
 import importlib
+import zipfile
+import zlib
 from pathlib import Path
 
 from ._util import HDF5_SIGNATURE, open_h5, read_head
@@ -37,7 +39,8 @@ FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion":
            "meanap": "meanap", "npz": "generic", "csv": "csvfile"}
 HDF5_FORMATS = ("nwb", "generic_h5", "maxwell", "axion", "mcs", "meanap")
 WRITERS = {".nwb": "nwb", ".h5": "generic_h5", ".hdf5": "generic_h5", ".npz": "npz", ".csv": "csv"}
-ZIP_SIGNATURE = b"PK\x03\x04"
+LOW_LEVEL_ERRORS = (OSError, RuntimeError, KeyError, IndexError, ValueError, EOFError, AttributeError,
+                    zlib.error, zipfile.BadZipFile, UnicodeError, OverflowError)
 
 
 def _module(fmt: str):
@@ -72,7 +75,12 @@ def detect_format(path) -> str:
     if head.startswith(HDF5_SIGNATURE) or head[512:520] == HDF5_SIGNATURE:
         with open_h5(path) as f:
             for fmt in HDF5_FORMATS:
-                if _module(fmt).sniff_h5(f):
+                try:
+                    found = _module(fmt).sniff_h5(f)
+                except LOW_LEVEL_ERRORS as exc:  # a damaged group or attribute while looking
+                    raise RecordingFormatError(path, None, f"HDF5 structure cannot be read (corrupt?): "
+                                               f"{type(exc).__name__}: {exc}") from None
+                if found:
                     return fmt
         raise _unknown(path, "an HDF5 file whose layout matches no known format")
     for fmt in ("meanap", "npz", "csv"):
@@ -114,10 +122,17 @@ def load(path, well: str | None = None, detector: str | None = None, recording: 
     reader = getattr(module, f"read_{fmt}", None) or module.read
     try:
         return reader(path, **kwargs)
-    except TypeError as exc:
-        if "unexpected" in str(exc) or "keyword" in str(exc):
-            raise TypeError(f"{path} ({fmt}): {exc}") from None
+    except (RecordingFormatError, FileNotFoundError, KeyboardInterrupt):
         raise
+    except TypeError as exc:
+        if "unexpected" in str(exc) or "keyword argument" in str(exc):
+            raise TypeError(f"{path} ({fmt}): {exc}") from None
+        raise RecordingFormatError(path, None, f"cannot be read as {fmt} (corrupt?): {exc}") from None
+    except LOW_LEVEL_ERRORS as exc:
+        # Safety net: a damaged file can fail deep inside h5py/zlib/scipy in ways the readers'
+        # checks do not foresee; the user still gets the file and format, not a library traceback.
+        raise RecordingFormatError(path, None, f"cannot be read as {fmt} (corrupt or truncated?): "
+                                   f"{type(exc).__name__}: {exc}") from None
 
 
 def save(recording, path, format: str | None = None, **options) -> Path:

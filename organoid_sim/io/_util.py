@@ -76,6 +76,7 @@ def h5_read(path, f, name: str, *, kinds: str | None = None, ndim: int | None = 
         raise RecordingFormatError(path, name, "required dataset is missing")
     if not isinstance(obj, h5py.Dataset):
         raise RecordingFormatError(path, name, f"expected a dataset, found a {type(obj).__name__}")
+    _check_size(path, name, obj)
     try:
         data = obj[()]
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
@@ -86,6 +87,21 @@ def h5_read(path, f, name: str, *, kinds: str | None = None, ndim: int | None = 
     if ndim is not None and data.ndim != ndim:
         raise RecordingFormatError(path, name, f"has shape {data.shape}, expected {ndim}-D")
     return data
+
+
+def _check_size(path, name: str, obj) -> None:
+    """Refuse a dataset that claims more uncompressed bytes than the file holds (a damaged header).
+
+    Without this a flipped bit in a shape field makes numpy try to allocate terabytes.
+    """
+    try:
+        nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize
+        compressed = obj.compression is not None or obj.chunks is not None and bool(obj.id.get_create_plist().get_nfilters())
+    except (OSError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise RecordingFormatError(path, name, f"header cannot be read (corrupt?): {exc}") from None
+    if not compressed and nbytes > os.path.getsize(path) + 1024:
+        raise RecordingFormatError(path, name, f"declares shape {obj.shape} ({nbytes:,} bytes), more than the "
+                                   f"file holds (corrupt or truncated?)")
 
 
 def h5_attr(path, obj, key: str, default: Any = None) -> Any:

@@ -43,6 +43,7 @@ _KINDS = {"spike_times": "fiu", "spike_times_index": "iu", "spike_units": "iuSUO
           "electrode_ids": "iu", "positions": "fiu", "electrodes/id": "iu", "electrodes/x": "fiu",
           "electrodes/y": "fiu", "stim/electrode": "iu", "stim/n_phases": "iu"}
 _NDIM = {"positions": 2}
+ZIP_SIGNATURE = b"PK\x03\x04"
 
 
 # ---------------------------------------------------------------------------------------- arrays
@@ -147,12 +148,13 @@ def _checked(path, name, value):
 
 # ---------------------------------------------------------------------------------------- HDF5
 def sniff_h5(f) -> bool:
-    """True for our generic layout (marker attribute, or spike_times plus a unit array)."""
+    """True for our generic layout (marker attribute, or a root-level ``spike_times``)."""
     try:
         marked = f.attrs.get("format") in (MARKER, MARKER.encode())
     except (OSError, TypeError, ValueError):
         marked = False
-    return marked or ("spike_times" in f and ("spike_times_index" in f or "spike_units" in f))
+    # a root-level spike_times is our layout's signature (NWB keeps it under /units)
+    return marked or "spike_times" in f
 
 
 def read(path, progress=None, **options):
@@ -191,17 +193,15 @@ def write(rec, path, **options) -> None:
 
 # ---------------------------------------------------------------------------------------- NPZ
 def sniff(path, head: bytes) -> bool:
-    """True for an NPZ archive holding ``spike_times``."""
+    """True for an NPZ archive holding ``spike_times`` (or a zip too damaged to list)."""
     if not head.startswith(ZIP_SIGNATURE):
         return False
     try:
         with zipfile.ZipFile(path) as z:
             return "spike_times.npy" in z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError):
+        return True  # a damaged zip: let the NPZ reader report what is wrong with it
 
-
-ZIP_SIGNATURE = b"PK\x03\x04"
 
 
 def read_npz(path, progress=None, **options):
@@ -221,7 +221,9 @@ def read_npz(path, progress=None, **options):
                     raise RecordingFormatError(path, name, f"cannot be read (corrupt or truncated?): {exc}") from None
 
             return from_arrays(path, get)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except RecordingFormatError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
         raise RecordingFormatError(path, None, f"not a readable NPZ archive (corrupt or truncated?): {exc}") from None
 
 

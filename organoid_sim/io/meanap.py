@@ -21,6 +21,8 @@ and a file with several raises an error listing them.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from .errors import RecordingFormatError
@@ -44,12 +46,14 @@ def sniff_h5(f) -> bool:
 
 def _load(path):
     import scipy.io
+    import scipy.io.matlab
 
     try:
         return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except NotImplementedError as exc:  # MATLAB v7.3 files are HDF5: not the MEA-NAP layout we read
         raise RecordingFormatError(path, None, f"unsupported MATLAB file version: {exc}") from None
-    except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, AttributeError) as exc:
+    except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, AttributeError, zlib.error,
+            scipy.io.matlab.MatReadError) as exc:
         raise RecordingFormatError(path, None, f"not a readable MATLAB v5 file (corrupt or truncated?): {exc}") from None
 
 

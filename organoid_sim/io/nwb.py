@@ -83,6 +83,8 @@ def _add_units(nwbfile, rec, rows: dict) -> None:
     if rec.n_units == 0:
         return
     resolution = 1.0 / rec.sampling_rate if rec.sampling_rate else -1.0
+    # hdmf cannot type an electrodes column that is empty for every unit: leave it out then
+    rows = rows if np.any(rec.electrode_ids >= 0) else {}
     nwbfile.units = Units(name="units", description="units recorded on the MEA (spike times in s)",
                           resolution=resolution, electrode_table=nwbfile.electrodes if rows else None)
     units = nwbfile.units
