@@ -1,8 +1,10 @@
 """Repeated trials of one protocol on a fitted model: independent seeds, one recording per trial.
 
-A trial is one ``model.stimulate(protocol, seed=s)`` run from the model's resting state; trial ``k``
-gets the ``k``-th seed drawn from ``numpy.random.SeedSequence(seed)``, so the same ``seed`` gives the
-same trials on the same device, and trial ``k`` does not depend on how many trials are run.
+A trial is one run of the protocol from the model's resting state. Batched (the default for a
+:class:`~organoid_sim.models.SpikingNetworkModel`), all trials are simulated side by side in one
+call; otherwise trial ``k`` is ``model.stimulate(protocol, seed=s_k)`` with ``s_k`` the ``k``-th seed
+of ``numpy.random.SeedSequence(seed)`` (:func:`trial_seeds`). The same ``seed`` gives the same
+trials on the same device.
 """
 
 from __future__ import annotations
@@ -25,15 +27,22 @@ def trial_seeds(seed: int, n_trials: int) -> list[int]:
 
 
 def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, device_profile=None,
-               progress: bool = True, **stimulate_kwargs) -> list[SpikeRecording]:
-    """Run ``protocol`` ``n_trials`` times on ``model`` with independent seeds.
+               batched: bool | None = None, progress: bool = True, **stimulate_kwargs) -> list[SpikeRecording]:
+    """Run ``protocol`` ``n_trials`` times on ``model``, each trial from the resting state.
 
     ``protocol``: a :class:`~organoid_sim.stimulation.Protocol`, any object with ``to_events()`` and
     ``duration_s`` (seconds), or a bare ``StimEvents``. ``device_profile`` (optional) validates the
-    protocol first. Extra keyword arguments go to ``model.stimulate``. Returns one
-    :class:`SpikeRecording` per trial, each spanning ``[0, duration_s]`` s with the events in ``stim``
-    and ``metadata["trial"]`` / ``metadata["trial_seed"]`` set. Ctrl-C stops between trials and
-    returns nothing half-written (the exception propagates).
+    protocol first.
+
+    ``batched=True`` (default when the model has the explicit-state ``run`` method of
+    :class:`~organoid_sim.models.SpikingNetworkModel`): all trials run side by side as one batch on
+    the model's device (one input tensor, one noise generator seeded with ``seed``): much faster.
+    ``batched=False``: one ``model.stimulate(protocol, seed=s_k)`` per trial with the seeds of
+    :func:`trial_seeds` (extra keyword arguments go to ``stimulate``). Either way the same ``seed``
+    gives the same trials on the same device.
+
+    Returns one :class:`SpikeRecording` per trial over ``[0, duration_s]`` s with the pulses in
+    ``stim`` and ``metadata["trial"]`` set.
     """
     if not hasattr(model, "stimulate"):
         raise TypeError(f"{type(model).__name__} has no stimulate(protocol, seed=...) method; "
@@ -42,13 +51,48 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, device_pro
         if isinstance(protocol, StimEvents):
             raise ValueError("device_profile validation needs a Protocol, not bare StimEvents")
         device_profile.validate(protocol)
-    as_events(protocol)  # fail early on an object that is not a protocol
-    seeds = trial_seeds(seed, n_trials)
+    events, duration_s = as_events(protocol)
+    if batched is None:
+        batched = callable(getattr(model, "run", None)) and not stimulate_kwargs
+    if batched:
+        return _batched_trials(model, events, duration_s, int(n_trials), int(seed), progress)
     out = []
-    for k, s in enumerate(_progress(seeds, progress, "trials")):
+    for k, s in enumerate(_progress(trial_seeds(seed, n_trials), progress, "trials")):
         rec = model.stimulate(protocol, seed=s, **stimulate_kwargs)
         out.append(rec.with_metadata(trial=k, trial_seed=s))
     return out
+
+
+def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int, seed: int,
+                    progress: bool) -> list[SpikeRecording]:
+    """All trials as one batch of ``model.run`` (same input, independent noise per trajectory)."""
+    from ..models.base import counts_to_recording
+
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if getattr(model, "layout", None) is None:
+        raise ValueError("the model is not fitted yet: call model.fit(recording) first")
+    dt_ms = float(model.dt_ms)
+    n_steps = int(round(duration_s * 1000.0 / dt_ms))
+    ext = None
+    if len(events):
+        if model.stim_coupling is None:
+            raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
+        ext = model.stim_coupling(events, n_steps, dt_ms / 1000.0, 0.0)
+    out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, progress=progress)
+    n_rec = int(model.n_recorded)
+    out = out[out[:, 2] < n_rec]
+    jitter = np.random.SeedSequence(seed).generate_state(n_trials, dtype=np.uint32)
+    recs = []
+    for k in range(n_trials):
+        mine = out[out[:, 1] == k]
+        counts = np.zeros((n_steps, n_rec), dtype=np.int64)
+        np.add.at(counts, (mine[:, 0], mine[:, 2]), mine[:, 3])
+        md = {"model": type(model).__name__, "seed": seed, "dt_ms": dt_ms, "trial": k, "n_trials": n_trials,
+              "batched": True, "saturated_bins": int(n_sat)}
+        recs.append(counts_to_recording(counts, dt_ms, model.layout, t_start=0.0, seed=int(jitter[k]),
+                                        stim=events, metadata=md))
+    return recs
 
 
 def concat_trials(trials: list[SpikeRecording]) -> SpikeRecording:
@@ -60,8 +104,7 @@ def concat_trials(trials: list[SpikeRecording]) -> SpikeRecording:
                              trials[0].t_start + np.cumsum([t.duration for t in trials[:-1]])])
     joined = trials[0].concat(*trials[1:])
     md = {k: v for k, v in joined.metadata.items() if k not in ("trial", "trial_seed")}
-    return joined.replace(metadata={**md, "n_trials": len(trials), "trial_starts_s": starts.tolist(),
-                                    "trial_seeds": [t.metadata.get("trial_seed") for t in trials]})
+    return joined.replace(metadata={**md, "n_trials": len(trials), "trial_starts_s": starts.tolist()})
 
 
 def _progress(items, enabled: bool, desc: str):

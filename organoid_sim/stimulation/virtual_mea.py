@@ -1,0 +1,372 @@
+"""A closed-loop session over a fitted model, shaped like Cortical Labs' CL API.
+
+::
+
+    from organoid_sim.stimulation import VirtualMEA, ChannelSet, StimDesign, BurstDesign
+
+    with VirtualMEA(model, device="cl1", seed=0).open() as neurons:
+        design = StimDesign(160, -1.0, 160, 1.0)          # (phase us, current uA) pairs
+        for tick in neurons.loop(ticks_per_second=100, stop_after_seconds=5):
+            counts = tick.spike_counts(channels=[8, 9])    # new spikes of this tick
+            if counts.sum() < 2:
+                neurons.stim(ChannelSet(8, 9), design, BurstDesign(4, 100))
+        session = neurons.recording()                      # SpikeRecording with every pulse in .stim
+
+Time is simulated: tick ``k`` covers ``[k / ticks_per_second, (k + 1) / ticks_per_second)`` seconds
+of model time. The loop hands each tick's new spikes to the user code *after* the model has been
+advanced over that window (as a real rig hands over the samples it has acquired), and pulses asked
+for with :meth:`Neurons.stim` are delivered at the start of the next tick plus ``lead_time_us``.
+``accelerated=True`` (default) runs as fast as the model computes; ``accelerated=False`` paces ticks
+to the wall clock (a tick is not handed over before its simulated window has elapsed in real time).
+
+Every pulse is checked against the session's :class:`~organoid_sim.stimulation.devices.DeviceProfile`
+(including the rate limit against pulses already scheduled) before it is accepted.
+
+The model is advanced tick by tick with its state carried over (``model.run(..., state=...)``, see
+:class:`ModelStepper`); the spikes therefore follow the same dynamics as a single long
+``model.simulate`` run.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..events import StimEvents
+from ..recording import SpikeRecording
+from .devices import DeviceProfile, get_profile
+from .protocol import Protocol, PulseTrain
+from .pulses import PulseDesign
+
+#: frames per second of the CL1 (timestamps in ``Spike.timestamp`` count these)
+FRAMES_PER_SECOND = 25_000
+
+
+# ---------------------------------------------------------------------------------- CL-style designs
+class ChannelSet(tuple):
+    """A set of channels (electrode ids) to stimulate: ``ChannelSet(8, 9)`` or ``ChannelSet([8, 9])``."""
+
+    def __new__(cls, *channels) -> "ChannelSet":
+        flat = [int(c) for ch in channels for c in np.atleast_1d(ch)]
+        if not flat:
+            raise ValueError("ChannelSet needs at least one channel")
+        if len(set(flat)) != len(flat):
+            raise ValueError(f"ChannelSet has duplicate channels: {flat}")
+        return super().__new__(cls, flat)
+
+
+class StimDesign(PulseDesign):
+    """A pulse given as ``(phase_us, amplitude)`` pairs, CL-style: ``StimDesign(160, -1.0, 160, 1.0)``
+    is a cathodic-first biphasic pulse of 1 uA and 160 us per phase. ``unit="mV"`` for voltage rigs."""
+
+    def __init__(self, *pairs: float, unit: str = "uA") -> None:
+        if len(pairs) < 2 or len(pairs) % 2:
+            raise ValueError(f"StimDesign takes (phase_us, amplitude) pairs, got {len(pairs)} numbers")
+        super().__init__(tuple(pairs[0::2]), tuple(pairs[1::2]), unit)
+
+
+@dataclass(frozen=True)
+class BurstDesign:
+    """``burst_count`` pulses at ``burst_hz`` Hz (CL-style ``BurstDesign(4, 100)``)."""
+
+    burst_count: int = 1
+    burst_hz: float = 100.0
+
+    def __post_init__(self) -> None:
+        if int(self.burst_count) != self.burst_count or self.burst_count < 1 or not self.burst_hz > 0:
+            raise ValueError(f"BurstDesign needs burst_count >= 1 and burst_hz > 0, got "
+                             f"{self.burst_count}, {self.burst_hz}")
+
+
+# ---------------------------------------------------------------------------------- ticks
+@dataclass(frozen=True)
+class Spike:
+    """One detected spike: ``channel`` (electrode id), ``unit`` (unit id), ``time_s`` (s) and
+    ``timestamp`` (frames at :data:`FRAMES_PER_SECOND`)."""
+
+    channel: int
+    unit: Any
+    time_s: float
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class TickAnalysis:
+    """What happened in one tick: ``spikes`` (list of :class:`Spike`) and ``stims`` (StimEvents)."""
+
+    spikes: list
+    stims: StimEvents
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One loop iteration over simulated time ``[start_s, stop_s)``.
+
+    ``times`` (s), ``units`` (unit index), ``channels`` (electrode id) are the tick's new spikes as
+    arrays; ``analysis.spikes`` the same as :class:`Spike` objects. ``late_s`` (paced mode only):
+    how far the simulation lagged behind the wall clock when the tick was handed over.
+    """
+
+    iteration: int
+    start_s: float
+    stop_s: float
+    times: np.ndarray
+    units: np.ndarray
+    channels: np.ndarray
+    analysis: TickAnalysis
+    late_s: float = 0.0
+
+    @property
+    def timestamp(self) -> int:
+        """Frame count at the start of the tick."""
+        return int(round(self.start_s * FRAMES_PER_SECOND))
+
+    def spike_counts(self, channels: Sequence[int] | None = None) -> np.ndarray:
+        """Spikes per channel in this tick, for ``channels`` (electrode ids) in the order given."""
+        if channels is None:
+            return np.asarray(len(self.times))
+        channels = np.asarray(channels, dtype=np.int64)
+        return (self.channels[None, :] == channels[:, None]).sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------- stepping the model
+class ModelStepper:
+    """Advances a :class:`~organoid_sim.models.SpikingNetworkModel` over consecutive windows, carrying
+    its explicit :class:`~organoid_sim.models.neurons.NetworkState` from one window to the next.
+
+    Each window calls ``model.run(n_steps, seed=..., ext=..., state=...)`` with the stimulation input
+    ``model.stim_coupling(events, n_steps, dt_s, t0)`` (pulses before ``t0`` still deliver the tail of
+    their kernel). Window ``k`` draws its noise from its own seed (``SeedSequence(seed)`` child
+    ``k``), so a session is reproducible; its random stream differs from one long ``simulate`` run,
+    its dynamics do not.
+    """
+
+    def __init__(self, model: Any, seed: int) -> None:
+        if not callable(getattr(model, "run", None)) or not hasattr(model, "dt_ms"):
+            raise TypeError(f"{type(model).__name__} cannot run closed loop: VirtualMEA needs a model with an "
+                            "explicit-state run(n_steps, seed=, ext=, state=) method (SpikingNetworkModel)")
+        if getattr(model, "layout", None) is None:
+            raise ValueError("the model is not fitted yet (no recorded units): call model.fit(recording) first")
+        self.model = model
+        self.dt_s = float(model.dt_ms) * 1e-3
+        self.n_recorded = int(model.n_recorded)
+        self._seeds = np.random.SeedSequence(int(seed))
+        self.state = None
+
+    def advance(self, t0: float, n_steps: int, events: StimEvents) -> tuple[np.ndarray, np.ndarray]:
+        """Spike times (s) and recorded-unit indices in ``[t0, t0 + n_steps * dt)``, sorted by time."""
+        child = self._seeds.spawn(1)[0]
+        torch_seed, jitter_seed = (int(x) for x in child.generate_state(2, dtype=np.uint32))
+        ext = None
+        if len(events) and self.model.stim_coupling is not None:
+            ext = self.model.stim_coupling(events, n_steps, self.dt_s, t0)
+            if not bool(ext.any()):
+                ext = None
+        elif len(events):
+            raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
+        out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, state=self.state)
+        out = out[out[:, 2] < self.n_recorded]
+        step = np.repeat(out[:, 0], out[:, 3])
+        unit = np.repeat(out[:, 2], out[:, 3])
+        # a spike lies uniformly inside its step (as in simulate), never on the grid
+        times = t0 + (step + np.random.default_rng(jitter_seed).random(len(step))) * self.dt_s
+        order = np.argsort(times, kind="stable")
+        return times[order], unit[order].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- the session
+class VirtualMEA:
+    """A virtual rig over ``model`` (a fitted SpikingNetworkModel).
+
+    Parameters
+    ----------
+    model : a fitted :class:`~organoid_sim.models.SpikingNetworkModel` (needs ``dt_ms``, ``layout``,
+        ``stim_coupling`` and the explicit-state ``run`` method).
+    device : a :class:`DeviceProfile` or its name (``"cl1"``, ``"maxone"``, ``"generic"``): every pulse is
+        validated against it.
+    seed : seed of the session (same seed, same stimulation -> same spikes).
+    accelerated : run simulated time as fast as possible (True) or paced to the wall clock (False).
+    clock : object with ``monotonic()`` and ``sleep(s)`` used for pacing (default :mod:`time`).
+    """
+
+    def __init__(self, model: Any, device: DeviceProfile | str = "generic", *, seed: int = 0,
+                 accelerated: bool = True, clock: Any = None) -> None:
+        self.model = model
+        self.device = get_profile(device) if isinstance(device, str) else device
+        self.seed = int(seed)
+        self.accelerated = bool(accelerated)
+        self.clock = clock or _time
+
+    @contextmanager
+    def open(self) -> Iterator["Neurons"]:
+        """Start a session (``with mea.open() as neurons:``); the model state is created fresh."""
+        neurons = Neurons(self)
+        try:
+            yield neurons
+        finally:
+            neurons._closed = True
+
+
+@dataclass
+class _History:
+    times: list = field(default_factory=list)
+    units: list = field(default_factory=list)
+
+
+class Neurons:
+    """An open session (what ``VirtualMEA.open()`` yields): ``stim``, ``loop``, ``recording``."""
+
+    def __init__(self, mea: VirtualMEA) -> None:
+        self._mea = mea
+        self._stepper = ModelStepper(mea.model, mea.seed)
+        self._unit_ids, self._electrode_ids = _recorded_units(mea.model)
+        self._now = 0.0                       # simulated time up to which the model has run (s)
+        self._trains: list[PulseTrain] = []   # every accepted pulse train (absolute times)
+        self._events = StimEvents.empty(mea.device.unit)
+        self._spikes = _History()
+        self._closed = False
+
+    # ------------------------------------------------------------------ clock
+    def timestamp(self) -> int:
+        """Current simulated time in frames (:data:`FRAMES_PER_SECOND`)."""
+        return int(round(self._now * FRAMES_PER_SECOND))
+
+    def get_frames_per_second(self) -> int:
+        """Frames per second of the virtual rig."""
+        return FRAMES_PER_SECOND
+
+    @property
+    def channels(self) -> np.ndarray:
+        """Electrode id of each recorded unit (the channel its spikes are reported on)."""
+        return self._electrode_ids.copy()
+
+    @property
+    def scheduled(self) -> StimEvents:
+        """Every pulse accepted so far (delivered or still to come), absolute times in s."""
+        return self._events
+
+    @property
+    def time_s(self) -> float:
+        """Simulated time (s) reached so far."""
+        return self._now
+
+    # ------------------------------------------------------------------ stimulation
+    def stim(self, channels, design: PulseDesign | float, burst: BurstDesign | None = None, *,
+             lead_time_us: float = 80.0) -> StimEvents:
+        """Schedule ``design`` (a :class:`StimDesign`/:class:`PulseDesign`, or a current in uA for a
+        biphasic 160 us pulse) on ``channels`` (a :class:`ChannelSet`, an int or a list), repeated per
+        ``burst``, starting ``lead_time_us`` us after the current simulated time.
+
+        The pulses are validated against the device profile (with the pulses already scheduled, so rate
+        limits hold across calls); a refused pulse raises ``DeviceLimitError`` and nothing is scheduled.
+        Returns the scheduled pulses.
+        """
+        self._check_open()
+        if not isinstance(design, PulseDesign):
+            design = PulseDesign.biphasic(float(design), 160.0, unit=self._mea.device.unit)
+        burst = burst or BurstDesign()
+        chans = channels if isinstance(channels, ChannelSet) else ChannelSet(channels)
+        start = round(self._now + lead_time_us * 1e-6, 9)
+        train = PulseTrain(design, tuple(chans), start, int(burst.burst_count),
+                           float(burst.burst_hz) if burst.burst_count > 1 else None)
+        recent = [t for t in self._trains if t.end_s > start - 1.0]  # rate limits look back < 1 s
+        self._mea.device.validate(Protocol(tuple(recent) + (train,)))
+        self._trains.append(train)
+        new = Protocol((train,)).to_events()
+        self._events = _merge_events(self._events, new)
+        return new
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self, ticks_per_second: float, stop_after_seconds: float | None = None,
+             stop_after_ticks: int | None = None) -> Iterator[Tick]:
+        """Advance the model tick by tick and yield each :class:`Tick` with its new spikes.
+
+        ``ticks_per_second`` must divide into whole model steps (``1 / (ticks_per_second * dt)``).
+        Stops after ``stop_after_seconds`` s of simulated time or ``stop_after_ticks`` ticks (or when
+        the caller breaks out). In paced mode (``accelerated=False``) each tick is handed over no
+        earlier than its end in wall-clock time from the loop start.
+        """
+        self._check_open()
+        dt = self._stepper.dt_s
+        steps = 1.0 / (float(ticks_per_second) * dt)
+        if not ticks_per_second > 0 or abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+            raise ValueError(f"ticks_per_second={ticks_per_second} must give a whole number of model steps "
+                             f"of {dt * 1e3:g} ms per tick (got {steps:.3f})")
+        steps = int(round(steps))
+        n_ticks = _n_ticks(ticks_per_second, stop_after_seconds, stop_after_ticks)
+        clock, paced = self._mea.clock, not self._mea.accelerated
+        wall0, sim0 = clock.monotonic(), self._now
+        k = 0
+        while n_ticks is None or k < n_ticks:
+            t0 = self._now
+            t1 = round(t0 + steps * dt, 12)
+            times, units = self._stepper.advance(t0, steps, self._events)
+            self._spikes.times.append(times)
+            self._spikes.units.append(units)
+            self._now = t1
+            late = 0.0
+            if paced:
+                due = wall0 + (t1 - sim0)
+                wait = due - clock.monotonic()
+                if wait > 0:
+                    clock.sleep(wait)
+                else:
+                    late = -wait
+            yield self._tick(k, t0, t1, times, units, late)
+            k += 1
+
+    def _tick(self, k: int, t0: float, t1: float, times: np.ndarray, units: np.ndarray, late: float) -> Tick:
+        channels = self._electrode_ids[units] if len(units) else np.zeros(0, np.int64)
+        spikes = [Spike(int(c), self._unit_ids[u].item(), float(t), int(round(t * FRAMES_PER_SECOND)))
+                  for c, u, t in zip(channels, units, times)]
+        stims = self._events.time_slice(t0, t1)
+        return Tick(k, t0, t1, times, units, channels, TickAnalysis(spikes, stims), late)
+
+    # ------------------------------------------------------------------ results
+    def recording(self) -> SpikeRecording:
+        """Everything recorded so far as a :class:`SpikeRecording` over ``[0, time_s]`` with the
+        delivered pulses (those before ``time_s``) in ``stim``."""
+        times = np.concatenate(self._spikes.times) if self._spikes.times else np.zeros(0)
+        units = np.concatenate(self._spikes.units) if self._spikes.units else np.zeros(0, np.int64)
+        n = len(self._unit_ids)
+        counts = np.bincount(units, minlength=n) if len(units) else np.zeros(n, np.int64)
+        order = np.lexsort((times, units))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        electrodes = getattr(self._mea.model, "electrodes", None)
+        return SpikeRecording(times[order], offsets, t_start=0.0, t_stop=self._now, unit_ids=self._unit_ids,
+                              electrode_ids=self._electrode_ids, electrodes=electrodes,
+                              stim=self._events.time_slice(0.0, self._now),
+                              metadata={"source": "VirtualMEA", "device": self._mea.device.name,
+                                        "seed": self._mea.seed})
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this VirtualMEA session is closed; open a new one with VirtualMEA.open()")
+
+
+def _recorded_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(unit_ids, electrode_ids)`` of the model's recorded units (from the fitted layout)."""
+    from ..models.base import unit_ids_from_layout
+
+    return unit_ids_from_layout(model.layout), np.asarray(model.layout["electrode_ids"], dtype=np.int64)
+
+
+def _n_ticks(tps: float, seconds: float | None, ticks: int | None) -> int | None:
+    if seconds is not None and ticks is not None:
+        raise ValueError("give stop_after_seconds or stop_after_ticks, not both")
+    if seconds is not None:
+        return int(round(float(seconds) * float(tps)))
+    return None if ticks is None else int(ticks)
+
+
+def _merge_events(a: StimEvents, b: StimEvents) -> StimEvents:
+    """Union of two event tables, sorted by time (a burst may still be running when the next starts)."""
+    if not len(a):
+        return b
+    cols = {c: np.concatenate([getattr(a, c), getattr(b, c)]) for c in ("time", "electrode", "amplitude",
+                                                                       "phase_us", "n_phases")}
+    return StimEvents.from_columns(**cols, amplitude_unit=a.amplitude_unit, sort=True)

@@ -1,0 +1,161 @@
+"""VirtualMEA: CL-API-shaped closed loop over a fitted SpikingNetworkModel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from organoid_sim import SpikeRecording
+from organoid_sim.stimulation import CL1, BurstDesign, ChannelSet, DeviceLimitError, StimDesign, VirtualMEA
+
+UNITS = np.array([9, 12, 18, 21, 27, 30, 36, 45])
+
+
+@pytest.fixture(scope="module")
+def model():
+    models = pytest.importorskip("organoid_sim.models")
+    rng = np.random.default_rng(7)
+    spikes = [np.sort(rng.uniform(0, 20.0, rng.integers(40, 80))) for _ in UNITS]
+    rec = SpikeRecording.from_spike_times(spikes, t_stop=20.0, electrode_ids=UNITS, electrodes=CL1.electrodes())
+    return models.SpikingNetworkModel(dt_ms=2.0).fit(rec, max_epochs=3, refine_steps=0, calibration_rounds=0,
+                                                     progress=False)
+
+
+def _session(model, seconds=0.5, tps=100, seed=0, stim_at=(), design=None, **kw):
+    design = design or StimDesign(160, -3.0, 160, 3.0)
+    ticks = []
+    with VirtualMEA(model, device=CL1, seed=seed, **kw).open() as neurons:
+        for tick in neurons.loop(ticks_per_second=tps, stop_after_seconds=seconds):
+            ticks.append(tick)
+            if tick.iteration in stim_at:
+                neurons.stim(ChannelSet(9, 12), design)
+        rec = neurons.recording()
+    return ticks, rec
+
+
+def test_accelerated_tick_timing(model):
+    tps, seconds = 100, 0.5
+    ticks, rec = _session(model, seconds, tps)
+    assert [t.iteration for t in ticks] == list(range(50))
+    for k, t in enumerate(ticks):
+        assert t.start_s == pytest.approx(k / tps, abs=1e-12) and t.stop_s == pytest.approx((k + 1) / tps, abs=1e-12)
+        assert np.all((t.times >= t.start_s) & (t.times < t.stop_s))
+        assert t.late_s == 0.0
+        assert t.timestamp == round(k / tps * 25_000)
+    # the ticks tile the session: their spikes are exactly the session recording's spikes
+    all_times = np.concatenate([t.times for t in ticks])
+    assert rec.t_start == 0.0 and rec.t_stop == pytest.approx(seconds)
+    np.testing.assert_array_equal(np.sort(all_times), np.sort(rec.times))
+    chans = np.concatenate([t.channels for t in ticks])
+    assert set(chans.tolist()) <= set(UNITS.tolist())
+
+
+def test_stop_after_ticks_and_bad_tick_rate(model):
+    with VirtualMEA(model, seed=1).open() as neurons:
+        assert len(list(neurons.loop(50, stop_after_ticks=7))) == 7
+        assert neurons.time_s == pytest.approx(7 / 50)
+        with pytest.raises(ValueError, match="whole number of model steps"):
+            next(neurons.loop(300, stop_after_ticks=1))  # 3.33 ms ticks on a 2 ms grid
+
+
+def test_stim_is_delivered_at_next_tick_with_lead_time(model):
+    ticks, rec = _session(model, 0.3, 100, stim_at=(4,), design=StimDesign(160, -1.0, 160, 1.0))
+    ev = rec.stim
+    assert len(ev) == 2 and set(ev.electrode.tolist()) == {9, 12}
+    np.testing.assert_allclose(ev.time, 0.05 + 80e-6)
+    assert len(ticks[5].analysis.stims) == 2 and all(len(t.analysis.stims) == 0 for t in ticks if t.iteration != 5)
+    np.testing.assert_allclose(ev.amplitude, -1.0)
+    np.testing.assert_allclose(ev.phase_us, 160.0)
+
+
+def test_burst_design_spreads_pulses(model):
+    with VirtualMEA(model, device=CL1, seed=0).open() as neurons:
+        new = neurons.stim(ChannelSet(18), StimDesign(200, -2.0, 200, 2.0), BurstDesign(4, 50))
+        np.testing.assert_allclose(np.diff(new.time), 0.02)
+        list(neurons.loop(100, stop_after_seconds=0.1))
+        assert len(neurons.recording().stim) == 4
+
+
+def test_device_limits_are_enforced_across_calls(model):
+    with VirtualMEA(model, device=CL1, seed=0).open() as neurons:
+        with pytest.raises(DeviceLimitError, match="maximum amplitude"):
+            neurons.stim(ChannelSet(9), StimDesign(160, -4.0, 160, 4.0))
+        neurons.stim(ChannelSet(9), StimDesign(160, -1.0, 160, 1.0), BurstDesign(2, 200))
+        # a second train 1 ms later on the same electrode would exceed 200 Hz
+        with pytest.raises(DeviceLimitError, match="pulse overlap|maximum frequency"):
+            neurons.stim(9, StimDesign(160, -1.0, 160, 1.0))
+        assert len(neurons.scheduled) == 2  # the refused pulse was not scheduled
+        with pytest.raises(DeviceLimitError, match="electrode id"):
+            neurons.stim(64, 1.0)
+
+
+def test_same_seed_same_session_and_causality(model):
+    _, a = _session(model, 0.4, 100, seed=3, stim_at=(10,))
+    _, b = _session(model, 0.4, 100, seed=3, stim_at=(10,))
+    assert a == b
+    _, c = _session(model, 0.4, 100, seed=4, stim_at=(10,))
+    assert not np.array_equal(a.times, c.times)
+    # same seed without the pulse: identical up to the pulse (nothing leaks backwards in time) ...
+    _, quiet = _session(model, 0.4, 100, seed=3)
+    t_pulse = a.stim.time[0]
+    np.testing.assert_array_equal(a.time_slice(0, 0.11).times, quiet.time_slice(0, 0.11).times)
+    assert t_pulse == pytest.approx(0.11 + 80e-6)
+
+
+def test_stimulation_reaches_neurons_under_the_electrode(model):
+    # 3 uA x 160 us (0.48 nC) every 50 ms on the electrodes of units 9 and 12: their rate in the 20 ms after
+    # a pulse must exceed their rate in the same session long after the pulses (state carried across ticks)
+    ticks, rec = _session(model, 2.0, 100, seed=5, stim_at=tuple(range(0, 100, 5)))
+    idx = [int(np.flatnonzero(rec.electrode_ids == e)[0]) for e in (9, 12)]
+    times = np.concatenate([rec.spike_times[i] for i in idx])
+    pulses = np.unique(rec.stim.time)
+    lag = times[None, :] - pulses[:, None]
+    evoked = np.sum((lag >= 0) & (lag < 0.02)) / (len(pulses) * 0.02)
+    _, quiet = _session(model, 2.0, 100, seed=5)
+    base = sum(len(quiet.spike_times[i]) for i in idx) / 2.0
+    assert evoked > 2 * max(base, 1.0)
+
+
+class _FakeClock:
+    """A wall clock that only moves when slept on (or by ``lag`` per reading, to simulate a slow model)."""
+
+    def __init__(self, lag: float = 0.0):
+        self.now, self.lag, self.sleeps = 100.0, lag, []
+
+    def monotonic(self):
+        self.now += self.lag
+        return self.now
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.now += s
+
+
+def test_paced_mode_waits_for_the_wall_clock(model):
+    clock = _FakeClock()
+    ticks, _ = _session(model, 0.2, 50, accelerated=False, clock=clock)
+    assert len(ticks) == 10
+    assert sum(clock.sleeps) == pytest.approx(0.2) and all(t.late_s == 0 for t in ticks)
+    slow = _FakeClock(lag=0.05)  # each clock reading costs 50 ms of wall time: slower than real time
+    ticks, _ = _session(model, 0.2, 50, accelerated=False, clock=slow)
+    assert not slow.sleeps and ticks[-1].late_s > 0
+
+
+def test_closed_session_refuses_use(model):
+    mea = VirtualMEA(model)
+    with mea.open() as neurons:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        neurons.stim(9, 1.0)
+
+
+def test_designs():
+    d = StimDesign(160, -1.0, 160, 1.0)
+    assert d.phase_us == (160.0, 160.0) and d.amplitudes == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="pairs"):
+        StimDesign(160, -1.0, 160)
+    assert ChannelSet(1, [2, 3]) == (1, 2, 3)
+    with pytest.raises(ValueError, match="duplicate"):
+        ChannelSet(1, 1)
+    with pytest.raises(ValueError):
+        BurstDesign(0, 10)
