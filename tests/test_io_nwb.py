@@ -122,3 +122,12 @@ def test_unsorted_nwb_spikes_raise_or_sort(tmp_path):
         organoid_sim.load(path)
     rec = organoid_sim.load(path, sort=True)
     np.testing.assert_array_equal(rec.spike_times[0], [0.1, 0.5, 2.0])
+
+
+def test_progress_read_in_slices_gives_the_same_recording(rec_with_stim, tmp_path, monkeypatch, capsys):
+    import organoid_sim.io._util as util
+
+    path = organoid_sim.save(rec_with_stim, tmp_path / "x.nwb")
+    monkeypatch.setattr(util, "CHUNK_VALUES", 7)  # 92 spikes -> 14 slices
+    assert organoid_sim.load(path, progress=True) == rec_with_stim
+    assert "reading x.nwb" in capsys.readouterr().err

@@ -57,11 +57,25 @@ def open_h5(path: str | os.PathLike):
         raise RecordingFormatError(path, None, f"not a readable HDF5 file (corrupt or truncated?): {exc}") from None
 
 
+CHUNK_VALUES = 4_000_000  # values per read when a progress bar is shown (32 MB of float64)
+
+
+def _read_chunked(obj, bar) -> np.ndarray:
+    """Read a 1-D dataset slice by slice into one array, advancing ``bar`` (same result as ``obj[()]``)."""
+    out = np.empty(obj.shape, dtype=obj.dtype)
+    for start in range(0, obj.shape[0], CHUNK_VALUES):
+        sel = np.s_[start:min(start + CHUNK_VALUES, obj.shape[0])]
+        obj.read_direct(out, sel, sel)
+        bar.update(sel.stop - sel.start)
+    return out
+
+
 def h5_read(path, f, name: str, *, kinds: str | None = None, ndim: int | None = None,
-            optional: bool = False) -> np.ndarray | None:
+            optional: bool = False, bar=None) -> np.ndarray | None:
     """Read dataset ``name`` of open file ``f`` fully, checking presence, dtype kind and rank.
 
     ``kinds`` is a string of numpy dtype kinds accepted (e.g. ``"f"``, ``"iu"``, ``"SUO"``).
+    With a tqdm ``bar``, a large 1-D numeric dataset is read in slices that advance it.
     Low-level HDF5 failures (corrupt chunks, truncated data) become :class:`RecordingFormatError`.
     """
     import h5py
@@ -78,7 +92,8 @@ def h5_read(path, f, name: str, *, kinds: str | None = None, ndim: int | None = 
         raise RecordingFormatError(path, name, f"expected a dataset, found a {type(obj).__name__}")
     _check_size(path, name, obj)
     try:
-        data = obj[()]
+        chunked = bar is not None and obj.ndim == 1 and obj.dtype.kind in "fiu" and obj.shape[0] > CHUNK_VALUES
+        data = _read_chunked(obj, bar) if chunked else obj[()]
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise RecordingFormatError(path, name, f"cannot be read (corrupt or truncated?): {exc}") from None
     data = np.asarray(data)
@@ -163,9 +178,19 @@ def offsets_from_index(path, dataset: str, index: np.ndarray, n_values: int) -> 
     return offsets
 
 
+def dataset_size(f, name: str) -> int:
+    """Number of values of dataset ``name`` (0 when absent or unreadable), to size a progress bar."""
+    try:
+        obj = f.get(name)
+        return int(obj.size) if obj is not None and hasattr(obj, "size") else 0
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError):
+        return 0
+
+
 def progress_bar(progress: bool | None, total: int, desc: str):
-    """A tqdm bar when ``progress`` is true (``None``: only for big reads), else a no-op bar."""
+    """A tqdm bar counting spikes when ``progress`` is true (``None``: only for reads over
+    ``CHUNK_VALUES`` spikes), else a disabled bar. Use as a context manager."""
     from tqdm.auto import tqdm
 
-    show = bool(progress) if progress is not None else total > 5_000_000
+    show = bool(progress) if progress is not None else total > CHUNK_VALUES
     return tqdm(total=total, desc=desc, unit="spike", unit_scale=True, disable=not show, leave=False)

@@ -18,10 +18,12 @@ The recording window is ``[0, last spike of the plate]`` (files store no start/s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .errors import RecordingFormatError
-from ._util import build, decode_strings, h5_read, open_h5
+from ._util import build, dataset_size, decode_strings, h5_read, open_h5, progress_bar
 
 FORMAT = "axion"
 DESCRIPTION = "Axion-style per-channel HDF5 (/spikes, /sCount, /names, /epos; one well per recording)"
@@ -76,7 +78,8 @@ def read(path, well: str | None = None, progress=None, **options):
         names = _channel_names(path, f)
         counts = h5_read(path, f, "sCount", kinds="iuf", ndim=1)
         epos = h5_read(path, f, "epos", kinds="fiu", ndim=2)
-        spikes = h5_read(path, f, "spikes", kinds="fiu", ndim=1)
+        with progress_bar(progress, dataset_size(f, "spikes"), f"reading {Path(path).name}") as bar:
+            spikes = h5_read(path, f, "spikes", kinds="fiu", ndim=1, bar=bar)
         plate = decode_strings(f["array"][()]).ravel().tolist() if "array" in f else []
     n = len(names)
     if len(counts) != n:

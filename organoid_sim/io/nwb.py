@@ -27,10 +27,12 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 
-from ._util import atomic_path, build, decode_strings, h5_read, offsets_from_index, open_h5, parse_json
+from ._util import (atomic_path, build, dataset_size, decode_strings, h5_read, offsets_from_index, open_h5,
+                    parse_json, progress_bar)
 from .errors import RecordingFormatError
 
 FORMAT = "nwb"
@@ -150,9 +152,9 @@ def write(rec, path, *, session_description: str | None = None, **options) -> No
 
 
 # ---------------------------------------------------------------------------------------- reader
-def _ragged(path, f, name: str, *, kinds: str) -> tuple[np.ndarray, np.ndarray]:
-    """A ragged NWB column ``name`` + ``name_index`` as (flat values, N+1 offsets)."""
-    values = h5_read(path, f, name, kinds=kinds)
+def _ragged(path, f, name: str, *, kinds: str, bar=None) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged NWB column ``name`` + ``name_index`` as (flat values, N+1 offsets), one read each."""
+    values = h5_read(path, f, name, kinds=kinds, bar=bar)
     index = h5_read(path, f, name + "_index", kinds="iu", ndim=1)
     return values, offsets_from_index(path, name + "_index", index, len(values))
 
@@ -273,28 +275,26 @@ def read(path, progress=None, sort: bool = False, **options):
     """
     from ..events import StimEvents
     from ..recording import Electrodes, SpikeRecording
-    from ._util import progress_bar
 
     if options:
         raise TypeError(f"unexpected options for the NWB reader: {sorted(options)}")
     with open_h5(path) as f:
         scratch = _scratch(path, f)
-        if "units" in f:
-            times, offsets = _ragged(path, f, "units/spike_times", kinds="f")
-            if times.ndim != 1:
-                raise RecordingFormatError(path, "units/spike_times", f"has shape {times.shape}, expected 1-D")
-        else:
-            times, offsets = np.zeros(0), np.zeros(1, np.int64)
+        with progress_bar(progress, dataset_size(f, "units/spike_times"), f"reading {Path(path).name}") as bar:
+            if "units" in f:
+                times, offsets = _ragged(path, f, "units/spike_times", kinds="f", bar=bar)
+                if times.ndim != 1:
+                    raise RecordingFormatError(path, "units/spike_times", f"has shape {times.shape}, expected 1-D")
+            else:
+                times, offsets = np.zeros(0), np.zeros(1, np.int64)
         n = len(offsets) - 1
-        with progress_bar(progress, len(times), "NWB units") as bar:
-            e_ids, ex, ey, in_layout = _electrodes(path, f)
-            unit_ids = _unit_ids(path, f, n, scratch)
-            electrode_ids = _unit_electrodes(path, f, n, e_ids)
-            positions = _unit_positions(path, f, n)
-            t_start, t_stop = _window(path, f, times, scratch)
-            unit = scratch.get("amplitude_unit", "uA")
-            stim = _stim_tables(path, f, unit) if "intervals" in f else StimEvents.empty(unit)
-            bar.update(len(times))
+        e_ids, ex, ey, in_layout = _electrodes(path, f)
+        unit_ids = _unit_ids(path, f, n, scratch)
+        electrode_ids = _unit_electrodes(path, f, n, e_ids)
+        positions = _unit_positions(path, f, n)
+        t_start, t_stop = _window(path, f, times, scratch)
+        unit = scratch.get("amplitude_unit", "uA")
+        stim = _stim_tables(path, f, unit) if "intervals" in f else StimEvents.empty(unit)
         fs = scratch.get("sampling_rate")
         if fs is None and not scratch and "units" in f:
             res = f["units"].attrs.get("resolution", -1.0)
