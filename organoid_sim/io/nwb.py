@@ -59,70 +59,94 @@ def _session_start(metadata: dict) -> datetime.datetime:
     return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
+def _column(name: str, description: str, data):
+    from hdmf.common import VectorData
+
+    return VectorData(name=name, description=description, data=data)
+
+
+def _ragged_column(name: str, description: str, data, ends, table=None) -> list:
+    """A ragged column (values + ``_index``) built from whole arrays, not row by row.
+
+    Row-by-row ``add_unit`` makes hdmf convert every spike time separately (about 10 s for a
+    million spikes); whole numpy arrays are written in one go.
+    """
+    from hdmf.common import DynamicTableRegion, VectorIndex
+
+    values = (DynamicTableRegion(name=name, description=description, data=data, table=table) if table is not None
+              else _column(name, description, data))
+    return [values, VectorIndex(name=f"{name}_index", data=np.asarray(ends, dtype=np.int64), target=values)]
+
+
 def _add_electrodes(nwbfile, rec) -> dict:
     """Electrodes table rows for the layout (plus unit electrodes missing from it); id -> row."""
+    from hdmf.common import ElementIdentifiers
+    from pynwb.ecephys import ElectrodesTable
+
     layout = rec.electrodes
     extra = np.setdiff1d(rec.electrode_ids[rec.electrode_ids >= 0], layout.ids)
     ids = np.concatenate([layout.ids, extra])
     if not len(ids):
         return {}
-    x = np.concatenate([layout.x, np.full(len(extra), np.nan)])
-    y = np.concatenate([layout.y, np.full(len(extra), np.nan)])
     device = nwbfile.create_device(name="MEA", description="multi-electrode array")
     group = nwbfile.create_electrode_group(name="array", description="all electrodes of the array",
                                            location="in vitro", device=device)
-    nwbfile.add_electrode_column(name="in_layout", description="electrode belongs to the array layout "
-                                 "(False: only referenced by a unit)")
-    for i, e in enumerate(ids.tolist()):
-        nwbfile.add_electrode(id=int(e), rel_x=float(x[i]), rel_y=float(y[i]), location="in vitro", group=group,
-                              in_layout=bool(i < len(layout)))
+    n = len(ids)
+    columns = [_column("location", "location of the electrode", ["in vitro"] * n),
+               _column("group", "electrode group", [group] * n),
+               _column("group_name", "electrode group name", ["array"] * n),
+               _column("rel_x", "x position on the array (um)", np.concatenate([layout.x, np.full(len(extra), np.nan)])),
+               _column("rel_y", "y position on the array (um)", np.concatenate([layout.y, np.full(len(extra), np.nan)])),
+               _column("in_layout", "electrode belongs to the array layout (False: only referenced by a unit)",
+                       np.arange(n) < len(layout))]
+    nwbfile.electrodes = ElectrodesTable(id=ElementIdentifiers(name="id", data=ids), columns=columns)
     return {e: i for i, e in enumerate(ids.tolist())}
 
 
 def _add_units(nwbfile, rec, rows: dict) -> None:
+    from hdmf.common import ElementIdentifiers
     from pynwb.misc import Units
 
     if rec.n_units == 0:
         return
-    resolution = 1.0 / rec.sampling_rate if rec.sampling_rate else -1.0
-    # hdmf cannot type an electrodes column that is empty for every unit: leave it out then
-    rows = rows if np.any(rec.electrode_ids >= 0) else {}
-    nwbfile.units = Units(name="units", description="units recorded on the MEA (spike times in s)",
-                          resolution=resolution, electrode_table=nwbfile.electrodes if rows else None)
-    units = nwbfile.units
+    n = rec.n_units
     str_ids = rec.unit_ids.dtype.kind == "U"
+    columns = _ragged_column("spike_times", "the spike times for each unit in seconds", rec.times, rec.offsets[1:])
+    columns += _ragged_column("obs_intervals", "the observation interval of each unit (s)",
+                              np.tile([[rec.t_start, rec.t_stop]], (n, 1)), np.arange(1, n + 1))
+    known = rec.electrode_ids >= 0
+    # hdmf cannot type an electrodes column that is empty for every unit: leave it out then
+    if rows and known.any():
+        table_rows = np.array([rows[e] for e in rec.electrode_ids[known].tolist()], dtype=np.int64)
+        columns += _ragged_column("electrodes", "the electrode of each unit (none when unknown)", table_rows,
+                                  np.cumsum(known), table=nwbfile.electrodes)
+    columns += [_column("pos_x_um", "unit x position on the array (um)", rec.positions[:, 0]),
+                _column("pos_y_um", "unit y position on the array (um)", rec.positions[:, 1])]
     if str_ids:
-        units.add_column("unit_name", "unit id as text")
-    units.add_column("pos_x_um", "unit x position on the array (um)")
-    units.add_column("pos_y_um", "unit y position on the array (um)")
-    window = [[rec.t_start, rec.t_stop]]
-    for i, times in enumerate(rec.spike_times):
-        row = dict(spike_times=np.asarray(times), obs_intervals=window,
-                   pos_x_um=float(rec.positions[i, 0]), pos_y_um=float(rec.positions[i, 1]))
-        if rows:
-            e = int(rec.electrode_ids[i])
-            row["electrodes"] = [rows[e]] if e >= 0 else []
-        if str_ids:
-            row["unit_name"] = str(rec.unit_ids[i])
-        units.add_unit(id=i if str_ids else int(rec.unit_ids[i]), **row)
+        columns.append(_column("unit_name", "unit id as text", rec.unit_ids.tolist()))
+    ids = np.arange(n) if str_ids else rec.unit_ids
+    nwbfile.units = Units(name="units", description="units recorded on the MEA (spike times in s)",
+                          id=ElementIdentifiers(name="id", data=ids), columns=columns,
+                          resolution=1.0 / rec.sampling_rate if rec.sampling_rate else -1.0,
+                          electrode_table=nwbfile.electrodes if rows and known.any() else None)
 
 
 def _add_stim(nwbfile, stim) -> None:
+    from hdmf.common import ElementIdentifiers
     from pynwb.epoch import TimeIntervals
 
     if not len(stim):
         return
-    table = TimeIntervals(name=STIM_TABLE, description="electrical stimulation pulses (one row per pulse)")
-    table.add_column("electrode", "stimulating electrode id")
-    table.add_column("amplitude", f"first-phase amplitude in {stim.amplitude_unit} (sign = polarity)")
-    table.add_column("phase_us", "duration of one phase (us)")
-    table.add_column("n_phases", "number of phases (1 mono, 2 biphasic, ...)")
-    for i in range(len(stim)):
-        t = float(stim.time[i])
-        table.add_row(start_time=t, stop_time=t + float(stim.duration[i]), electrode=int(stim.electrode[i]),
-                      amplitude=float(stim.amplitude[i]), phase_us=float(stim.phase_us[i]),
-                      n_phases=int(stim.n_phases[i]))
-    nwbfile.add_time_intervals(table)
+    columns = [_column("start_time", "pulse onset (s)", stim.time),
+               _column("stop_time", "pulse end: onset + n_phases * phase_us (s)", stim.time + stim.duration),
+               _column("electrode", "stimulating electrode id", stim.electrode),
+               _column("amplitude", f"first-phase amplitude in {stim.amplitude_unit} (sign = polarity)",
+                       stim.amplitude),
+               _column("phase_us", "duration of one phase (us)", stim.phase_us),
+               _column("n_phases", "number of phases (1 mono, 2 biphasic, ...)", stim.n_phases)]
+    nwbfile.add_time_intervals(TimeIntervals(name=STIM_TABLE, description="electrical stimulation pulses "
+                                             "(one row per pulse)", columns=columns,
+                                             id=ElementIdentifiers(name="id", data=np.arange(len(stim)))))
 
 
 def write(rec, path, *, session_description: str | None = None, **options) -> None:
