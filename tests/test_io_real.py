@@ -94,3 +94,58 @@ def test_mcs_timestamps_match_raw_stamps(mcs_path):
     assert rec.t_stop == duration_us / 1e6
     assert rec.sampling_rate == 500.0  # file name: 500 Hz; Tick = 2000 us
     assert rec.metadata["channel_labels"] == [f"E{k}" for k in range(1, 9)]
+
+
+def _write_v73(path, mat, struct_array: bool):
+    """The NGN2 contents laid out as MATLAB -v7.3 saves them (HDF5 with a 512-byte MAT header)."""
+
+    def num(group, name, value):
+        a = np.asarray(value, dtype=float)
+        if a.size == 0:
+            ds = group.create_dataset(name, data=np.array([0, 0], np.uint64))
+            ds.attrs["MATLAB_empty"] = np.uint8(1)
+        else:
+            ds = group.create_dataset(name, data=np.atleast_2d(a).T if a.ndim < 2 else a.T)
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+        return ds
+
+    detectors = ("bior1p5", "thr4", "thr5")
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = f.create_group("#refs#")
+        if struct_array:
+            g = f.create_group("spikeTimes")
+            g.attrs["MATLAB_class"] = np.bytes_("struct")
+            for d in detectors:
+                targets = [num(refs, f"{d}_{i}", getattr(s, d)) for i, s in enumerate(mat["spikeTimes"])]
+                g.create_dataset(d, data=np.array([[t.ref] for t in targets], dtype=h5py.ref_dtype))
+        else:
+            cells = []
+            for i, s in enumerate(mat["spikeTimes"]):
+                g = refs.create_group(f"c{i}")
+                g.attrs["MATLAB_class"] = np.bytes_("struct")
+                for d in detectors:
+                    num(g, d, getattr(s, d))
+                cells.append([g.ref])
+            ds = f.create_dataset("spikeTimes", data=np.array(cells, dtype=h5py.ref_dtype))
+            ds.attrs["MATLAB_class"] = np.bytes_("cell")
+        num(f, "channels", mat["channels"][None, :])
+        num(f, "coords", mat["coords"])
+        p = f.create_group("Params")
+        num(p, "fs", mat["Params"].fs)
+        i = f.create_group("Info")
+        num(i, "duration_s", mat["Info"].duration_s)
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .".ljust(116))
+
+
+@pytest.mark.parametrize("struct_array", [False, True])
+def test_meanap_v73_hdf5_matches_v5(ngn2_path, tmp_path, struct_array):
+    mat = scipy.io.loadmat(ngn2_path, squeeze_me=True, struct_as_record=False)
+    path = tmp_path / "ngn2_v73.mat"
+    _write_v73(path, mat, struct_array)
+    assert detect_format(path) == "meanap"
+    assert organoid_sim.io.meanap.detectors(path) == ["bior1p5", "thr4", "thr5"]
+    v73 = organoid_sim.load(path, detector="thr4")
+    v5 = organoid_sim.load(ngn2_path, detector="thr4")
+    assert v73.metadata["mat_version"] == "7.3"
+    assert v73.replace(metadata={}) == v5.replace(metadata={})
