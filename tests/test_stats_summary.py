@@ -90,4 +90,12 @@ def test_compare_detects_a_poisson_surrogate(d1, d1_desc, rng):
 def test_compare_different_units_is_noted(d1_desc, d1):
     other = stats.describe(d1.select_units(index=np.arange(8)))
     c = stats.compare(d1_desc, other)
-    assert np.isnan(c.summary["rate_r"]) and any("units differ" in n for n in c.notes)
+    assert np.isnan(c.summary["rate_r"]) and any("unit counts differ" in n for n in c.notes)
+
+
+def test_compare_two_wells_matches_units_by_order(div12_path, d1_desc):
+    d2 = organoid_sim.load(div12_path, well="D2")
+    c = stats.compare(d1_desc, d2)
+    assert any("matched by their order" in n for n in c.notes)
+    r = np.corrcoef(d1_desc.per_unit["rate_hz"], d2.firing_rates())[0, 1]
+    assert c.summary["rate_r"] == pytest.approx(r)

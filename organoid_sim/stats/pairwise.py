@@ -84,38 +84,53 @@ def tiling_fraction(rec, dt: float = 0.01) -> np.ndarray:
     return out
 
 
-def _close(a: np.ndarray, b: np.ndarray, dt: float, rtol: float) -> np.ndarray:
-    # The exact float expression of numpy.isclose(a, b, atol=dt, rtol=rtol) used by elephant.
-    return (np.abs(a - b) <= dt + rtol * np.abs(b)) | (a == b)
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
+    length = np.maximum(hi - lo, 0)
+    start = np.cumsum(length) - length
+    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
+    return idx, np.repeat(np.arange(len(lo)), length)
 
 
 def _tiled_counts(rec, dt: float, rtol: float, progress) -> np.ndarray:
-    """``C[i, j]``: number of spikes of unit ``j`` within the window of some spike of unit ``i``."""
+    """``C[i, j]``: number of spikes of unit ``j`` within the window of some spike of unit ``i``.
+
+    A spike ``t`` of unit ``j`` is within the window of a spike ``s`` of unit ``i`` when
+    ``|t - s| <= dt + rtol * |s|`` (numpy.isclose's bound, as elephant evaluates it). Candidates are
+    found with ``searchsorted`` on the time-sorted spikes of all units; only those within a few ulps
+    of a window edge are tested with the exact float expression.
+    """
     n = rec.n_units
     t_all, u_all = merged_times(rec)
+    u_all = u_all.astype(np.int32)
     out = np.zeros((n, n), dtype=np.int64)
-    slack = 16 * np.finfo(float).eps * max(1.0, abs(rec.t_stop))  # candidates a few ulps wider
+    slack = 16 * np.finfo(float).eps * max(1.0, abs(rec.t_start), abs(rec.t_stop))  # >> rounding of the bounds
     for i, ti in enumerate(tqdm(rec.spike_times, desc="STTC", unit="unit", disable=not progress)):
         if len(ti) == 0:
             continue
-        w = dt + rtol * np.abs(ti) + slack
-        hi = np.searchsorted(t_all, ti + w, side="right")
-        lo = np.searchsorted(t_all, ti - w, side="left")
+        w = dt + rtol * np.abs(ti)
+        lo = np.searchsorted(t_all, ti - (w + slack), side="left")   # may be inside: widened
+        hi = np.searchsorted(t_all, ti + (w + slack), side="right")
+        lo_in = np.searchsorted(t_all, ti - np.maximum(w - slack, 0), side="left")  # surely inside
+        hi_in = np.searchsorted(t_all, ti + np.maximum(w - slack, 0), side="right")
         # Windows of consecutive spikes overlap: clip each range to start where the previous ended,
-        # so every candidate spike is visited once and owned by the first window that reaches it.
+        # so every candidate is counted once, owned by the first window that reaches it.
         lo = np.maximum(lo, np.concatenate([[0], hi[:-1]]))
         length = np.maximum(hi - lo, 0)
-        total = int(length.sum())
-        if total == 0:
-            continue
-        k = np.repeat(np.arange(len(ti)), length)
         start = np.cumsum(length) - length
-        g = np.arange(total) - np.repeat(start - lo, length)
-        tj = t_all[g]
-        # Exact test against the owning spike and the next one (a candidate at the right edge of
-        # window k may fall inside window k+1 instead); nearer spikes cannot exist by construction.
-        ok = _close(tj, ti[k], dt, rtol) | _close(tj, ti[np.minimum(k + 1, len(ti) - 1)], dt, rtol)
-        out[i] = np.bincount(u_all[g[ok]], minlength=n)
+        g = np.arange(int(length.sum())) + np.repeat(lo - start, length)
+        counts = np.bincount(u_all[g], minlength=n)
+        # Edge candidates (between the widened and the sure bounds; usually none): exact test
+        # against the owning spike k and the next one (nearer spikes cannot exist by construction).
+        left, k_left = _ranges(lo, np.minimum(lo_in, hi))
+        right, k_right = _ranges(np.maximum(hi_in, lo), hi)
+        edge, k = np.concatenate([left, right]), np.concatenate([k_left, k_right])
+        if len(edge):
+            k1 = np.minimum(k + 1, len(ti) - 1)
+            tj = t_all[edge]
+            far = (np.abs(tj - ti[k]) > w[k]) & (np.abs(tj - ti[k1]) > w[k1])
+            counts -= np.bincount(u_all[edge[far]], minlength=n)
+        out[i] = counts
     return out
 
 

@@ -282,11 +282,12 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
     ref = reference if isinstance(reference, Description) else describe(reference, **describe_params)
     cand = candidate if isinstance(candidate, Description) else describe(candidate, **describe_params)
     notes: list[str] = []
-    same_units = (len(ref.unit_ids) == len(cand.unit_ids) and ref.unit_ids.dtype.kind == cand.unit_ids.dtype.kind
-                  and np.array_equal(ref.unit_ids, cand.unit_ids))
+    same_units = len(ref.unit_ids) == len(cand.unit_ids)
     if not same_units:
-        notes.append(f"units differ ({len(ref.unit_ids)} vs {len(cand.unit_ids)} or other ids): per-unit and "
-                     "pairwise distances are not computed")
+        notes.append(f"unit counts differ ({len(ref.unit_ids)} vs {len(cand.unit_ids)}): per-unit and pairwise "
+                     "distances are not computed")
+    elif not (ref.unit_ids.dtype.kind == cand.unit_ids.dtype.kind and np.array_equal(ref.unit_ids, cand.unit_ids)):
+        notes.append("unit ids differ: units matched by their order (e.g. the same electrode layout in two wells)")
     rows = []
     for key in _SCALARS:
         if key in ("n_units", "n_spikes", "duration_s", "avalanche_bin_ms", "n_bursts", "n_avalanches"):

@@ -1,0 +1,92 @@
+"""``organoid-sim describe PATH`` and ``organoid-sim compare A B``: MEA statistics from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from . import CLIError
+
+
+def register(subparsers) -> None:
+    """Add the ``describe`` and ``compare`` commands."""
+    d = subparsers.add_parser("describe", help="MEA statistics of a recording (rates, ISI, STTC, bursts, avalanches)",
+                              description="Describe a recording with the standard MEA statistics and print them "
+                                          "as a table; optionally write JSON and figures.")
+    d.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
+    d.add_argument("--well", default=None, help="well of a multi-well file (e.g. D1)")
+    d.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
+    d.add_argument("--json", metavar="OUT.json", default=None, help="write the description as JSON")
+    d.add_argument("--full", action="store_true", help="with --json: include the correlation/STTC matrices and bursts")
+    d.add_argument("--plots", metavar="DIR", default=None, help="write raster, rate map, matrices, histograms (PNG)")
+    d.add_argument("--sttc-dt", type=float, default=0.01, help="STTC window in seconds (default 0.01)")
+    d.add_argument("--corr-bin-ms", type=float, default=10.0, help="correlation bin in ms (default 10)")
+    d.set_defaults(func=run_describe)
+
+    c = subparsers.add_parser("compare", help="compare two recordings (e.g. recorded vs simulated)",
+                              description="Describe reference A and candidate B and print every statistic side "
+                                          "by side with its distance and an overall verdict.")
+    c.add_argument("a", metavar="A", help="reference recording")
+    c.add_argument("b", metavar="B", help="candidate recording (e.g. a simulation)")
+    c.add_argument("--well-a", default=None, help="well of A in a multi-well file")
+    c.add_argument("--well-b", default=None, help="well of B in a multi-well file")
+    c.add_argument("--detector", default=None, help="spike detector of MEA-NAP .mat files")
+    c.add_argument("--json", metavar="OUT.json", default=None, help="write the comparison as JSON")
+    c.add_argument("--plot", metavar="OUT.png", default=None, help="write the two-column comparison figure")
+    c.set_defaults(func=run_compare)
+
+
+def _load(path: str, well, detector):
+    import organoid_sim
+
+    if not Path(path).exists():
+        raise CLIError(f"no such file: {path}")
+    return organoid_sim.load(path, well=well, detector=detector, progress=False)
+
+
+def write_json(obj: dict, path) -> Path:
+    """Write ``obj`` as JSON atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    from .. import stats
+
+    rec = _load(args.path, args.well, args.detector)
+    desc = stats.describe(rec, sttc_dt=args.sttc_dt, corr_bin_ms=args.corr_bin_ms)
+    print(desc)
+    if args.json:
+        print(f"wrote {write_json(desc.to_dict(full=args.full), args.json)}")
+    if args.plots:
+        from .. import plot
+
+        for p in plot.save_description_figures(rec, desc, args.plots):
+            print(f"wrote {p}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from .. import stats
+
+    ref = _load(args.a, args.well_a, args.detector)
+    cand = _load(args.b, args.well_b, args.detector)
+    cmp = stats.compare(ref, cand)
+    print(cmp)
+    if args.json:
+        print(f"wrote {write_json(cmp.to_dict(), args.json)}")
+    if args.plot:
+        from .. import plot
+
+        print(f"wrote {plot.save(plot.comparison(cmp, ref, cand), args.plot, dpi=80)}")
+    return 0
