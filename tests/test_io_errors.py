@@ -145,3 +145,13 @@ def test_npz_errors_name_the_array(tmp_path):
     _expect(path, "spike_times", "not sorted")
     np.savez(path, spike_times=np.array([0.1]), spike_times_index=np.array([1.5]))
     _expect(path, "spike_times_index", "expected kind")
+
+
+def test_option_that_does_not_apply(tmp_path):
+    from organoid_sim.io import ReaderOptionError
+
+    rec = SpikeRecording.from_spike_times([[0.1]], t_start=0, t_stop=1)
+    path = organoid_sim.save(rec, tmp_path / "x.nwb")
+    with pytest.raises(ReaderOptionError, match=r"x.nwb \(nwb\).*\['well'\]") as err:
+        organoid_sim.load(path, well="D1")
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)

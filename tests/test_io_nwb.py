@@ -59,7 +59,7 @@ def test_pynwb_reads_what_we_wrote(rec_with_stim, tmp_path):
         assert units.resolution == pytest.approx(1 / 20_000.0)
 
 
-def _pynwb_file(tmp_path, with_stim=True):
+def _pynwb_file(tmp_path, stim="uA"):
     """An NWB file written with plain pynwb, as another lab's pipeline would write it."""
     from datetime import datetime, timezone
 
@@ -72,12 +72,18 @@ def _pynwb_file(tmp_path, with_stim=True):
         nwb.add_electrode(id=10 + k, x=float(k * 100), y=50.0, z=0.0, location="dish", group=grp)
     nwb.add_unit(id=1, spike_times=[0.1, 0.5, 2.0], electrodes=[2], obs_intervals=[[0.0, 3.0]])
     nwb.add_unit(id=2, spike_times=[1.0, 1.1], electrodes=[0], obs_intervals=[[0.0, 3.0]])
-    if with_stim:
+    if stim == "uA":
         t = TimeIntervals(name="electrical_stim", description="pulses")
         t.add_column("electrode", "site")
         t.add_column("amplitude", "uA")
         t.add_row(start_time=1.5, stop_time=1.5004, electrode=11, amplitude=-5.0)
         nwb.add_time_intervals(t)
+    if stim == "mV":  # a table whose electrode column is a region of the electrodes table, in mV
+        v = TimeIntervals(name="voltage_stim", description="pulses")
+        v.add_column("electrode", "site", table=nwb.electrodes)
+        v.add_column("amplitude", "amplitude (mV)")
+        v.add_row(start_time=0.5, stop_time=0.5002, electrode=3, amplitude=0.8)
+        nwb.add_time_intervals(v)
     path = tmp_path / "other.nwb"
     with pynwb.NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
@@ -92,7 +98,16 @@ def test_reads_foreign_pynwb_file(tmp_path):
     assert (rec.t_start, rec.t_stop) == (0.0, 3.0)
     np.testing.assert_array_equal(rec.spike_times[0], [0.1, 0.5, 2.0])
     assert rec.stim.time.tolist() == [1.5] and rec.stim.electrode.tolist() == [11]
-    assert rec.stim.amplitude.tolist() == [-5.0]
+    assert rec.stim.amplitude.tolist() == [-5.0] and rec.stim.amplitude_unit == "uA"
+    assert rec.stim.phase_us == pytest.approx([200.0])  # 0.4 ms biphasic pulse
+    assert rec.metadata["format"] == "nwb"
+
+
+def test_foreign_region_electrodes_and_mv_amplitudes(tmp_path):
+    path = _pynwb_file(tmp_path, stim="mV")
+    rec = organoid_sim.load(path)
+    assert rec.stim.electrode.tolist() == [13]  # row 3 of the electrodes table has id 13
+    assert rec.stim.amplitude_unit == "mV" and rec.stim.amplitude.tolist() == [0.8]
     assert rec.metadata["format"] == "nwb"
 
 
@@ -115,7 +130,7 @@ def test_string_unit_ids_and_empty_recording(tmp_path):
 
 
 def test_unsorted_nwb_spikes_raise_or_sort(tmp_path):
-    path = _pynwb_file(tmp_path, with_stim=False)
+    path = _pynwb_file(tmp_path, stim=None)
     with h5py.File(path, "a") as f:
         f["units/spike_times"][0:3] = [0.5, 0.1, 2.0]
     with pytest.raises(RecordingFormatError, match="units/spike_times.*not sorted"):

@@ -29,10 +29,10 @@ import zlib
 from pathlib import Path
 
 from ._util import HDF5_SIGNATURE, open_h5, read_head
-from .errors import RecordingFormatError, UnknownFormatError
+from .errors import ReaderOptionError, RecordingFormatError, UnknownFormatError
 
 __all__ = ["load", "save", "list_wells", "detect_format", "FORMATS", "RecordingFormatError",
-           "UnknownFormatError"]
+           "UnknownFormatError", "ReaderOptionError"]
 
 # format name -> module; HDF5 layouts are tried in this order (most specific first).
 FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion": "axion", "mcs": "mcs",
@@ -124,9 +124,11 @@ def load(path, well: str | None = None, detector: str | None = None, recording: 
         return reader(path, **kwargs)
     except (RecordingFormatError, FileNotFoundError, KeyboardInterrupt):
         raise
+    except ReaderOptionError as exc:
+        raise ReaderOptionError(f"{path} ({fmt}): {exc}") from None
     except TypeError as exc:
-        if "unexpected" in str(exc) or "keyword argument" in str(exc):
-            raise TypeError(f"{path} ({fmt}): {exc}") from None
+        if "keyword argument" in str(exc):  # an option the reader's signature does not have
+            raise ReaderOptionError(f"{path} ({fmt}): {exc}") from None
         raise RecordingFormatError(path, None, f"cannot be read as {fmt} (corrupt?): {exc}") from None
     except LOW_LEVEL_ERRORS as exc:
         # Safety net: a damaged file can fail deep inside h5py/zlib/scipy in ways the readers'

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 from ._util import build, dataset_size, decode_strings, h5_read, open_h5, progress_bar
 
 FORMAT = "axion"
@@ -73,7 +73,7 @@ def read(path, well: str | None = None, progress=None, **options):
     from ..recording import SpikeRecording
 
     if options:
-        raise TypeError(f"unexpected options for the axion reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the axion reader: {sorted(options)}")
     with open_h5(path) as f:
         names = _channel_names(path, f)
         counts = h5_read(path, f, "sCount", kinds="iuf", ndim=1)

@@ -25,7 +25,7 @@ import json
 import numpy as np
 
 from ._util import atomic_path, build
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "csv"
 DESCRIPTION = "CSV of (time s, unit) pairs with a header line 'time,unit' (optional '# organoid_sim.spikes {json}')"
@@ -118,7 +118,7 @@ def read(path, progress=None, **options):
     from ..recording import Electrodes, SpikeRecording
 
     if options:
-        raise TypeError(f"unexpected options for the CSV reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the CSV reader: {sorted(options)}")
     lines = _read_lines(path)
     head = _header(path, lines)
     times, units = _pairs(path, lines)
@@ -145,7 +145,7 @@ def read(path, progress=None, **options):
 def write(rec, path, **options) -> None:
     """Write ``(time s, unit)`` pairs, unit after unit, with the JSON header line (atomic)."""
     if options:
-        raise TypeError(f"unexpected options for the CSV writer: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the CSV writer: {sorted(options)}")
     head = {"t_start": rec.t_start, "t_stop": rec.t_stop, "sampling_rate": rec.sampling_rate,
             "unit_id_kind": rec.unit_ids.dtype.kind, "unit_ids": rec.unit_ids.tolist(),
             "electrode_ids": rec.electrode_ids.tolist(), "positions": rec.positions.tolist(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["RecordingFormatError", "UnknownFormatError"]
+__all__ = ["RecordingFormatError", "UnknownFormatError", "ReaderOptionError"]
 
 
 class RecordingFormatError(ValueError):
@@ -30,3 +30,11 @@ class RecordingFormatError(ValueError):
 
 class UnknownFormatError(RecordingFormatError):
     """The file's content matches none of the formats this package reads."""
+
+
+class ReaderOptionError(TypeError, ValueError):
+    """An option the chosen reader or writer does not take (e.g. ``well=`` for an NWB file).
+
+    A ``TypeError`` like any wrong keyword argument, and a ``ValueError`` so the command line
+    reports it as a one-line error.
+    """

@@ -31,7 +31,7 @@ import zipfile
 import numpy as np
 
 from ._util import atomic_path, build, decode_strings, h5_attr, h5_read, offsets_from_index, open_h5, parse_json
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "generic_h5"
 DESCRIPTION = "organoid-sim generic HDF5/NPZ layout (spike_times + spike_times_index or spike_units)"
@@ -160,7 +160,7 @@ def sniff_h5(f) -> bool:
 def read(path, progress=None, **options):
     """Load our generic HDF5 layout (module docstring) as a :class:`SpikeRecording` (s, um)."""
     if options:
-        raise TypeError(f"unexpected options for the generic HDF5 reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the generic HDF5 reader: {sorted(options)}")
     with open_h5(path) as f:
         def get(name):
             if name in SCALARS:
@@ -175,7 +175,7 @@ def write(rec, path, **options) -> None:
     import h5py
 
     if options:
-        raise TypeError(f"unexpected options for the generic HDF5 writer: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the generic HDF5 writer: {sorted(options)}")
     arrays = to_arrays(rec)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = MARKER
@@ -207,7 +207,7 @@ def sniff(path, head: bytes) -> bool:
 def read_npz(path, progress=None, **options):
     """Load an NPZ archive in the generic layout (module docstring; times s, positions um)."""
     if options:
-        raise TypeError(f"unexpected options for the NPZ reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the NPZ reader: {sorted(options)}")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
@@ -230,7 +230,7 @@ def read_npz(path, progress=None, **options):
 def write_npz(rec, path, **options) -> None:
     """Write the generic layout as an NPZ archive atomically (no pickled objects)."""
     if options:
-        raise TypeError(f"unexpected options for the NPZ writer: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the NPZ writer: {sorted(options)}")
     arrays = to_arrays(rec)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 from ._util import build, decode_strings, h5_read, open_h5
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "maxwell"
 DESCRIPTION = "MaxWell MaxOne/MaxTwo .raw.h5 (legacy /proc0/spikeTimes + /mapping, or /recordings/rec*/well*)"
@@ -107,7 +107,7 @@ def _choose(path, what: str, value, available: list[str], prefix: str, width: in
 
 
 # ---------------------------------------------------------------------------------------- read
-def _units(path, mapping_name: str, mapping: np.ndarray, channels_with_spikes: np.ndarray):
+def _units(mapping: np.ndarray, channels_with_spikes: np.ndarray):
     """Unit ids (channels), electrode ids and positions (um), plus the electrode layout arrays."""
     ch, first = np.unique(mapping["channel"].astype(np.int64), return_index=True)
     el = mapping["electrode"].astype(np.int64)[first]
@@ -136,7 +136,7 @@ def _recording(path, spikes_name, spikes, mapping_name, mapping, fs, first_frame
         raise RecordingFormatError(path, spikes_name, f"spike frame {frames.min()} precedes the first recorded "
                                    f"frame {first_frame}")
     times = (frames - first_frame) / fs
-    unit_ids, electrode_ids, positions, layout = _units(path, mapping_name, mapping, np.unique(channels))
+    unit_ids, electrode_ids, positions, layout = _units(mapping, np.unique(channels))
     t_stop = max(float(times.max()) if len(times) else 0.0, n_frames / fs)
     metadata = {**metadata, "source": str(path), "format": FORMAT, "first_frame": int(first_frame)}
     electrodes = build(path, mapping_name, Electrodes, *layout)
@@ -175,8 +175,11 @@ def _read_new(path, f, well, recording, sampling_rate, first_frame):
     start = h5_read(path, f, f"{g}/start_time", kinds="iuf", optional=True)
     stop = h5_read(path, f, f"{g}/stop_time", kinds="iuf", optional=True)
     metadata = {"layout": "new", "well": w, "recording": rec, "spikes_stored": spikes is not None,
-                "start_time_ms": None if start is None else float(np.ravel(start)[0]),
-                "stop_time_ms": None if stop is None else float(np.ravel(stop)[0])}
+                "start_time_ms": None if start is None or not start.size else float(np.ravel(start)[0]),
+                "stop_time_ms": None if stop is None or not stop.size else float(np.ravel(stop)[0])}
+    if not n_frames and None not in (metadata["start_time_ms"], metadata["stop_time_ms"]):
+        # no sample frame numbers: the wall-clock span (ms) gives the recording length
+        n_frames = int(round((metadata["stop_time_ms"] - metadata["start_time_ms"]) / 1000.0 * sampling_rate))
     return _recording(path, f"{g}/spikes", spikes, f"{g}/settings/mapping", mapping, sampling_rate,
                       first_frame, n_frames, metadata)
 
@@ -189,7 +192,7 @@ def read(path, well=None, recording: str | None = None, sampling_rate: float | N
     file's (20 kHz for legacy files); ``first_frame`` sets the frame that becomes t = 0 s.
     """
     if options:
-        raise TypeError(f"unexpected options for the MaxWell reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the MaxWell reader: {sorted(options)}")
     with open_h5(path) as f:
         if "recordings" in f:
             return _read_new(path, f, well, recording, sampling_rate, first_frame)

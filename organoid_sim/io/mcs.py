@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._util import build, decode_strings, h5_attr, h5_read, open_h5
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "mcs"
 DESCRIPTION = "Multi Channel Systems HDF5 (Data/Recording_*/TimeStampStream spike time stamps)"
@@ -75,7 +75,7 @@ def read(path, recording=None, stream=None, progress=None, **options):
     from ..recording import SpikeRecording
 
     if options:
-        raise TypeError(f"unexpected options for the MCS reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the MCS reader: {sorted(options)}")
     with open_h5(path) as f:
         if "Data" not in f:
             raise RecordingFormatError(path, "Data", "required group is missing")

@@ -25,7 +25,7 @@ import zlib
 
 import numpy as np
 
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 from ._util import build
 
 FORMAT = "meanap"
@@ -205,7 +205,7 @@ def read(path, detector: str | None = None, pitch_um: float = DEFAULT_PITCH_UM, 
     from ._util import read_head
 
     if options:
-        raise TypeError(f"unexpected options for the MEA-NAP reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the MEA-NAP reader: {sorted(options)}")
     v5 = read_head(path, len(MAT_MAGIC)).startswith(MAT_MAGIC) and not _is_hdf5(path)
     trains, detector, available, fields = (_v5 if v5 else _v73)(path, detector)
     n = len(trains)

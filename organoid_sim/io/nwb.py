@@ -33,7 +33,7 @@ import numpy as np
 
 from ._util import (atomic_path, build, dataset_size, decode_strings, h5_read, offsets_from_index, open_h5,
                     parse_json, progress_bar)
-from .errors import RecordingFormatError
+from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "nwb"
 DESCRIPTION = "NWB 2.x file (/units spike_times, electrodes table, /intervals stimulation)"
@@ -158,7 +158,7 @@ def write(rec, path, *, session_description: str | None = None, **options) -> No
     from pynwb import NWBHDF5IO, NWBFile
 
     if options:
-        raise TypeError(f"unexpected options for the NWB writer: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the NWB writer: {sorted(options)}")
     md = rec.metadata
     nwbfile = NWBFile(session_description=session_description or str(md.get("description", "MEA recording")),
                       identifier=str(md.get("identifier", uuid.uuid4())),
@@ -235,27 +235,53 @@ def _window(path, f, times: np.ndarray, scratch: dict) -> tuple[float, float]:
     return 0.0, float(times.max()) if len(times) else 0.0
 
 
-def _stim_tables(path, f, unit: str):
+def _amplitude_unit(path, f, column: str, default: str) -> str:
+    """``"mV"`` when a foreign amplitude column's description says so, else ``default``."""
+    from ._util import h5_attr
+
+    text = h5_attr(path, f[column], "description", "") or ""
+    return "mV" if "mV" in str(text) else default
+
+
+def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str):
+    """One ``/intervals`` table as StimEvents (electrode regions mapped to electrode ids)."""
+    from ..events import StimEvents
+    from ._util import h5_attr
+
+    cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c not in ("start_time", "electrode", "amplitude"))
+            for c in ("start_time", "stop_time", "electrode", "amplitude", "phase_us", "n_phases")}
+    n = len(cols["start_time"])
+    for c, v in cols.items():
+        if v is not None and len(v) != n:
+            raise RecordingFormatError(path, f"{g}/{c}", f"has {len(v)} rows, start_time has {n}")
+    if h5_attr(path, f[f"{g}/electrode"], "neurodata_type") == "DynamicTableRegion":  # rows of the electrodes table
+        rows = cols["electrode"].astype(np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(e_ids)):
+            raise RecordingFormatError(path, f"{g}/electrode", "refers to rows outside the electrodes table")
+        cols["electrode"] = e_ids[rows]
+    if cols["phase_us"] is None and cols["stop_time"] is not None:
+        # a foreign table: the pulse lasts stop - start, split evenly over its phases
+        n_phases = cols["n_phases"] if cols["n_phases"] is not None else np.full(n, 2)
+        cols["phase_us"] = (cols["stop_time"] - cols["start_time"]) * 1e6 / n_phases
+    return build(path, g, StimEvents.from_columns, cols["start_time"], cols["electrode"], cols["amplitude"],
+                 cols["phase_us"], cols["n_phases"], amplitude_unit=unit)
+
+
+def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict):
     """Stimulation events from every ``/intervals/*`` table with electrode and amplitude columns."""
     from ..events import StimEvents
 
+    unit = scratch.get("amplitude_unit", "uA")
     tables = []
     intervals = f.get("intervals")
     for name in sorted(intervals) if intervals is not None else []:
         g = f"intervals/{name}"
-        if not all(f"{g}/{c}" in f for c in ("start_time", "electrode", "amplitude")):
-            continue
-        cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c in ("phase_us", "n_phases"))
-                for c in ("start_time", "electrode", "amplitude", "phase_us", "n_phases")}
-        n = len(cols["start_time"])
-        for c, v in cols.items():
-            if v is not None and len(v) != n:
-                raise RecordingFormatError(path, f"{g}/{c}", f"has {len(v)} rows, start_time has {n}")
-        tables.append(build(path, g, StimEvents.from_columns, cols["start_time"], cols["electrode"],
-                            cols["amplitude"], cols["phase_us"], cols["n_phases"], amplitude_unit=unit))
+        if all(f"{g}/{c}" in f for c in ("start_time", "electrode", "amplitude")):
+            table_unit = unit if scratch else _amplitude_unit(path, f, f"{g}/amplitude", unit)
+            tables.append(_stim_table(path, f, g, e_ids, table_unit))
     if not tables:
         return StimEvents.empty(unit)
-    merged = StimEvents.concat(tables)
+    merged = build(path, "intervals", StimEvents.concat, tables)
     return merged.take(np.argsort(merged.time, kind="stable"))
 
 
@@ -297,11 +323,10 @@ def read(path, progress=None, sort: bool = False, **options):
     ``sort=True`` sorts spike times within each unit (NWB does not require sorted times; by
     default unsorted times raise :class:`RecordingFormatError`).
     """
-    from ..events import StimEvents
     from ..recording import Electrodes, SpikeRecording
 
     if options:
-        raise TypeError(f"unexpected options for the NWB reader: {sorted(options)}")
+        raise ReaderOptionError(f"unexpected options for the NWB reader: {sorted(options)}")
     with open_h5(path) as f:
         scratch = _scratch(path, f)
         with progress_bar(progress, dataset_size(f, "units/spike_times"), f"reading {Path(path).name}") as bar:
@@ -317,8 +342,7 @@ def read(path, progress=None, sort: bool = False, **options):
         electrode_ids = _unit_electrodes(path, f, n, e_ids)
         positions = _unit_positions(path, f, n)
         t_start, t_stop = _window(path, f, times, scratch)
-        unit = scratch.get("amplitude_unit", "uA")
-        stim = _stim_tables(path, f, unit) if "intervals" in f else StimEvents.empty(unit)
+        stim = _stim_tables(path, f, e_ids, scratch)
         fs = scratch.get("sampling_rate")
         if fs is None and not scratch and "units" in f:
             res = f["units"].attrs.get("resolution", -1.0)
@@ -329,9 +353,9 @@ def read(path, progress=None, sort: bool = False, **options):
     # Our own files carry the recording's metadata verbatim (so load(save(r)) == r); others get
     # the provenance fields every reader writes.
     metadata = scratch["metadata"] if "metadata" in scratch else {"source": str(path), "format": FORMAT}
-    layout = Electrodes(e_ids[in_layout], ex[in_layout], ey[in_layout])
+    layout = build(path, ELECTRODES, Electrodes, e_ids[in_layout], ex[in_layout], ey[in_layout])
     if positions is None:
-        positions = Electrodes(e_ids, ex, ey).position_of(electrode_ids)
+        positions = build(path, ELECTRODES, Electrodes, e_ids, ex, ey).position_of(electrode_ids)
     return build(path, "units/spike_times", SpikeRecording, times, offsets, t_start=t_start, t_stop=t_stop,
                  unit_ids=unit_ids, electrode_ids=electrode_ids, positions=positions, electrodes=layout,
                  sampling_rate=fs, stim=stim, metadata=metadata)
