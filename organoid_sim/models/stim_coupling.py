@@ -207,7 +207,7 @@ class StimulusCoupling(nn.Module):
             ok = (step >= 0) & (step < n_steps)
             if not bool(ok.any()):
                 continue
-            offset = step.double() * dt_s - rel  # step start minus onset (s)# step start minus onset
+            offset = step.double() * dt_s - rel  # step start minus onset (s)
             w = self.kernel_weights(offset, dt_s)
             out = out.index_add(0, step[ok], w[ok, None] * amp[ok])
         return out
