@@ -104,8 +104,8 @@ def load(path, well: str | None = None, detector: str | None = None, recording: 
     detector : spike detector field of an MEA-NAP file (``"thr4"``).
     recording : recording group of a MaxWell new-layout file (``"rec0000"``).
     progress : show a tqdm bar (None: only for large files).
-    options : format specific (e.g. ``sort=True`` for NWB/CSV, ``pitch_um`` for MEA-NAP,
-        ``sampling_rate`` for MaxWell legacy files, in Hz).
+    options : format specific (e.g. ``sort=True`` for NWB, ``pitch_um`` for MEA-NAP,
+        ``sampling_rate`` (Hz) and ``first_frame`` for MaxWell, ``stream`` for MCS).
 
     Times come back in seconds, positions in um. Errors in the file raise
     :class:`RecordingFormatError` naming the file, the dataset and the problem.
@@ -143,6 +143,10 @@ def save(recording, path, format: str | None = None, **options) -> Path:
     ``.nwb`` NWB (pynwb), ``.h5``/``.hdf5`` our generic HDF5 layout, ``.npz``, ``.csv``.
     ``load(save(rec, p)) == rec`` for every format. Returns the path written.
     """
+    from ..recording import SpikeRecording
+
+    if not isinstance(recording, SpikeRecording):
+        raise TypeError(f"save() needs a SpikeRecording, got {type(recording).__name__}")
     path = Path(path)
     if format is None:
         suffix = path.suffix.lower()
