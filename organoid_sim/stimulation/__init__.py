@@ -6,6 +6,8 @@ Amplitudes are uA (current mode) or mV (voltage mode), phase durations us, times
 models being built.
 """
 
+import sys
+import types
 from importlib import import_module
 
 from .builders import amplitude_sweep, frequency_sweep, paired_pulse, poisson_stimulation, probe_electrodes
@@ -44,3 +46,20 @@ def __getattr__(name: str):
                               "installed in this version of organoid-sim") from exc
         raise
     return getattr(mod, name)
+
+
+class _StimulationPackage(types.ModuleType):
+    """``calibrate`` is both a submodule and the function it defines. Importing a submodule makes the
+    import system set the package attribute to the module, which would shadow the function; this
+    property keeps ``organoid_sim.stimulation.calibrate`` the function whatever was imported first."""
+
+    @property
+    def calibrate(self):
+        return __getattr__("calibrate")
+
+    @calibrate.setter
+    def calibrate(self, value) -> None:  # the submodule stays reachable in sys.modules
+        pass
+
+
+sys.modules[__name__].__class__ = _StimulationPackage

@@ -1,0 +1,211 @@
+"""The whole organoid-sim story on the bundled sample, in a few minutes on a laptop CPU (``make demo``).
+
+1. load the virtual organoid's spontaneous recording and calibration session (``data_samples/``);
+2. describe it with the standard MEA statistics;
+3. fit a SpikingNetworkModel to the first part, compare a free-running simulation with the held-out part;
+4. calibrate the model's stimulation coupling on the calibration session (half of the electrodes);
+5. probe electrodes the calibration never stimulated, at an amplitude it never used, and compare the
+   predicted responses with the organoid's true ones;
+6. write everything to an HTML report (figures + tables) in ``demo_out/`` and print its path.
+
+``--quick`` shortens every stage (used by the tests); ``--out DIR`` changes the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+import organoid_sim  # noqa: E402
+from organoid_sim import stats  # noqa: E402
+from organoid_sim.report import Report  # noqa: E402
+from organoid_sim.stimulation import CL1, concat_trials, probe_electrodes, run_trials  # noqa: E402
+
+PROBE_AMPLITUDE_UA = 2.0   # not one of the calibration amplitudes
+PHASE_US = 200.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short version (about a minute; used by the tests)")
+    ap.add_argument("--out", default=str(_common.ROOT / "demo_out"), help="output folder (default demo_out/)")
+    ap.add_argument("--samples", default=None, help="sample folder (default data_samples/)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    out, quick, progress, seed = Path(args.out), args.quick, not args.no_progress, args.seed
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    rep = Report("organoid-sim demo: virtual organoid" + (" (quick)" if quick else ""))
+
+    # 1-2. load and describe -----------------------------------------------------------------
+    t = time.perf_counter()
+    sample = _common.load_sample(args.samples)
+    rec = sample.spontaneous
+    if quick:
+        rec = rec.time_slice(rec.t_start, rec.t_start + min(rec.duration, 120.0))
+    desc = stats.describe(rec)
+    timings["load + describe"] = time.perf_counter() - t
+    print(f"[1/5] loaded {sample.folder / 'spontaneous.nwb'}: {rec!r}")
+    _section_recording(rep, rec, desc, sample)
+
+    # 3. fit and compare ---------------------------------------------------------------------
+    train, held = rec.split(0.75)
+    print(f"[2/5] fitting a SpikingNetworkModel on {train.duration:.0f} s ...")
+    model, timings["fit"] = _common.fit_model(train, quick=quick, seed=seed, progress=progress)
+    model.save(out / "model")
+    t = time.perf_counter()
+    sim = model.simulate(max(4 * held.duration, 60.0) if not quick else 2 * held.duration, seed=seed + 1,
+                         t_start=held.t_start)
+    cmp = stats.compare(held, sim)
+    timings["simulate + compare"] = time.perf_counter() - t
+    print(f"[3/5] model vs held-out recording: {cmp.verdict}")
+    _section_model(rep, model, held, sim, cmp)
+
+    # 4. calibrate the stimulation coupling ---------------------------------------------------
+    calib_electrodes = np.array([], np.int64)
+    if sample.session is not None:
+        from organoid_sim.stimulation import calibrate
+
+        t = time.perf_counter()
+        result = calibrate(model, sample.session, n_trials=4 if quick else 12,
+                           max_evaluations=12 if quick else 60, seed=seed, progress=progress)
+        timings["calibrate"] = time.perf_counter() - t
+        calib_electrodes = np.unique(sample.session.stim.electrode)
+        model.save(out / "model")
+        print(f"[4/5] calibrated the coupling on {len(sample.session.stim)} pulses: loss "
+              f"{result.loss_before:.4f} -> {result.loss_after:.4f}")
+        _section_calibration(rep, result, sample.session)
+    else:
+        print("[4/5] no calibration session in the sample: the coupling keeps its physical prior")
+        rep.add_heading("Stimulation coupling").add_text(
+            "No calibration session was found; the coupling keeps its distance/charge prior.", note=True)
+
+    # 5. probe electrodes never used in calibration --------------------------------------------
+    t = time.perf_counter()
+    figures = _probe(rep, model, rec, calib_electrodes, sample.truth, out, quick, seed, progress)
+    timings["probe"] = time.perf_counter() - t
+    rep.add_heading("Run time (s, this machine)")
+    rep.add_table({k: round(v, 1) for k, v in timings.items()})
+    path = rep.save(out / "report.html")
+    (out / "summary.json").write_text(json.dumps({"timings_s": timings, **figures}, indent=1))
+    print(f"[5/5] report written: {path}")
+    return 0
+
+
+def _section_recording(rep: Report, rec, desc, sample) -> None:
+    from organoid_sim import plot
+
+    rep.add_heading("1. The recording")
+    rep.add_text(f"{rec!r}. Source: {sample.folder}. The virtual organoid (organoid_sim.synthetic) is a "
+                 "bursting network of adaptive neurons under a CL1-like 8x8 electrode grid; each channel "
+                 "is the multi-unit activity near one electrode.")
+    rep.add_pre(str(desc))
+    rep.add_figure(plot.raster(rec, t1=min(rec.t_stop, rec.t_start + 60.0)),
+                   "Raster with detected network bursts (shaded) and population rate")
+
+
+def _section_model(rep: Report, model, held, sim, cmp) -> None:
+    from organoid_sim import plot
+
+    rep.add_heading("2. Fitted model vs held-out recording")
+    rep.add_text(f"SpikingNetworkModel, {model.n_recorded} recorded + {model.n_hidden} hidden neurons, "
+                 f"dt = {model.dt_ms:g} ms. Free-running simulation of {sim.duration:.0f} s compared with the "
+                 f"last {held.duration:.0f} s of the recording, which the fit never saw.")
+    rep.add_table({k: v for k, v in cmp.summary.items()}, caption="compare(held-out, simulated).summary")
+    rep.add_pre(str(cmp))
+    rep.add_figure(plot.comparison(cmp, held, sim, labels=("recording (held out)", "model")),
+                   "Recording (left) vs model (right)")
+
+
+def _section_calibration(rep: Report, result, session) -> None:
+    rep.add_heading("3. Calibrating the stimulation coupling")
+    rep.add_text(f"Calibration session: {len(session.stim)} pulses on {len(np.unique(session.stim.electrode))} "
+                 "electrodes (half of the array). The coupling's global parameters were fitted to the recorded "
+                 "response probabilities and latencies; the network weights stay fixed.")
+    rows = [{"parameter": k, "prior": result.before[k], "calibrated": result.after[k]} for k in result.before]
+    rep.add_table(rows, caption=f"loss {result.loss_before:.4g} -> {result.loss_after:.4g} "
+                                f"({result.n_evaluations} evaluations)")
+
+
+def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: bool, seed: int,
+           progress: bool) -> dict:
+    from organoid_sim import plot
+
+    candidates = np.setdiff1d(model.electrodes.ids, calib_electrodes)
+    if truth is not None:
+        candidates = np.intersect1d(candidates, truth.electrodes)
+    chosen = candidates[:: max(1, len(candidates) // (4 if quick else 8))][: 4 if quick else 8]
+    protocol = probe_electrodes(chosen, amplitude=PROBE_AMPLITUDE_UA, phase_us=PHASE_US,
+                                n_repeats=1, interval_s=0.25, seed=seed, name="probe held-out electrodes")
+    CL1.validate(protocol)
+    protocol.save(out / "probe.yaml")
+    n_trials = 10 if quick else 40
+    print(f"[5/5] probing {len(chosen)} electrodes x {n_trials} trials at {PROBE_AMPLITUDE_UA} uA ...")
+    evoked = concat_trials(run_trials(model, protocol, n_trials, seed=seed + 2, progress=progress))
+    organoid_sim.save(evoked, out / "evoked.nwb")
+    window = tuple(truth.window) if truth is not None else (0.002, 0.100)
+    pred = stats.evoked_responses(evoked, window=window)
+    rep.add_heading("4. Virtual stimulation: probing electrodes the calibration never used")
+    rep.add_text(f"Protocol {protocol!r} (saved as probe.yaml, valid on the CL1 profile), {n_trials} trials, "
+                 f"biphasic {PROBE_AMPLITUDE_UA} uA x {PHASE_US:g} us per phase. Evoked recording: evoked.nwb.")
+    p = stats.psth(evoked, evoked.stim.time, window=(-0.02, 0.1), bin_ms=2.0)
+    rep.add_figure(plot.psth(p, window=window), "PSTH of the model's responses to the probe pulses")
+    figures = {"probe_electrodes": chosen.tolist(), "n_trials": n_trials}
+    if truth is not None:
+        figures.update(_against_truth(rep, pred, truth))
+    return figures
+
+
+def _against_truth(rep: Report, pred, truth) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    a = int(np.argmin(np.abs(truth.amplitudes_ua - PROBE_AMPLITUDE_UA)))
+    unit_pos = {u: i for i, u in enumerate(truth.unit_ids.tolist())}
+    cols = [unit_pos[u] for u in pred.unit_ids.tolist()]
+    p_pred, p_true, l_pred, l_true = [], [], [], []
+    for g, e in enumerate(pred.electrodes):
+        row = int(np.flatnonzero(truth.electrodes == e)[0])
+        p_pred.append(pred.response_probability[g])
+        p_true.append(truth.response_probability[row, a, cols])
+        l_pred.append(pred.median_latency_s[g])
+        l_true.append(truth.median_latency_s[row, a, cols])
+    p_pred, p_true = np.concatenate(p_pred), np.concatenate(p_true)
+    l_pred, l_true = np.concatenate(l_pred), np.concatenate(l_true)
+    r = float(np.corrcoef(p_pred, p_true)[0, 1]) if np.std(p_pred) > 0 and np.std(p_true) > 0 else float("nan")
+    both = np.isfinite(l_pred) & np.isfinite(l_true)
+    lat_err = float(np.median(np.abs(l_pred[both] - l_true[both])) * 1e3) if both.any() else float("nan")
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.scatter(p_true, p_pred, s=10, alpha=0.6)
+    ax1.plot([0, 1], [0, 1], color="0.5", lw=1)
+    ax1.set_xlabel("true response probability")
+    ax1.set_ylabel("model response probability")
+    ax1.set_title(f"per electrode x channel, r = {r:.2f}")
+    ax2.scatter(l_true[both] * 1e3, l_pred[both] * 1e3, s=10, alpha=0.6, color="tab:orange")
+    lim = [0, float(truth.window[1] * 1e3)]
+    ax2.plot(lim, lim, color="0.5", lw=1)
+    ax2.set_xlabel("true median first-spike latency (ms)")
+    ax2.set_ylabel("model median latency (ms)")
+    ax2.set_title(f"median |error| = {lat_err:.1f} ms ({int(both.sum())} pairs)")
+    rep.add_figure(fig, "Predicted vs true evoked responses on electrodes and amplitude never used in calibration")
+    figures = {"response_probability_r": r, "latency_median_abs_err_ms": lat_err, "n_pairs": int(len(p_pred)),
+               "n_latency_pairs": int(both.sum())}
+    rep.add_table(figures, caption="Prediction vs ground truth (held-out electrodes, unseen amplitude)")
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The example scripts run end to end in their --quick form (on the bundled sample in data_samples/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import organoid_sim
+from organoid_sim.stimulation import CL1, Protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SAMPLES = ROOT / "data_samples"
+
+pytestmark = pytest.mark.skipif(not (SAMPLES / "spontaneous.nwb").exists(),
+                                reason="bundled sample data_samples/ not generated")
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    proc = _run("demo.py", "--quick", "--out", str(out))
+    assert f"report written: {out / 'report.html'}" in proc.stdout
+    return out
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.n_img = self.n_table = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.n_img += tag == "img" and dict(attrs).get("src", "").startswith("data:image/png;base64,")
+        self.n_table += tag == "table"
+
+
+def test_demo_quick_writes_a_report(demo_out):
+    parser = _Images()
+    parser.feed((demo_out / "report.html").read_text())
+    assert parser.n_img >= 3 and parser.n_table >= 2
+    # the probing protocol is a valid CL1 protocol and the evoked recording carries its pulses
+    protocol = Protocol.load(demo_out / "probe.yaml")
+    CL1.validate(protocol)
+    evoked = organoid_sim.load(demo_out / "evoked.nwb")
+    summary = json.loads((demo_out / "summary.json").read_text())
+    assert len(evoked.stim) == summary["n_trials"] * len(protocol.to_events())
+    assert organoid_sim.load_model(demo_out / "model").n_recorded == evoked.n_units
+
+
+def test_stimulation_experiment_quick(demo_out, tmp_path):
+    proc = _run("stimulation_experiment.py", "--quick", "--model", str(demo_out / "model"), "--out", str(tmp_path))
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert len(curves["curves"]) == 4 and "P(response)" in proc.stdout
+    for name in ("amplitude_sweep.yaml", "evoked.nwb", "stim_io_curve.png", "stim_psth.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    evoked = organoid_sim.load(tmp_path / "evoked.nwb")
+    assert len(evoked.stim) == curves["n_pulses"] == 5 * len(Protocol.load(tmp_path / "amplitude_sweep.yaml").to_events())
+
+
+def test_pong_quick(demo_out):
+    proc = _run("pong.py", "--quick", "--model", str(demo_out / "model"), "--json")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    game = result["model"]
+    assert game["hits"] + game["misses"] >= 1 and game["pulses"] > 0
+    assert result["random_paddle"]["decoder"] == "random"
