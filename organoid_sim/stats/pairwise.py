@@ -18,7 +18,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from ..tensor import binned_coordinates
-from ._common import flag_units, merged_times
+from ._common import flag_units
 
 __all__ = ["correlation_matrix", "sttc", "tiling_fraction", "cross_correlogram", "functional_connectivity",
            "jitter"]
@@ -92,27 +92,105 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.repeat(np.arange(len(lo)), length)
 
 
+def _count_before(values: np.ndarray, keys: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted(values, keys, side)`` for long, (nearly) sorted ``keys``.
+
+    One stable sort of the concatenation (a merge of two sorted runs for numpy's timsort) instead
+    of a binary search per key, which misses the cache at every step on millions of spike times.
+    Ties: keys placed first count only smaller values (``left``), placed last also equal ones.
+    """
+    k = len(keys)
+    both = np.concatenate([keys, values]) if side == "left" else np.concatenate([values, keys])
+    order = np.argsort(both, kind="stable")
+    is_value = order >= k if side == "left" else order < len(values)
+    before = np.cumsum(is_value) - is_value
+    out = np.empty(k, dtype=np.int64)
+    key_slots = ~is_value
+    out[order[key_slots] - (0 if side == "left" else len(values))] = before[key_slots]
+    return out
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
+    length = np.maximum(hi - lo, 0)
+    start = np.cumsum(length) - length
+    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
+    return idx, np.repeat(np.arange(len(lo)), length)
+
+
+class _SortedIndex:
+    """``searchsorted`` into a long sorted array through a coarse index (every ``block``-th value).
+
+    A plain binary search over millions of spike times misses the cache at every step; searching
+    the small coarse array first and then one contiguous block gives the same positions faster.
+    """
+
+    def __init__(self, values: np.ndarray, block: int = 32) -> None:
+        self.values, self.block = values, block
+        self.coarse = values[::block]
+        self.offsets = np.arange(block)
+
+    def search(self, keys: np.ndarray, side: str) -> np.ndarray:
+        """Same result as ``np.searchsorted(values, keys, side)``."""
+        n = len(self.values)
+        b = np.maximum(np.searchsorted(self.coarse, keys, side=side) - 1, 0)
+        idx = b[:, None] * self.block + self.offsets[None, :]
+        vals = self.values[np.minimum(idx, n - 1)]
+        below = (vals < keys[:, None]) if side == "left" else (vals <= keys[:, None])
+        return b * self.block + np.sum(below & (idx < n), axis=1)
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
+    length = np.maximum(hi - lo, 0)
+    start = np.cumsum(length) - length
+    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
+    return idx, np.repeat(np.arange(len(lo)), length)
+
+
+def _inner(t_all: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: np.ndarray, high: np.ndarray):
+    """Narrow ``[lo, hi)`` to the values within ``[low, high]`` (positions of ``t_all``).
+
+    The bounds differ from the widened ones by a few ulps, so positions rarely move: check the end
+    points and search again only where they do.
+    """
+    n = len(t_all)
+    lo_in, hi_in = lo.copy(), hi.copy()
+    move = (lo < n) & (t_all[np.minimum(lo, n - 1)] < low)
+    lo_in[move] = np.searchsorted(t_all, low[move], side="left")
+    move = (hi > 0) & (t_all[np.maximum(hi - 1, 0)] > high)
+    hi_in[move] = np.searchsorted(t_all, high[move], side="right")
+    return lo_in, hi_in
+
+
 def _tiled_counts(rec, dt: float, rtol: float, progress) -> np.ndarray:
     """``C[i, j]``: number of spikes of unit ``j`` within the window of some spike of unit ``i``.
 
     A spike ``t`` of unit ``j`` is within the window of a spike ``s`` of unit ``i`` when
-    ``|t - s| <= dt + rtol * |s|`` (numpy.isclose's bound, as elephant evaluates it). Candidates are
-    found with ``searchsorted`` on the time-sorted spikes of all units; only those within a few ulps
-    of a window edge are tested with the exact float expression.
+    ``|t - s| <= dt + rtol * |s|`` (numpy.isclose's bound, as elephant evaluates it). Window bounds
+    of every spike are located in the time-sorted spikes of all units at once; only candidates
+    within a few ulps of a window edge are tested with the exact float expression.
     """
     n = rec.n_units
-    t_all, u_all = merged_times(rec)
-    u_all = u_all.astype(np.int32)
-    out = np.zeros((n, n), dtype=np.int64)
+    order = np.argsort(rec.times, kind="stable")
+    t_all = rec.times[order]
+    u_all = rec.unit_index[order].astype(np.int16 if n < 2**15 else np.int32)  # smaller: faster gathers
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))            # position in t_all of each spike (unit order)
     slack = 16 * np.finfo(float).eps * max(1.0, abs(rec.t_start), abs(rec.t_stop))  # >> rounding of the bounds
-    for i, ti in enumerate(tqdm(rec.spike_times, desc="STTC", unit="unit", disable=not progress)):
-        if len(ti) == 0:
+    w_all = dt + rtol * np.abs(t_all)
+    lo_all = _count_before(t_all, t_all - (w_all + slack), "left")    # widened: a few spikes may
+    hi_all = _count_before(t_all, t_all + (w_all + slack), "right")   # lie just outside
+    w_in = np.maximum(w_all - slack, 0)
+    lo_in_all, hi_in_all = _inner(t_all, lo_all, hi_all, t_all - w_in, t_all + w_in)  # surely inside
+    del w_in
+    out = np.zeros((n, n), dtype=np.int64)
+    for i in tqdm(range(n), desc="STTC", unit="unit", disable=not progress):
+        pos = where[rec.offsets[i]:rec.offsets[i + 1]]
+        if len(pos) == 0:
             continue
-        w = dt + rtol * np.abs(ti)
-        lo = np.searchsorted(t_all, ti - (w + slack), side="left")   # may be inside: widened
-        hi = np.searchsorted(t_all, ti + (w + slack), side="right")
-        lo_in = np.searchsorted(t_all, ti - np.maximum(w - slack, 0), side="left")  # surely inside
-        hi_in = np.searchsorted(t_all, ti + np.maximum(w - slack, 0), side="right")
+        ti, w = t_all[pos], w_all[pos]
+        lo, hi, lo_in, hi_in = lo_all[pos], hi_all[pos], lo_in_all[pos], hi_in_all[pos]
         # Windows of consecutive spikes overlap: clip each range to start where the previous ended,
         # so every candidate is counted once, owned by the first window that reaches it.
         lo = np.maximum(lo, np.concatenate([[0], hi[:-1]]))
