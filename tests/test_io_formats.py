@@ -159,11 +159,20 @@ def test_maxwell_missing_mapping_field(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- MCS
-def test_mcs_without_timestamps_says_no_spike_data(mcs_path, tmp_path):
-    path = tmp_path / "mcs_raw_only.h5"
+def test_mcs_falls_back_to_cutouts_then_says_no_spike_data(mcs_path, tmp_path):
+    path = tmp_path / "mcs_cutouts_only.h5"
     shutil.copy(mcs_path, path)
     with h5py.File(path, "a") as f:
         del f["Data/Recording_0/TimeStampStream"]
+        cut = f["Data/Recording_0/SegmentStream/Stream_0"]
+        expected = [cut[f"SegmentData_ts_{k}"][()].ravel() / 1e6 for k in range(8)]  # cutout stamps in us
+    rec = organoid_sim.load(path)
+    assert rec.metadata["stream"] == "SegmentStream/Stream_0" and rec.n_units == 8
+    for mine, ref in zip(rec.spike_times, expected):
+        np.testing.assert_array_equal(mine, ref)
+    assert rec.metadata["channel_labels"][0] == "E1"
+    with h5py.File(path, "a") as f:
+        del f["Data/Recording_0/SegmentStream"]
     assert detect_format(path) == "mcs"
     with pytest.raises(RecordingFormatError, match="holds no spike data"):
         organoid_sim.load(path)
