@@ -84,6 +84,14 @@ def test_generic_h5_ragged_by_hand_with_text_ids(tmp_path):
     assert [len(s) for s in rec.spike_times] == [2, 0, 1]
 
 
+def test_npz_written_by_hand(tmp_path):
+    path = tmp_path / "hand.npz"
+    np.savez(path, spike_times=np.array([0.5, 0.25, 0.75]), spike_units=np.array(["b", "a", "b"]))
+    rec = organoid_sim.load(path)
+    assert rec.unit_ids.tolist() == ["a", "b"] and rec.metadata["format"] == "npz"
+    np.testing.assert_array_equal(rec.spike_times[1], [0.5, 0.75])
+
+
 def test_csv_pairs_from_another_tool(tmp_path):
     path = tmp_path / "spikes.csv"
     path.write_text("# exported by some tool\nchannel;time\n3;0.50\n1;0.25\n3;0.10\n")

@@ -99,7 +99,7 @@ def _offsets(path, get, times, unit_ids):
     return rec.times, rec.offsets, rec.unit_ids
 
 
-def from_arrays(path, get) -> "SpikeRecording":
+def from_arrays(path, get, fmt: str = FORMAT) -> "SpikeRecording":
     """Build a recording from the layout; ``get(name)`` returns an array/scalar or None if absent."""
     from ..events import StimEvents
     from ..recording import Electrodes, SpikeRecording
@@ -116,7 +116,7 @@ def from_arrays(path, get) -> "SpikeRecording":
     times, offsets, unit_ids = _offsets(path, get, times.astype(np.float64), unit_ids)
     fs = _scalar(path, "sampling_rate", get("sampling_rate"), "f")
     md = get("metadata")
-    metadata = parse_json(path, "metadata", md) if md is not None else {"source": str(path), "format": FORMAT}
+    metadata = parse_json(path, "metadata", md) if md is not None else {"source": str(path), "format": fmt}
     eids = get("electrodes/id")
     electrodes = None
     if eids is not None:
@@ -220,7 +220,7 @@ def read_npz(path, progress=None, **options):
                 except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
                     raise RecordingFormatError(path, name, f"cannot be read (corrupt or truncated?): {exc}") from None
 
-            return from_arrays(path, get)
+            return from_arrays(path, get, "npz")
     except RecordingFormatError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
