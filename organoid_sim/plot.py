@@ -45,9 +45,10 @@ def _draw_raster(ax, rec, t0: float, t1: float, bursts=None, max_units: int = 20
         s = st[(st >= t0) & (st < t1)]
         ax.vlines(s, i + 0.1, i + 0.9, color="k", lw=0.4)
     if bursts is not None:
+        min_w = 0.002 * (t1 - t0)  # keep short bursts visible at any zoom
         for a, z in zip(bursts.start, bursts.stop):
             if z >= t0 and a <= t1:
-                ax.axvspan(a, max(z, a + 0.002), color="tab:red", alpha=0.25, lw=0)
+                ax.axvspan(a, max(z, a + min_w), color="tab:red", alpha=0.3, lw=0)
     ax.set_ylim(n, 0)  # first unit on top
     ax.set_ylabel("unit")
     step = max(1, n // 16)

@@ -122,3 +122,12 @@ def test_cross_correlogram_matches_elephant(d1, trains, pair, bin_ms, max_lag_ms
     lags, counts = stats.cross_correlogram(d1, d1.unit_ids[i], d1.unit_ids[j], bin_ms=bin_ms, max_lag_ms=max_lag_ms)
     np.testing.assert_array_equal(counts, np.asarray(ref).ravel())
     np.testing.assert_allclose(lags, ref_lags * bin_ms)
+
+
+def test_merge_search_equals_numpy_searchsorted(rng):
+    from organoid_sim.stats.pairwise import _count_before
+
+    values = np.sort(np.round(rng.uniform(0, 10, 5000), 2))           # many ties
+    keys = np.concatenate([np.round(rng.uniform(-1, 11, 3000), 2), values[::7]])  # unsorted, exact hits
+    for side in ("left", "right"):
+        np.testing.assert_array_equal(_count_before(values, keys, side), np.searchsorted(values, keys, side=side))

@@ -278,8 +278,13 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
     (median over units of ``|c - r| / r``), ``burst_rate_rel_err``, ``burst_duration_rel_err``
     (median durations), ``corr_matrix_r``, ``sttc_matrix_r`` and the other headline distances. The
     verdict passes when every check in ``tolerances`` (default :data:`DEFAULT_TOLERANCES`) holds.
+    A candidate recording is described with the reference's avalanche bin width.
     """
     ref = reference if isinstance(reference, Description) else describe(reference, **describe_params)
+    if not isinstance(candidate, Description) and "avalanche_bin_ms" not in describe_params \
+            and np.isfinite(ref.params.get("avalanche_bin_ms", np.nan)):
+        # avalanches depend on the bin width: use the reference's for both
+        describe_params = {**describe_params, "avalanche_bin_ms": ref.params["avalanche_bin_ms"]}
     cand = candidate if isinstance(candidate, Description) else describe(candidate, **describe_params)
     notes: list[str] = []
     same_units = len(ref.unit_ids) == len(cand.unit_ids)
