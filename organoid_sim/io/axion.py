@@ -6,7 +6,7 @@ Layout (all at the root of the file)::
     /sCount    int    (C,)   number of spikes of each channel (cumulative sum gives offsets)
     /names     bytes  (C,)   channel names like b"D1_34": well "D1", electrode column 3, row 4
     /channels  bytes  (C,)   same names (older files may have only one of names/channels)
-    /epos      float64 (2, C) electrode x, y in um (plate coordinates)
+    /epos      float64 (2, C) electrode x, y in um (plate coordinates; optional: NaN without it)
     /well      bytes  (W,)   all wells of the plate (optional), plus /treatment, /dose, /units, /size
     /array     bytes  (1,)   plate name, e.g. b"Axion 48 well" (optional)
 
@@ -27,12 +27,11 @@ from ._util import build, dataset_size, decode_strings, h5_read, open_h5, progre
 
 FORMAT = "axion"
 DESCRIPTION = "Axion-style per-channel HDF5 (/spikes, /sCount, /names, /epos; one well per recording)"
-REQUIRED = ("spikes", "sCount", "epos")
-
-
 def sniff_h5(f) -> bool:
-    """True if an open HDF5 file has the Axion per-channel layout."""
-    return all(k in f for k in REQUIRED) and ("names" in f or "channels" in f)
+    """True if an open HDF5 file has the Axion per-channel layout (``/sCount`` or ``/spikes`` with
+    channel names; the reader then names whatever else is missing)."""
+    named = "names" in f or "channels" in f
+    return ("sCount" in f and (named or "spikes" in f)) or ("spikes" in f and named and "epos" in f)
 
 
 def _channel_names(path, f) -> np.ndarray:
@@ -77,7 +76,7 @@ def read(path, well: str | None = None, progress=None, **options):
     with open_h5(path) as f:
         names = _channel_names(path, f)
         counts = h5_read(path, f, "sCount", kinds="iuf", ndim=1)
-        epos = h5_read(path, f, "epos", kinds="fiu", ndim=2)
+        epos = h5_read(path, f, "epos", kinds="fiu", ndim=2, optional=True)
         with progress_bar(progress, dataset_size(f, "spikes"), f"reading {Path(path).name}") as bar:
             spikes = h5_read(path, f, "spikes", kinds="fiu", ndim=1, bar=bar)
         plate = decode_strings(f["array"][()]).ravel().tolist() if "array" in f else []
@@ -91,6 +90,8 @@ def read(path, well: str | None = None, progress=None, **options):
         raise RecordingFormatError(path, "sCount", "negative spike counts")
     if counts.sum() != len(spikes):
         raise RecordingFormatError(path, "sCount", f"counts sum to {counts.sum()} but /spikes has {len(spikes)} values")
+    if epos is None:  # positions are optional: unknown (NaN) without /epos
+        epos = np.full((2, n), np.nan)
     if epos.shape == (n, 2) and n != 2:
         epos = epos.T
     if epos.shape != (2, n):

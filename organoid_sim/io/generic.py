@@ -126,6 +126,8 @@ def from_arrays(path, get, fmt: str = FORMAT) -> "SpikeRecording":
     stim = None
     if get("stim/time") is not None:
         cols = [get(f"stim/{c}") for c in STIM]
+        if cols[1] is None:
+            raise RecordingFormatError(path, "stim/electrode", "missing while stim/time is present")
         unit = _scalar(path, "amplitude_unit", get("amplitude_unit"), "U") or "uA"
         stim = build(path, "stim", StimEvents.from_columns, *cols, amplitude_unit=unit, sort=False)
     return build(path, "spike_times", SpikeRecording, times, offsets,

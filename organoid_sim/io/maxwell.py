@@ -36,7 +36,7 @@ MAPPING_FIELDS = ("channel", "electrode", "x", "y")
 
 def sniff_h5(f) -> bool:
     """True for a MaxWell file (legacy ``/mapping`` + ``/proc0`` or ``/sig``, or ``/recordings``)."""
-    legacy = "mapping" in f and ("proc0" in f or "sig" in f)
+    legacy = ("mapping" in f and ("proc0" in f or "sig" in f)) or ("proc0" in f and "sig" in f)
     return legacy or ("recordings" in f and ("wells" in f or "version" in f or "wellplate" in f)) or (
         "recordings" in f and any(k.startswith("rec") for k in _keys(f["recordings"])))
 
