@@ -6,6 +6,8 @@ the files independently with h5py / scipy.io here.
 
 from __future__ import annotations
 
+import datetime
+
 import h5py
 import numpy as np
 import pytest
@@ -80,6 +82,9 @@ def test_maxwell_legacy_mapping_from_genuine_file(maxone_legacy_path):
     np.testing.assert_array_equal(rec.positions, np.stack([mapping["x"], mapping["y"]], 1)[order])
     assert rec.sampling_rate == 20_000.0 and rec.metadata["spikes_stored"] is False
     assert len(rec.electrodes) == 781
+    # window from the file's start/stop text (README: /sig holds zero samples)
+    assert rec.metadata["time"].startswith("start: 2021-10-19 20:55:05")
+    assert rec.t_stop == (datetime.datetime(2021, 10, 19, 20, 56, 51) - datetime.datetime(2021, 10, 19, 20, 55, 5)).seconds
 
 
 def test_mcs_timestamps_match_raw_stamps(mcs_path):

@@ -5,7 +5,8 @@ Two layouts exist:
 * **legacy** (MaxOne, versions up to 2019): ``/proc0/spikeTimes`` compound (``frameno``,
   ``channel``, ``amplitude``), ``/mapping`` compound (``channel``, ``electrode``, ``x``, ``y`` in
   um), ``/sig`` raw traces, ``/version``, ``/time`` (start/stop text). The sampling rate is 20 kHz
-  (``sampling_rate=`` overrides it).
+  (``sampling_rate=`` overrides it). The window ends at the last spike, the end of ``/sig`` or
+  the ``/time`` stop stamp, whichever is latest.
 * **new** (MaxOne and MaxTwo): ``/recordings/<rec>/<well>/`` with ``spikes`` (same compound),
   ``settings/mapping``, ``settings/sampling`` (Hz), ``start_time``/``stop_time`` (ms since the
   epoch) and ``groups/routed/frame_nos``. Choose ``recording="rec0000"`` and ``well="well000"``
@@ -145,15 +146,30 @@ def _recording(path, spikes_name, spikes, mapping_name, mapping, fs, first_frame
                  t_stop=t_stop, sampling_rate=fs, metadata=metadata)
 
 
+def _wall_clock_span_s(text: str | None) -> float | None:
+    """Seconds between the ``start:`` and ``stop:`` stamps of a legacy ``/time`` text (1 s resolution)."""
+    import datetime
+
+    found = re.findall(r"(start|stop):\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text or "")
+    stamps = {k: datetime.datetime.fromisoformat(v) for k, v in found}
+    if {"start", "stop"} <= set(stamps):
+        return max((stamps["stop"] - stamps["start"]).total_seconds(), 0.0)
+    return None
+
+
 def _read_legacy(path, f, sampling_rate, first_frame):
     mapping = _compound(path, f, "mapping", MAPPING_FIELDS)
     spikes = _compound(path, f, "proc0/spikeTimes", SPIKE_FIELDS) if "proc0/spikeTimes" in f else None
     sig = f.get("sig")
     n_frames = int(sig.shape[1]) if sig is not None and len(sig.shape) == 2 else 0
-    metadata = {"layout": "legacy", "version": _text(path, f, "version"), "time": _text(path, f, "time"),
+    fs = float(sampling_rate or LEGACY_FS)
+    time_text = _text(path, f, "time")
+    span = _wall_clock_span_s(time_text)
+    if span is not None:  # the /time stamps bound the recording when /sig holds fewer samples
+        n_frames = max(n_frames, int(round(span * fs)))
+    metadata = {"layout": "legacy", "version": _text(path, f, "version"), "time": time_text,
                 "spikes_stored": spikes is not None}
-    return _recording(path, "proc0/spikeTimes", spikes, "mapping", mapping,
-                      float(sampling_rate or LEGACY_FS), first_frame, n_frames, metadata)
+    return _recording(path, "proc0/spikeTimes", spikes, "mapping", mapping, fs, first_frame, n_frames, metadata)
 
 
 def _read_new(path, f, well, recording, sampling_rate, first_frame):
