@@ -63,7 +63,7 @@ def test_psth_and_comparison_figures(d1, d1_desc, tmp_path):
     fig = plot.psth(p, window=(0.01, 0.2))
     assert isinstance(fig, Figure)
     _png_ok(fig, tmp_path, "psth")
-    head, tail = d1.split(0.75)
+    head, tail = d1.time_slice(164.0, 464.0).split(0.5)
     cmp = stats.compare(tail, head)
     fig = plot.comparison(cmp, tail, head)
     assert len(fig.axes) >= 14 and "verdict" in fig.get_suptitle()
