@@ -65,7 +65,8 @@ def _pynwb_file(tmp_path, stim="uA"):
 
     from pynwb.epoch import TimeIntervals
 
-    nwb = pynwb.NWBFile(session_description="s", identifier="id", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb = pynwb.NWBFile(session_description="s", identifier="id",
+                        session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
     dev = nwb.create_device(name="mea")
     grp = nwb.create_electrode_group(name="g", description="d", location="dish", device=dev)
     for k in range(4):

@@ -111,7 +111,8 @@ def _check_size(path, name: str, obj) -> None:
     """
     try:
         nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize
-        compressed = obj.compression is not None or obj.chunks is not None and bool(obj.id.get_create_plist().get_nfilters())
+        filtered = obj.chunks is not None and bool(obj.id.get_create_plist().get_nfilters())
+        compressed = obj.compression is not None or filtered
     except (OSError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise RecordingFormatError(path, name, f"header cannot be read (corrupt?): {exc}") from None
     if not compressed and nbytes > os.path.getsize(path) + 1024:

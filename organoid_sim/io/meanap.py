@@ -52,7 +52,8 @@ def _load(path):
         return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, AttributeError, zlib.error,
             scipy.io.matlab.MatReadError) as exc:
-        raise RecordingFormatError(path, None, f"not a readable MATLAB v5 file (corrupt or truncated?): {exc}") from None
+        raise RecordingFormatError(path, None, f"not a readable MATLAB v5 file (corrupt or truncated?): "
+                                   f"{exc}") from None
 
 
 def _field(obj, name):

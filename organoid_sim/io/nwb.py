@@ -92,11 +92,13 @@ def _add_electrodes(nwbfile, rec) -> dict:
     group = nwbfile.create_electrode_group(name="array", description="all electrodes of the array",
                                            location="in vitro", device=device)
     n = len(ids)
+    x = np.concatenate([layout.x, np.full(len(extra), np.nan)])
+    y = np.concatenate([layout.y, np.full(len(extra), np.nan)])
     columns = [_column("location", "location of the electrode", ["in vitro"] * n),
                _column("group", "electrode group", [group] * n),
                _column("group_name", "electrode group name", ["array"] * n),
-               _column("rel_x", "x position on the array (um)", np.concatenate([layout.x, np.full(len(extra), np.nan)])),
-               _column("rel_y", "y position on the array (um)", np.concatenate([layout.y, np.full(len(extra), np.nan)])),
+               _column("rel_x", "x position on the array (um)", x),
+               _column("rel_y", "y position on the array (um)", y),
                _column("in_layout", "electrode belongs to the array layout (False: only referenced by a unit)",
                        np.arange(n) < len(layout))]
     nwbfile.electrodes = ElectrodesTable(id=ElementIdentifiers(name="id", data=ids), columns=columns)
@@ -248,7 +250,8 @@ def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str):
     from ..events import StimEvents
     from ._util import h5_attr
 
-    cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c not in ("start_time", "electrode", "amplitude"))
+    required = ("start_time", "electrode", "amplitude")
+    cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c not in required)
             for c in ("start_time", "stop_time", "electrode", "amplitude", "phase_us", "n_phases")}
     n = len(cols["start_time"])
     for c, v in cols.items():
