@@ -20,7 +20,6 @@ import html
 import io
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -117,17 +116,12 @@ class Report:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (temp file + rename) and return its absolute path."""
+        from .io._util import atomic_path
+
         path = Path(path).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_html())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_html(), encoding="utf-8")
         return path
 
 

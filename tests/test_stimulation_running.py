@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_stimulation_model as _shared
 
 import organoid_sim
-from organoid_sim import SpikeRecording
 from organoid_sim.stimulation import (CL1, Protocol, PulseDesign, PulseTrain, concat_trials, probe_electrodes,
                                       run_trials, trial_seeds)
 
-UNITS = np.array([9, 12, 18, 27, 36, 45])
+UNITS = _shared.UNITS
 
 
 @pytest.fixture(scope="module")
 def model():
-    models = pytest.importorskip("organoid_sim.models")
-    rng = np.random.default_rng(11)
-    spikes = [np.sort(rng.uniform(0, 20.0, rng.integers(40, 80))) for _ in UNITS]
-    rec = SpikeRecording.from_spike_times(spikes, t_stop=20.0, electrode_ids=UNITS, electrodes=CL1.electrodes())
-    return models.SpikingNetworkModel(dt_ms=2.0).fit(rec, max_epochs=2, refine_steps=0, calibration_rounds=0,
-                                                     progress=False)
+    return _shared.small_fitted_model()
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +50,11 @@ def test_run_trials_reproducible_and_independent(model, probe, batched):
 
 def test_batched_and_sequential_trials_agree_in_distribution(model, probe):
     # both modes simulate the same model; their pooled response probabilities must agree within binomial noise
-    b = concat_trials(run_trials(model, probe, 12, seed=0, batched=True, progress=False))
-    s = concat_trials(run_trials(model, probe, 12, seed=0, batched=False, progress=False))
+    b = concat_trials(run_trials(model, probe, 8, seed=0, batched=True, progress=False))
+    s = concat_trials(run_trials(model, probe, 8, seed=0, batched=False, progress=False))
     pb = organoid_sim.stats.evoked_responses(b, window=(0.002, 0.05)).response_probability
     ps = organoid_sim.stats.evoked_responses(s, window=(0.002, 0.05)).response_probability
-    n = 12 * 4
+    n = 8 * 4
     se = np.sqrt(np.maximum(pb * (1 - pb), 1 / n) * 2 / n)
     assert np.all(np.abs(pb - ps) < 5 * se + 1e-9)
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_stimulation_model as _shared
 
-from organoid_sim import SpikeRecording
 from organoid_sim.stimulation import CL1, BurstDesign, ChannelSet, DeviceLimitError, StimDesign, VirtualMEA
 
-UNITS = np.array([9, 12, 18, 21, 27, 30, 36, 45])
+UNITS = _shared.UNITS
 
 
 @pytest.fixture(scope="module")
 def model():
-    models = pytest.importorskip("organoid_sim.models")
-    rng = np.random.default_rng(7)
-    spikes = [np.sort(rng.uniform(0, 20.0, rng.integers(40, 80))) for _ in UNITS]
-    rec = SpikeRecording.from_spike_times(spikes, t_stop=20.0, electrode_ids=UNITS, electrodes=CL1.electrodes())
-    return models.SpikingNetworkModel(dt_ms=2.0).fit(rec, max_epochs=3, refine_steps=0, calibration_rounds=0,
-                                                     progress=False)
+    return _shared.small_fitted_model()
 
 
 def _session(model, seconds=0.5, tps=100, seed=0, stim_at=(), design=None, **kw):

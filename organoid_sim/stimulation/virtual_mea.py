@@ -332,16 +332,11 @@ class Neurons:
         delivered pulses (those before ``time_s``) in ``stim``."""
         times = np.concatenate(self._spikes.times) if self._spikes.times else np.zeros(0)
         units = np.concatenate(self._spikes.units) if self._spikes.units else np.zeros(0, np.int64)
-        n = len(self._unit_ids)
-        counts = np.bincount(units, minlength=n) if len(units) else np.zeros(n, np.int64)
-        order = np.lexsort((times, units))
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        electrodes = getattr(self._mea.model, "electrodes", None)
-        return SpikeRecording(times[order], offsets, t_start=0.0, t_stop=self._now, unit_ids=self._unit_ids,
-                              electrode_ids=self._electrode_ids, electrodes=electrodes,
-                              stim=self._events.time_slice(0.0, self._now),
-                              metadata={"source": "VirtualMEA", "device": self._mea.device.name,
-                                        "seed": self._mea.seed})
+        return SpikeRecording.from_pairs(
+            times, self._unit_ids[units], unit_ids=self._unit_ids, t_start=0.0, t_stop=self._now,
+            electrode_ids=self._electrode_ids, electrodes=getattr(self._mea.model, "electrodes", None),
+            stim=self._events.time_slice(0.0, self._now),
+            metadata={"source": "VirtualMEA", "device": self._mea.device.name, "seed": self._mea.seed})
 
     def _check_open(self) -> None:
         if self._closed:
