@@ -103,7 +103,8 @@ import numpy as np, torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
 from bench_io import make_recording
-rec = make_recording(1000, int(3600 * 1000 * 2.0), 3600.0, seed=1)
+hours, units = float(sys.argv[2]), int(sys.argv[3])
+rec = make_recording(units, int(3600 * hours * units * 2.0), 3600.0 * hours, seed=1)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 tracemalloc.start()
 t0 = time.perf_counter()
@@ -120,10 +121,10 @@ print(json.dumps({"n_spikes": rec.n_spikes, "counted": total, "n_chunks": n_chun
 """
 
 
-def chunk_benchmark() -> dict:
+def chunk_benchmark(hours: float = 1.0, units: int = 1000) -> dict:
     """Run the chunked-iteration measurement in a fresh process so its peak RSS is its own."""
-    out = subprocess.run([sys.executable, "-c", CHUNK_SCRIPT, str(Path(__file__).resolve().parent)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHUNK_SCRIPT, str(Path(__file__).resolve().parent), str(hours),
+                          str(units)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -134,11 +135,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     parser.add_argument("--skip-neo", action="store_true", help="leave out neo (slowest reader)")
+    parser.add_argument("--units", type=int, default=N_UNITS, help=f"units in the NWB file (default {N_UNITS})")
+    parser.add_argument("--spikes", type=int, default=N_SPIKES, help=f"spikes in the NWB file (default {N_SPIKES})")
+    parser.add_argument("--chunk-hours", type=float, default=1.0,
+                        help="length of the 2 Hz recording for iter_chunks, hours (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     import organoid_sim
 
-    rec = make_recording(N_UNITS, N_SPIKES, DURATION_S)
+    rec = make_recording(args.units, args.spikes, DURATION_S)
     res: dict = {"n_units": rec.n_units, "n_spikes": rec.n_spikes, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.nwb"
@@ -161,7 +166,7 @@ def main(argv=None) -> dict:
         arrays = loaded.times.nbytes + loaded.offsets.nbytes
         res.update(ours_peak_bytes=peak, spike_array_bytes=arrays, memory_ratio=peak / arrays)
         del loaded, ours
-    res["chunks"] = chunk_benchmark()
+    res["chunks"] = chunk_benchmark(args.chunk_hours, args.units)
     res["chunks"]["peak_rss_gb"] = res["chunks"]["peak_rss_bytes"] / 1e9
     res["targets_met"] = {
         "neo_10x": res.get("speedup_vs_neo", float("nan")) >= 10,
@@ -181,7 +186,7 @@ def main(argv=None) -> dict:
     print(f"peak memory of our load: {res['ours_peak_bytes'] / 1e6:.1f} MB for {arrays / 1e6:.1f} MB of spike "
           f"arrays = {res['memory_ratio']:.2f}x (target <= 2x)")
     c = res["chunks"]
-    print(f"iter_chunks(1 ms, 10 s) over 1 h x 1000 units x 2 Hz ({c['n_spikes']:,} spikes, {c['n_chunks']} chunks): "
+    print(f"iter_chunks(1 ms, 10 s) over {args.chunk_hours:g} h x {args.units} units x 2 Hz ({c['n_spikes']:,} spikes, {c['n_chunks']} chunks): "
           f"{c['seconds']:.1f} s, peak RSS {c['peak_rss_gb']:.2f} GB (target < 1 GB)")
     if args.json:
         print(json.dumps(res))
