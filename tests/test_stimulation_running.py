@@ -111,3 +111,20 @@ def test_cli_stimulate(tmp_path, model, probe, capsys):
     assert main(["stimulate", str(tmp_path / "nope"), "--protocol", str(tmp_path / "loud.json"), "--out",
                  str(tmp_path / "x.nwb")]) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_trials_and_closed_loop_on_gpu(probe):
+    import copy
+
+    from organoid_sim.stimulation import VirtualMEA
+
+    gpu = copy.deepcopy(_shared.small_fitted_model()).to("cuda")
+    trials = run_trials(gpu, probe, 4, seed=0, progress=False)
+    assert trials == run_trials(gpu, probe, 4, seed=0, progress=False)  # same seed, same device
+    assert all(t.stim == probe.to_events() for t in trials)
+    with VirtualMEA(gpu, device=CL1, seed=0).open() as neurons:
+        neurons.stim(9, 2.0)
+        assert len(list(neurons.loop(100, stop_after_ticks=10))) == 10
+        assert len(neurons.recording().stim) == 1
