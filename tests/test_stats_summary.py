@@ -99,3 +99,11 @@ def test_compare_two_wells_matches_units_by_order(div12_path, d1_desc):
     assert any("matched by their order" in n for n in c.notes)
     r = np.corrcoef(d1_desc.per_unit["rate_hz"], d2.firing_rates())[0, 1]
     assert c.summary["rate_r"] == pytest.approx(r)
+
+
+def test_compare_recordings_without_bursts(rng):
+    trains = [np.sort(rng.uniform(0, 100, 200)) for _ in range(6)]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=100.0)
+    c = stats.compare(rec, rec.shifted(50.0))
+    assert c.summary["burst_rate_rel_err"] == 0.0 and "burst_duration_rel_err" not in c.checks
+    assert "REPRODUCES" in c.verdict and any("no network bursts" in n or "neither" in n for n in c.notes)

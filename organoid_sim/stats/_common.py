@@ -31,6 +31,14 @@ def binned_counts(rec, bin_ms: float, t0: float | None = None, t1: float | None 
     return flat.reshape(n_bins, rec.n_units)
 
 
+def population_counts(rec, bin_ms: float, t0: float | None = None, t1: float | None = None) -> np.ndarray:
+    """``[T]`` int64 spike counts of all units together (no ``[T, N]`` array: fine bins stay cheap)."""
+    t0 = rec.t_start if t0 is None else float(t0)
+    t1 = rec.t_stop if t1 is None else float(t1)
+    b, _, n_bins = binned_coordinates(rec, bin_ms, t0, t1)
+    return np.bincount(b, minlength=n_bins)
+
+
 def merged_times(rec) -> tuple[np.ndarray, np.ndarray]:
     """All spikes in time order: ``(times_s, unit_index)`` (stable, so ties keep unit order)."""
     order = np.argsort(rec.times, kind="stable")

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import zeta
 
-from ._common import binned_counts, merged_times
+from ._common import merged_times, population_counts
 
 __all__ = ["Avalanches", "avalanches", "PowerLawFit", "fit_power_law", "branching_ratio"]
 
@@ -132,7 +132,7 @@ def avalanches(rec, bin_ms: float | None = None, fit: bool = True, min_tail: int
         bin_ms = float(np.mean(np.diff(t))) * 1000.0
         if bin_ms <= 0:
             raise ValueError("all spikes share one time: give bin_ms")
-    c = binned_counts(rec, bin_ms).sum(axis=1)
+    c = population_counts(rec, bin_ms)
     start, stop = _runs_of_activity(c)
     edge = (start == 0) | (stop == len(c))
     start, stop = start[~edge], stop[~edge]

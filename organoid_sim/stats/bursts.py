@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import gamma
 
-from ._common import binned_counts, merged_times
+from ._common import merged_times, population_counts
 
 __all__ = ["NetworkBursts", "detect_bursts", "burst_statistics", "population_rate"]
 
@@ -37,7 +37,7 @@ def population_rate(rec, bin_ms: float = 10.0, per_unit: bool = False) -> tuple[
     The rate is the summed spike count of all units divided by the bin width (Hz); with
     ``per_unit=True`` it is divided by the number of units as well (mean rate per unit).
     """
-    c = binned_counts(rec, bin_ms).sum(axis=1).astype(float)
+    c = population_counts(rec, bin_ms).astype(float)
     rate = c / (bin_ms / 1000.0)
     if per_unit:
         rate /= max(rec.n_units, 1)

@@ -212,7 +212,7 @@ def _tiled_counts(rec, dt: float, rtol: float, progress) -> np.ndarray:
     return out
 
 
-def sttc(rec, dt: float = 0.01, *, rtol: float = 1e-5, warn: bool = True, progress: bool = False) -> np.ndarray:
+def sttc(rec, dt: float = 0.01, *, rtol: float = 1e-5, warn: bool = True, progress: bool | None = None) -> np.ndarray:
     """Spike time tiling coefficient (Cutts & Eglen 2014) of all unit pairs: ``N x N`` in unit order.
 
     ``dt`` is the synchrony window in seconds. The window is ``|t_a - t_b| <= dt + rtol * |t_b|``,
@@ -222,8 +222,9 @@ def sttc(rec, dt: float = 0.01, *, rtol: float = 1e-5, warn: bool = True, progre
     ``rtol=0`` gives the window of the original definition. All trains share the recording window
     ``[t_start, t_stop]``. The diagonal is 1. Units without spikes get NaN rows and a warning.
 
-    Cost: one ``searchsorted`` of each unit's spikes into the time-sorted spikes of all units, then
-    vectorised work proportional to the number of spikes near each unit's spikes.
+    Cost: one merge of all spikes with their window bounds, then per unit vectorised work
+    proportional to the number of spikes near its spikes. ``progress`` shows a tqdm bar over units
+    (default: only from 500 units on).
     """
     if dt <= 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
@@ -233,7 +234,7 @@ def sttc(rec, dt: float = 0.01, *, rtol: float = 1e-5, warn: bool = True, progre
     counts = rec.spike_counts.astype(float)
     empty = counts == 0
     flag_units(rec, empty, "sttc", "no spikes", warn)
-    c = _tiled_counts(rec, dt, rtol, progress)
+    c = _tiled_counts(rec, dt, rtol, n >= 500 if progress is None else progress)
     t = tiling_fraction(rec, dt)
     with np.errstate(invalid="ignore", divide="ignore"):
         pa = c / counts[None, :]        # fraction of j's spikes near i   (elephant's PA for (i, j))

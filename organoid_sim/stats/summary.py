@@ -207,9 +207,12 @@ DEFAULT_TOLERANCES = {
 
 
 def _rel_err(ref, cand) -> float:
+    """Signed relative error; 0 when both are 0, inf when only the reference is 0, NaN if undefined."""
     ref, cand = float(ref), float(cand)
-    if not (np.isfinite(ref) and np.isfinite(cand)) or ref == 0:
+    if not (np.isfinite(ref) and np.isfinite(cand)):
         return float("nan")
+    if ref == 0:
+        return 0.0 if cand == 0 else float("inf")
     return (cand - ref) / abs(ref)
 
 
@@ -220,6 +223,8 @@ def _r_rmse(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     a, b = a[ok], b[ok]
     rmse = float(np.sqrt(np.mean((a - b) ** 2)))
+    if np.array_equal(a, b):
+        return 1.0, rmse  # identical (even constant) vectors agree perfectly
     if np.std(a) == 0 or np.std(b) == 0:
         return float("nan"), rmse
     return float(np.corrcoef(a, b)[0, 1]), rmse
@@ -330,7 +335,10 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
                                                  cand.scalars["median_burst_duration_s"])
     for key in ("mean_rate_hz", "mean_corr", "mean_sttc", "fraction_spikes_in_bursts", "cv_ibi", "median_cv_isi"):
         summary[f"{key}_rel_err"] = _rel_err(ref.scalars[key], cand.scalars[key])
-    tol = DEFAULT_TOLERANCES if tolerances is None else tolerances
+    tol = dict(DEFAULT_TOLERANCES if tolerances is None else tolerances)
+    if ref.scalars["n_bursts"] == 0 and cand.scalars["n_bursts"] == 0:
+        tol.pop("burst_duration_rel_err", None)  # no bursts on either side: nothing to compare
+        notes.append("neither recording has network bursts: burst duration not compared")
     checks = {k: (summary.get(k, float("nan")), _check(summary.get(k, float("nan")), rule)) for k, rule in tol.items()}
     failed = [k for k, (_, ok) in checks.items() if not ok]
     if not failed:
