@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import pytest
 import quantities as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from elephant import statistics as est
 from elephant.conversion import BinnedSpikeTrain
 from elephant.spike_train_correlation import (correlation_coefficient, cross_correlation_histogram,
@@ -131,3 +133,23 @@ def test_merge_search_equals_numpy_searchsorted(rng):
     keys = np.concatenate([np.round(rng.uniform(-1, 11, 3000), 2), values[::7]])  # unsorted, exact hits
     for side in ("left", "right"):
         np.testing.assert_array_equal(_count_before(values, keys, side), np.searchsorted(values, keys, side=side))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), origin=st.sampled_from([0.0, 37.5, 2000.0]), dt=st.sampled_from([0.001, 0.004, 0.02]),
+       grid=st.sampled_from([0, 3, 4]))
+def test_sttc_property_matches_elephant(seed, origin, dt, grid):
+    # random trains, late time origins (elephant's window grows with absolute time) and times on
+    # a coarse grid (exact window-edge ties)
+    r = np.random.default_rng(seed)
+    n = r.integers(1, 40, 4)
+    trains = [np.sort(origin + r.uniform(0, 5, k)) for k in n]
+    if grid:
+        trains = [np.unique(np.round(t, grid)) for t in trains]
+    rec = organoid_sim.SpikeRecording.from_spike_times(trains, t_start=origin, t_stop=origin + 5.0)
+    neo_trains = rec.to_neo()
+    mine = stats.sttc(rec, dt=dt)
+    for i in range(4):
+        for j in range(i, 4):
+            ref = spike_time_tiling_coefficient(neo_trains[i], neo_trains[j], dt=dt * pq.s)
+            assert mine[i, j] == pytest.approx(ref, rel=RTOL, abs=1e-15), (i, j)
