@@ -112,7 +112,7 @@ def play(model, seconds: float, seed: int, use_spikes: bool = True) -> dict:
     game = Pong(rng)
     game.serve()
     design = StimDesign(160, -1.0, 160, 1.0)
-    mea = VirtualMEA(model, device=CL1, seed=seed)
+    mea = VirtualMEA(model, device=CL1, seed=seed, warmup_s=1.0)
     phase, n_stim, n_spikes = 0.0, 0, 0
     with mea.open() as neurons:
         layout = Layout(model.electrodes, np.unique(neurons.channels))

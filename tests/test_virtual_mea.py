@@ -154,3 +154,14 @@ def test_designs():
         ChannelSet(1, 1)
     with pytest.raises(ValueError):
         BurstDesign(0, 10)
+
+
+def test_warmup_starts_from_ongoing_activity(model):
+    # with a warm-up the state at time 0 is not the resting state, so the first ticks differ from a cold
+    # start with the same seed; the session clock still starts at 0
+    _, cold = _session(model, 0.3, 100, seed=2)
+    _, warm = _session(model, 0.3, 100, seed=2, warmup_s=0.5)
+    assert warm.t_start == 0.0 and warm.t_stop == pytest.approx(0.3)
+    assert not np.array_equal(cold.times, warm.times)
+    with pytest.raises(ValueError, match="warmup_s"):
+        VirtualMEA(model, warmup_s=-1)

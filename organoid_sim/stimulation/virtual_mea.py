@@ -191,10 +191,15 @@ class VirtualMEA:
     seed : seed of the session (same seed, same stimulation -> same spikes).
     accelerated : run simulated time as fast as possible (True) or paced to the wall clock (False).
     clock : object with ``monotonic()`` and ``sleep(s)`` used for pacing (default :mod:`time`).
+    warmup_s : seconds of spontaneous activity simulated (and discarded) before time 0, so the session
+        starts from the network's ongoing activity rather than from rest.
     """
 
     def __init__(self, model: Any, device: DeviceProfile | str = "generic", *, seed: int = 0,
-                 accelerated: bool = True, clock: Any = None) -> None:
+                 accelerated: bool = True, clock: Any = None, warmup_s: float = 0.0) -> None:
+        if warmup_s < 0:
+            raise ValueError(f"warmup_s must be >= 0 seconds, got {warmup_s}")
+        self.warmup_s = float(warmup_s)
         self.model = model
         self.device = get_profile(device) if isinstance(device, str) else device
         self.seed = int(seed)
@@ -223,6 +228,9 @@ class Neurons:
     def __init__(self, mea: VirtualMEA) -> None:
         self._mea = mea
         self._stepper = ModelStepper(mea.model, mea.seed)
+        n_warm = int(round(mea.warmup_s / self._stepper.dt_s))
+        if n_warm:
+            self._stepper.advance(-n_warm * self._stepper.dt_s, n_warm, StimEvents.empty())  # discarded
         self._unit_ids, self._electrode_ids = _recorded_units(mea.model)
         self._now = 0.0                       # simulated time up to which the model has run (s)
         self._trains: list[PulseTrain] = []   # every accepted pulse train (absolute times)
