@@ -184,3 +184,8 @@ def test_mcs_falls_back_to_cutouts_then_says_no_spike_data(mcs_path, tmp_path):
     assert detect_format(path) == "mcs"
     with pytest.raises(RecordingFormatError, match="holds no spike data"):
         organoid_sim.load(path)
+
+
+def test_csv_text_ids_that_look_like_numbers(tmp_path):
+    rec = SpikeRecording.from_spike_times([[0.5], [0.25], []], t_start=0.0, t_stop=1.0, unit_ids=["007", "7", "x"])
+    assert organoid_sim.load(organoid_sim.save(rec, tmp_path / "ids.csv")) == rec

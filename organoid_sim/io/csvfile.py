@@ -79,31 +79,46 @@ def _header(path, lines) -> dict:
     return {}
 
 
-def _pairs(path, lines):
-    body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
-    if not body:
+def _pairs(path, lines, text_ids: bool = False):
+    """(times s, unit ids) from the lines after the header; bad lines are named by number."""
+    hdr = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")), None)
+    if hdr is None:
         raise RecordingFormatError(path, None, "no 'time,unit' header line")
-    lineno, first = body[0]
-    cols = _header_columns(first)
+    cols = _header_columns(lines[hdr])
     if cols is None:
-        raise RecordingFormatError(path, f"line {lineno}", f"header {first!r} names no time and unit columns")
+        raise RecordingFormatError(path, f"line {hdr + 1}", f"header {lines[hdr]!r} names no time and unit columns")
     delim, ti, ui = cols
-    rows = list(_csv.reader((ln for _, ln in body[1:]), delimiter=delim))
+    data = lines[hdr + 1:]
+    if not any(ln.strip() and not ln.startswith("#") for ln in data):  # stops at the first spike line
+        return np.zeros(0), np.zeros(0, np.int64)  # a header and no spikes
+    try:  # fast path for numeric units: numpy's C parser; the loop below handles text ids and errors
+        if text_ids:
+            raise ValueError("text unit ids")  # "007" must stay "007"
+        kw = dict(delimiter=delim, ndmin=1, quotechar='"', comments="#")
+        return (np.loadtxt(data, dtype=np.float64, usecols=(ti,), **kw),
+                np.loadtxt(data, dtype=np.int64, usecols=(ui,), **kw))
+    except (ValueError, IndexError):
+        pass
+    body = [(hdr + 2 + i, ln) for i, ln in enumerate(data) if ln.strip() and not ln.startswith("#")]
+    rows = list(_csv.reader((ln for _, ln in body), delimiter=delim))
     times, units = np.empty(len(rows)), []
     for k, row in enumerate(rows):
         try:
             times[k] = float(row[ti])
             units.append(row[ui].strip())
         except (ValueError, IndexError):
-            raise RecordingFormatError(path, f"line {body[k + 1][0]}", f"cannot read a (time, unit) pair from "
-                                       f"{body[k + 1][1]!r}") from None
+            raise RecordingFormatError(path, f"line {body[k][0]}", f"cannot read a (time, unit) pair from "
+                                       f"{body[k][1]!r}") from None
     units = np.array(units, dtype=str) if units else np.zeros(0, dtype="<U1")
     return times, units
 
 
 def _as_ids(path, units: np.ndarray, kind: str | None) -> np.ndarray:
+    """Unit ids as int64 when they are integers (unless the header says text), else text."""
     if kind == "U":
-        return units
+        return units.astype(str)
+    if units.dtype.kind in "iu":
+        return units.astype(np.int64)
     try:
         return units.astype(np.int64) if len(units) else np.zeros(0, np.int64)
     except ValueError:
@@ -121,8 +136,8 @@ def read(path, progress=None, **options):
         raise ReaderOptionError(f"unexpected options for the CSV reader: {sorted(options)}")
     lines = _read_lines(path)
     head = _header(path, lines)
-    times, units = _pairs(path, lines)
     kind = head.get("unit_id_kind")
+    times, units = _pairs(path, lines, text_ids=kind == "U")
     units = _as_ids(path, units, kind)
     kw = {"metadata": head.get("metadata", {"source": str(path), "format": FORMAT})}
     if "unit_ids" in head:
