@@ -39,6 +39,17 @@ def population_counts(rec, bin_ms: float, t0: float | None = None, t1: float | N
     return np.bincount(b, minlength=n_bins)
 
 
+def concat_ranges(lo: np.ndarray, hi: np.ndarray, owners: bool = False):
+    """Concatenated ``arange(lo[k], hi[k])`` over all k (empty ranges allowed), without a Python loop.
+
+    With ``owners=True`` also returns the k of each index.
+    """
+    length = np.maximum(hi - lo, 0)
+    start = np.cumsum(length) - length
+    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
+    return (idx, np.repeat(np.arange(len(lo)), length)) if owners else idx
+
+
 def merged_times(rec) -> tuple[np.ndarray, np.ndarray]:
     """All spikes in time order: ``(times_s, unit_index)`` (stable, so ties keep unit order)."""
     order = np.argsort(rec.times, kind="stable")

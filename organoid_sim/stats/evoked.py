@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensor import bin_index, n_bins_for
+from ._common import concat_ranges, merged_times
 
 __all__ = ["PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies"]
 
@@ -49,13 +50,10 @@ class PSTH:
 
 def _spikes_around(rec, event_times: np.ndarray, t_lo: float, t_hi: float):
     """All (event index, unit index, time relative to event) with ``t_lo <= rel < t_hi`` seconds."""
-    order = np.argsort(rec.times, kind="stable")
-    t, u = rec.times[order], rec.unit_index[order]
+    t, u = merged_times(rec)
     lo = np.searchsorted(t, event_times + t_lo, side="left")
     hi = np.searchsorted(t, event_times + t_hi, side="left")
-    length = hi - lo
-    ev = np.repeat(np.arange(len(event_times)), length)
-    g = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length - lo, length)
+    g, ev = concat_ranges(lo, hi, owners=True)
     return ev, u[g], t[g] - event_times[ev]
 
 

@@ -18,7 +18,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from ..tensor import binned_coordinates
-from ._common import flag_units
+from ._common import concat_ranges, flag_units
 
 __all__ = ["correlation_matrix", "sttc", "tiling_fraction", "cross_correlogram", "functional_connectivity",
            "jitter"]
@@ -84,14 +84,6 @@ def tiling_fraction(rec, dt: float = 0.01) -> np.ndarray:
     return out
 
 
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
-    length = np.maximum(hi - lo, 0)
-    start = np.cumsum(length) - length
-    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
-    return idx, np.repeat(np.arange(len(lo)), length)
-
-
 def _count_before(values: np.ndarray, keys: np.ndarray, side: str) -> np.ndarray:
     """``np.searchsorted(values, keys, side)`` for long, (nearly) sorted ``keys``.
 
@@ -108,44 +100,6 @@ def _count_before(values: np.ndarray, keys: np.ndarray, side: str) -> np.ndarray
     key_slots = ~is_value
     out[order[key_slots] - (0 if side == "left" else len(values))] = before[key_slots]
     return out
-
-
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
-    length = np.maximum(hi - lo, 0)
-    start = np.cumsum(length) - length
-    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
-    return idx, np.repeat(np.arange(len(lo)), length)
-
-
-class _SortedIndex:
-    """``searchsorted`` into a long sorted array through a coarse index (every ``block``-th value).
-
-    A plain binary search over millions of spike times misses the cache at every step; searching
-    the small coarse array first and then one contiguous block gives the same positions faster.
-    """
-
-    def __init__(self, values: np.ndarray, block: int = 32) -> None:
-        self.values, self.block = values, block
-        self.coarse = values[::block]
-        self.offsets = np.arange(block)
-
-    def search(self, keys: np.ndarray, side: str) -> np.ndarray:
-        """Same result as ``np.searchsorted(values, keys, side)``."""
-        n = len(self.values)
-        b = np.maximum(np.searchsorted(self.coarse, keys, side=side) - 1, 0)
-        idx = b[:, None] * self.block + self.offsets[None, :]
-        vals = self.values[np.minimum(idx, n - 1)]
-        below = (vals < keys[:, None]) if side == "left" else (vals <= keys[:, None])
-        return b * self.block + np.sum(below & (idx < n), axis=1)
-
-
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``arange(lo[k], hi[k])`` for all k (empty ranges allowed) and the k of each."""
-    length = np.maximum(hi - lo, 0)
-    start = np.cumsum(length) - length
-    idx = np.arange(int(length.sum())) + np.repeat(lo - start, length)
-    return idx, np.repeat(np.arange(len(lo)), length)
 
 
 def _inner(t_all: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: np.ndarray, high: np.ndarray):
@@ -194,14 +148,11 @@ def _tiled_counts(rec, dt: float, rtol: float, progress) -> np.ndarray:
         # Windows of consecutive spikes overlap: clip each range to start where the previous ended,
         # so every candidate is counted once, owned by the first window that reaches it.
         lo = np.maximum(lo, np.concatenate([[0], hi[:-1]]))
-        length = np.maximum(hi - lo, 0)
-        start = np.cumsum(length) - length
-        g = np.arange(int(length.sum())) + np.repeat(lo - start, length)
-        counts = np.bincount(u_all[g], minlength=n)
+        counts = np.bincount(u_all[concat_ranges(lo, hi)], minlength=n)
         # Edge candidates (between the widened and the sure bounds; usually none): exact test
         # against the owning spike k and the next one (nearer spikes cannot exist by construction).
-        left, k_left = _ranges(lo, np.minimum(lo_in, hi))
-        right, k_right = _ranges(np.maximum(hi_in, lo), hi)
+        left, k_left = concat_ranges(lo, np.minimum(lo_in, hi), owners=True)
+        right, k_right = concat_ranges(np.maximum(hi_in, lo), hi, owners=True)
         edge, k = np.concatenate([left, right]), np.concatenate([k_left, k_right])
         if len(edge):
             k1 = np.minimum(k + 1, len(ti) - 1)
@@ -267,10 +218,8 @@ def cross_correlogram(rec, unit_a, unit_b, bin_ms: float = 1.0, max_lag_ms: floa
     bb = _unit_bins(rec, ib, bin_ms)
     lo = np.searchsorted(bb, ba - k, side="left")
     hi = np.searchsorted(bb, ba + k, side="right")
-    length = hi - lo
-    src = np.repeat(ba, length)
-    idx = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length - lo, length)
-    lag = bb[idx] - src
+    idx, owner = concat_ranges(lo, hi, owners=True)
+    lag = bb[idx] - ba[owner]
     counts = np.bincount(lag + k, minlength=2 * k + 1)
     return np.arange(-k, k + 1) * bin_ms, counts
 
