@@ -101,7 +101,8 @@ def test_reads_foreign_pynwb_file(tmp_path):
     assert rec.stim.time.tolist() == [1.5] and rec.stim.electrode.tolist() == [11]
     assert rec.stim.amplitude.tolist() == [-5.0] and rec.stim.amplitude_unit == "uA"
     assert rec.stim.phase_us == pytest.approx([200.0])  # 0.4 ms biphasic pulse
-    assert rec.metadata["format"] == "nwb"
+    assert rec.metadata["format"] == "nwb" and rec.metadata["identifier"] == "id"
+    assert rec.metadata["session_start_time"].startswith("2024-01-01")
 
 
 def test_foreign_region_electrodes_and_mv_amplitudes(tmp_path):

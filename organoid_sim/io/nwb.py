@@ -288,6 +288,17 @@ def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict):
     return merged.take(np.argsort(merged.time, kind="stable"))
 
 
+def _session_fields(path, f) -> dict:
+    """NWB file-level text fields worth keeping as metadata (identifier, start time, description)."""
+    out = {}
+    for key in ("identifier", "session_start_time", "session_description"):
+        v = h5_read(path, f, key, optional=True) if key in f else None
+        if v is not None and v.size == 1:
+            item = v.reshape(()).item()
+            out[key] = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+    return out
+
+
 def _scratch(path, f) -> dict:
     name = f"scratch/{SCRATCH}"
     if name not in f:
@@ -346,6 +357,7 @@ def read(path, progress=None, sort: bool = False, **options):
         positions = _unit_positions(path, f, n)
         t_start, t_stop = _window(path, f, times, scratch)
         stim = _stim_tables(path, f, e_ids, scratch)
+        session = _session_fields(path, f)
         fs = scratch.get("sampling_rate")
         if fs is None and not scratch and "units" in f:
             res = f["units"].attrs.get("resolution", -1.0)
@@ -355,7 +367,10 @@ def read(path, progress=None, sort: bool = False, **options):
         times = times[np.lexsort((times, unit_of))]
     # Our own files carry the recording's metadata verbatim (so load(save(r)) == r); others get
     # the provenance fields every reader writes.
-    metadata = scratch["metadata"] if "metadata" in scratch else {"source": str(path), "format": FORMAT}
+    if "metadata" not in scratch:
+        metadata = {"source": str(path), "format": FORMAT, **session}
+    else:
+        metadata = scratch["metadata"]
     layout = build(path, ELECTRODES, Electrodes, e_ids[in_layout], ex[in_layout], ey[in_layout])
     if positions is None:
         positions = build(path, ELECTRODES, Electrodes, e_ids, ex, ey).position_of(electrode_ids)
