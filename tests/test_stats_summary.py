@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -107,3 +108,19 @@ def test_compare_recordings_without_bursts(rng):
     c = stats.compare(rec, rec.shifted(50.0))
     assert c.summary["burst_rate_rel_err"] == 0.0 and "burst_duration_rel_err" not in c.checks
     assert "REPRODUCES" in c.verdict and any("no network bursts" in n or "neither" in n for n in c.notes)
+
+
+@pytest.mark.parametrize("trains", [[], [[], []], [np.linspace(0.5, 9.5, 50)], [[0.1, 0.2], [0.15]]])
+def test_degenerate_recordings_are_described_not_crashed(trains):
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=10.0)
+    with pytest.warns(stats.InsufficientSpikesWarning) if rec.n_units and rec.n_spikes < 3 else nullcontext():
+        stats.cv_isi(rec)
+    c = stats.compare(rec, rec)
+    assert "DIFFERS" not in c.verdict and any("not assessable" in n for n in c.notes)
+    json.dumps(c.to_dict())
+
+
+def test_silent_candidate_differs(d1_desc, d1):
+    silent = SpikeRecording.from_spike_times([[] for _ in range(16)], t_start=0.0, t_stop=100.0, unit_ids=d1.unit_ids)
+    c = stats.compare(d1_desc, silent)
+    assert "DIFFERS" in c.verdict and c.summary["rate_median_rel_err"] == 1.0

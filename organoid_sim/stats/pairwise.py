@@ -73,8 +73,9 @@ def tiling_fraction(rec, dt: float = 0.01) -> np.ndarray:
     non_overlap = np.bincount(du[d > 2 * dt], minlength=n) * 2 * dt
     counts = rec.spike_counts
     has = counts > 0
-    first = np.where(has, rec.times[np.minimum(rec.offsets[:-1], max(rec.n_spikes - 1, 0))], np.nan)
-    last = np.where(has, rec.times[np.maximum(rec.offsets[1:] - 1, 0)], np.nan)
+    padded = np.append(rec.times, np.nan)  # index n_spikes reads NaN for units without spikes
+    first = np.where(has, padded[rec.offsets[:-1]], np.nan)
+    last = np.where(has, padded[np.maximum(rec.offsets[1:] - 1, 0)], np.nan)
     head, tail = first - rec.t_start, rec.t_stop - last
     with np.errstate(invalid="ignore"):
         overlap += np.where(head < dt, head, 0.0) + np.where(tail < dt, tail, 0.0)

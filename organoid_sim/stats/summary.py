@@ -282,7 +282,9 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
     avalanche-size distributions the KS distance. ``summary`` holds ``rate_r``, ``rate_median_rel_err``
     (median over units of ``|c - r| / r``), ``burst_rate_rel_err``, ``burst_duration_rel_err``
     (median durations), ``corr_matrix_r``, ``sttc_matrix_r`` and the other headline distances. The
-    verdict passes when every check in ``tolerances`` (default :data:`DEFAULT_TOLERANCES`) holds.
+    verdict passes when every check in ``tolerances`` (default :data:`DEFAULT_TOLERANCES`) holds;
+    checks undefined for the recordings at hand (NaN, e.g. matrix r with one unit) are left out and
+    named in ``notes``.
     A candidate recording is described with the reference's avalanche bin width.
     """
     ref = reference if isinstance(reference, Description) else describe(reference, **describe_params)
@@ -339,9 +341,15 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
     if ref.scalars["n_bursts"] == 0 and cand.scalars["n_bursts"] == 0:
         tol.pop("burst_duration_rel_err", None)  # no bursts on either side: nothing to compare
         notes.append("neither recording has network bursts: burst duration not compared")
-    checks = {k: (summary.get(k, float("nan")), _check(summary.get(k, float("nan")), rule)) for k, rule in tol.items()}
+    values = {k: float(summary.get(k, float("nan"))) for k in tol}
+    unassessable = [k for k, v in values.items() if np.isnan(v)]
+    if unassessable:
+        notes.append(f"not assessable (undefined for these recordings), left out of the verdict: {', '.join(unassessable)}")
+    checks = {k: (v, _check(v, tol[k])) for k, v in values.items() if k not in unassessable}
     failed = [k for k, (_, ok) in checks.items() if not ok]
-    if not failed:
+    if not checks:
+        verdict = "verdict: CANNOT JUDGE (no check is defined for these recordings)"
+    elif not failed:
         verdict = f"verdict: REPRODUCES the reference ({len(checks)}/{len(checks)} checks pass)"
     else:
         shown = ", ".join(f"{k}={_fmt(checks[k][0])}" for k in failed)
