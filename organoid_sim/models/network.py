@@ -71,16 +71,17 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     surrogate : surrogate gradient for free-running refinement (name, config dict or module).
     dale : enforce Dale's law (see module docstring).
     distance_um : length scale of the distance prior; ``l2`` its strength.
+    autapses : let recorded units excite themselves (an electrode's unit is usually several cells).
     seed : seed of the initial hidden weights and positions.
     n_recorded : number of recorded neurons; normally set by :meth:`fit` from the recording.
     """
 
-    def __init__(self, *, n_hidden: int = 0, dt_ms: float = 2.0, tau_mem_ms: float = 10.0,
-                 tau_syn_ms=(5.0, 50.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
+    def __init__(self, *, n_hidden: int = 0, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
+                 tau_syn_ms=(3.0, 20.0, 100.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
                  tau_rec_ms: float = 800.0, use: float = 0.2, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
-                 seed: int = 0, n_recorded: int | None = None) -> None:
+                 autapses: bool = True, seed: int = 0, n_recorded: int | None = None) -> None:
         nn.Module.__init__(self)
         if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:
             raise ValueError("dt_ms and all time constants must be positive milliseconds")
@@ -93,7 +94,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                             tau_adapt_ms=float(tau_adapt_ms), beta=float(beta), tau_rec_ms=float(tau_rec_ms),
                             use=float(use), delta_u=float(delta_u), observation=str(observation),
                             dale=bool(dale), hidden_inhibitory_fraction=float(hidden_inhibitory_fraction),
-                            distance_um=float(distance_um), l2=float(l2), seed=int(seed))
+                            distance_um=float(distance_um), l2=float(l2), autapses=bool(autapses), seed=int(seed))
         self.surrogate = get_surrogate(surrogate)
         self.observation = get_observation(observation)
         self.dt_ms = float(dt_ms)
@@ -143,7 +144,12 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         if n_inh:
             sign[n - n_inh:] = -1.0
         self.register_buffer("sign", torch.tensor(sign, dtype=torch.float32))
-        self.register_buffer("mask", 1.0 - torch.eye(n))  # no autapses: self-effects are reset/adaptation
+        # An electrode's unit is usually several neurons exciting each other, so recorded units may
+        # keep a self-connection (``autapses``); hidden neurons never do.
+        mask = 1.0 - torch.eye(n)
+        if hp["autapses"]:
+            mask[:n_rec, :n_rec] = 1.0
+        self.register_buffer("mask", mask)
         self.register_buffer("tau_syn_ms", torch.tensor(hp["tau_syn_ms"], dtype=torch.float32))
         rates = np.full(n, 1.0) if rates_hz is None else np.concatenate(
             [np.maximum(np.asarray(rates_hz, float), 0.01), np.full(self.n_hidden, max(float(np.mean(rates_hz)), 0.1))])
@@ -220,28 +226,40 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         return self.hparams["l2"] * (scale * self.effective_weight()[:, :block, :block] ** 2).sum()
 
     # ------------------------------------------------------------------ teacher forcing
-    def teacher_features(self, counts: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Filters of recorded counts ``[T, n_recorded]`` that make the teacher-forced trajectory
-        (see :mod:`organoid_sim.models.filters`); computed with the current time constants."""
+    def teacher_design(self, counts: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced design matrix ``X = [F1, F2, F3]`` (``[T, (n_syn + 2) * n_recorded]``) of
+        recorded counts ``[T, n_recorded]``: synaptic drives per type, own resets and adaptation
+        traces (see :mod:`organoid_sim.models.filters`), for the current time constants."""
         nr = self.n_recorded
         with torch.no_grad():
-            feats = teacher_features(counts.detach().cpu().double().numpy(), self.dt_ms, self.hparams["tau_mem_ms"],
-                                     self.tau_syn_ms.cpu().numpy(), torch.exp(self.log_tau_adapt_ms[:nr]).cpu().numpy(),
-                                     torch.exp(self.log_tau_rec_ms[:nr]).cpu().numpy(), self.use[:nr].cpu().numpy())
-        dev = self.bias.device
-        return {k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in feats.items()}
+            f = teacher_features(counts.detach().cpu().double().numpy(), self.dt_ms, self.hparams["tau_mem_ms"],
+                                 self.tau_syn_ms.cpu().numpy(), torch.exp(self.log_tau_adapt_ms[:nr]).cpu().numpy(),
+                                 torch.exp(self.log_tau_rec_ms[:nr]).cpu().numpy(), self.use[:nr].cpu().numpy())
+        X = np.concatenate([*f["F1"], f["F2"], f["F3"]], axis=1)
+        return torch.as_tensor(X, dtype=torch.float32, device=self.bias.device)
 
-    def teacher_eta(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Teacher-forced ``log`` expected count per bin ``[T, n_recorded]`` (differentiable)."""
+    def teacher_readout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, c)`` with ``eta = X A + c`` for the design of :meth:`teacher_design` (differentiable).
+
+        ``A`` stacks ``W_k^T / delta_u`` per synapse type, then ``diag(-theta / delta_u)`` (resets)
+        and ``diag(-beta / delta_u)`` (adaptation); ``c = log(r0 dt) + (b - theta) / delta_u``.
+        """
         nr = self.n_recorded
-        w = self.effective_weight()[:, :nr, :nr]
-        drive = torch.einsum("ktj,kij->ti", feats["F1"], w)
+        inv = 1.0 / self.delta_u[:nr]
+        w = self.effective_weight()[:, :nr, :nr]                  # [k, post, pre]
         theta, beta = self.theta[:nr], self.beta[:nr]
-        v = self.bias[:nr] - theta + drive - theta * feats["F2"] - beta * feats["F3"]
-        return LOG_R0 + math.log(self.dt_ms / 1000.0) + v / self.delta_u[:nr]
+        A = torch.cat([w.permute(0, 2, 1).reshape(-1, nr) * inv, torch.diag(-theta * inv),
+                       torch.diag(-beta * inv)], dim=0)
+        c = LOG_R0 + math.log(self.dt_ms / 1000.0) + (self.bias[:nr] - theta) * inv
+        return A, c
+
+    def teacher_eta(self, X: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced ``log`` expected count per bin ``[T, n_recorded]`` from a design matrix."""
+        A, c = self.teacher_readout()
+        return X @ A + c
 
     def _eta(self, counts: torch.Tensor) -> torch.Tensor:
-        return self.teacher_eta(self.teacher_features(counts))
+        return self.teacher_eta(self.teacher_design(counts))
 
     def _device(self):
         return self.bias.device if self.n_recorded else torch.device("cpu")

@@ -1,0 +1,73 @@
+"""Free-running refinement of a :class:`SpikingNetworkModel` (Bellec et al. 2021 in spirit).
+
+The network runs without teacher forcing: ``batch`` trajectories of ``window_s`` seconds,
+continued from one iteration to the next (truncated backpropagation through time, so the chains
+stay at the network's own stationary regime). Spikes are sampled exactly; gradients pass through
+the samples with the model's surrogate (:mod:`organoid_sim.models.surrogate`). The loss compares
+differentiable summary statistics of the recorded units (:mod:`organoid_sim.fit.summary`) with
+the same statistics of the data; all parameters move, including the hidden neurons' (which have
+no data of their own) and the depression/adaptation time constants that shape the bursts.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models.neurons import lif_step
+from .summary import data_windows, stats_loss, summary_stats
+
+__all__ = ["refine_free_running"]
+
+
+def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
+                        bin_ms: float = 20.0, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
+                        seed: int = 0, progress: bool = True, checkpoint=None) -> dict:
+    """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
+    (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared)."""
+    dt = model.dt_ms
+    L = max(2, int(round(window_s * 1000.0 / dt)))
+    nr = model.n_recorded
+    with torch.no_grad():
+        target = summary_stats(data_windows(counts, L), dt, bin_ms)
+    params = [p for name, p in model.named_parameters() if not name.startswith("stim_coupling")]
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator(device=model._device())
+    gen.manual_seed(int(seed) + 1)
+    _, state, _ = model.run(int(round(burn_in_s * 1000.0 / dt)), batch=batch, seed=seed + 2, record=False)
+    best = {"loss": float("inf"), "state": copy.deepcopy(model.state_dict()), "step": -1}
+    smooth, parts = None, {}
+    prev_state = best["state"]
+    bar = tqdm(range(steps), disable=not progress, desc="free-running refinement", unit="step")
+    try:
+        for it in bar:
+            p = model.step_params()
+            u = torch.rand((L, batch, model.n_neurons), generator=gen, device=model._device())
+            out = []
+            st = state
+            for k in range(L):
+                st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
+                out.append(st.s[:, :nr])
+            sim = summary_stats(torch.stack(out), dt, bin_ms)
+            loss, parts = stats_loss(sim, target, weights)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            state = st.detach()
+            smooth = parts if smooth is None else {k: 0.7 * smooth[k] + 0.3 * v for k, v in parts.items()}
+            total = sum(smooth.values())
+            # the loss was measured with the parameters before this step
+            if total < best["loss"] and it >= 3:
+                best = {"loss": total, "state": prev_state, "step": it}
+            prev_state = copy.deepcopy(model.state_dict())
+            bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()})
+            if checkpoint is not None and it % 10 == 9:
+                checkpoint.save(model, "refine", it, smooth)
+    finally:
+        if best["step"] >= 0:
+            model.load_state_dict(best["state"])
+        bar.close()
+    return {"refine_loss": best["loss"], "refine_best_step": best["step"], **{f"refine_{k}": v for k, v in parts.items()}}
