@@ -69,6 +69,16 @@ def test_every_writer_round_trips_exactly(ext, rec):
     assert back == rec, back.differences(rec)
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rec=recordings())
+def test_written_nwb_files_pass_pynwb_validate(rec):
+    pynwb = pytest.importorskip("pynwb")
+    with tempfile.TemporaryDirectory() as d:
+        path = organoid_sim.save(rec, Path(d) / "v.nwb")
+        with pynwb.NWBHDF5IO(str(path), "r") as io:
+            assert list(pynwb.validate(io=io)) == []
+
+
 # ------------------------------------------------------------------------------------- corruption
 _SAMPLE = SpikeRecording.from_spike_times(
     [np.linspace(0.01, 9.9, 40), [], np.linspace(0.5, 5.0, 25)], t_start=0.0, t_stop=10.0, unit_ids=[1, 2, 3],
