@@ -71,6 +71,8 @@ def test_mismatched_index_arrays(tmp_path):
             "spike_units", "has shape (3,)")
     _expect(_generic(tmp_path / "p.h5", spike_times=[0.1, 0.2], spike_times_index=[1, 2], unit_ids=[5]),
             "unit_ids", "has 1 entries")
+    _expect(_generic(tmp_path / "q.h5", spike_times=[0.1, 0.2], spike_times_index=[1, 2], positions=np.zeros((3, 2))),
+            "positions", "has 3 rows for 2 units")
 
 
 def test_empty_units_array_with_spikes(tmp_path):

@@ -114,6 +114,10 @@ def from_arrays(path, get, fmt: str = FORMAT) -> "SpikeRecording":
     if unit_ids is not None and (unit_ids.dtype.kind in "SOU" or kind == "U"):
         unit_ids = decode_strings(unit_ids) if len(unit_ids) else np.zeros(0, "<U1")
     times, offsets, unit_ids = _offsets(path, get, times.astype(np.float64), unit_ids)
+    per_unit = {name: get(name) for name in ("electrode_ids", "positions")}
+    for name, value in per_unit.items():
+        if value is not None and len(value) != len(offsets) - 1:
+            raise RecordingFormatError(path, name, f"has {len(value)} rows for {len(offsets) - 1} units")
     fs = _scalar(path, "sampling_rate", get("sampling_rate"), "f")
     md = get("metadata")
     metadata = parse_json(path, "metadata", md) if md is not None else {"source": str(path), "format": fmt}
@@ -133,7 +137,7 @@ def from_arrays(path, get, fmt: str = FORMAT) -> "SpikeRecording":
     return build(path, "spike_times", SpikeRecording, times, offsets,
                  t_start=_scalar(path, "t_start", get("t_start"), "f"),
                  t_stop=_scalar(path, "t_stop", get("t_stop"), "f"), unit_ids=unit_ids,
-                 electrode_ids=get("electrode_ids"), positions=get("positions"), electrodes=electrodes,
+                 electrode_ids=per_unit["electrode_ids"], positions=per_unit["positions"], electrodes=electrodes,
                  sampling_rate=None if fs is None or np.isnan(fs) else fs, stim=stim, metadata=metadata)
 
 

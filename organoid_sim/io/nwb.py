@@ -326,8 +326,11 @@ def _unit_ids(path, f, n: int, scratch: dict) -> np.ndarray:
 def _unit_positions(path, f, n: int):
     """Per-unit positions (um) from ``pos_x_um``/``pos_y_um``, or None to use the electrodes table."""
     cols = [h5_read(path, f, f"units/{c}", kinds="fiu", ndim=1, optional=True) for c in ("pos_x_um", "pos_y_um")]
-    if any(c is None or len(c) != n for c in cols):
+    if any(c is None for c in cols):
         return None  # derive from the electrode table
+    for c, name in zip(cols, ("pos_x_um", "pos_y_um")):
+        if len(c) != n:
+            raise RecordingFormatError(path, f"units/{name}", f"has {len(c)} rows for {n} units")
     return np.stack([c.astype(np.float64) for c in cols], axis=1)
 
 
