@@ -140,6 +140,19 @@ def test_maxwell_new_layout_spikes_and_wells(tmp_path):
         organoid_sim.load(path, well=7)
 
 
+def test_maxwell_wells_first_layout_reads_the_same(tmp_path):
+    """Some files (and neo's MaxwellRawIO) put the groups under /wells/<well>/<rec>."""
+    src = _maxwell_new(tmp_path / "new.raw.h5")
+    alt = tmp_path / "wells.raw.h5"
+    with h5py.File(src, "r") as a, h5py.File(alt, "w") as b:
+        for w in ("well000", "well001"):
+            a.copy(a[f"recordings/rec0000/{w}"], b, name=f"wells/{w}/rec0000")
+    assert detect_format(alt) == "maxwell" and organoid_sim.list_wells(alt) == ["well000", "well001"]
+    for w in ("well000", "well001"):
+        ours, ref = organoid_sim.load(alt, well=w), organoid_sim.load(src, well=w)
+        assert ours.replace(metadata={}) == ref.replace(metadata={})
+
+
 def test_maxwell_legacy_layout_spikes(tmp_path):
     path = tmp_path / "legacy.raw.h5"
     with h5py.File(path, "w") as f:

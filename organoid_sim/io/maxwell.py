@@ -7,9 +7,9 @@ Two layouts exist:
   um), ``/sig`` raw traces, ``/version``, ``/time`` (start/stop text). The sampling rate is 20 kHz
   (``sampling_rate=`` overrides it). The window ends at the last spike, the end of ``/sig`` or
   the ``/time`` stop stamp, whichever is latest.
-* **new** (MaxOne and MaxTwo): ``/recordings/<rec>/<well>/`` with ``spikes`` (same compound),
-  ``settings/mapping``, ``settings/sampling`` (Hz), ``start_time``/``stop_time`` (ms since the
-  epoch) and ``groups/routed/frame_nos``. Choose ``recording="rec0000"`` and ``well="well000"``
+* **new** (MaxOne and MaxTwo): ``/recordings/<rec>/<well>/`` (or ``/wells/<well>/<rec>/``) with
+  ``spikes`` (same compound), ``settings/mapping``, ``settings/sampling`` (Hz),
+  ``start_time``/``stop_time`` (ms since the epoch) and ``groups/routed/frame_nos``. Choose ``recording="rec0000"`` and ``well="well000"``
   (or ``well=0``); a file holding one of each needs neither. :func:`list_wells` lists them.
 
 Units are the routed channels: unit id = channel number, electrode id and position (um) from the
@@ -38,8 +38,9 @@ MAPPING_FIELDS = ("channel", "electrode", "x", "y")
 def sniff_h5(f) -> bool:
     """True for a MaxWell file (legacy ``/mapping`` + ``/proc0`` or ``/sig``, or ``/recordings``)."""
     legacy = ("mapping" in f and ("proc0" in f or "sig" in f)) or ("proc0" in f and "sig" in f)
-    return legacy or ("recordings" in f and ("wells" in f or "version" in f or "wellplate" in f)) or (
-        "recordings" in f and any(k.startswith("rec") for k in _keys(f["recordings"])))
+    new = any(top in f and any(re.fullmatch(pattern, k) for k in _keys(f[top]))
+              for top, pattern in (("recordings", r"rec\d+"), ("wells", r"well\d+")))
+    return legacy or new
 
 
 def _keys(group) -> list[str]:
@@ -69,12 +70,22 @@ def _text(path, f, name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- wells
-def _groups(path, f) -> dict[str, list[str]]:
-    """recording name -> well names, for the new layout."""
-    out = {}
-    for rec in _keys(f["recordings"]):
-        if re.fullmatch(r"rec\d+", rec):
-            out[rec] = [w for w in _keys(f["recordings"][rec]) if re.fullmatch(r"well\d+", w)]
+def _is_new(f) -> bool:
+    return "recordings" in f or "wells" in f
+
+
+def _groups(path, f) -> dict[str, dict[str, str]]:
+    """recording -> {well -> group path} for the new layout.
+
+    Files hold ``/recordings/<rec>/<well>`` and/or (as neo's MaxwellRawIO reads them)
+    ``/wells/<well>/<rec>``; the first is preferred when both exist.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for top, outer, inner in (("wells", r"well\d+", r"rec\d+"), ("recordings", r"rec\d+", r"well\d+")):
+        for a in (k for k in _keys(f[top]) if re.fullmatch(outer, k)) if top in f else ():
+            for b in (k for k in _keys(f[top][a]) if re.fullmatch(inner, k)):
+                rec, well = (b, a) if top == "wells" else (a, b)
+                out.setdefault(rec, {})[well] = f"{top}/{a}/{b}"
     if not out:
         raise RecordingFormatError(path, "recordings", "holds no rec*/well* groups")
     return out
@@ -83,7 +94,7 @@ def _groups(path, f) -> dict[str, list[str]]:
 def list_wells(path) -> list[str]:
     """Wells of a new-layout file (``["well000", ...]``, over all recordings); ``[]`` for legacy files."""
     with open_h5(path) as f:
-        if "recordings" not in f:
+        if not _is_new(f):
             return []
         return sorted({w for wells in _groups(path, f).values() for w in wells})
 
@@ -91,7 +102,7 @@ def list_wells(path) -> list[str]:
 def list_recordings(path) -> list[str]:
     """Recording groups of a new-layout file (``["rec0000", ...]``)."""
     with open_h5(path) as f:
-        return sorted(_groups(path, f)) if "recordings" in f else []
+        return sorted(_groups(path, f)) if _is_new(f) else []
 
 
 def _choose(path, what: str, value, available: list[str], prefix: str, width: int) -> str:
@@ -175,8 +186,8 @@ def _read_legacy(path, f, sampling_rate, first_frame):
 def _read_new(path, f, well, recording, sampling_rate, first_frame):
     groups = _groups(path, f)
     rec = _choose(path, "recording", recording, sorted(groups), "rec", 4)
-    w = _choose(path, "well", well, groups[rec], "well", 3)
-    g = f"recordings/{rec}/{w}"
+    w = _choose(path, "well", well, sorted(groups[rec]), "well", 3)
+    g = groups[rec][w]
     mapping = _compound(path, f, f"{g}/settings/mapping", MAPPING_FIELDS)
     spikes = _compound(path, f, f"{g}/spikes", SPIKE_FIELDS) if f"{g}/spikes" in f else None
     if sampling_rate is None:
@@ -210,7 +221,7 @@ def read(path, well=None, recording: str | None = None, sampling_rate: float | N
     if options:
         raise ReaderOptionError(f"unexpected options for the MaxWell reader: {sorted(options)}")
     with open_h5(path) as f:
-        if "recordings" in f:
+        if _is_new(f):
             return _read_new(path, f, well, recording, sampling_rate, first_frame)
         if well is not None and str(well) not in ("0", "well000"):
             raise RecordingFormatError(path, "mapping", f"a legacy MaxOne file holds one well; got well={well!r}")
