@@ -1,8 +1,8 @@
 """Property-based checks: random recordings survive every writer/reader round trip exactly, and
 randomly damaged files give our error types (never a raw h5py/zlib/scipy traceback).
 
-Examples are derandomized so CI runs are reproducible; explore more with
-``--hypothesis-seed=N`` and a larger ``max_examples`` locally."""
+Examples are derandomized so CI runs are reproducible; to explore further, drop
+``derandomize=True`` and raise ``max_examples`` locally."""
 
 from __future__ import annotations
 
