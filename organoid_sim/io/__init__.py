@@ -17,6 +17,9 @@ Formats (name: module):
 * ``mcs``: :mod:`.mcs` (Multi Channel Systems HDF5 spike time stamps)
 * ``meanap``: :mod:`.meanap` (MEA-NAP ``.mat``, MATLAB v5 or v7.3)
 
+``atomic_path(path)`` (a context manager yielding a temporary path that replaces ``path`` only
+on success) is public for other parts that write files.
+
 Errors: :class:`~organoid_sim.io.errors.RecordingFormatError` (a ``ValueError``) naming file,
 dataset and problem; :class:`~organoid_sim.io.errors.UnknownFormatError` when no reader fits.
 """
@@ -28,11 +31,11 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ._util import HDF5_SIGNATURE, open_h5, read_head
+from ._util import HDF5_SIGNATURE, atomic_path, open_h5, read_head
 from .errors import ReaderOptionError, RecordingFormatError, UnknownFormatError
 
 __all__ = ["load", "save", "list_wells", "detect_format", "FORMATS", "RecordingFormatError",
-           "UnknownFormatError", "ReaderOptionError"]
+           "UnknownFormatError", "ReaderOptionError", "atomic_path"]
 
 # format name -> module; HDF5 layouts are tried in this order (most specific first).
 FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion": "axion", "mcs": "mcs",
