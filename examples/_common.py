@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
 
 #: fit settings: (training seconds, SpikingNetworkModel fit options); quick keeps tests and CI short
-FIT_QUICK = dict(seconds=60.0, options=dict(max_epochs=4, refine_steps=0, calibration_rounds=1))
-FIT_FULL = dict(seconds=None, options=dict(max_epochs=30, refine_steps=40, calibration_rounds=2))
+FIT_QUICK = dict(seconds=60.0, options=dict(max_epochs=4, refine_steps=0, calibration_rounds=0))
+FIT_FULL = dict(seconds=None, options=dict(max_epochs=20, refine_steps=20, refine_batch=8, calibration_rounds=1))
 
 
 class ExampleError(SystemExit):

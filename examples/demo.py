@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. fit and compare ---------------------------------------------------------------------
     train, held = rec.split(0.75)
-    print(f"[2/5] fitting a SpikingNetworkModel on {train.duration:.0f} s ...")
+    print(f"[2/5] fitting a SpikingNetworkModel on the first {train.duration:.0f} s ({'quick: at most 60 s' if quick else 'full settings'}) ...")
     model, timings["fit"] = _common.fit_model(train, quick=quick, seed=seed, progress=progress)
     model.save(out / "model")
     t = time.perf_counter()
@@ -162,14 +162,36 @@ def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: b
     rep.add_figure(plot.psth(p, window=window), "PSTH of the model's responses to the probe pulses")
     figures = {"probe_electrodes": chosen.tolist(), "n_trials": n_trials}
     if truth is not None:
-        figures.update(_against_truth(rep, pred, truth))
+        figures.update(_against_truth(rep, pred, truth, model.electrodes))
     return figures
 
 
-def _against_truth(rep: Report, pred, truth) -> dict:
-    import matplotlib
+def _response_maps(pred, truth, a: int, electrodes):
+    """Model (top row) and true (bottom row) response probability of every channel, on the array."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
+    n = len(pred.electrodes)
+    fig = Figure(figsize=(2.6 * n + 1, 5.2), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    xy = electrodes.position_of(np.asarray(pred.unit_ids, np.int64))
+    im = None
+    for g, e in enumerate(pred.electrodes):
+        row = int(np.flatnonzero(truth.electrodes == e)[0])
+        cols = [int(np.flatnonzero(truth.unit_ids == u)[0]) for u in pred.unit_ids]
+        for ax, p, label in ((axes[0, g], pred.response_probability[g], "model"),
+                             (axes[1, g], truth.response_probability[row, a, cols], "truth")):
+            im = ax.scatter(xy[:, 0], xy[:, 1], c=p, vmin=0, vmax=1, s=60, cmap="viridis", marker="s")
+            ax.plot(*electrodes.position_of([e])[0], marker="*", color="red", ms=12)
+            ax.set_aspect("equal")
+            ax.invert_yaxis()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{label}, electrode {e}", fontsize=9)
+    fig.colorbar(im, ax=axes, label="P(response)", shrink=0.8)
+    return fig
+
+
+def _against_truth(rep: Report, pred, truth, electrodes) -> dict:
     from matplotlib.figure import Figure
 
     a = int(np.argmin(np.abs(truth.amplitudes_ua - PROBE_AMPLITUDE_UA)))
@@ -201,6 +223,8 @@ def _against_truth(rep: Report, pred, truth) -> dict:
     ax2.set_ylabel("model median latency (ms)")
     ax2.set_title(f"median |error| = {lat_err:.1f} ms ({int(both.sum())} pairs)")
     rep.add_figure(fig, "Predicted vs true evoked responses on electrodes and amplitude never used in calibration")
+    rep.add_figure(_response_maps(pred, truth, a, electrodes), "Response probability on the array for each probed "
+                   "electrode (star): model (top) vs ground truth (bottom)")
     figures = {"response_probability_r": r, "latency_median_abs_err_ms": lat_err, "n_pairs": int(len(p_pred)),
                "n_latency_pairs": int(both.sum())}
     rep.add_table(figures, caption="Prediction vs ground truth (held-out electrodes, unseen amplitude)")

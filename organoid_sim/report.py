@@ -116,7 +116,7 @@ class Report:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (temp file + rename) and return its absolute path."""
-        from .io._util import atomic_path
+        from .io import atomic_path
 
         path = Path(path).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)

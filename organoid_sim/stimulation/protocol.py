@@ -191,7 +191,7 @@ class Protocol:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    from ..io._util import atomic_path
+    from ..io import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
