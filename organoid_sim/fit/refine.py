@@ -23,16 +23,35 @@ __all__ = ["refine_free_running"]
 
 
 def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
-                        bin_ms: float = 20.0, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
-                        seed: int = 0, progress: bool = True, checkpoint=None) -> dict:
+                        bin_ms: float = 10.0, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
+                        likelihood_weight: float = 1.0, seed: int = 0, progress: bool = True,
+                        checkpoint=None) -> dict:
     """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
-    (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared)."""
+    (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared).
+
+    ``likelihood_weight`` adds the teacher-forced negative log-likelihood per spike (nats, minus
+    its value at the start) to the loss, so refinement fixes the free-running statistics without
+    giving up the one-step-ahead predictions. The time constants and ``U`` stay as they are (the
+    teacher-forced design depends on them).
+    """
     dt = model.dt_ms
     L = max(2, int(round(window_s * 1000.0 / dt)))
     nr = model.n_recorded
     with torch.no_grad():
         target = summary_stats(data_windows(counts, L), dt, bin_ms)
-    params = [p for name, p in model.named_parameters() if not name.startswith("stim_coupling")]
+    frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
+    params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
+    anchor = None
+    if likelihood_weight > 0:
+        from .teacher import _poisson_data_term
+
+        X = model.teacher_design(counts)
+        ll_fn = _poisson_data_term(X, counts) if model.observation.name == "poisson" else \
+            (lambda A, c: model.observation.log_likelihood(counts, X @ A + c))
+        n_spk = max(float(counts.sum()), 1.0)
+        with torch.no_grad():
+            ll_start = float(ll_fn(*model.teacher_readout()))
+        anchor = (ll_fn, ll_start, n_spk)
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator(device=model._device())
     gen.manual_seed(int(seed) + 1)
@@ -52,6 +71,10 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
                 out.append(st.s[:, :nr])
             sim = summary_stats(torch.stack(out), dt, bin_ms)
             loss, parts = stats_loss(sim, target, weights)
+            if anchor is not None:
+                lost = (anchor[1] - anchor[0](*model.teacher_readout())) / anchor[2]
+                loss = loss + likelihood_weight * lost
+                parts["nll_increase"] = float(lost.detach())
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

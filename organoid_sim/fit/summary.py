@@ -57,4 +57,4 @@ def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[to
         "pop_acov": ((torch.log1p(sim["pop_acov"].clamp_min(-0.5)) - torch.log1p(target["pop_acov"].clamp_min(-0.5))) ** 2).mean(),
     }
     total = sum(w[k] * v for k, v in parts.items())
-    return total, {k: float(v) for k, v in parts.items()}
+    return total, {k: float(v.detach()) for k, v in parts.items()}

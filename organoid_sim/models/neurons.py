@@ -82,7 +82,13 @@ def synaptic_input(p: StepParams, e: torch.Tensor, sparse: bool = False) -> torc
             return torch.zeros(p.weight.shape[0], 1, p.weight.shape[1], dtype=e.dtype, device=e.device)
         cols = p.weight.index_select(2, idx)                     # [n_syn, n_post, k]
         return (cols @ e[0, idx]).unsqueeze(1)
-    return torch.einsum("kij,bj->kbi", p.weight, e)
+    k, n_post, n_pre = p.weight.shape
+    if e.shape[0] * k * n_post * n_pre <= 32768:
+        # tiny networks: one broadcast multiply-and-sum; BLAS calls on matrices this small cost
+        # more in thread start-up than in arithmetic (badly so on a busy CPU)
+        return (e[None, :, None, :] * p.weight[:, None]).sum(-1)
+    out = e @ p.weight.reshape(k * n_post, n_pre).T                    # [B, k * post]
+    return out.view(e.shape[0], k, n_post).transpose(0, 1)
 
 
 def lif_step(p: StepParams, st: NetworkState, ext: torch.Tensor | None, uniform: torch.Tensor,
