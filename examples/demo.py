@@ -181,7 +181,7 @@ def _response_maps(pred, truth, a: int, electrodes):
         for ax, p, label in ((axes[0, g], pred.response_probability[g], "model"),
                              (axes[1, g], truth.response_probability[row, a, cols], "truth")):
             im = ax.scatter(xy[:, 0], xy[:, 1], c=p, vmin=0, vmax=1, s=60, cmap="viridis", marker="s")
-            ax.plot(*electrodes.position_of([e])[0], marker="*", color="red", ms=12)
+            ax.plot(*electrodes.position_of([e])[0], marker="*", mfc="none", mec="red", mew=1.5, ms=16)
             ax.set_aspect("equal")
             ax.invert_yaxis()
             ax.set_xticks([])

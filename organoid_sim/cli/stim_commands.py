@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--trials", type=int, default=1, metavar="N",
                    help="repeat the protocol N times with independent seeds, trials back to back (default 1)")
+    p.add_argument("--burn-in", type=float, default=1.0, metavar="S",
+                   help="seconds of spontaneous activity before each trial, discarded (default 1.0)")
     p.add_argument("--device", default=None, metavar="PROFILE",
                    help="validate against a device profile: cl1, maxone, generic (default: the protocol's "
                         "'device' field, if any)")
@@ -45,7 +47,7 @@ def run_stimulate(args: argparse.Namespace) -> int:
     if not hasattr(model, "stimulate"):
         raise CLIError(f"{model_dir}: a {type(model).__name__} cannot be stimulated "
                        "(fit a SpikingNetworkModel: organoid-sim fit ... )")
-    trials = run_trials(model, protocol, args.trials, seed=args.seed, device_profile=profile,
+    trials = run_trials(model, protocol, args.trials, seed=args.seed, burn_in_s=args.burn_in, device_profile=profile,
                         progress=not args.no_progress)
     rec = trials[0] if len(trials) == 1 else concat_trials(trials)
     rec = rec.with_metadata(protocol=protocol.name, protocol_file=str(args.protocol), model_dir=str(model_dir))

@@ -26,9 +26,14 @@ def trial_seeds(seed: int, n_trials: int) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
 
 
-def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, device_profile=None,
-               batched: bool | None = None, progress: bool = True, **stimulate_kwargs) -> list[SpikeRecording]:
-    """Run ``protocol`` ``n_trials`` times on ``model``, each trial from the resting state.
+def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s: float = 1.0,
+               device_profile=None, batched: bool | None = None, progress: bool = True,
+               **stimulate_kwargs) -> list[SpikeRecording]:
+    """Run ``protocol`` ``n_trials`` times on ``model``.
+
+    Each trial starts from rest and first runs ``burn_in_s`` seconds of spontaneous activity
+    (discarded), so the pulses meet ongoing activity as in a culture, not a silent network
+    (``burn_in_s=0`` starts the protocol from rest).
 
     ``protocol``: a :class:`~organoid_sim.stimulation.Protocol`, any object with ``to_events()`` and
     ``duration_s`` (seconds), or a bare ``StimEvents``. ``device_profile`` (optional) validates the
@@ -54,16 +59,18 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, device_pro
     events, duration_s = as_events(protocol)
     if batched is None:
         batched = callable(getattr(model, "run", None)) and not stimulate_kwargs
+    if burn_in_s < 0:
+        raise ValueError(f"burn_in_s must be >= 0 seconds, got {burn_in_s}")
     if batched:
-        return _batched_trials(model, events, duration_s, int(n_trials), int(seed), progress)
+        return _batched_trials(model, events, duration_s, int(n_trials), int(seed), float(burn_in_s), progress)
     out = []
     for k, s in enumerate(_progress(trial_seeds(seed, n_trials), progress, "trials")):
-        rec = model.stimulate(protocol, seed=s, **stimulate_kwargs)
+        rec = model.stimulate(protocol, seed=s, burn_in_s=burn_in_s, **stimulate_kwargs)
         out.append(rec.with_metadata(trial=k, trial_seed=s))
     return out
 
 
-def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int, seed: int,
+def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int, seed: int, burn_in_s: float,
                     progress: bool) -> list[SpikeRecording]:
     """All trials as one batch of ``model.run`` (same input, independent noise per trajectory)."""
     from ..models.base import counts_to_recording
@@ -79,7 +86,8 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
         if model.stim_coupling is None:
             raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
         ext = model.stim_coupling(events, n_steps, dt_ms / 1000.0, 0.0)
-    out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, progress=progress)
+    burn = int(round(burn_in_s * 1000.0 / dt_ms))
+    out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, burn_in_steps=burn, progress=progress)
     n_rec = int(model.n_recorded)
     out = out[out[:, 2] < n_rec]
     jitter = np.random.SeedSequence(seed).generate_state(n_trials, dtype=np.uint32)
@@ -89,7 +97,7 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
         counts = np.zeros((n_steps, n_rec), dtype=np.int64)
         np.add.at(counts, (mine[:, 0], mine[:, 2]), mine[:, 3])
         md = {"model": type(model).__name__, "seed": seed, "dt_ms": dt_ms, "trial": k, "n_trials": n_trials,
-              "batched": True, "saturated_bins": int(n_sat)}
+              "batched": True, "burn_in_s": burn_in_s, "saturated_bins": int(n_sat)}
         recs.append(counts_to_recording(counts, dt_ms, model.layout, t_start=0.0, seed=int(jitter[k]),
                                         stim=events, metadata=md))
     return recs
