@@ -108,3 +108,27 @@ def test_ground_truth_weights_are_recovered():
     w_true = truth.effective_weight().detach().numpy().ravel()
     w_fit = fitted.effective_weight().detach().numpy().ravel()
     assert np.corrcoef(w_true, w_fit)[0, 1] >= 0.8
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch):
+    from organoid_sim.models.fastsim import run_numpy
+
+    m = _network(6, n_hidden=2)
+    p = m.step_params()
+    u = np.random.default_rng(0).random((2000, batch, 8))
+    chunks = iter([u])
+    events, st, _ = run_numpy(p, NetworkState.rest(batch, 8, m.n_syn), 2000, seed=0,
+                              uniforms=lambda shape: next(chunks), chunk_steps=2000)
+    ref = NetworkState.rest(batch, 8, m.n_syn)
+    counts = []
+    with torch.no_grad():
+        for k in range(2000):
+            ref, _ = lif_step(p, ref, None, torch.tensor(u[k], dtype=torch.float32), m.observation, m.surrogate)
+            counts.append(ref.s.numpy())
+    counts = np.array(counts)
+    fast = np.zeros_like(counts)
+    fast[events[:, 0], events[:, 1], events[:, 2]] = events[:, 3]
+    assert counts.sum() > 100
+    np.testing.assert_array_equal(fast, counts)
+    np.testing.assert_allclose(st.w.numpy(), ref.w.numpy(), atol=1e-4)

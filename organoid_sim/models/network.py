@@ -78,7 +78,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     def __init__(self, *, n_hidden: int = 0, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
                  tau_syn_ms=(3.0, 20.0, 100.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
-                 tau_rec_ms: float = 800.0, use: float = 0.2, delta_u: float = 0.3,
+                 tau_rec_ms: float = 300.0, use: float = 0.5, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
                  autapses: bool = True, seed: int = 0, n_recorded: int | None = None) -> None:
@@ -312,7 +312,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ``(step, trajectory, neuron, count)`` for every nonzero count (or None with
         ``record=False``), the final state, and how many bins hit the observation's count cap (a
         run-away network shows up there). ``ext``: ``[n_steps, n_neurons]`` input (same for all
-        trajectories). Randomness: one ``torch.Generator`` seeded with ``seed`` on the model's device.
+        trajectories). On the CPU the NumPy fast path runs (:mod:`organoid_sim.models.fastsim`,
+        NumPy generator seeded with ``seed``); elsewhere a ``torch.Generator`` on the device.
         """
         from tqdm.auto import tqdm
 
@@ -320,13 +321,20 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         dev = self._device()
         p = self.step_params(dt_ms)
         st = state or NetworkState.rest(batch, self.n_neurons, self.n_syn, device=dev)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(seed))
-        sparse = dev.type == "cpu" and batch == 1 and self.n_neurons >= 128
         cap = float(self.observation.max_count)
         out, n_sat = [], 0
         total = burn_in_steps + n_steps
         bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
+        if dev.type == "cpu":
+            from .fastsim import run_numpy
+
+            res = run_numpy(p, st, n_steps, seed=seed, ext=ext, max_count=int(cap), burn_in_steps=burn_in_steps,
+                            record=record, chunk_steps=chunk_steps, progress_bar=bar)
+            bar.close()
+            return res
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(seed))
+        sparse = False  # on accelerators a dense product beats gathering the columns of spiking neurons
         for c0 in range(0, total, chunk_steps):
             c1 = min(c0 + chunk_steps, total)
             u = torch.rand((c1 - c0, batch, self.n_neurons), generator=gen, device=dev)

@@ -1,0 +1,142 @@
+"""Fitting and simulation benchmark of organoid-sim's models.
+
+1. Per dataset (DIV12 wells D1, A5, F2 and the NGN2 file, detector thr4): ``organoid_sim.evaluate``
+   (fit on the first 75 %, judge on the last 25 %) - fit times and, per model, held-out bits/spike,
+   rate_r, rate_median_rel_err, burst_rate_rel_err, burst_duration_rel_err, corr_matrix_r, next to the
+   recording's own noise floor (first 75 % vs last 25 %).
+2. Free-running simulation of 1000 neurons at 1 ms steps: SpikingNetworkModel vs snnTorch ``RLeaky``
+   (1000 all-to-all recurrent LIF neurons), side by side on the same CPU, same thread count.
+3. On a CUDA device: 10,000 neurons, real-time factor (skipped without CUDA).
+
+Run: ``python benchmarks/bench_fit.py [--datasets D1,A5,F2,NGN2] [--skip-eval] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "real"
+DIV12 = DATA / "CO_20140212_MW1007-51_DIV12_00_001.h5"
+NGN2 = DATA / "NGN2_20230208_P1_DIV14_A2_OutputData.mat"
+FIGS = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
+        "corr_matrix_r")
+
+
+def load_dataset(name: str):
+    import organoid_sim
+
+    if name == "NGN2":
+        return organoid_sim.load(NGN2, detector="thr4")
+    return organoid_sim.load(DIV12, well=name)
+
+
+def bench_evaluate(names) -> dict:
+    import organoid_sim
+
+    out = {}
+    for name in names:
+        rec = load_dataset(name)
+        t0 = time.perf_counter()
+        rep = organoid_sim.evaluate(rec, split=0.75, seed=0)
+        d = rep.to_dict()
+        d["wall_s"] = time.perf_counter() - t0
+        out[name] = d
+        print(f"\n== {name}: {rec!r}\n{rep}\nfit times (s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in rep.timings.items()), flush=True)
+    return out
+
+
+def _random_network(n: int, dt_ms: float, device: str):
+    from organoid_sim import SpikeRecording
+    from organoid_sim.models import SpikingNetworkModel
+
+    m = SpikingNetworkModel(dt_ms=dt_ms, tau_syn_ms=(5.0,), seed=0)
+    xy = np.random.default_rng(0).random((n, 2)) * 2000.0
+    tmpl = SpikeRecording.from_spike_times([np.array([0.5])] * n, t_start=0.0, t_stop=1.0,
+                                           electrode_ids=np.arange(n), positions=xy)
+    m.attach_recording(tmpl)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        m.weight.copy_((torch.rand(m.weight.shape, generator=g) < 0.1) * torch.randn(m.weight.shape, generator=g) * 0.05)
+        m.bias.fill_(0.5)  # ~ 2 Hz per neuron
+    return m.to(device)
+
+
+def bench_vs_snntorch(n: int = 1000, steps: int = 2000, threads: int = 1) -> dict:
+    """Seconds per 1 ms step of ours (event-driven, stochastic) and of snnTorch RLeaky (dense)."""
+    import snntorch as snn
+
+    torch.set_num_threads(threads)
+    model = _random_network(n, 1.0, "cpu")
+    model.run(200, seed=0)  # warm-up
+    t0 = time.perf_counter()
+    events, _, _ = model.run(steps, seed=1)
+    ours = (time.perf_counter() - t0) / steps
+    rleaky = snn.RLeaky(beta=0.9, linear_features=n, all_to_all=True)
+    spk, mem = rleaky.reset_mem()
+    x = torch.rand(steps, n) * 0.2
+    with torch.no_grad():
+        for k in range(200):
+            spk, mem = rleaky(x[k], spk, mem)
+        t0 = time.perf_counter()
+        for k in range(steps):
+            spk, mem = rleaky(x[k], spk, mem)
+        ref = (time.perf_counter() - t0) / steps
+    rate = float(events[:, 3].sum()) / (n * steps * 1e-3) if len(events) else 0.0
+    return {"n_neurons": n, "steps": steps, "threads": threads, "ours_s_per_step": ours,
+            "snntorch_rleaky_s_per_step": ref, "speedup": ref / ours, "ours_rate_hz": rate}
+
+
+def bench_gpu(n: int = 10000, seconds: float = 10.0) -> dict:
+    """Real-time factor (simulated s per wall s) of ``n`` neurons at 1 ms on CUDA."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    model = _random_network(n, 1.0, "cuda")
+    model.run(500, seed=0)
+    torch.cuda.synchronize()
+    steps = int(seconds * 1000)
+    t0 = time.perf_counter()
+    model.run(steps, seed=1)
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    return {"n_neurons": n, "simulated_s": seconds, "wall_s": wall, "real_time_factor": seconds / wall}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="D1,A5,F2,NGN2")
+    ap.add_argument("--skip-eval", action="store_true", help="only the simulation-speed parts")
+    ap.add_argument("--steps", type=int, default=2000, help="steps for the snnTorch comparison")
+    ap.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    args = ap.parse_args(argv)
+    result = {"machine": {"torch": torch.__version__, "cpu_threads_available": torch.get_num_threads()}}
+    if not args.skip_eval:
+        result["evaluate"] = bench_evaluate([d for d in args.datasets.split(",") if d])
+        print("\nper-dataset table (network row first, recording = noise floor):")
+        print(f"{'dataset':<6}{'row':<10}" + "".join(f"{f:>24}" for f in FIGS) + f"{'fit_s':>10}")
+        for name, d in result["evaluate"].items():
+            for row in ("network", "glm", "poisson", "recording"):
+                fit_s = d["timings_s"].get(f"{row}_fit", float("nan"))
+                print(f"{name:<6}{row:<10}" + "".join(f"{d[row][f]:>24.3f}" for f in FIGS) + f"{fit_s:>10.1f}")
+    sim = bench_vs_snntorch(steps=args.steps)
+    result["simulation_vs_snntorch"] = sim
+    print(f"\n1000 neurons, 1 ms steps, {sim['threads']} thread(s): ours {sim['ours_s_per_step'] * 1e6:.1f} us/step, "
+          f"snnTorch RLeaky {sim['snntorch_rleaky_s_per_step'] * 1e6:.1f} us/step -> {sim['speedup']:.2f}x")
+    result["gpu_10k"] = bench_gpu()
+    print(f"GPU 10,000 neurons: {result['gpu_10k']}")
+    if args.json:
+        print(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
