@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     desc = stats.describe(rec)
     timings["load + describe"] = time.perf_counter() - t
     print(f"[1/5] loaded {sample.folder / 'spontaneous.nwb'}: {rec!r}")
-    _section_recording(rep, rec, desc, sample)
+    _section_recording(rep, rec, desc, sample, out / "figures")
 
     # 3. fit and compare ---------------------------------------------------------------------
     train, held = rec.split(0.75)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp = stats.compare(held, sim)
     timings["simulate + compare"] = time.perf_counter() - t
     print(f"[3/5] model vs held-out recording: {cmp.verdict}")
-    _section_model(rep, model, held, sim, cmp)
+    _section_model(rep, model, held, sim, cmp, out / "figures")
 
     # 4. calibrate the stimulation coupling ---------------------------------------------------
     calib_electrodes = np.array([], np.int64)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _section_recording(rep: Report, rec, desc, sample) -> None:
+def _section_recording(rep: Report, rec, desc, sample, figs: Path) -> None:
     from organoid_sim import plot
 
     rep.add_heading("1. The recording")
@@ -111,10 +111,10 @@ def _section_recording(rep: Report, rec, desc, sample) -> None:
                  "is the multi-unit activity near one electrode.")
     rep.add_pre(str(desc))
     rep.add_figure(plot.raster(rec, t1=min(rec.t_stop, rec.t_start + 60.0)),
-                   "Raster with detected network bursts (shaded) and population rate")
+                   "Raster with detected network bursts (shaded) and population rate", png_path=figs / "raster.png")
 
 
-def _section_model(rep: Report, model, held, sim, cmp) -> None:
+def _section_model(rep: Report, model, held, sim, cmp, figs: Path) -> None:
     from organoid_sim import plot
 
     rep.add_heading("2. Fitted model vs held-out recording")
@@ -124,7 +124,7 @@ def _section_model(rep: Report, model, held, sim, cmp) -> None:
     rep.add_table({k: v for k, v in cmp.summary.items()}, caption="compare(held-out, simulated).summary")
     rep.add_pre(str(cmp))
     rep.add_figure(plot.comparison(cmp, held, sim, labels=("recording (held out)", "model")),
-                   "Recording (left) vs model (right)")
+                   "Recording (left) vs model (right)", png_path=figs / "comparison.png")
 
 
 def _section_calibration(rep: Report, result, session) -> None:
@@ -159,10 +159,11 @@ def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: b
     rep.add_text(f"Protocol {protocol!r} (saved as probe.yaml, valid on the CL1 profile), {n_trials} trials, "
                  f"biphasic {PROBE_AMPLITUDE_UA} uA x {PHASE_US:g} us per phase. Evoked recording: evoked.nwb.")
     p = stats.psth(evoked, evoked.stim.time, window=(-0.02, 0.1), bin_ms=2.0)
-    rep.add_figure(plot.psth(p, window=window), "PSTH of the model's responses to the probe pulses")
+    rep.add_figure(plot.psth(p, window=window), "PSTH of the model's responses to the probe pulses",
+                   png_path=out / "figures" / "probe_psth.png")
     figures = {"probe_electrodes": chosen.tolist(), "n_trials": n_trials}
     if truth is not None:
-        figures.update(_against_truth(rep, pred, truth, model.electrodes))
+        figures.update(_against_truth(rep, pred, truth, model.electrodes, out / "figures"))
     return figures
 
 
@@ -191,7 +192,7 @@ def _response_maps(pred, truth, a: int, electrodes):
     return fig
 
 
-def _against_truth(rep: Report, pred, truth, electrodes) -> dict:
+def _against_truth(rep: Report, pred, truth, electrodes, figs: Path) -> dict:
     from matplotlib.figure import Figure
 
     a = int(np.argmin(np.abs(truth.amplitudes_ua - PROBE_AMPLITUDE_UA)))
@@ -222,9 +223,10 @@ def _against_truth(rep: Report, pred, truth, electrodes) -> dict:
     ax2.set_xlabel("true median first-spike latency (ms)")
     ax2.set_ylabel("model median latency (ms)")
     ax2.set_title(f"median |error| = {lat_err:.1f} ms ({int(both.sum())} pairs)")
-    rep.add_figure(fig, "Predicted vs true evoked responses on electrodes and amplitude never used in calibration")
+    rep.add_figure(fig, "Predicted vs true evoked responses on electrodes and amplitude never used in calibration",
+                   png_path=figs / "probe_vs_truth.png")
     rep.add_figure(_response_maps(pred, truth, a, electrodes), "Response probability on the array for each probed "
-                   "electrode (star): model (top) vs ground truth (bottom)")
+                   "electrode (star): model (top) vs ground truth (bottom)", png_path=figs / "probe_maps.png")
     figures = {"response_probability_r": r, "latency_median_abs_err_ms": lat_err, "n_pairs": int(len(p_pred)),
                "n_latency_pairs": int(both.sum())}
     rep.add_table(figures, caption="Prediction vs ground truth (held-out electrodes, unseen amplitude)")

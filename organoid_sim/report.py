@@ -95,9 +95,19 @@ class Report:
         self._parts.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
         return self
 
-    def add_figure(self, fig, caption: str | None = None, *, dpi: int = 110, close: bool = True) -> "Report":
-        """Embed a matplotlib Figure as a base64 PNG (the figure is closed afterwards unless ``close=False``)."""
+    def add_figure(self, fig, caption: str | None = None, *, dpi: int = 110, close: bool = True,
+                   png_path: str | os.PathLike | None = None) -> "Report":
+        """Embed a matplotlib Figure as a base64 PNG (the figure is closed afterwards unless ``close=False``).
+
+        ``png_path`` also writes the same PNG there (atomically), e.g. for documentation."""
         data = figure_to_png_base64(fig, dpi=dpi)
+        if png_path is not None:
+            from .io import atomic_path
+
+            png_path = Path(png_path)
+            png_path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(png_path) as tmp:
+                tmp.write_bytes(base64.b64decode(data))
         if close:
             import matplotlib.pyplot as plt
 

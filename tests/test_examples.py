@@ -50,6 +50,7 @@ def test_demo_quick_writes_a_report(demo_out):
     parser = _Images()
     parser.feed((demo_out / "report.html").read_text())
     assert parser.n_img >= 3 and parser.n_table >= 2
+    assert {"raster.png", "comparison.png", "probe_psth.png"} <= {p.name for p in (demo_out / "figures").iterdir()}
     # the probing protocol is a valid CL1 protocol and the evoked recording carries its pulses
     protocol = Protocol.load(demo_out / "probe.yaml")
     CL1.validate(protocol)

@@ -48,7 +48,7 @@ def _parse(text: str) -> _Collect:
 def test_figure_is_embedded_as_decodable_png(tmp_path):
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.plot(np.arange(10))
-    rep = Report("t").add_figure(fig, caption="a line", dpi=50)
+    rep = Report("t").add_figure(fig, caption="a line", dpi=50, png_path=tmp_path / "png" / "line.png")
     assert not plt.fignum_exists(fig.number)  # closed after embedding
     path = rep.save(tmp_path / "out" / "r.html")
     parsed = _parse(path.read_text())
@@ -60,6 +60,7 @@ def test_figure_is_embedded_as_decodable_png(tmp_path):
     arr = mpimg.imread(io.BytesIO(png), format="png")
     assert arr.ndim == 3 and arr.shape[0] > 50 and arr.shape[1] > 50
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.html"]  # atomic write, no leftovers
+    assert (tmp_path / "png" / "line.png").read_bytes() == png
 
 
 def test_tables_from_mapping_records_and_nested_mapping():
