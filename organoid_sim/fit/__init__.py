@@ -20,7 +20,8 @@ __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
 
 def fit_network(model, recording, *, device=None, progress: bool = True, max_epochs: int = 30,
                 validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
-                refine_window_s: float = 2.0, likelihood_weight: float = 1.0, calibration_rounds: int = 3, checkpoint_dir=None,
+                refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None, calibration_rounds: int = 3,
+                checkpoint_dir=None,
                 seed: int = 0) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
@@ -29,7 +30,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
        ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations and the
        population-rate autocovariance of the data, anchored by ``likelihood_weight`` times the
-       teacher-forced negative log-likelihood; hidden neurons are trained here
+       teacher-forced negative log-likelihood (``refine_options``: more arguments of
+       :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);
     3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
        each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
@@ -59,7 +61,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
 
         t1 = time.perf_counter()
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
-                                           window_s=refine_window_s, likelihood_weight=likelihood_weight, seed=seed, progress=progress, checkpoint=ckpt))
+                                           window_s=refine_window_s, likelihood_weight=likelihood_weight, seed=seed, progress=progress,
+                                           checkpoint=ckpt, **(refine_options or {})))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
         from .calibrate import calibrate_rates

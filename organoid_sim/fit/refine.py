@@ -23,7 +23,7 @@ __all__ = ["refine_free_running"]
 
 
 def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
-                        bin_ms: float = 10.0, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
+                        bin_ms: float = 10.0, n_lags: int = 25, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, seed: int = 0, progress: bool = True,
                         checkpoint=None) -> dict:
     """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
@@ -38,7 +38,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     L = max(2, int(round(window_s * 1000.0 / dt)))
     nr = model.n_recorded
     with torch.no_grad():
-        target = summary_stats(data_windows(counts, L), dt, bin_ms)
+        target = summary_stats(data_windows(counts, L), dt, bin_ms, n_lags)
     frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = None
@@ -69,7 +69,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
             for k in range(L):
                 st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
                 out.append(st.s[:, :nr])
-            sim = summary_stats(torch.stack(out), dt, bin_ms)
+            sim = summary_stats(torch.stack(out), dt, bin_ms, n_lags)
             loss, parts = stats_loss(sim, target, weights)
             if anchor is not None:
                 lost = (anchor[1] - anchor[0](*model.teacher_readout())) / anchor[2]

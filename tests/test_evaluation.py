@@ -1,0 +1,70 @@
+"""organoid_sim.evaluate on a recording from a known network, and the model CLI commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import organoid_sim
+from organoid_sim.cli import main
+from organoid_sim.evaluation import FIGURES
+
+FAST = {"max_epochs": 4, "refine_steps": 3, "refine_window_s": 0.5, "refine_batch": 2, "calibration_rounds": 1}
+
+
+@pytest.fixture(scope="module")
+def network_recording():
+    from test_models_network import _network
+
+    truth = _network(6, seed=2)
+    return truth.simulate(120.0, seed=1, n_parallel=4).with_metadata(well="T1")
+
+
+def test_evaluate_rows_and_figures(network_recording):
+    rep = organoid_sim.evaluate(network_recording, split=0.75, seed=0, sim_factor=1.0, fit_options=FAST,
+                                glm_options={"max_epochs": 3})
+    d = rep.to_dict()
+    for row in ("poisson", "glm", "network", "recording"):
+        assert set(FIGURES) <= set(d[row])
+    # a Poisson fit on the first part cannot beat the held-out part's own mean rates
+    assert d["poisson"]["bits_per_spike"] <= 0
+    # coupled models learn the ground-truth interactions
+    assert d["network"]["bits_per_spike"] > 0 and d["glm"]["bits_per_spike"] > 0
+    assert math.isnan(d["recording"]["bits_per_spike"])
+    assert -1.0 <= d["recording"]["rate_r"] <= 1.0
+    json.loads(rep.to_json())
+    assert "network" in str(rep)
+
+
+def test_evaluate_rejects_recording_without_held_out_spikes():
+    rec = organoid_sim.SpikeRecording.from_spike_times([np.array([1.0, 2.0])], t_start=0.0, t_stop=100.0)
+    with pytest.raises(ValueError, match="held-out"):
+        organoid_sim.evaluate(rec, trim_silence=False)
+
+
+def test_cli_fit_simulate(tmp_path, network_recording, capsys):
+    src = tmp_path / "rec.npz"
+    organoid_sim.save(network_recording, src)
+    out = tmp_path / "model"
+    assert main(["fit", str(src), "--out", str(out), "--max-epochs", "3", "--refine-steps", "2",
+                 "--no-progress"]) == 0
+    assert (out / "model.json").exists() and (out / "weights.safetensors").exists()
+    assert main(["simulate", str(out), "--duration", "5", "--out", str(tmp_path / "sim.npz")]) == 0
+    sim = organoid_sim.load(tmp_path / "sim.npz")
+    assert sim.n_units == network_recording.n_units and sim.duration == pytest.approx(5.0)
+    assert main(["simulate", str(tmp_path), "--duration", "5", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "not a saved model" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_network_fits_and_simulates_on_cuda(network_recording):
+    from organoid_sim.models import SpikingNetworkModel
+
+    m = SpikingNetworkModel().fit(network_recording, device="cuda", progress=False, **FAST)
+    assert m.bias.device.type == "cuda"
+    a, b = m.simulate(5.0, seed=3), m.simulate(5.0, seed=3)
+    assert a == b and np.isfinite(m.score(network_recording))
