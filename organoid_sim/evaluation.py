@@ -22,6 +22,8 @@ __all__ = ["evaluate", "EvaluationReport", "FIGURES"]
 FIGURES = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
            "corr_matrix_r")
 ROWS = ("poisson", "glm", "network", "recording")
+#: hidden neurons of the evaluated network unless ``network_options`` says otherwise
+DEFAULT_HIDDEN = 8
 
 
 @dataclass
@@ -83,7 +85,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
 
     ``sim_factor``: free-running simulation length in units of the held-out duration (>= 4 keeps
     the model side from being the noisy one). ``network_options`` / ``glm_options``: constructor
-    arguments of :class:`SpikingNetworkModel` / :class:`CoupledGLM`; ``fit_options``: arguments of
+    arguments of :class:`SpikingNetworkModel` (default ``n_hidden=8``) / :class:`CoupledGLM`; ``fit_options``: arguments of
     the network's ``fit`` (e.g. ``refine_steps``). ``trim_silence`` first cuts the recording to
     its first..last spike. ``seed`` fixes fitting and simulation randomness.
     """
@@ -98,7 +100,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     sim_s = sim_factor * held.duration
     builders = {"poisson": lambda: PoissonModel(**({"dt_ms": (network_options or {}).get("dt_ms", 5.0)})),
                 "glm": lambda: CoupledGLM(**(glm_options or {})),
-                "network": lambda: SpikingNetworkModel(**{"seed": seed, **(network_options or {})})}
+                "network": lambda: SpikingNetworkModel(**{"seed": seed, "n_hidden": DEFAULT_HIDDEN,
+                                                          **(network_options or {})})}
     rows, timings, notes = {}, {}, []
     for name in models:
         t0 = time.perf_counter()

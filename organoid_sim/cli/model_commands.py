@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     e.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
     e.add_argument("--split", type=float, default=0.75, help="fraction used for fitting (default 0.75)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    e.add_argument("--hidden", type=int, default=0, help="hidden neurons of the network (default 0)")
+    e.add_argument("--hidden", type=int, default=8, help="hidden neurons of the network (default 8)")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=run_evaluate)
 

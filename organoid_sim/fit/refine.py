@@ -23,7 +23,7 @@ __all__ = ["refine_free_running"]
 
 
 def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
-                        bin_ms: float = 10.0, n_lags: int = 25, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
+                        bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, seed: int = 0, progress: bool = True,
                         checkpoint=None) -> dict:
     """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss

@@ -48,7 +48,7 @@ def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
 
 def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Weighted squared differences of the statistics; returns the total and each part (floats)."""
-    w = {"rate": 1.0, "corr": 1.0, "pop_acov": 1.0, **(weights or {})}
+    w = {"rate": 1.0, "corr": 1.0, "pop_acov": 3.0, **(weights or {})}
     n = target["corr"].shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=target["corr"].device)
     parts = {
