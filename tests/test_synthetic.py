@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats as sps
 
 import organoid_sim
@@ -17,6 +18,12 @@ from organoid_sim.synthetic.samples import checkerboard
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Per-step tensors are small: on a shared 2-core box extra threads only add hand-off costs."""
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)  # noqa: E702
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ The threshold charge of a neuron at distance ``d`` (um) from a point electrode g
 square of the distance (Stoney, Thompson & Brunner 1968; Ranck 1975: ``I_th = I_0 + K d^2``).
 The coupling therefore uses the distance-scaled *effective charge*
 
-    q_eff = q / (1 + (d / length_um)^2)
+    q_eff = q / (1 + (d / length_um)^p)          (p = distance_power, 2 in the prior)
 
 and a saturating (Hill) recruitment curve, so the drive of neuron ``i`` by event ``k`` is
 
@@ -19,8 +19,9 @@ and a saturating (Hill) recruitment curve, so the drive of neuron ``i`` by event
 
 ``A`` grows monotonically with charge and falls monotonically with distance; ``gain`` is the
 largest depolarisation (in units of the firing threshold) a pulse can give, ``q50_nc`` the charge
-(nC) that gives half of it at the electrode, ``h`` the steepness and ``length_um`` the distance at
-which the effective charge halves. ``neuron_log_gain`` (zero in the prior) lets calibration make
+(nC) that gives half of it at the electrode, ``h`` the steepness, ``length_um`` the distance at
+which the effective charge halves and ``p`` how steeply it falls beyond (2 for a point source
+acting on somata; smaller when long axons passing near the electrode spread the activation). ``neuron_log_gain`` (zero in the prior) lets calibration make
 some neurons more or less excitable than the prior says.
 
 Time course: the depolarisation is delivered through a normalised alpha kernel
@@ -53,7 +54,8 @@ UA_PER_MV = 1e-3
 #: the alpha kernel is cut after this many time constants (it holds < 0.1 % of the charge beyond)
 KERNEL_SPAN_TAU = 10.0
 
-_PRIOR = dict(gain=3.0, q50_nc=0.3, hill=2.0, length_um=50.0, tau_ms=2.0)
+_PRIOR = dict(gain=3.0, q50_nc=0.3, hill=2.0, length_um=50.0, tau_ms=2.0, distance_power=2.0)
+_NAMES = tuple(_PRIOR)
 
 
 def charge_per_phase_nc(events: StimEvents, ua_per_mv: float = UA_PER_MV) -> np.ndarray:
@@ -77,13 +79,14 @@ class StimulusCoupling(nn.Module):
     hill : steepness of the recruitment curve (dimensionless, > 0).
     length_um : distance (um) at which the effective charge is halved.
     tau_ms : peak time (ms) of the alpha kernel of the evoked input.
+    distance_power : exponent ``p`` of the distance law (2: Stoney's current-distance law).
     ua_per_mv : conversion of voltage-mode amplitudes (uA per mV).
     """
 
     def __init__(self, neuron_xy_um, electrode_ids, electrode_xy_um, *, gain: float = _PRIOR["gain"],
                  q50_nc: float = _PRIOR["q50_nc"], hill: float = _PRIOR["hill"],
                  length_um: float = _PRIOR["length_um"], tau_ms: float = _PRIOR["tau_ms"],
-                 ua_per_mv: float = UA_PER_MV) -> None:
+                 distance_power: float = _PRIOR["distance_power"], ua_per_mv: float = UA_PER_MV) -> None:
         super().__init__()
         xy = torch.as_tensor(np.array(neuron_xy_um, dtype=np.float32))
         eids = np.asarray(electrode_ids, dtype=np.int64)
@@ -93,7 +96,7 @@ class StimulusCoupling(nn.Module):
         if eids.ndim != 1 or len(eids) != exy.shape[0]:
             raise ValueError(f"StimulusCoupling: {len(eids)} electrode ids but {exy.shape[0]} electrode positions")
         for name, v in (("gain", gain), ("q50_nc", q50_nc), ("hill", hill), ("length_um", length_um),
-                        ("tau_ms", tau_ms), ("ua_per_mv", ua_per_mv)):
+                        ("tau_ms", tau_ms), ("distance_power", distance_power), ("ua_per_mv", ua_per_mv)):
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"StimulusCoupling: {name} must be a positive finite number, got {v}")
         self.ua_per_mv = float(ua_per_mv)
@@ -105,6 +108,7 @@ class StimulusCoupling(nn.Module):
         self.log_hill = nn.Parameter(torch.tensor(math.log(hill)))
         self.log_length_um = nn.Parameter(torch.tensor(math.log(length_um)))
         self.log_tau_ms = nn.Parameter(torch.tensor(math.log(tau_ms)))
+        self.log_distance_power = nn.Parameter(torch.tensor(math.log(distance_power)))
         self.neuron_log_gain = nn.Parameter(torch.zeros(xy.shape[0]))
 
     # ------------------------------------------------------------------ construction
@@ -113,7 +117,7 @@ class StimulusCoupling(nn.Module):
         """The physical prior for neurons at ``neuron_xy_um`` (um) under the ``electrodes`` layout.
 
         ``overrides`` replace prior values (``gain``, ``q50_nc``, ``hill``, ``length_um``,
-        ``tau_ms``, ``ua_per_mv``). Electrodes with unknown (NaN) positions cannot stimulate anyone.
+        ``tau_ms``, ``distance_power``, ``ua_per_mv``). Electrodes with unknown (NaN) positions cannot stimulate anyone.
         """
         xy = electrodes.positions if len(electrodes) else np.zeros((0, 2))
         return cls(neuron_xy_um, electrodes.ids, xy, **overrides)
@@ -124,9 +128,9 @@ class StimulusCoupling(nn.Module):
         return int(self.neuron_xy_um.shape[0])
 
     def values(self) -> dict[str, float]:
-        """The global parameters in natural units (``gain``, ``q50_nc``, ``hill``, ``length_um``, ``tau_ms``)."""
-        return {name: float(torch.exp(getattr(self, "log_" + name)).detach())
-                for name in ("gain", "q50_nc", "hill", "length_um", "tau_ms")}
+        """The global parameters in natural units (``gain``, ``q50_nc``, ``hill``, ``length_um``, ``tau_ms``,
+        ``distance_power``)."""
+        return {name: float(torch.exp(getattr(self, "log_" + name)).detach()) for name in _NAMES}
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable configuration; tensors (positions, parameters) live in the state dict."""
@@ -137,9 +141,13 @@ class StimulusCoupling(nn.Module):
     def from_config(cls, config: Mapping[str, Any]) -> "StimulusCoupling":
         """An instance shaped by :meth:`config`; load the saved state dict into it for positions and gains."""
         n, e = int(config["n_neurons"]), int(config["n_electrodes"])
-        kw = {k: float(config[k]) for k in ("gain", "q50_nc", "hill", "length_um", "tau_ms", "ua_per_mv")
-              if k in config}
+        kw = {k: float(config[k]) for k in (*_NAMES, "ua_per_mv") if k in config}
         return cls(np.zeros((n, 2)), np.arange(e), np.zeros((e, 2)), **kw)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files saved before ``distance_power`` existed: keep the configured value (the prior's 2)
+        state_dict.setdefault(prefix + "log_distance_power", self.log_distance_power.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ physics
     def _electrode_rows(self, electrode: np.ndarray) -> torch.Tensor:
@@ -163,7 +171,9 @@ class StimulusCoupling(nn.Module):
         d2 = ((self.electrode_xy_um[rows][:, None, :] - self.neuron_xy_um[None, :, :]) ** 2).sum(-1)
         # electrodes without a known position reach no neuron (NaN distance -> zero drive)
         d2 = torch.nan_to_num(d2, nan=float("inf"))
-        q_eff = q[:, None] / (1.0 + d2 / torch.exp(2 * self.log_length_um))
+        # (d / length)^p computed from d^2 so that the gradient stays finite at d = 0
+        ratio = (d2 / torch.exp(2 * self.log_length_um)).clamp_min(1e-12) ** (0.5 * torch.exp(self.log_distance_power))
+        q_eff = q[:, None] / (1.0 + ratio)
         h = torch.exp(self.log_hill)
         x = (q_eff / torch.exp(self.log_q50_nc)).clamp_min(0) ** h
         return torch.exp(self.log_gain + self.neuron_log_gain)[None, :] * x / (1.0 + x)

@@ -2,7 +2,7 @@
 
 The recurrent network stays fixed; only the global parameters of
 :class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (``gain``, ``q50_nc``, ``hill``,
-``length_um``, ``tau_ms``) move. The fit matches evoked responses: for every stimulated
+``length_um``, ``tau_ms``, ``distance_power``) move. The fit matches evoked responses: for every stimulated
 electrode x amplitude of the session, the response probability and median first-spike latency of
 every recorded unit (:func:`organoid_sim.stats.evoked_responses`) are compared with those the
 model predicts (:func:`predict_evoked_responses`), and a Nelder-Mead search (scipy) in log-parameter
@@ -30,8 +30,8 @@ import torch
 from ..events import COLUMNS, StimEvents
 
 #: default response window (s after the pulse): the same as the virtual organoid's true responses
-WINDOW = (0.002, 0.100)
-PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms")
+WINDOW = (0.002, 0.050)
+PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 LATENCY_SCALE_S = 0.025
 
 

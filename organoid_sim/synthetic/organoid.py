@@ -15,7 +15,7 @@ from .observe import RecordingConfig, RecordingModel
 from .physics import PhysicsConfig, StimPhysics
 
 #: window (s after the pulse) of the true responses: after the 1 ms blanking, before the next pulse
-RESPONSE_WINDOW = (0.002, 0.100)
+RESPONSE_WINDOW = (0.002, 0.050)
 
 
 def grid_electrodes(rows: int = 8, cols: int = 8, pitch_um: float = 200.0) -> Electrodes:

@@ -4,7 +4,8 @@
 
 - ``spontaneous.nwb``: a spontaneous recording (64 multi-unit channels, default 300 s);
 - ``stim_session.nwb``: a calibration session stimulating half of the electrodes (a checkerboard)
-  at two amplitudes, pulses about 1 s apart in random order, with the stimulation table;
+  at two amplitudes, 8 pulses per condition about 1 s apart in random order, with the
+  stimulation table;
 - ``true_responses.json``: the organoid's true response probability and median first-spike latency
   for every electrode x amplitude x channel (many independent trials), plus the generating
   configuration and seeds.
@@ -56,6 +57,7 @@ def _atomic_json(obj, path: Path) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
+        os.chmod(tmp, 0o644)                      # mkstemp makes it private; this is a shared data file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,7 +75,7 @@ def load_true_responses(path) -> TrueResponses:
 
 
 def write_data_samples(out_dir="data_samples", *, seed: int = 0, spontaneous_s: float = 300.0,
-                       n_repeats: int = 4, n_trials: int = 20, config: OrganoidConfig | None = None,
+                       n_repeats: int = 8, n_trials: int = 100, config: OrganoidConfig | None = None,
                        progress: bool = True) -> dict[str, Path]:
     """Generate the sample files into ``out_dir`` (see the module docstring); returns their paths.
 
@@ -97,6 +99,8 @@ def write_data_samples(out_dir="data_samples", *, seed: int = 0, spontaneous_s: 
                                  out / "stim_session.nwb")
     truth = organoid.true_responses(amplitudes_ua=TRUTH_AMPLITUDES_UA, phase_us=PHASE_US, n_trials=n_trials,
                                     seed=seed + 4, progress=progress)
+    for p in paths.values():
+        os.chmod(p, 0o644)                        # the writers' temporary files are private
     paths["true_responses"] = out / "true_responses.json"
     _atomic_json({"description": "true evoked responses of the virtual organoid (organoid_sim.synthetic)",
                   "seed": seed, "config": c.to_dict(), "calibration_electrodes": calib.tolist(),
