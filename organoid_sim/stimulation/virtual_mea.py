@@ -138,12 +138,16 @@ class ModelStepper:
     """Advances a :class:`~organoid_sim.models.SpikingNetworkModel` over consecutive windows, carrying
     its explicit :class:`~organoid_sim.models.neurons.NetworkState` from one window to the next.
 
-    Each window calls ``model.run(n_steps, seed=..., ext=..., state=...)`` with the stimulation input
-    ``model.stim_coupling(events, n_steps, dt_s, t0)`` (pulses before ``t0`` still deliver the tail of
-    their kernel). Window ``k`` draws its noise from its own seed (``SeedSequence(seed)`` child
-    ``k``), so a session is reproducible; its random stream differs from one long ``simulate`` run,
-    its dynamics do not.
+    Pulses are turned into input current once, when they are scheduled (:meth:`add_events`):
+    ``model.stim_coupling(events, n, dt_s, t0)`` over the steps their kernel reaches, kept in a buffer
+    of absolute steps; each window then takes its slice, so a pulse near the end of a window still
+    drives the next ones. Each window calls ``model.run(n_steps, seed=..., ext=..., state=...)`` and
+    draws its noise from its own seed (``SeedSequence(seed)`` child ``k``): a session is
+    reproducible; its random stream differs from one long ``simulate`` run, its dynamics do not.
     """
+
+    #: how long (s) after a pulse its input is computed, beyond the coupling's own kernel span
+    MIN_SPAN_S = 0.05
 
     def __init__(self, model: Any, seed: int) -> None:
         if not callable(getattr(model, "run", None)) or not hasattr(model, "dt_ms"):
@@ -155,19 +159,50 @@ class ModelStepper:
         self.dt_s = float(model.dt_ms) * 1e-3
         self.n_recorded = int(model.n_recorded)
         self._seeds = np.random.SeedSequence(int(seed))
+        self._inputs: list[tuple[int, Any]] = []   # (first absolute step, [n, n_neurons] input)
         self.state = None
 
-    def advance(self, t0: float, n_steps: int, events: StimEvents) -> tuple[np.ndarray, np.ndarray]:
+    def _kernel_span_s(self) -> float:
+        coupling = self.model.stim_coupling
+        try:
+            from ..models.stim_coupling import KERNEL_SPAN_TAU
+
+            return max(KERNEL_SPAN_TAU * coupling.values()["tau_ms"] * 1e-3, self.MIN_SPAN_S)
+        except (ImportError, AttributeError, KeyError):
+            return 0.25
+
+    def add_events(self, events: StimEvents) -> None:
+        """Precompute the input current of newly scheduled pulses (absolute times in s)."""
+        if not len(events):
+            return
+        if self.model.stim_coupling is None:
+            raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
+        first = int(np.floor(events.time.min() / self.dt_s + 1e-9))
+        last = int(np.ceil((events.time.max() + events.duration.max() + self._kernel_span_s()) / self.dt_s))
+        with __import__("torch").no_grad():
+            ext = self.model.stim_coupling(events, last - first, self.dt_s, first * self.dt_s)
+        self._inputs.append((first, ext))
+
+    def _input(self, s0: int, n_steps: int):
+        """``[n_steps, n_neurons]`` input of absolute steps ``s0 ..`` (None when no pulse reaches them)."""
+        ext = None
+        keep = []
+        for first, block in self._inputs:
+            lo, hi = max(s0, first), min(s0 + n_steps, first + block.shape[0])
+            if hi > lo:
+                if ext is None:
+                    ext = block.new_zeros((n_steps, block.shape[1]))
+                ext[lo - s0:hi - s0] += block[lo - first:hi - first]
+            if first + block.shape[0] > s0 + n_steps:
+                keep.append((first, block))   # still reaches later windows
+        self._inputs = keep
+        return ext
+
+    def advance(self, t0: float, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Spike times (s) and recorded-unit indices in ``[t0, t0 + n_steps * dt)``, sorted by time."""
         child = self._seeds.spawn(1)[0]
         torch_seed, jitter_seed = (int(x) for x in child.generate_state(2, dtype=np.uint32))
-        ext = None
-        if len(events) and self.model.stim_coupling is not None:
-            ext = self.model.stim_coupling(events, n_steps, self.dt_s, t0)
-            if not bool(ext.any()):
-                ext = None
-        elif len(events):
-            raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
+        ext = self._input(int(round(t0 / self.dt_s)), n_steps)
         out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, state=self.state)
         out = out[out[:, 2] < self.n_recorded]
         step = np.repeat(out[:, 0], out[:, 3])
@@ -230,7 +265,7 @@ class Neurons:
         self._stepper = ModelStepper(mea.model, mea.seed)
         n_warm = int(round(mea.warmup_s / self._stepper.dt_s))
         if n_warm:
-            self._stepper.advance(-n_warm * self._stepper.dt_s, n_warm, StimEvents.empty())  # discarded
+            self._stepper.advance(-n_warm * self._stepper.dt_s, n_warm)  # discarded
         self._unit_ids, self._electrode_ids = _recorded_units(mea.model)
         self._now = 0.0                       # simulated time up to which the model has run (s)
         self._trains: list[PulseTrain] = []   # every accepted pulse train (absolute times)
@@ -283,8 +318,9 @@ class Neurons:
                            float(burst.burst_hz) if burst.burst_count > 1 else None)
         recent = [t for t in self._trains if t.end_s > start - 1.0]  # rate limits look back < 1 s
         self._mea.device.validate(Protocol(tuple(recent) + (train,)))
-        self._trains.append(train)
         new = Protocol((train,)).to_events()
+        self._stepper.add_events(new)
+        self._trains.append(train)
         self._events = _merge_events(self._events, new)
         return new
 
@@ -312,7 +348,7 @@ class Neurons:
         while n_ticks is None or k < n_ticks:
             t0 = self._now
             t1 = round(t0 + steps * dt, 12)
-            times, units = self._stepper.advance(t0, steps, self._events)
+            times, units = self._stepper.advance(t0, steps)
             self._spikes.times.append(times)
             self._spikes.units.append(units)
             self._now = t1
