@@ -182,10 +182,16 @@ def test_buffered_input_equals_the_coupling_over_all_pulses(model):
     stepper.add_events(b)
     both = StimEvents.from_columns([0.0091, 0.0119, 0.0301], [9, 12, 18], [-2.0, -2.0, -3.0], [160.0, 160.0, 200.0], 2)
     dt = stepper.dt_s
+    # the coupling's forward cuts each pulse's kernel after 10 time constants (< 0.1 % of its drive, as its
+    # docstring says); the buffer keeps the whole tail, so they agree to 0.1 % of a pulse's total drive
+    total = model.stim_coupling.strength(both).detach().max()
+    got_all = []
     for s0 in range(0, 60, 5):
         got = stepper._input(s0, 5)
         want = model.stim_coupling(both, 5, dt, s0 * dt).detach()
-        if got is None:
-            assert float(want.abs().max()) == 0.0
-        else:
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+        got = torch.zeros_like(want) if got is None else got
+        torch.testing.assert_close(got, want, rtol=0, atol=float(1e-3 * total))
+        got_all.append(got)
+    # and nothing is lost: summed over time each pulse delivers its whole drive (the kernel integrates to 1)
+    torch.testing.assert_close(torch.cat(got_all).sum(0), model.stim_coupling.strength(both).detach().sum(0),
+                               rtol=2e-3, atol=1e-6)

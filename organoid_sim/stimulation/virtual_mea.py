@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from ..events import StimEvents
 from ..recording import SpikeRecording
@@ -179,9 +180,22 @@ class ModelStepper:
             raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
         first = int(np.floor(events.time.min() / self.dt_s + 1e-9))
         last = int(np.ceil((events.time.max() + events.duration.max() + self._kernel_span_s()) / self.dt_s))
-        with __import__("torch").no_grad():
-            ext = self.model.stim_coupling(events, last - first, self.dt_s, first * self.dt_s)
-        self._inputs.append((first, ext))
+        with torch.no_grad():
+            self._inputs.append((first, self._coupled(events, last - first, first * self.dt_s)))
+
+    def _coupled(self, events: StimEvents, n_steps: int, t0: float):
+        """``model.stim_coupling(events, n_steps, dt, t0)``, as one ``[steps x events] @ [events x neurons]``
+        product of its public ``kernel_weights`` and ``strength`` when it has them: the same numbers as
+        its ``forward`` (tested) without a scatter per lag, which is slow for the few-step windows here."""
+        coupling = self.model.stim_coupling
+        if not (hasattr(coupling, "kernel_weights") and hasattr(coupling, "strength")):
+            return coupling(events, n_steps, self.dt_s, t0)
+        amp = coupling.strength(events)                                           # [K, N]
+        starts = torch.arange(n_steps, dtype=torch.float64, device=amp.device) * self.dt_s + t0
+        onsets = torch.tensor(np.array(events.time), dtype=torch.float64, device=amp.device)
+        offsets = starts[:, None] - onsets[None, :]
+        w = coupling.kernel_weights(offsets, self.dt_s)                           # [n_steps, K]
+        return w.to(amp.dtype) @ amp
 
     def _input(self, s0: int, n_steps: int):
         """``[n_steps, n_neurons]`` input of absolute steps ``s0 ..`` (None when no pulse reaches them)."""
