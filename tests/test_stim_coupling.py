@@ -106,3 +106,20 @@ def test_config_and_safetensors_round_trip(tmp_path):
     again.load_state_dict(load_file(tmp_path / "c.safetensors"))
     ev = _events([0.5, 1.0, 2.0])
     torch.testing.assert_close(again(ev, 400, 1e-3), coupling(ev, 400, 1e-3))
+
+
+def test_distance_power_broadens_the_spread_and_old_files_load():
+    electrodes = Electrodes(np.array([0]), np.array([0.0]), np.array([0.0]))
+    xy = np.array([[0, 0], [100, 0], [200, 0], [400, 0]], float)
+    ev = _events([2.0], electrode=0)
+    steep = StimulusCoupling.from_prior(xy, electrodes, length_um=50.0, distance_power=2.0)
+    broad = StimulusCoupling.from_prior(xy, electrodes, length_um=50.0, distance_power=1.0)
+    s, b = steep.strength(ev).detach().numpy()[0], broad.strength(ev).detach().numpy()[0]
+    assert s[0] == pytest.approx(b[0]) and np.all(b[1:] > s[1:]) and np.all(np.diff(b) < 0)
+    # closed form of the effective charge: q / (1 + (d / L)^p), Hill(2) with q50 = 0.3 nC, gain 3
+    q_eff = 0.4 / (1 + (400 / 50.0) ** 1.0)
+    assert b[3] == pytest.approx(3 * q_eff ** 2 / (q_eff ** 2 + 0.3 ** 2), rel=1e-5)
+    state = {k: v for k, v in broad.state_dict().items() if k != "log_distance_power"}
+    old = StimulusCoupling.from_config({**broad.config(), "distance_power": 2.0})
+    old.load_state_dict(state)
+    assert old.values()["distance_power"] == pytest.approx(2.0)
