@@ -1,7 +1,8 @@
 """Rate calibration: long free-running simulations without gradients, then each recorded unit's
 bias moves by ``gain * delta_u * log(target_rate / simulated_rate)`` (the bias shift that would
 correct the rate of an isolated escape-noise neuron exactly). A few rounds settle the recurrent
-interactions. Cheap, and it pins the per-unit rates that refinement only approaches."""
+interactions; the biases of the round that came closest are kept. Cheap, and it pins the
+per-unit rates that refinement only approaches."""
 
 from __future__ import annotations
 
@@ -27,16 +28,22 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 3, duration_s:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``)."""
     nr = model.n_recorded
     target = counts.mean(0).cpu().numpy() / (model.dt_ms / 1000.0)
-    bar = tqdm(range(rounds), disable=not progress, desc="rate calibration", unit="round")
-    err = float("nan")
+    bar = tqdm(range(rounds + 1), disable=not progress, desc="rate calibration", unit="round")
+    best = (float("inf"), model.bias.detach().clone())
     for r in bar:
         rates, n_sat = simulated_rates(model, duration_s, batch, seed + 100 + r)
-        ratio = (target + 0.01) / (rates[:nr] + 0.01)
         err = float(np.median(np.abs(rates[:nr] - target) / np.maximum(target, 1e-9)))
         bar.set_postfix(median_rel_err=f"{err:.2f}", saturated=n_sat)
+        if err < best[0]:
+            best = (err, model.bias.detach().clone())
+        if r == rounds:
+            break  # the last simulation only measures the last shift
+        ratio = (target + 0.01) / (rates[:nr] + 0.01)
         with torch.no_grad():
             du = model.delta_u[:nr].detach()
             shift = gain * du * torch.as_tensor(np.log(ratio), dtype=du.dtype, device=du.device)
             model.bias[:nr] += shift.clamp(-2.0, 2.0)
     bar.close()
-    return {"calibration_median_rel_err": err}
+    with torch.no_grad():  # keep the round whose rates came closest (a shift can overshoot)
+        model.bias.copy_(best[1])
+    return {"calibration_median_rel_err": best[0]}
