@@ -25,7 +25,8 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
     """Minimise ``objective()`` over ``params`` (tensors of ``module``); returns the last metrics.
 
     ``metrics()`` returns a dict with ``"train_bits"`` and ``"val_bits"`` (bits/spike; the latter
-    drives early stopping, or the former when the latter is NaN).
+    drives early stopping, or the former when the latter is NaN). The starting parameters count
+    as epoch 0: if no epoch beats them on the held-out part, they are kept.
     """
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters_per_epoch, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
@@ -36,8 +37,10 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
         loss.backward()
         return loss
 
-    best = {"score": -float("inf"), "state": copy.deepcopy(module.state_dict()), "epoch": -1}
-    history: dict = {}
+    with torch.no_grad():  # the starting point is a candidate too: fitting must not make it worse
+        history: dict = metrics()
+    start = history["val_bits"] if history["val_bits"] == history["val_bits"] else history["train_bits"]
+    best = {"score": start, "state": copy.deepcopy(module.state_dict()), "epoch": -1}
     bad, prev = 0, None
     bar = tqdm(range(max_epochs), disable=not progress, desc=desc, unit="epoch")
     try:
