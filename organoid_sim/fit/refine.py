@@ -89,8 +89,10 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
             bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()})
             if checkpoint is not None and it % 10 == 9:
                 checkpoint.save(model, "refine", it, smooth)
-    finally:
+    finally:  # also on KeyboardInterrupt: keep the best parameters and leave a checkpoint
         if best["step"] >= 0:
             model.load_state_dict(best["state"])
+        if checkpoint is not None:
+            checkpoint.save(model, "refine_best", best["step"], smooth or {})
         bar.close()
     return {"refine_loss": best["loss"], "refine_best_step": best["step"], **{f"refine_{k}": v for k, v in parts.items()}}
