@@ -159,3 +159,17 @@ def test_full_organoid_bursts_like_real_cultures():
     assert 5 <= s["burst_rate_per_min"] <= 60
     assert s["fraction_spikes_in_bursts"] > 0.3
     assert 0.5 < s["mean_rate_hz"] < 10
+
+
+def test_direct_spikes_never_precede_their_latency(small):
+    """Pulses fall anywhere inside a step; delays round up so no direct spike comes early."""
+    cfg = small.physics.config
+    dt_ms = small.config.network.dt_ms
+    ev = StimEvents.from_columns(np.full(20, 0.1), 4, -3.0, 200.0, 2)
+    onset = np.linspace(0, dt_ms * 0.99, 20)
+    draws = small.physics.draw(ev, np.random.default_rng(0), dt_ms, onset)
+    for (hit, delay), on in zip(draws, onset):
+        assert len(hit) > 0
+        assert np.all(delay * dt_ms - on >= cfg.base_latency_ms - 1e-9)
+        assert np.all(delay * dt_ms - on < cfg.base_latency_ms + cfg.axon_length_um / cfg.conduction_um_per_ms
+                      + 6 * cfg.latency_jitter_ms + dt_ms)

@@ -120,8 +120,9 @@ class VirtualOrganoid:
 
     def _forced(self, events: StimEvents, batch_of_event: np.ndarray, t0: float, rng) -> dict:
         """Direct activations per simulation step: ``{step: (batch_idx, neuron_idx, delay_steps)}``."""
-        draws = self.physics.draw(events, rng, self.config.network.dt_ms)
         steps = bin_index((events.time - t0) / self.dt_s)
+        onset_ms = ((events.time - t0) - steps * self.dt_s) * 1e3
+        draws = self.physics.draw(events, rng, self.config.network.dt_ms, np.clip(onset_ms, 0, None))
         forced: dict[int, list] = {}
         for k, (hit, delay) in enumerate(draws):
             forced.setdefault(int(steps[k]), []).append((np.full(len(hit), batch_of_event[k]), hit, delay))

@@ -82,16 +82,21 @@ class StimPhysics:
             raise ValueError(f"stimulation on electrodes {missing[:10]} that the virtual organoid does not have")
         return np.array([lookup[int(e)] for e in electrode], np.int64)
 
-    def draw(self, events: StimEvents, rng: np.random.Generator, dt_ms: float
+    def draw(self, events: StimEvents, rng: np.random.Generator, dt_ms: float, onset_ms=None
              ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each event, the directly activated neurons and their spike delays in steps of ``dt_ms``."""
+        """For each event, the directly activated neurons and their spike delays in steps of ``dt_ms``.
+
+        ``onset_ms``: where each pulse falls inside its step (ms after the step start). Delays are
+        rounded up, so that no direct spike lands earlier than its latency after the pulse.
+        """
         c = self.config
         rows = self.rows_of(events.electrode)
         charge = charge_per_phase_nc(events, c.ua_per_mv)
         out = []
-        for row, q in zip(rows, charge):
+        onset_ms = np.zeros(len(events)) if onset_ms is None else np.asarray(onset_ms, float)
+        for row, q, on in zip(rows, charge, onset_ms):
             hit = np.flatnonzero(rng.random(len(self.q0)) < self.activation_probability(row, q))
             lat = (c.base_latency_ms + self.path_um[row, hit] / c.conduction_um_per_ms
                    + np.abs(rng.normal(0, c.latency_jitter_ms, len(hit))))
-            out.append((hit, np.maximum(1, np.round(lat / dt_ms)).astype(np.int32)))
+            out.append((hit, np.maximum(1, np.ceil((on + lat) / dt_ms - 1e-9)).astype(np.int32)))
         return out
