@@ -69,3 +69,29 @@ def test_refinement_moves_rates_towards_data():
     after = m.simulate(60.0, seed=0, n_parallel=4).firing_rates()
     err = lambda r: np.mean(np.abs(np.log((r + 0.05) / (rates + 0.05))))  # noqa: E731
     assert err(after) < 0.5 * err(before)
+
+
+def test_interrupted_fit_keeps_best_parameters_and_a_checkpoint(tmp_path):
+    from organoid_sim.fit.solver import lbfgs_early_stopping
+
+    m = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(5.0)
+    calls = {"n": 0}
+
+    def objective():
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise KeyboardInterrupt
+        return ((m.weight - 1.0) ** 4).sum()  # quartic: L-BFGS approaches slowly
+
+    def metrics():  # higher is better: minus the distance to the optimum
+        return {"train_bits": -float(abs(m.weight.item() - 1.0)), "val_bits": float("nan")}
+
+    with pytest.raises(KeyboardInterrupt):
+        lbfgs_early_stopping(m, [m.weight], objective, metrics, max_epochs=100, iters_per_epoch=2,
+                             patience=1000, progress=False, checkpoint=Checkpointer(tmp_path), stage="toy")
+    assert abs(m.weight.item() - 1.0) < 4.0  # moved from 5 towards 1 and kept the best epoch
+    saved = torch.nn.Linear(1, 1, bias=False)
+    info = Checkpointer(tmp_path).load(saved)
+    assert info["stage"] == "toy_best" and torch.equal(saved.weight, m.weight)
