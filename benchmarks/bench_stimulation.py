@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--fit-s", type=float, default=120.0, help="seconds of the spontaneous recording to fit on")
     ap.add_argument("--refine-steps", type=int, default=0, help="free-running refinement steps of the fit")
     ap.add_argument("--trials", type=int, default=32, help="model trials per condition")
-    ap.add_argument("--evaluations", type=int, default=60, help="calibration budget (model evaluations)")
+    ap.add_argument("--evaluations", type=int, default=120, help="calibration budget (model evaluations)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small per-step products: 1 is fastest)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
