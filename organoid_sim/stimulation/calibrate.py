@@ -72,8 +72,8 @@ def _spontaneous_states(model, n: int, burn_in_s: float, seed: int):
     return state
 
 
-def _repeat_state(state, reps: int, lo: int, hi: int):
-    """Rows ``lo:hi`` of ``state`` tiled: trial ``b`` of the batch starts from state ``b % n``."""
+def _repeat_state(state, lo: int, hi: int):
+    """Trials ``lo:hi`` of a tiled batch: trial ``b`` starts from row ``b % n`` of ``state``."""
     from dataclasses import fields
 
     out = {}
@@ -124,7 +124,7 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
             offs = torch.arange(n_steps, dtype=torch.float64)[:, None] * dt_s - torch.as_tensor(onset[lo:hi])
             ext = coupling.kernel_weights(offs, dt_s)[:, :, None] * amp[None]           # [T, b, N]
             ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + 2 + lo, ext=ext.to(model._device()),
-                                 state=_repeat_state(states, 1, lo, hi))
+                                 state=_repeat_state(states, lo, hi))
             ev = ev[ev[:, 2] < model.n_recorded]
             np.add.at(counts, ((ev[:, 1] + lo) * n_steps + ev[:, 0], ev[:, 2]), ev[:, 3])
     t_pulse = np.arange(n_total) * trial_s + onset
@@ -216,7 +216,7 @@ def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WIN
         bar.set_postfix(loss=f"{loss:.4f}", best=f"{best['loss']:.4f}")
         return loss
 
-    interrupted = False
+    interrupted, loss0 = False, float("nan")
     try:
         loss0 = objective(x0)
         simplex = np.vstack([x0] + [x0 + np.eye(len(x0))[i] * math.log(2.0) for i in range(len(x0))])
@@ -227,7 +227,6 @@ def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WIN
                               "xatol": 0.02, "fatol": 1e-5})
     except KeyboardInterrupt:
         interrupted = True
-        loss0 = best["loss"] if not np.isfinite(locals().get("loss0", np.nan)) else loss0
     finally:
         bar.close()
         set_params(best["x"])
