@@ -47,6 +47,22 @@ def mcs_path() -> Path:
     return _need(MCS)
 
 
+@pytest.fixture(scope="session")
+def d1(div12_path):
+    """Well D1 of the DIV12 plate (16 channels, 39,399 spikes), loaded once per test run."""
+    import organoid_sim
+
+    return organoid_sim.load(div12_path, well="D1")
+
+
+@pytest.fixture(scope="session")
+def d1_desc(d1):
+    """``stats.describe`` of well D1 (shared by the statistics and plot tests)."""
+    from organoid_sim import stats
+
+    return stats.describe(d1)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from matplotlib.figure import Figure
 
-import organoid_sim
 from organoid_sim import SpikeRecording, StimEvents, plot, stats
-
-
-@pytest.fixture(scope="module")
-def d1(div12_path):
-    return organoid_sim.load(div12_path, well="D1")
-
-
-@pytest.fixture(scope="module")
-def d1_desc(d1):
-    return stats.describe(d1)
 
 
 def _png_ok(fig, tmp_path, name):

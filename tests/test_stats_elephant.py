@@ -22,11 +22,6 @@ RTOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def d1(div12_path):
-    return organoid_sim.load(div12_path, well="D1")
-
-
-@pytest.fixture(scope="module")
 def trains(d1):
     return d1.to_neo()
 

@@ -15,16 +15,6 @@ KEYS = ("rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_r
         "sttc_matrix_r")
 
 
-@pytest.fixture(scope="module")
-def d1(div12_path):
-    return organoid_sim.load(div12_path, well="D1")
-
-
-@pytest.fixture(scope="module")
-def d1_desc(d1):
-    return stats.describe(d1)
-
-
 def test_describe_d1_values_and_text(d1, d1_desc):
     s = d1_desc.scalars
     assert s["n_units"] == 16 and s["n_spikes"] == 39399

@@ -18,6 +18,31 @@ class CLIError(Exception):
     """An error to show the user as one line, without a traceback."""
 
 
+def add_selection_arguments(p: argparse.ArgumentParser, *, progress: bool = True) -> None:
+    """Options that choose what to read from a recording file (shared by every command that loads one)."""
+    p.add_argument("--well", default=None, help="well of a multi-well file (Axion 'D1', MaxTwo 'well000')")
+    p.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
+    p.add_argument("--recording", default=None, help="recording group of a MaxWell file (e.g. rec0000)")
+    p.add_argument("--format", default=None, dest="in_format",
+                   help="input format instead of detecting it (nwb, generic_h5, maxwell, axion, mcs, meanap, npz, csv)")
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def load_recording(path: str, args: argparse.Namespace, *, well=None):
+    """Load ``path`` with the options of :func:`add_selection_arguments` (``well`` overrides ``--well``)."""
+    from pathlib import Path
+
+    import organoid_sim
+
+    if not Path(path).exists():
+        raise CLIError(f"no such file: {path}")
+    return organoid_sim.load(path, well=well if well is not None else getattr(args, "well", None),
+                             detector=getattr(args, "detector", None), recording=getattr(args, "recording", None),
+                             format=getattr(args, "in_format", None),
+                             progress=False if getattr(args, "no_progress", False) else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command."""
     from .. import __version__

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLIError
-
-
-def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--well", default=None, help="well of a multi-well file (Axion 'D1', MaxTwo 'well000')")
-    p.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
-    p.add_argument("--recording", default=None, help="recording group of a MaxWell file (e.g. rec0000)")
-    p.add_argument("--format", default=None, dest="in_format",
-                   help="input format instead of detecting it (nwb, generic_h5, maxwell, axion, mcs, meanap, npz, csv)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+from . import CLIError, add_selection_arguments, load_recording
 
 
 def register(subparsers) -> None:
@@ -26,7 +17,7 @@ def register(subparsers) -> None:
                               description="Print what a recording file holds. For a multi-well file without "
                                           "--well, list its wells.")
     p.add_argument("path", metavar="PATH", help="recording file (format detected from its content)")
-    _add_selection(p)
+    add_selection_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run_info)
 
@@ -35,16 +26,12 @@ def register(subparsers) -> None:
                                           "comes from OUT's extension (.nwb, .h5/.hdf5, .npz, .csv).")
     c.add_argument("input", metavar="IN", help="input recording")
     c.add_argument("output", metavar="OUT", help="output file (.nwb, .h5, .hdf5, .npz, .csv)")
-    _add_selection(c)
+    add_selection_arguments(c)
     c.set_defaults(func=run_convert)
 
 
 def _load(args: argparse.Namespace):
-    import organoid_sim
-
-    return organoid_sim.load(args.path if hasattr(args, "path") else args.input, well=args.well,
-                             detector=args.detector, recording=args.recording, format=args.in_format,
-                             progress=False if args.no_progress else None)
+    return load_recording(args.path if hasattr(args, "path") else args.input, args)
 
 
 def summary(rec) -> dict:

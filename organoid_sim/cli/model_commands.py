@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import CLIError
+from . import CLIError, add_selection_arguments, load_recording
 
 
 def register(subparsers) -> None:
@@ -13,8 +13,7 @@ def register(subparsers) -> None:
                               description="Fit a SpikingNetworkModel (teacher-forced likelihood, free-running "
                                           "refinement, rate calibration) and save it to MODEL_DIR.")
     f.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
-    f.add_argument("--well", default=None, help="well of a multi-well file (e.g. D1)")
-    f.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
+    add_selection_arguments(f)
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the saved model")
     f.add_argument("--hidden", type=int, default=0, help="number of hidden neurons (default 0)")
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
@@ -22,7 +21,6 @@ def register(subparsers) -> None:
     f.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
     f.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    f.add_argument("--no-progress", action="store_true", help="no progress bars")
     f.set_defaults(func=run_fit)
 
     s = subparsers.add_parser("simulate", help="free-running simulation of a saved model",
@@ -38,8 +36,7 @@ def register(subparsers) -> None:
                               description="Held-out bits/spike and free-running statistics of the three models "
                                           "next to the recording's own noise floor.")
     e.add_argument("path", metavar="PATH", help="recording file")
-    e.add_argument("--well", default=None, help="well of a multi-well file (e.g. D1)")
-    e.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
+    add_selection_arguments(e, progress=False)
     e.add_argument("--split", type=float, default=0.75, help="fraction used for fitting (default 0.75)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--hidden", type=int, default=8, help="hidden neurons of the network (default 8)")
@@ -48,11 +45,7 @@ def register(subparsers) -> None:
 
 
 def _load(args):
-    import organoid_sim
-
-    if not Path(args.path).exists():
-        raise CLIError(f"no such file: {args.path}")
-    return organoid_sim.load(args.path, well=args.well, detector=args.detector)
+    return load_recording(args.path, args)
 
 
 def run_fit(args) -> int:

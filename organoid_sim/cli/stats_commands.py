@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from . import CLIError
+from . import add_selection_arguments, load_recording
 
 
 def register(subparsers) -> None:
@@ -16,8 +16,7 @@ def register(subparsers) -> None:
                               description="Describe a recording with the standard MEA statistics and print them "
                                           "as a table; optionally write JSON and figures.")
     d.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
-    d.add_argument("--well", default=None, help="well of a multi-well file (e.g. D1)")
-    d.add_argument("--detector", default=None, help="spike detector of an MEA-NAP .mat file (e.g. thr4)")
+    add_selection_arguments(d, progress=False)
     d.add_argument("--json", metavar="OUT.json", default=None, help="write the description as JSON")
     d.add_argument("--full", action="store_true", help="with --json: include the correlation/STTC matrices and bursts")
     d.add_argument("--plots", metavar="DIR", default=None, help="write raster, rate map, matrices, histograms (PNG)")
@@ -38,12 +37,8 @@ def register(subparsers) -> None:
     c.set_defaults(func=run_compare)
 
 
-def _load(path: str, well, detector):
-    import organoid_sim
-
-    if not Path(path).exists():
-        raise CLIError(f"no such file: {path}")
-    return organoid_sim.load(path, well=well, detector=detector, progress=False)
+def _load(path: str, args: argparse.Namespace, well=None):
+    return load_recording(path, args, well=well)
 
 
 def write_json(obj: dict, path) -> Path:
@@ -63,7 +58,7 @@ def write_json(obj: dict, path) -> Path:
 def run_describe(args: argparse.Namespace) -> int:
     from .. import stats
 
-    rec = _load(args.path, args.well, args.detector)
+    rec = _load(args.path, args)
     desc = stats.describe(rec, sttc_dt=args.sttc_dt, corr_bin_ms=args.corr_bin_ms)
     print(desc)
     if args.json:
@@ -79,8 +74,8 @@ def run_describe(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from .. import stats
 
-    ref = _load(args.a, args.well_a, args.detector)
-    cand = _load(args.b, args.well_b, args.detector)
+    ref = _load(args.a, args, args.well_a)
+    cand = _load(args.b, args, args.well_b)
     cmp = stats.compare(ref, cand)
     print(cmp)
     if args.json:

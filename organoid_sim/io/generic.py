@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import json
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._util import atomic_path, build, decode_strings, h5_attr, h5_read, offsets_from_index, open_h5, parse_json
 from .errors import ReaderOptionError, RecordingFormatError
+
+if TYPE_CHECKING:
+    from ..recording import SpikeRecording
 
 FORMAT = "generic_h5"
 DESCRIPTION = "organoid-sim generic HDF5/NPZ layout (spike_times + spike_times_index or spike_units)"
