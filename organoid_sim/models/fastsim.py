@@ -1,12 +1,21 @@
 """The CPU fast path of free-running simulation: :func:`organoid_sim.models.neurons.lif_step`'s
 equations in NumPy, without autograd, with event-driven synaptic propagation.
 
-Why NumPy: at a few hundred neurons per step the cost of a step is the per-operation overhead,
-which is several times lower for NumPy than for torch; and only the columns of the weight
-matrix of neurons that fired are touched (a few per step in cultured networks), instead of a
-dense matrix product. Same equations, same inverse-CDF sampling from one uniform per neuron and
-step (a NumPy generator seeded with ``seed``), so a run is reproducible on the CPU. Gradients
-(refinement) and CUDA use the torch path.
+Why NumPy: at a few hundred to a few thousand neurons per step the cost of a step is the
+per-operation overhead, which is several times lower for NumPy than for torch. What a step costs:
+
+* all decaying state (synaptic currents per type, membrane, adaptation, used resources) lives in
+  one stacked array, decayed by one multiply;
+* the random numbers are drawn and turned into spike thresholds in blocks of ``chunk_steps``
+  steps (``u < 1 - exp(-exp(eta))  <=>  eta > log(-log(1 - u))``, no ``exp`` per step);
+* only the neurons that fired are touched (a few per step in cultured networks): their outgoing
+  weight rows are added with BLAS ``axpy`` and their own reset / adaptation / depression are
+  scalar updates; bursts (many neurons at once) and batches take the vectorised route;
+* the 2nd..``max_count``-th spike of a bin is only computed when a cheap bound says it can occur.
+
+Same equations, same inverse-CDF sampling from one uniform per neuron and step (a NumPy
+generator seeded with ``seed``), so a run is reproducible on the CPU. Gradients (refinement) and
+CUDA use the torch path.
 """
 
 from __future__ import annotations
@@ -15,30 +24,218 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg.blas import daxpy
 
 from .neurons import NetworkState, StepParams
 
 __all__ = ["run_numpy"]
+
+_LOG50 = math.log(50.0)
+_SCALAR_MAX = 8  # up to this many spiking neurons per step, Python-scalar updates beat fancy indexing
 
 
 def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float64) if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
 
 
-def _more(s: np.ndarray, hit: np.ndarray, eta: np.ndarray, v: np.ndarray, max_count: int) -> np.ndarray:
-    """Add the 2nd..``max_count``-th spikes of the bins that spiked: ``[u < P(y >= k)]`` for Poisson counts."""
-    idx = np.nonzero(hit)
-    m = np.exp(np.minimum(eta[idx], math.log(50.0)))
-    u = -np.expm1(-np.exp(v[idx]))  # the uniform back from log(-log(1 - u))
+def _counts(eta: np.ndarray, u: np.ndarray, max_count: int) -> np.ndarray:
+    """Spike counts ``sum_k [u < P(y >= k)]`` of bins known to hold at least one spike (Poisson)."""
+    m = np.exp(np.minimum(eta, _LOG50))
     term = np.exp(-m)
     cdf = term.copy()
-    extra = np.zeros_like(m)
+    out = np.ones_like(m)
     for k in range(1, max_count):
         term = term * m / k
         cdf = cdf + term
-        extra += u < np.clip(1.0 - cdf, 0.0, 1.0)
-    s[idx] += extra
+        out += u < np.clip(1.0 - cdf, 0.0, 1.0)
+    return out
+
+
+def _thresholds(u: np.ndarray, const: np.ndarray) -> np.ndarray:
+    """``log(-log(1 - u)) - const``: a neuron spikes when its ``eta - const`` exceeds this.
+
+    ``1 - u`` is exact for the generator's uniforms (multiples of 2**-53), so ``log`` replaces the
+    several times slower ``log1p``.
+    """
+    v = np.subtract(1.0, u)
+    with np.errstate(divide="ignore"):  # u == 0 -> -inf: spikes whatever eta (as u < P(spike) does)
+        np.log(v, out=v)
+        np.negative(v, out=v)
+        np.log(v, out=v)
+    v -= const
+    return v
+
+
+class _Net:
+    """Parameters in escape-noise units (everything times 1/delta_u, the synaptic gain folded into
+    the weights), so that ``eta = const + w - A``, and the stacked state ``X``:
+    rows ``0..k-1`` synaptic currents, ``k`` membrane ``w``, ``k+1`` adaptation ``A``, ``k+2`` used
+    resources ``y = 1 - x`` (decays to 0 between spikes, so one multiply decays everything)."""
+
+    def __init__(self, p: StepParams, state: NetworkState, max_count: int):
+        W = _np(p.weight)                                   # [k, post, pre]
+        self.k = k = W.shape[0]
+        a_m = float(p.alpha_m)
+        l1u, theta, beta, bias, inv_du = (_np(v) for v in (p.log1m_u, p.theta, p.beta, p.bias, p.inv_delta_u))
+        self.a_rec = _np(p.alpha_rec)
+        self.gain = (1.0 - a_m) * inv_du
+        self.betas = np.maximum(beta * inv_du, 1e-12)
+        self.thetas = theta * inv_du
+        self.inv_du = inv_du
+        self.l1u = l1u
+        self.const = p.log_r0_dt + (bias - theta) * inv_du
+        # rows of presynaptic neurons, contiguous for axpy: [k, pre, post]
+        self.WTs = np.ascontiguousarray(W.transpose(0, 2, 1) * self.gain[None, None, :])
+        w, I, a, x = (_np(getattr(state, f)) for f in ("w", "I", "a", "x"))
+        B, n = w.shape
+        self.X = np.empty((k + 3, B, n))
+        self.X[:k] = np.broadcast_to(I, (k, B, n)) * self.gain
+        self.X[k] = w * inv_du
+        self.X[k + 1] = a * self.betas
+        self.X[k + 2] = 1.0 - x
+        self.D = np.empty((k + 3, 1, n))
+        self.D[:k] = _np(p.alpha_syn).reshape(-1, 1, 1)
+        self.D[k], self.D[k + 1], self.D[k + 2] = a_m, _np(p.alpha_a), self.a_rec
+        # Python lists for the scalar route (list indexing is far cheaper than NumPy scalar access)
+        self.th_l, self.be_l, self.ar_l, self.c_l = (v.tolist() for v in (self.thetas, self.betas, self.a_rec,
+                                                                            self.const))
+        self.rel_l = [None] + [(1.0 - np.exp(c * l1u)).tolist() for c in range(1, max_count + 1)]
+
+    def state(self, s: np.ndarray, like: torch.Tensor) -> NetworkState:
+        """The current state back in model units, as tensors on ``like``'s device and dtype."""
+        k, X = self.k, self.X
+        to = lambda v: torch.as_tensor(np.asarray(v, np.float32), device=like.device, dtype=like.dtype)  # noqa: E731
+        return NetworkState(w=to(X[k] / self.inv_du), I=to(X[:k] / self.gain), a=to(X[k + 1] / self.betas),
+                            x=to(1.0 - X[k + 2]), s=to(s))
+
+
+def _spikes_scalar(net: _Net, X2: np.ndarray, il: list, cl: list) -> None:
+    """Decay one trajectory's state ``X2`` ``[k+3, n]`` and apply the spikes of neurons ``il`` (counts
+    ``cl``) with scalar updates and one BLAS axpy per weight row."""
+    k = net.k
+    W, A, Y = X2[k], X2[k + 1], X2[k + 2]
+    y_old = [Y.item(i) for i in il]  # resources at spike time, before this step's decay
+    np.multiply(net.X, net.D, out=net.X)
+    for i, c, y0 in zip(il, cl, y_old):
+        xr = 1.0 - y0
+        for r in range(k):
+            daxpy(net.WTs[r, i], X2[r], a=xr * c)  # in place on the row view
+        W[i] = W.item(i) - net.th_l[i] * c
+        A[i] = A.item(i) + net.be_l[i] * c
+        Y[i] = Y.item(i) + net.ar_l[i] * xr * net.rel_l[int(c)][i]
+
+
+def _spikes_vector(net: _Net, s: np.ndarray, idx: np.ndarray | None) -> None:
+    """Decay the state and apply the spikes ``s`` (``[B, n]`` counts): event-driven over the spiking
+    neurons ``idx`` when there is one trajectory, dense matrix products otherwise."""
+    k, X = net.k, net.X
+    if idx is not None:  # one trajectory, many spikes: gather only the spiking neurons
+        X2 = X[:, 0, :]
+        si = s[0, idx]
+        xr = 1.0 - X2[k + 2, idx]
+        np.multiply(X, net.D, out=X)
+        X2[:k] += np.tensordot(xr * si, net.WTs[:, idx, :], axes=([0], [1]))
+        X2[k, idx] -= net.thetas[idx] * si
+        X2[k + 1, idx] += net.betas[idx] * si
+        X2[k + 2, idx] += net.a_rec[idx] * xr * (1.0 - np.exp(si * net.l1u[idx]))
+        return
+    xr = 1.0 - X[k + 2]
+    np.multiply(X, net.D, out=X)
+    cols = np.flatnonzero(s.any(0))  # presynaptic neurons that fired in any trajectory
+    X[:k] += np.matmul((xr * s)[:, cols], net.WTs[:, cols, :])  # [k, B, post]
+    X[k] -= net.thetas * s
+    X[k + 1] += net.betas * s
+    X[k + 2] += net.a_rec * xr * (1.0 - np.exp(s * net.l1u))
+
+
+def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t0: int, ext_s, max_count: int,
+                  record: bool, events: list) -> tuple[list, list]:
+    """Steps of one trajectory (``u``, ``v``: ``[L, 1, n]`` uniforms and thresholds; ``t0``: the
+    recorded step of the first one, negative during burn-in). Spikes of the last step come in and go
+    out as ``(neurons, counts)`` lists."""
+    k, X2 = net.k, net.X[:, 0, :]
+    W, A, I0 = X2[k], X2[k + 1], X2[0]
+    diff = np.empty(W.shape)
+    hit = np.empty(W.shape, bool)
+    for j in range(len(u)):
+        t = t0 + j
+        if not il:
+            np.multiply(net.X, net.D, out=net.X)
+        elif len(il) <= _SCALAR_MAX:
+            _spikes_scalar(net, X2, il, cl)
+        else:
+            s = np.zeros((1, W.shape[0]))
+            s[0, il] = cl
+            _spikes_vector(net, s, np.asarray(il))
+        if k == 1:
+            W += I0
+        else:
+            W += X2[:k].sum(0)
+        if ext_s is not None and t >= 0:
+            W += ext_s[t]
+        np.subtract(W, A, out=diff)
+        np.greater(diff, v[j, 0], out=hit)
+        idx = hit.nonzero()[0]
+        if not len(idx):
+            il = cl = ()
+            continue
+        il = idx.tolist()
+        cl = [1.0] * len(il)
+        if max_count > 1:
+            uj = u[j, 0]
+            # P(y >= 2) <= mu^2 / 2: compute exact counts only where that bound exceeds u
+            if any(uj.item(i) < 0.5000001 * math.exp(2.0 * min(diff.item(i) + net.c_l[i], _LOG50)) + 1e-15
+                   for i in il):
+                cl = _counts(diff[idx] + net.const[idx], uj[idx], max_count).tolist()
+        if record and t >= 0:
+            events.append((t, idx, cl))
+    return il, cl
+
+
+def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events) -> np.ndarray:
+    """Steps of ``B`` trajectories at once (dense); ``s`` ``[B, n]``: counts of the last step."""
+    k, X = net.k, net.X
+    W, A = X[k], X[k + 1]
+    diff = np.empty(W.shape)
+    spiking = bool(s.any())
+    for j in range(len(u)):
+        t = t0 + j
+        if spiking:
+            _spikes_vector(net, s, None)
+        else:
+            np.multiply(X, net.D, out=X)
+        W += X[:k].sum(0)
+        if ext_s is not None and t >= 0:
+            W += ext_s[t]
+        np.subtract(W, A, out=diff)
+        hit = diff > v[j]
+        spiking = bool(hit.any())
+        if spiking:
+            s = hit.astype(np.float64)
+            if max_count > 1:
+                b, i = np.nonzero(hit)
+                s[b, i] = _counts(diff[b, i] + net.const[i], u[j, b, i], max_count)
+            if record and t >= 0:
+                b, i = np.nonzero(s)
+                events.append((t, b, i, s[b, i]))
+        else:
+            s = np.zeros_like(s)
     return s
+
+
+def _events(events: list, single: bool) -> np.ndarray:
+    """``(step, trajectory, neuron, count)`` rows from the per-step records."""
+    if not events:
+        return np.zeros((0, 4), np.int64)
+    if single:
+        steps = np.concatenate([np.full(len(e[1]), e[0]) for e in events])
+        neurons = np.concatenate([e[1] for e in events])
+        counts = np.concatenate([np.asarray(e[2]) for e in events])
+        traj = np.zeros_like(steps)
+    else:
+        steps = np.concatenate([np.full(len(e[1]), e[0]) for e in events])
+        traj, neurons, counts = (np.concatenate([e[q] for e in events]) for q in (1, 2, 3))
+    return np.stack([steps, traj, neurons, counts.astype(np.int64)], 1).astype(np.int64)
 
 
 def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ext=None, max_count: int = 4,
@@ -47,85 +244,31 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
     """Simulate ``burn_in_steps + n_steps`` steps from ``state``; returns ``(events, state, n_saturated)``
     like :meth:`SpikingNetworkModel.run` (``events`` rows ``(step, trajectory, neuron, count)``).
 
-    ``uniforms(shape)`` replaces the seeded generator's ``random`` (tests feed both paths the same numbers).
+    ``uniforms(shape)`` replaces the seeded generator's ``random`` (tests feed both paths the same
+    numbers); it is called once per chunk of ``chunk_steps`` steps with shape ``[steps, B, n]``.
     """
-    W = _np(p.weight)                                   # [k, post, pre]
-    WT = np.ascontiguousarray(W.transpose(0, 2, 1))     # [k, pre, post]: rows of presynaptic neurons
-    k_syn = W.shape[0]
-    a_syn = _np(p.alpha_syn).reshape(-1, 1, 1)
-    a_m, a_a, a_rec = p.alpha_m, _np(p.alpha_a), _np(p.alpha_rec)
-    l1u, theta, beta, bias, inv_du = (_np(v) for v in (p.log1m_u, p.theta, p.beta, p.bias, p.inv_delta_u))
-    w, I, a, x, s = (_np(getattr(state, f)) for f in ("w", "I", "a", "x", "s"))
-    B, n = w.shape
-    I = np.array(np.broadcast_to(I, (k_syn, B, n)))
-    spiking, y_prev = bool(s.any()), 1.0 - x
-    ext_np = None if ext is None else _np(ext)
+    net = _Net(p, state, max_count)
+    s = _np(state.s)
+    B, n = s.shape
+    ext_s = None if ext is None else _np(ext) * net.inv_du
     draw = uniforms or np.random.default_rng(int(seed)).random
-    out, n_sat = [], 0
+    events: list = []
     total = burn_in_steps + n_steps
-    const = p.log_r0_dt + (bias - theta) * inv_du
-    # Work in escape-noise units (everything times 1/delta_u, synaptic gain folded into the
-    # weights): eta = const + ws - As costs two operations per step instead of six.
-    betas = np.maximum(beta * inv_du, 1e-12)
-    thetas = theta * inv_du
-    WTs = WT * ((1.0 - a_m) * inv_du)[None, None, :]
-    ws, As, Is = w * inv_du, a * betas, I * ((1.0 - a_m) * inv_du)
-    ext_s = None if ext_np is None else ext_np * inv_du
-    eta = np.empty((B, n))
-    y = 1.0 - x  # used resources: decays to 0 between spikes (one multiply per step)
+    il = np.flatnonzero(s[0]).tolist() if B == 1 else None
+    cl = s[0, il].tolist() if B == 1 else None
     for c0 in range(0, total, chunk_steps):
         c1 = min(c0 + chunk_steps, total)
-        # spike test without an exp per step: u < 1 - exp(-exp(eta))  <=>  eta > log(-log(1 - u))
-        v = np.log(-np.log1p(-draw((c1 - c0, B, n))))
-        rec = np.zeros((c1 - c0, B, n), np.uint8) if record else None
-        for j in range(c1 - c0):
-            t = c0 + j - burn_in_steps
-            Is *= a_syn
-            ws *= a_m
-            As *= a_a
-            y *= a_rec
-            if spiking and B == 1:
-                # event-driven: touch only the neurons that fired and their outgoing weights
-                idx = np.flatnonzero(s[0])
-                si, xi = s[0, idx], 1.0 - y_prev[0, idx]
-                Is[:, 0, :] += np.tensordot(xi * si, WTs[:, idx, :], axes=([0], [1]))
-                ws[0, idx] -= thetas[idx] * si
-                As[0, idx] += betas[idx] * si
-                y[0, idx] += a_rec[idx] * xi * (1.0 - np.exp(si * l1u[idx]))
-            elif spiking:
-                Is += np.matmul((1.0 - y_prev) * s, WTs)  # [k, B, post]
-                ws -= thetas * s
-                As += betas * s
-                y += a_rec * (1.0 - y_prev) * (1.0 - np.exp(s * l1u))
-            ws += Is.sum(0) if k_syn > 1 else Is[0]
-            if ext_s is not None and t >= 0:
-                ws += ext_s[t]
-            np.subtract(ws, As, out=eta)
-            eta += const
-            hit = eta > v[j]
-            spiking = bool(hit.any())
-            if spiking:
-                y_prev = y.copy()
-                s = hit.astype(np.float64)
-                if max_count > 1:
-                    s = _more(s, hit, eta, v[j], max_count)
-                if record:
-                    rec[j] = s
-        if record:
-            lo = max(0, burn_in_steps - c0)
-            nz = np.argwhere(rec[lo:])
-            if len(nz):
-                cnt = rec[lo:][nz[:, 0], nz[:, 1], nz[:, 2]].astype(np.int64)
-                n_sat += int((cnt >= max_count).sum())
-                nz[:, 0] += c0 + lo - burn_in_steps
-                out.append(np.concatenate([nz, cnt[:, None]], 1))
+        u = draw((c1 - c0, B, n))
+        v = _thresholds(u, net.const)
+        if B == 1:
+            il, cl = _chunk_single(net, u, v, il, cl, c0 - burn_in_steps, ext_s, max_count, record, events)
+        else:
+            s = _chunk_batch(net, u, v, s, c0 - burn_in_steps, ext_s, max_count, record, events)
         if progress_bar is not None:
             progress_bar.update(c1 - c0)
-    if not spiking:
-        s = np.zeros((B, n))
-    dev, dt = state.w.device, state.w.dtype
-    to = lambda v: torch.as_tensor(np.asarray(v, np.float32), device=dev, dtype=dt)  # noqa: E731
-    w, a, I = ws / inv_du, As / betas, Is / ((1.0 - a_m) * inv_du)
-    st = NetworkState(w=to(w), I=to(I), a=to(a), x=to(1.0 - y), s=to(s))
-    events = (np.concatenate(out) if out else np.zeros((0, 4), np.int64)) if record else None
-    return events, st, n_sat
+    if B == 1:
+        s = np.zeros((1, n))
+        s[0, list(il)] = cl
+    ev = _events(events, B == 1) if record else None
+    n_sat = int((ev[:, 3] >= max_count).sum()) if record else 0
+    return ev, net.state(s, state.w), n_sat
