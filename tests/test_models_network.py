@@ -110,17 +110,23 @@ def test_ground_truth_weights_are_recovered():
     assert np.corrcoef(w_true, w_fit)[0, 1] >= 0.8
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch):
+@pytest.mark.parametrize("batch, n_rec, bias", [(1, 6, None), (2, 6, None), (1, 12, 2.0)])
+def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias):
+    """Same uniforms -> same counts as stepping :func:`lif_step` in torch; the high-rate case
+    exercises bins with several spikes and steps where many neurons fire at once."""
     from organoid_sim.models.fastsim import run_numpy
 
-    m = _network(6, n_hidden=2)
+    m = _network(n_rec, n_hidden=2)
+    n = m.n_neurons
+    if bias is not None:
+        with torch.no_grad():
+            m.bias.fill_(bias)
     p = m.step_params()
-    u = np.random.default_rng(0).random((2000, batch, 8))
-    chunks = iter([u])
-    events, st, _ = run_numpy(p, NetworkState.rest(batch, 8, m.n_syn), 2000, seed=0,
-                              uniforms=lambda shape: next(chunks), chunk_steps=2000)
-    ref = NetworkState.rest(batch, 8, m.n_syn)
+    u = np.random.default_rng(0).random((2000, batch, n))
+    chunks = iter([u[:700], u[700:1400], u[1400:]])  # crosses chunk boundaries
+    events, st, _ = run_numpy(p, NetworkState.rest(batch, n, m.n_syn), 2000, seed=0,
+                              uniforms=lambda shape: next(chunks), chunk_steps=700)
+    ref = NetworkState.rest(batch, n, m.n_syn)
     counts = []
     with torch.no_grad():
         for k in range(2000):
@@ -130,5 +136,8 @@ def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch):
     fast = np.zeros_like(counts)
     fast[events[:, 0], events[:, 1], events[:, 2]] = events[:, 3]
     assert counts.sum() > 100
+    if bias is not None:
+        assert counts.max() >= 2 and (counts > 0).sum(-1).max() > 8
     np.testing.assert_array_equal(fast, counts)
     np.testing.assert_allclose(st.w.numpy(), ref.w.numpy(), atol=1e-4)
+    np.testing.assert_allclose(st.x.numpy(), ref.x.numpy(), atol=1e-4)
