@@ -100,6 +100,7 @@ class _Net:
         self.th_l, self.be_l, self.ar_l, self.c_l = (v.tolist() for v in (self.thetas, self.betas, self.a_rec,
                                                                             self.const))
         self.rel_l = [None] + [(1.0 - np.exp(c * l1u)).tolist() for c in range(1, max_count + 1)]
+        self.rows = [list(self.WTs[r]) for r in range(k)] if B == 1 else None  # row views, made once
 
     def state(self, s: np.ndarray, like: torch.Tensor) -> NetworkState:
         """The current state back in model units, as tensors on ``like``'s device and dtype."""
@@ -116,13 +117,15 @@ def _spikes_scalar(net: _Net, X2: np.ndarray, il: list, cl: list) -> None:
     W, A, Y = X2[k], X2[k + 1], X2[k + 2]
     y_old = [Y.item(i) for i in il]  # resources at spike time, before this step's decay
     np.multiply(net.X, net.D, out=net.X)
+    th, be, ar, rel = net.th_l, net.be_l, net.ar_l, net.rel_l
+    targets = list(zip(net.rows, X2[:k]))
     for i, c, y0 in zip(il, cl, y_old):
         xr = 1.0 - y0
-        for r in range(k):
-            daxpy(net.WTs[r, i], X2[r], a=xr * c)  # in place on the row view
-        W[i] = W.item(i) - net.th_l[i] * c
-        A[i] = A.item(i) + net.be_l[i] * c
-        Y[i] = Y.item(i) + net.ar_l[i] * xr * net.rel_l[int(c)][i]
+        for rows, cur in targets:
+            daxpy(rows[i], cur, a=xr * c)  # in place on the row view
+        W[i] = W.item(i) - th[i] * c
+        A[i] = A.item(i) + be[i] * c
+        Y[i] = Y.item(i) + ar[i] * xr * rel[int(c)][i]
 
 
 def _spikes_vector(net: _Net, s: np.ndarray, idx: np.ndarray | None) -> None:
