@@ -230,13 +230,12 @@ def _events(events: list, single: bool) -> np.ndarray:
     """``(step, trajectory, neuron, count)`` rows from the per-step records."""
     if not events:
         return np.zeros((0, 4), np.int64)
+    steps = np.concatenate([np.full(len(e[1]), e[0]) for e in events])
     if single:
-        steps = np.concatenate([np.full(len(e[1]), e[0]) for e in events])
         neurons = np.concatenate([e[1] for e in events])
         counts = np.concatenate([np.asarray(e[2]) for e in events])
         traj = np.zeros_like(steps)
     else:
-        steps = np.concatenate([np.full(len(e[1]), e[0]) for e in events])
         traj, neurons, counts = (np.concatenate([e[q] for e in events]) for q in (1, 2, 3))
     return np.stack([steps, traj, neurons, counts.astype(np.int64)], 1).astype(np.int64)
 
