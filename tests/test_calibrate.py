@@ -10,7 +10,8 @@ from organoid_sim import SpikeRecording, StimEvents
 from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.models.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
-from organoid_sim.stimulation.calibrate import calibrate, conditions_of, predict_evoked_responses, response_loss
+from organoid_sim.stimulation.calibrate import (calibrate, conditions_of, fit_neuron_gains, predict_evoked_responses,
+                                                response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
@@ -79,6 +80,26 @@ def test_calibration_recovers_known_coupling(session):
     err_prior = np.abs(prior_strength[diag, diag] - true_strength[diag, diag]).mean()
     assert err_fit < 0.5 * err_prior
     assert abs(np.log(result.after["tau_ms"] / TRUE["tau_ms"])) < abs(np.log(result.before["tau_ms"] / TRUE["tau_ms"]))
+
+
+def test_neuron_gains_find_the_weak_units():
+    """Units made 5x less excitable in the ground truth get clearly lower fitted gains than the rest."""
+    model, el = _model()
+    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    weak = [0, 4, 8]
+    with torch.no_grad():
+        truth.neuron_log_gain[weak] = float(np.log(0.2))
+    model.stim_coupling = truth
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # gains all 0
+    observed = evoked_responses(rec, window=(0.002, 0.05), by_amplitude=True)
+    states = model.run(250, batch=16, seed=1, record=False)[1]
+    fit_neuron_gains(model, observed, rec.stim, states=states, n_trials=16, window=(0.002, 0.05), seed=0)
+    g = model.stim_coupling.neuron_log_gain.detach().numpy()
+    strong = np.setdiff1d(np.arange(9), weak)
+    assert g[weak].max() < g[strong].min()
+    assert g[weak].mean() < -0.3
 
 
 def test_same_seed_same_calibration(session):

@@ -1,8 +1,8 @@
 """Fit a model's stimulation coupling to a recorded calibration session: :func:`calibrate`.
 
-The recurrent network stays fixed; only the global parameters of
+The recurrent network stays fixed; the global parameters of
 :class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (``gain``, ``q50_nc``, ``hill``,
-``length_um``, ``tau_ms``, ``distance_power``) move. The fit matches evoked responses: for every stimulated
+``length_um``, ``tau_ms``, ``distance_power``) move first, then the recorded units' gains. The fit matches evoked responses: for every stimulated
 electrode x amplitude of the session, the response probability and median first-spike latency of
 every recorded unit (:func:`organoid_sim.stats.evoked_responses`) are compared with those the
 model predicts (:func:`predict_evoked_responses`), and a Nelder-Mead search (scipy) in log-parameter
@@ -16,6 +16,9 @@ responses are simulated in one batched run per evaluation: ``n_trials`` trials p
 each starting from a state of the model's own spontaneous activity, with the same random numbers
 at every evaluation (common random numbers), so the objective is a smooth-enough function of the
 parameters for a derivative-free search.
+
+Then (``neuron_gains=True``) :func:`fit_neuron_gains` sets the per-neuron gains of the recorded
+units from their mean response probability to pulses on their own (nearby) electrodes.
 """
 
 from __future__ import annotations
@@ -167,15 +170,59 @@ def _check(model, recording) -> None:
         raise ValueError("calibrate: the recording's unit ids differ from the model's recorded units")
 
 
+def _near_weights(coupling, observed, n_units: int, radius_um: float) -> np.ndarray:
+    """``[condition, unit]`` 1 where the condition's electrode lies within ``radius_um`` of the unit, else 0."""
+    rows = coupling._electrode_rows(np.asarray(observed.electrodes, dtype=np.int64)).cpu().numpy()
+    exy = coupling.electrode_xy_um.cpu().numpy()[rows]
+    uxy = coupling.neuron_xy_um.cpu().numpy()[:n_units]
+    d = np.sqrt(((exy[:, None, :] - uxy[None]) ** 2).sum(-1))
+    return np.nan_to_num((d <= radius_um).astype(float))
+
+
+def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, seed: int, n_iterations: int = 4,
+                     radius_um: float = 100.0, step: float = 0.7, shrinkage: float = 0.15, floor: float = 0.05,
+                     max_abs_log_gain: float = 2.5):
+    """Per-recorded-neuron gains (``neuron_log_gain``) by damped log-ratio fixed-point updates.
+
+    Each recorded unit's mean response probability to the calibration pulses of electrodes within
+    ``radius_um`` um is matched: ``g += step * log((P_rec + floor) / (P_model + floor))``, then
+    shrunk towards 0 by ``shrinkage`` (a unit the session says little about keeps the prior's gain).
+    ``observed``: the session's ``EvokedResponses`` (by amplitude); ``events``: its pulses;
+    ``states``: model states to start trials from; ``n_trials``, ``window`` (s), ``seed`` as in
+    :func:`predict_evoked_responses`; ``floor`` keeps the log-ratio finite for silent units;
+    ``max_abs_log_gain`` bounds each gain. Updates the model in place and returns the last
+    prediction of the session. Only the calibration session is used.
+    """
+    coupling = model.stim_coupling
+    n_units = observed.response_probability.shape[1]
+    w = _near_weights(coupling, observed, n_units, radius_um)
+    has = w.sum(0) > 0
+    norm = np.maximum(w.sum(0), 1.0)
+    p_obs = (w * observed.response_probability).sum(0) / norm
+    pred = None
+    for it in range(n_iterations + 1):
+        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
+        if it == n_iterations:
+            break
+        p_sim = (w * _align(observed, pred)[0]).sum(0) / norm
+        delta = np.where(has, step * np.log((p_obs + floor) / (p_sim + floor)), 0.0)
+        with torch.no_grad():
+            g = coupling.neuron_log_gain[:n_units]
+            new = (g.cpu().numpy() + delta) * (1.0 - shrinkage)
+            g.copy_(torch.as_tensor(np.clip(new, -max_abs_log_gain, max_abs_log_gain), dtype=g.dtype))
+    return pred
+
+
 def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
-              latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True
-              ) -> CalibrationResult:
+              latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
+              neuron_gains: bool = True) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
     ``params``: which coupling parameters move (others keep their value); ``n_trials``: simulated
     trials per condition; ``window`` (s after the pulse) where first spikes count;
-    ``max_evaluations``: budget of the Nelder-Mead search. The network weights never change.
+    ``max_evaluations``: budget of the Nelder-Mead search. ``neuron_gains``: then fit the recorded
+    units' ``neuron_log_gain`` (:func:`fit_neuron_gains`). The network weights never change.
     The model is updated in place with the best parameters found (also on Ctrl-C, after which the
     result says ``interrupted=True``). Same ``seed``, same result.
     """
@@ -230,6 +277,9 @@ def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WIN
     finally:
         bar.close()
         set_params(best["x"])
+    if neuron_gains and not interrupted:
+        pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
+        best.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     return CalibrationResult(before=before, after=coupling.values(), loss_before=float(loss0),
                              loss_after=float(best["loss"]), n_evaluations=int(best["n"]), interrupted=interrupted,
                              observed=observed, predicted=best["pred"])
