@@ -15,13 +15,14 @@ backend), so they work on headless machines; save them with ``fig.savefig(path)`
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
+
+from .atomic import atomic_path
 
 __all__ = ["raster", "rate_map", "pairwise_matrix", "distributions", "avalanche_distributions", "psth",
            "comparison", "save_description_figures", "save"]
@@ -280,14 +281,8 @@ def comparison(cmp, ref_rec=None, cand_rec=None, labels=("reference", "candidate
 def save(fig: Figure, path, dpi: int = 110) -> Path:
     """Save a figure atomically (temporary file then ``os.replace``); the format follows the extension."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path, make_parents=True) as tmp:   # tmp keeps the extension: savefig picks the format
         fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .atomic import atomic_write_bytes, atomic_write_text
+
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1100px; color: #222; line-height: 1.45; }
@@ -102,12 +104,7 @@ class Report:
         ``png_path`` also writes the same PNG there (atomically), e.g. for documentation."""
         data = figure_to_png_base64(fig, dpi=dpi)
         if png_path is not None:
-            from .io import atomic_path
-
-            png_path = Path(png_path)
-            png_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(png_path) as tmp:
-                tmp.write_bytes(base64.b64decode(data))
+            atomic_write_bytes(png_path, base64.b64decode(data))
         if close:
             import matplotlib.pyplot as plt
 
@@ -126,13 +123,7 @@ class Report:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (temp file + rename) and return its absolute path."""
-        from .io import atomic_path
-
-        path = Path(path).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.to_html(), encoding="utf-8")
-        return path
+        return atomic_write_text(Path(path).resolve(), self.to_html())
 
 
 def _table_cells(rows, columns, index) -> tuple[list[str], list[list[Any]]]:

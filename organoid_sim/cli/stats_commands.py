@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from . import add_selection_arguments, load_recording
 
 
@@ -43,16 +43,7 @@ def _load(path: str, args: argparse.Namespace, well=None):
 
 def write_json(obj: dict, path) -> Path:
     """Write ``obj`` as JSON atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False))
 
 
 def run_describe(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..models.base import atomic_write_bytes, load_tensors, save_tensors
+from ..atomic import atomic_write_bytes
+from ..models.base import load_tensors, save_tensors
 
 __all__ = ["Checkpointer"]
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_bytes
 from ..recording import Electrodes, SpikeRecording
 
-__all__ = ["ModelBase", "load_model", "bits_per_spike", "atomic_write_bytes", "file_sha256"]
+__all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -30,20 +29,6 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------- small helpers
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
     """Atomically write tensors (moved to CPU, made contiguous) as safetensors."""
     from safetensors.torch import save

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import yaml
 
+from ..atomic import atomic_write_text
 from ..events import StimEvents
 from .pulses import PulseDesign
 
@@ -187,16 +188,6 @@ class Protocol:
         n = sum(t.n_pulses * len(t.electrodes) for t in self.trains)
         return (f"Protocol({self.name!r}: {len(self.trains)} trains, {n} pulses, "
                 f"{self.duration_s:.3f} s, unit {self.unit})")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    from ..io import atomic_path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def as_events(protocol_or_events) -> tuple[StimEvents, float]:

@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..events import StimEvents
 from .organoid import OrganoidConfig, TrueResponses, VirtualOrganoid
 
@@ -50,18 +49,6 @@ def calibration_events(electrodes, amplitudes_ua=CALIBRATION_AMPLITUDES_UA, n_re
     gaps = interval_s + rng.uniform(-jitter_s, jitter_s, len(cond))
     times = start_s + np.concatenate([[0.0], np.cumsum(gaps[:-1])])
     return StimEvents.from_columns(times, cond[:, 0].astype(np.int64), -cond[:, 1], phase_us, 2)
-
-
-def _atomic_json(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.chmod(tmp, 0o644)                      # mkstemp makes it private; this is a shared data file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_true_responses(path) -> TrueResponses:
@@ -99,11 +86,9 @@ def write_data_samples(out_dir="data_samples", *, seed: int = 0, spontaneous_s: 
                                  out / "stim_session.nwb")
     truth = organoid.true_responses(amplitudes_ua=TRUTH_AMPLITUDES_UA, phase_us=PHASE_US, n_trials=n_trials,
                                     seed=seed + 4, progress=progress)
-    for p in paths.values():
-        os.chmod(p, 0o644)                        # the writers' temporary files are private
     paths["true_responses"] = out / "true_responses.json"
-    _atomic_json({"description": "true evoked responses of the virtual organoid (organoid_sim.synthetic)",
-                  "seed": seed, "config": c.to_dict(), "calibration_electrodes": calib.tolist(),
-                  "calibration_amplitudes_uA": list(CALIBRATION_AMPLITUDES_UA),
-                  "responses": truth.to_dict()}, paths["true_responses"])
+    doc = {"description": "true evoked responses of the virtual organoid (organoid_sim.synthetic)",
+           "seed": seed, "config": c.to_dict(), "calibration_electrodes": calib.tolist(),
+           "calibration_amplitudes_uA": list(CALIBRATION_AMPLITUDES_UA), "responses": truth.to_dict()}
+    atomic_write_text(paths["true_responses"], json.dumps(doc, indent=1))
     return paths
