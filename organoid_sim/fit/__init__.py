@@ -51,7 +51,7 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         model.to(device)
     model._set_provenance(recording, {**settings, "device": str(model._device())})
     ckpt = Checkpointer(checkpoint_dir)
-    counts = model.observation.prepare(recording.to_tensor(model.dt_ms, dtype=torch.float32, device=model._device()))
+    counts = model.observation.prepare(model._binned(recording, device=model._device()))
     t0 = time.perf_counter()
     metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
                                  progress=progress, checkpoint=ckpt)

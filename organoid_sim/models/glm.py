@@ -129,7 +129,7 @@ class CoupledGLM(ModelBase, nn.Module):
             self.to(device)
         self.layout = layout_of(recording)
         self._set_provenance(recording, dict(self.hparams))
-        y = self.observation.prepare(recording.to_tensor(self.dt_ms, dtype=torch.float32, device=self._device()))
+        y = self.observation.prepare(self._binned(recording, device=self._device()))
         with torch.no_grad():
             self.bias.copy_(torch.log(y.mean(0).clamp_min(1e-6)))
         X = self.design(y)
