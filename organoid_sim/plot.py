@@ -109,7 +109,7 @@ def rate_map(rec, title: str | None = None) -> Figure:
     ax.margins(0.15)
     ax.set_xlabel("x (um)")
     ax.set_ylabel("y (um)")
-    ax.set_title(title or f"Rate map {_title(rec)}")
+    ax.set_title(title or f"Rate map\n{_title(rec)}", fontsize=10)
     return fig
 
 
