@@ -10,8 +10,8 @@ from organoid_sim import SpikeRecording, StimEvents
 from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.models.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
-from organoid_sim.stimulation.calibrate import (calibrate, conditions_of, fit_neuron_gains, predict_evoked_responses,
-                                                response_loss)
+from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, conditions_of, default_params,
+                                                fit_neuron_gains, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
@@ -50,10 +50,15 @@ def test_conditions_are_the_distinct_pulses():
     assert len(cond) == 3 and set(zip(cond.electrode, cond.amplitude)) == {(1, -1.0), (1, -2.0), (2, -1.0)}
 
 
-def test_prediction_matches_sequential_simulation(session):
-    """The batched single-trial predictor agrees with the model's own sequential simulate()."""
+def test_prediction_matches_sequential_simulation():
+    """The batched single-trial predictor agrees with the model's own sequential simulate()
+    (both pathways of the coupling; 24 pulses per condition, as the direct pathway's graded
+    responses need more than a few trials to tell conditions apart)."""
     model, el = _model()
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    assert model.stim_coupling.direct
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=24, interval_s=0.25, jitter_s=0.05, seed=1)
+    session = model.stimulate(ev, seed=3)
     observed = evoked_responses(session, window=(0.002, 0.1), by_amplitude=True)
     pred = predict_evoked_responses(model, session.stim, n_trials=24, seed=0, burn_in_s=0.5)
     own = [list(observed.unit_ids).index(e) for e in observed.electrodes]
@@ -126,6 +131,29 @@ def test_bad_inputs_are_refused(session):
         other = SpikingNetworkModel(dt_ms=2.0)
         other.attach_recording(session.select_units(index=np.arange(4)))
         calibrate(other, session, progress=False)
+
+
+def test_calibration_recovers_the_direct_gain():
+    """A session made with 3 directly evoked spikes per pulse at saturation (and a weak membrane
+    drive): calibrating ``direct_gain`` alone from a 4x too small start lands near 3."""
+    model, el = _model()
+    truth = dict(TRUE, gain=0.5, direct_gain=3.0, direct_q50_nc=0.15)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **truth)
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **{**truth, "direct_gain": 0.75})
+    res = calibrate(model, rec, params=("direct_gain",), max_evaluations=14, burn_in_s=0.5, progress=False, seed=0,
+                    neuron_gains=False)
+    assert res.loss_after < res.loss_before
+    assert abs(np.log(res.after["direct_gain"] / 3.0)) < 0.3 * np.log(4.0)
+
+
+def test_default_parameters_follow_the_pathways():
+    model, el = _model()
+    assert default_params(model.stim_coupling) == PARAMS + DIRECT_PARAMS      # the prior has the direct pathway
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+    assert default_params(model.stim_coupling) == PARAMS
+    assert "direct_gain" not in model.stim_coupling.values()
 
 
 def _held_out() -> StimEvents:

@@ -14,6 +14,15 @@ from organoid_sim.models.stim_coupling import StimulusCoupling, charge_per_phase
 from organoid_sim.recording import Electrodes
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The per-step tensors here are tiny; on a shared 2-core box thread hand-offs cost 10-50x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _layout():
     electrodes = Electrodes(np.array([3, 7]), np.array([0.0, 200.0]), np.array([0.0, 0.0]))
     # neurons on a line away from electrode 3, at 0, 20, 50, 100, 300 um
@@ -123,3 +132,126 @@ def test_distance_power_broadens_the_spread_and_old_files_load():
     old = StimulusCoupling.from_config({**broad.config(), "distance_power": 2.0})
     old.load_state_dict(state)
     assert old.values()["distance_power"] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------- direct pathway
+def _direct_layout(**kw):
+    electrodes = Electrodes(np.array([0]), np.array([0.0]), np.array([0.0]))
+    xy = np.array([[0, 0], [100, 0], [200, 0], [300, 0], [600, 0]], float)
+    return StimulusCoupling.from_prior(xy, electrodes, **kw), xy
+
+
+def test_direct_pathway_is_monotone_saturating_and_closed_form():
+    coupling, xy = _direct_layout(direct_gain=2.5, direct_q50_nc=0.2, direct_hill=1.5, direct_length_um=250.0,
+                                  direct_power=4.0, direct_local_fraction=0.3)
+    assert coupling.direct
+    with torch.no_grad():
+        m = coupling.direct_strength(_events(np.linspace(0.2, 3.0, 10), electrode=0)).numpy()   # [K, N]
+    assert np.all(np.diff(m, axis=0) > 0), "direct spikes must grow with charge"
+    assert np.all(np.diff(m, axis=1) < 0), "direct spikes must fall with distance"
+    assert m.max() < 2.5
+    # closed form at 300 um, 2 uA x 200 us = 0.4 nC: two-component effective charge, Hill(1.5)
+    q = 0.4 * (0.3 / (1 + (300 / 50.0) ** 2) + 0.7 / (1 + (300 / 250.0) ** 4))
+    x = (q / 0.2) ** 1.5
+    with torch.no_grad():
+        got = coupling.direct_strength(_events([2.0], electrode=0)).numpy()[0, 3]
+    assert got == pytest.approx(2.5 * x / (1 + x), rel=1e-5)
+
+
+def test_direct_input_delivers_all_spikes_later_with_distance():
+    coupling, xy = _direct_layout(velocity_um_per_ms=50.0, direct_tau_ms=1.0)
+    ev = StimEvents.from_columns([0.0104], 0, [2.0], 200.0, 2)
+    dt_s = 2.5e-4
+    with torch.no_grad():
+        m = coupling.direct_strength(ev).numpy()[0]
+        d = coupling.direct_input(ev, int(0.1 / dt_s), dt_s).numpy()                  # [T, N]
+    np.testing.assert_allclose(d.sum(0), m, rtol=1e-3)
+    # peak of the alpha kernel tau after the onset plus the conduction delay d / v
+    peak_s = (np.argmax(d, axis=0) + 0.5) * dt_s - 0.0104
+    np.testing.assert_allclose(peak_s, 1e-3 + np.hypot(*xy.T) / 50.0 * 1e-3, atol=dt_s)
+    assert d[: int(0.0104 / dt_s)].sum() == 0
+    # the membrane pathway is untouched by the direct one
+    plain, _ = _direct_layout(direct=False)
+    torch.testing.assert_close(coupling(ev, 400, dt_s), plain(ev, 400, dt_s))
+    assert plain.direct_input(ev, 400, dt_s) is None and "direct_gain" not in plain.values()
+
+
+def _silent_model(n_trials_xy=None):
+    from organoid_sim import SpikeRecording
+    from organoid_sim.models import SpikingNetworkModel
+    from organoid_sim.synthetic import grid_electrodes
+
+    el = grid_electrodes(3, 3)
+    rng = np.random.default_rng(0)
+    rec = SpikeRecording.from_spike_times([np.sort(rng.uniform(0, 20, 30)) for _ in range(9)], t_start=0,
+                                          t_stop=20, electrode_ids=el.ids, electrodes=el)
+    model = SpikingNetworkModel(n_hidden=0, dt_ms=1.0)
+    model.attach_recording(rec)
+    with torch.no_grad():            # no spontaneous spikes, no synaptic answers: only direct spikes remain
+        model.bias.fill_(-30.0)
+        model.weight.zero_()
+    return model
+
+
+def test_direct_response_probability_is_one_minus_exp_of_minus_m():
+    """With the network silenced, P(a neuron spikes after a pulse) = 1 - exp(-m) (closed form), on the
+    NumPy fast path and on the torch step alike."""
+    from organoid_sim.models.neurons import NetworkState, lif_step
+
+    model = _silent_model()
+    coupling = model.stim_coupling
+    coupling.set_value("gain", 1e-6)              # no membrane drive either
+    ev = StimEvents.from_columns([0.0], [4], [-1.5], 200.0, 2)
+    n_steps, B = 40, 4000
+    with torch.no_grad():
+        m = coupling.direct_strength(ev).numpy()[0]
+        direct = coupling.direct_input(ev, n_steps, 1e-3)
+        ext = coupling(ev, n_steps, 1e-3)
+    m_win = direct.sum(0).numpy()
+    assert np.all(m_win > 0.97 * m) and m.max() > 1.0 and m.min() < 0.3   # graded across the 3x3 grid
+    want = 1.0 - np.exp(-m_win)
+    ev_np, _, _ = model.run(n_steps, batch=B, seed=1, ext=ext, direct=direct)
+    hit = np.zeros((B, 9), bool)
+    hit[ev_np[:, 1], ev_np[:, 2]] = True
+    tol = 4.0 * np.sqrt(want * (1 - want) / B) + 1e-3
+    assert np.all(np.abs(hit.mean(0) - want) < tol)
+    # the torch step (used on GPUs): same closed form
+    gen = torch.Generator().manual_seed(2)
+    p = model.step_params()
+    st = NetworkState.rest(B, 9, model.n_syn)
+    any_spike = torch.zeros(B, 9, dtype=torch.bool)
+    with torch.no_grad():
+        for t in range(n_steps):
+            st, _ = lif_step(p, st, ext[t], torch.rand(B, 9, generator=gen), model.observation, model.surrogate,
+                             direct=direct[t])
+            any_spike |= st.s > 0
+    assert np.all(np.abs(any_spike.float().mean(0).numpy() - want) < tol)
+
+
+def test_model_with_direct_pathway_round_trips_and_old_files_load(tmp_path):
+    import organoid_sim
+
+    model = _silent_model()
+    with torch.no_grad():
+        model.bias.fill_(0.5)                     # some spontaneous activity
+    coupling = model.stim_coupling
+    coupling.set_value("direct_gain", 1.7)
+    coupling.set_value("velocity_um_per_ms", 250.0)
+    coupling.set_value("direct_local_fraction", 0.35)
+    with torch.no_grad():
+        coupling.neuron_log_gain[3] = 0.4
+    ev = StimEvents.from_columns([0.05, 0.15, 0.25], [0, 4, 8], [-1.0, -2.0, -3.0], 200.0, 2)
+    model.save(tmp_path / "m")
+    again = organoid_sim.load_model(tmp_path / "m")
+    assert again.stim_coupling.direct and again.stim_coupling.values() == pytest.approx(coupling.values())
+    a, b = model.stimulate(ev, seed=5), again.stimulate(ev, seed=5)
+    assert len(a.times) > 0
+    np.testing.assert_array_equal(a.times, b.times)
+    np.testing.assert_array_equal(a.unit_index, b.unit_index)
+    # a coupling saved before the direct pathway existed: no 'direct' in its config, no tensors for it
+    cfg = {k: v for k, v in coupling.config().items() if not k.startswith(("direct", "velocity"))}
+    state = {k: v for k, v in coupling.state_dict().items() if not k.startswith(("log_direct", "log_velocity"))}
+    old = StimulusCoupling.from_config(cfg)
+    old.load_state_dict(state)
+    assert not old.direct and old.direct_input(ev, 10, 1e-3) is None
+    torch.testing.assert_close(old.strength(ev), coupling.strength(ev))

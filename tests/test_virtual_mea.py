@@ -184,14 +184,23 @@ def test_buffered_input_equals_the_coupling_over_all_pulses(model):
     dt = stepper.dt_s
     # the coupling's forward cuts each pulse's kernel after 10 time constants (< 0.1 % of its drive, as its
     # docstring says); the buffer keeps the whole tail, so they agree to 0.1 % of a pulse's total drive
-    total = model.stim_coupling.strength(both).detach().max()
-    got_all = []
+    coupling = model.stim_coupling
+    assert coupling.direct                       # the prior has the direct pathway: check both inputs
+    total = coupling.strength(both).detach().max()
+    total_direct = coupling.direct_strength(both).detach().max()
+    got_all, got_direct_all = [], []
     for s0 in range(0, 60, 5):
-        got = stepper._input(s0, 5)
-        want = model.stim_coupling(both, 5, dt, s0 * dt).detach()
+        got, got_direct = stepper._input(s0, 5)
+        want = coupling(both, 5, dt, s0 * dt).detach()
+        want_direct = coupling.direct_input(both, 5, dt, s0 * dt).detach()
         got = torch.zeros_like(want) if got is None else got
+        got_direct = torch.zeros_like(want_direct) if got_direct is None else got_direct
         torch.testing.assert_close(got, want, rtol=0, atol=float(1e-3 * total))
+        torch.testing.assert_close(got_direct, want_direct, rtol=0, atol=float(1e-3 * total_direct))
         got_all.append(got)
+        got_direct_all.append(got_direct)
     # and nothing is lost: summed over time each pulse delivers its whole drive (the kernel integrates to 1)
-    torch.testing.assert_close(torch.cat(got_all).sum(0), model.stim_coupling.strength(both).detach().sum(0),
+    torch.testing.assert_close(torch.cat(got_all).sum(0), coupling.strength(both).detach().sum(0),
+                               rtol=2e-3, atol=1e-6)
+    torch.testing.assert_close(torch.cat(got_direct_all).sum(0), coupling.direct_strength(both).detach().sum(0),
                                rtol=2e-3, atol=1e-6)

@@ -151,8 +151,17 @@ def _spikes_vector(net: _Net, s: np.ndarray, idx: np.ndarray | None) -> None:
     X[k + 2] += net.a_rec * xr * (1.0 - np.exp(s * net.l1u))
 
 
+def _add_direct(diff: np.ndarray, const: np.ndarray, m: np.ndarray) -> None:
+    """Add ``m`` directly evoked spikes to the expected count of the step: ``eta <- log(exp(eta) + m)``,
+    in place on ``diff = eta - const`` (only where ``m > 0``)."""
+    m = np.broadcast_to(m, diff.shape)
+    on = m > 0
+    c = np.broadcast_to(const, diff.shape)[on]
+    diff[on] = np.logaddexp(diff[on] + c, np.log(m[on])) - c
+
+
 def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t0: int, ext_s, max_count: int,
-                  record: bool, events: list) -> tuple[list, list]:
+                  record: bool, events: list, dir_s=None) -> tuple[list, list]:
     """Steps of one trajectory (``u``, ``v``: ``[L, 1, n]`` uniforms and thresholds; ``t0``: the
     recorded step of the first one, negative during burn-in). Spikes of the last step come in and go
     out as ``(neurons, counts)`` lists."""
@@ -177,6 +186,8 @@ def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t
         if ext_s is not None and t >= 0:
             W += ext_s[t]
         np.subtract(W, A, out=diff)
+        if dir_s is not None and t >= 0 and dir_s[1][t]:
+            _add_direct(diff, net.const, dir_s[0][t].reshape(-1))
         np.greater(diff, v[j, 0], out=hit)
         idx = hit.nonzero()[0]
         if not len(idx):
@@ -195,7 +206,7 @@ def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t
     return il, cl
 
 
-def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events) -> np.ndarray:
+def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events, dir_s=None) -> np.ndarray:
     """Steps of ``B`` trajectories at once (dense); ``s`` ``[B, n]``: counts of the last step."""
     k, X = net.k, net.X
     W, A = X[k], X[k + 1]
@@ -211,6 +222,8 @@ def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events) -> np
         if ext_s is not None and t >= 0:
             W += ext_s[t]
         np.subtract(W, A, out=diff)
+        if dir_s is not None and t >= 0 and dir_s[1][t]:
+            _add_direct(diff, net.const, dir_s[0][t])
         hit = diff > v[j]
         spiking = bool(hit.any())
         if spiking:
@@ -242,9 +255,12 @@ def _events(events: list, single: bool) -> np.ndarray:
 
 def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ext=None, max_count: int = 4,
               burn_in_steps: int = 0, record: bool = True, chunk_steps: int = 4096, progress_bar=None,
-              uniforms=None):
+              uniforms=None, direct=None):
     """Simulate ``burn_in_steps + n_steps`` steps from ``state``; returns ``(events, state, n_saturated)``
     like :meth:`SpikingNetworkModel.run` (``events`` rows ``(step, trajectory, neuron, count)``).
+
+    ``ext``: membrane input per step (threshold units, ``[n_steps, (B,) n]``); ``direct``: expected
+    directly evoked spikes per step (same shapes), added to the expected count of the step.
 
     ``uniforms(shape)`` replaces the seeded generator's ``random`` (tests feed both paths the same
     numbers); it is called once per chunk of ``chunk_steps`` steps with shape ``[steps, B, n]``.
@@ -253,6 +269,10 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
     s = _np(state.s)
     B, n = s.shape
     ext_s = None if ext is None else _np(ext) * net.inv_du
+    dir_s = None
+    if direct is not None:
+        d = _np(direct)
+        dir_s = (d, (d > 0).reshape(len(d), -1).any(1))   # values and "any direct spike in step t"
     draw = uniforms or np.random.default_rng(int(seed)).random
     events: list = []
     total = burn_in_steps + n_steps
@@ -263,9 +283,9 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
         u = draw((c1 - c0, B, n))
         v = _thresholds(u, net.const)
         if B == 1:
-            il, cl = _chunk_single(net, u, v, il, cl, c0 - burn_in_steps, ext_s, max_count, record, events)
+            il, cl = _chunk_single(net, u, v, il, cl, c0 - burn_in_steps, ext_s, max_count, record, events, dir_s)
         else:
-            s = _chunk_batch(net, u, v, s, c0 - burn_in_steps, ext_s, max_count, record, events)
+            s = _chunk_batch(net, u, v, s, c0 - burn_in_steps, ext_s, max_count, record, events, dir_s)
         if progress_bar is not None:
             progress_bar.update(c1 - c0)
     if B == 1:

@@ -8,7 +8,8 @@ reset by the per-neuron threshold ``theta``, per-neuron bias ``b``, spike-freque
 (``beta``, ``tau_adapt_ms``), Tsodyks-Markram short-term depression (``U``, ``tau_rec_ms``) and
 exponential escape noise (``delta_u``) feeding an observation model (Poisson counts or Bernoulli
 spikes per bin, :mod:`organoid_sim.models.observation`). Stimulation enters the membrane through
-:attr:`stim_coupling` (threshold units per step).
+:attr:`stim_coupling` (threshold units per step; its direct pathway adds evoked spikes to the
+expected count of a step).
 
 Optional Dale's law: each presynaptic neuron has a sign (recorded units and hidden E cells +1,
 hidden I cells -1) and its outgoing weights are ``sign * softplus(raw)``. The distance prior
@@ -305,15 +306,18 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     @torch.no_grad()
     def run(self, n_steps: int, *, batch: int = 1, seed: int = 0, dt_ms: float | None = None, ext=None,
             state: NetworkState | None = None, burn_in_steps: int = 0, chunk_steps: int = 4096,
-            progress: bool = False, record: bool = True):
+            progress: bool = False, record: bool = True, direct=None):
         """Free-running simulation without gradients (the fast path).
 
         Returns ``(events, state, n_saturated)``: ``events`` is an ``int64 [K, 4]`` array of
         ``(step, trajectory, neuron, count)`` for every nonzero count (or None with
         ``record=False``), the final state, and how many bins hit the observation's count cap (a
         run-away network shows up there). ``ext``: ``[n_steps, n_neurons]`` input (same for all
-        trajectories). On the CPU the NumPy fast path runs (:mod:`organoid_sim.models.fastsim`,
-        NumPy generator seeded with ``seed``); elsewhere a ``torch.Generator`` on the device.
+        trajectories, or ``[n_steps, batch, n_neurons]``); ``direct``: expected directly evoked
+        spikes per step, same shapes, added to each step's expected count (the coupling's direct
+        pathway, :meth:`StimulusCoupling.direct_input`). On the CPU the NumPy fast path runs
+        (:mod:`organoid_sim.models.fastsim`, NumPy generator seeded with ``seed``); elsewhere a
+        ``torch.Generator`` on the device.
         """
         from tqdm.auto import tqdm
 
@@ -329,7 +333,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             from .fastsim import run_numpy
 
             res = run_numpy(p, st, n_steps, seed=seed, ext=ext, max_count=int(cap), burn_in_steps=burn_in_steps,
-                            record=record, chunk_steps=chunk_steps, progress_bar=bar)
+                            record=record, chunk_steps=chunk_steps, progress_bar=bar, direct=direct)
             bar.close()
             return res
         gen = torch.Generator(device=dev)
@@ -342,7 +346,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             for k in range(c1 - c0):
                 t = c0 + k - burn_in_steps
                 e = ext[t] if (ext is not None and t >= 0) else None
-                st, _ = lif_step(p, st, e, u[k], self.observation, self.surrogate, sparse)
+                m = direct[t].to(dev) if (direct is not None and t >= 0) else None
+                st, _ = lif_step(p, st, e, u[k], self.observation, self.surrogate, sparse, direct=m)
                 if record:
                     spikes[k] = st.s.to(torch.uint8)
             if record:
@@ -368,8 +373,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Free-running simulation of ``duration_s`` seconds as a :class:`SpikeRecording`.
 
         ``stim`` (:class:`StimEvents`, absolute times in s) drives the neurons through
-        :attr:`stim_coupling`; ``input_current`` (``[steps, n_neurons]`` or ``[steps, n_recorded]``,
-        threshold units per step) is added to the membrane. The result starts at ``t_start`` (s),
+        :attr:`stim_coupling` (membrane input and, when it has one, its direct pathway);
+        ``input_current`` (``[steps, n_neurons]`` or ``[steps, n_recorded]``, threshold units per
+        step) is added to the membrane. The result starts at ``t_start`` (s),
         carries ``stim`` and holds the recorded units (``include_hidden=True`` adds hidden
         neurons as extra units). ``burn_in_s`` seconds are simulated first and discarded (from
         rest). ``n_parallel > 1`` runs that many independent trajectories of
@@ -386,7 +392,10 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         n_steps = int(round(duration_s * 1000.0 / dt))
         per = int(math.ceil(n_steps / n_parallel))
         ext = self._external_input(n_steps, dt, t_start, stim, input_current)
-        events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext,
+        direct = None
+        if stim is not None and len(stim) and getattr(self.stim_coupling, "direct", False):
+            direct = self.stim_coupling.direct_input(stim, n_steps, dt / 1000.0, t_start).to(self._device())
+        events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext, direct=direct,
                                     burn_in_steps=int(round(burn_in_s * 1000.0 / dt)), progress=progress)
         step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time
         keep = step < n_steps

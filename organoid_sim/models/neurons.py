@@ -11,15 +11,18 @@ variable as a ``[B, n]`` tensor (``B`` independent trajectories, ``n`` neurons),
     a_t      = alpha_a * a_{t-1} + s_{t-1}                          (spike-frequency adaptation)
     x_t      = 1 - alpha_rec * (1 - x_{t-1} * (1 - U)^{s_{t-1}})   (Tsodyks-Markram depression)
     eta_t    = log(r0 * dt) + (b + w_t - theta - beta * a_t) / delta_u
+    eta_t   <- log(exp(eta_t) + m_t)                                (directly evoked spikes, if any)
     s_t      ~ Observation(eta_t)                                   (escape noise: E[s_t] ~ exp(eta_t))
 
 ``v = b + w`` is the membrane potential in units of the firing threshold (``theta`` ~ 1): ``b`` is
 the resting drive (bias), the reset subtracts ``theta`` per spike, adaptation raises the
 effective threshold by ``beta * a`` and ``ext`` is the stimulation input (threshold units per
-step). The intensity is ``lambda = r0 * exp((v - theta - beta a) / delta_u)`` Hz (exponential
-escape noise, Gerstner et al. 2014, ch. 9). All the state-to-state maps are linear in the past
-spikes except the depression ``x``, which is why the teacher-forced likelihood is parallel over
-time (see :mod:`organoid_sim.fit.teacher`).
+step); ``m`` (optional) adds directly evoked spikes to the expected count of the step (the
+direct pathway of :class:`~organoid_sim.models.stim_coupling.StimulusCoupling`). The intensity
+is ``lambda = r0 * exp((v - theta - beta a) / delta_u)`` Hz (exponential escape noise, Gerstner
+et al. 2014, ch. 9). All the state-to-state maps are linear in the past spikes except the
+depression ``x``, which is why the teacher-forced likelihood is parallel over time (see
+:mod:`organoid_sim.fit.teacher`).
 """
 
 from __future__ import annotations
@@ -92,8 +95,13 @@ def synaptic_input(p: StepParams, e: torch.Tensor, sparse: bool = False) -> torc
 
 
 def lif_step(p: StepParams, st: NetworkState, ext: torch.Tensor | None, uniform: torch.Tensor,
-             observation, spike_fn, sparse: bool = False) -> tuple[NetworkState, torch.Tensor]:
-    """Advance ``st`` by one step; returns the new state and ``eta`` (log expected count, ``[B, n]``)."""
+             observation, spike_fn, sparse: bool = False,
+             direct: torch.Tensor | None = None) -> tuple[NetworkState, torch.Tensor]:
+    """Advance ``st`` by one step; returns the new state and ``eta`` (log expected count, ``[B, n]``).
+
+    ``ext``: membrane input (threshold units); ``direct``: expected directly evoked spikes in this
+    step (``>= 0``), added to the expected count ``exp(eta)``.
+    """
     s = st.s
     e = st.x * s
     I = p.alpha_syn * st.I + synaptic_input(p, e, sparse)
@@ -103,5 +111,7 @@ def lif_step(p: StepParams, st: NetworkState, ext: torch.Tensor | None, uniform:
     a = p.alpha_a * st.a + s
     x = 1.0 - p.alpha_rec * (1.0 - st.x * torch.exp(s * p.log1m_u))
     eta = p.log_r0_dt + (p.bias + w - p.theta - p.beta * a) * p.inv_delta_u
+    if direct is not None:
+        eta = torch.logaddexp(eta, torch.log(direct))
     s_new = observation.sample(eta, uniform, spike_fn)
     return NetworkState(w=w, I=I, a=a, x=x, s=s_new), eta

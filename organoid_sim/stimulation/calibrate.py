@@ -1,12 +1,15 @@
 """Fit a model's stimulation coupling to a recorded calibration session: :func:`calibrate`.
 
 The recurrent network stays fixed; the global parameters of
-:class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (``gain``, ``q50_nc``, ``hill``,
-``length_um``, ``tau_ms``, ``distance_power``) move first, then the recorded units' gains. The fit matches evoked responses: for every stimulated
-electrode x amplitude of the session, the response probability and median first-spike latency of
-every recorded unit (:func:`organoid_sim.stats.evoked_responses`) are compared with those the
-model predicts (:func:`predict_evoked_responses`), and a Nelder-Mead search (scipy) in log-parameter
-space minimises
+:class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (membrane pathway: ``gain``,
+``q50_nc``, ``hill``, ``length_um``, ``tau_ms``, ``distance_power``; direct pathway, when the
+coupling has it: ``direct_gain``, ``direct_q50_nc``, ``direct_hill``, ``direct_length_um``,
+``direct_tau_ms``, ``velocity_um_per_ms``, ``direct_local_fraction``; see :func:`default_params`)
+move first, then the recorded units' gains (which scale both pathways). The fit matches evoked
+responses: for every stimulated electrode x amplitude of the session, the response probability
+and median first-spike latency of every recorded unit (:func:`organoid_sim.stats.evoked_responses`)
+are compared with those the model predicts (:func:`predict_evoked_responses`), and a Nelder-Mead
+search (scipy) in log-parameter space minimises
 
     mean_gc (P_model - P_rec)^2 + latency_weight * sum_gc w_gc ((lat_model - lat_rec) / 25 ms)^2 / sum_gc w_gc
 
@@ -35,6 +38,15 @@ from ..events import COLUMNS, StimEvents
 #: default response window (s after the pulse): the same as the virtual organoid's true responses
 WINDOW = (0.002, 0.050)
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
+#: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
+DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_tau_ms",
+                 "velocity_um_per_ms", "direct_local_fraction")
+
+
+def default_params(coupling) -> tuple[str, ...]:
+    """The coupling parameters :func:`calibrate` moves by default: :data:`PARAMS`, plus
+    :data:`DIRECT_PARAMS` when the coupling's direct pathway is on."""
+    return PARAMS + (DIRECT_PARAMS if getattr(coupling, "direct", False) else ())
 LATENCY_SCALE_S = 0.025
 
 
@@ -123,11 +135,12 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
     with torch.no_grad():
         for lo in tqdm(range(0, n_total, max_batch), disable=not progress, desc="predict responses"):
             hi = min(lo + max_batch, n_total)
-            amp = coupling.strength(cond.take(which[lo:hi]))                          # [b, N]
             offs = torch.arange(n_steps, dtype=torch.float64)[:, None] * dt_s - torch.as_tensor(onset[lo:hi])
-            ext = coupling.kernel_weights(offs, dt_s)[:, :, None] * amp[None]           # [T, b, N]
+            ext, direct = coupling.pulse_inputs(cond.take(which[lo:hi]), offs, dt_s)    # [T, b, N] each
+            if direct is not None:
+                direct = direct.to(model._device())
             ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + 2 + lo, ext=ext.to(model._device()),
-                                 state=_repeat_state(states, lo, hi))
+                                 direct=direct, state=_repeat_state(states, lo, hi))
             ev = ev[ev[:, 2] < model.n_recorded]
             np.add.at(counts, ((ev[:, 1] + lo) * n_steps + ev[:, 0], ev[:, 2]), ev[:, 3])
     t_pulse = np.arange(n_total) * trial_s + onset
@@ -213,13 +226,14 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
     return pred
 
 
-def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
+def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
               neuron_gains: bool = True) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
-    ``params``: which coupling parameters move (others keep their value); ``n_trials``: simulated
+    ``params``: which coupling parameters move (others keep their value; default
+    :func:`default_params`); ``n_trials``: simulated
     trials per condition; ``window`` (s after the pulse) where first spikes count;
     ``max_evaluations``: budget of the Nelder-Mead search. ``neuron_gains``: then fit the recorded
     units' ``neuron_log_gain`` (:func:`fit_neuron_gains`). The network weights never change.
@@ -232,10 +246,12 @@ def calibrate(model, recording, *, params=PARAMS, n_trials: int = 16, window=WIN
     from ..stats import evoked_responses
 
     _check(model, recording)
-    unknown = set(params) - set(PARAMS)
-    if unknown:
-        raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {PARAMS}")
     coupling = model.stim_coupling
+    params = default_params(coupling) if params is None else tuple(params)
+    names = getattr(coupling, "parameter_names", PARAMS)
+    unknown = set(params) - set(names)
+    if unknown:
+        raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {tuple(names)}")
     observed = evoked_responses(recording, window=window, by_amplitude=True)
     events = recording.stim
     states = _spontaneous_states(model, n_trials, burn_in_s, seed + 1)

@@ -140,7 +140,8 @@ class ModelStepper:
     its explicit :class:`~organoid_sim.models.neurons.NetworkState` from one window to the next.
 
     Pulses are turned into input current once, when they are scheduled (:meth:`add_events`):
-    ``model.stim_coupling(events, n, dt_s, t0)`` over the steps their kernel reaches, kept in a buffer
+    ``model.stim_coupling(events, n, dt_s, t0)`` (and its ``direct_input``, the directly evoked spikes)
+    over the steps their kernel reaches, kept in a buffer
     of absolute steps; each window then takes its slice, so a pulse near the end of a window still
     drives the next ones. Each window calls ``model.run(n_steps, seed=..., ext=..., state=...)`` and
     draws its noise from its own seed (``SeedSequence(seed)`` child ``k``): a session is
@@ -165,6 +166,8 @@ class ModelStepper:
 
     def _kernel_span_s(self) -> float:
         coupling = self.model.stim_coupling
+        if callable(getattr(coupling, "span_s", None)):
+            return max(coupling.span_s(), self.MIN_SPAN_S)
         try:
             from ..models.stim_coupling import KERNEL_SPAN_TAU
 
@@ -173,7 +176,7 @@ class ModelStepper:
             return 0.25
 
     def add_events(self, events: StimEvents) -> None:
-        """Precompute the input current of newly scheduled pulses (absolute times in s)."""
+        """Precompute the input of newly scheduled pulses (absolute times in s)."""
         if not len(events):
             return
         if self.model.stim_coupling is None:
@@ -181,43 +184,49 @@ class ModelStepper:
         first = int(np.floor(events.time.min() / self.dt_s + 1e-9))
         last = int(np.ceil((events.time.max() + events.duration.max() + self._kernel_span_s()) / self.dt_s))
         with torch.no_grad():
-            self._inputs.append((first, self._coupled(events, last - first, first * self.dt_s)))
+            self._inputs.append((first, *self._coupled(events, last - first, first * self.dt_s)))
 
     def _coupled(self, events: StimEvents, n_steps: int, t0: float):
-        """``model.stim_coupling(events, n_steps, dt, t0)``, as one ``[steps x events] @ [events x neurons]``
-        product of its public ``kernel_weights`` and ``strength`` when it has them: the same numbers as
-        its ``forward`` (tested) without a scatter per lag, which is slow for the few-step windows here."""
+        """``(membrane input, direct spikes or None)``, each ``[n_steps, n_neurons]``: the coupling's
+        ``forward`` and ``direct_input`` over these steps, computed from its public ``pulse_inputs``
+        when it has it (the same numbers, tested) without a scatter per lag, which is slow for the
+        few-step windows here."""
         coupling = self.model.stim_coupling
-        if not (hasattr(coupling, "kernel_weights") and hasattr(coupling, "strength")):
-            return coupling(events, n_steps, self.dt_s, t0)
-        amp = coupling.strength(events)                                           # [K, N]
-        starts = torch.arange(n_steps, dtype=torch.float64, device=amp.device) * self.dt_s + t0
-        onsets = torch.tensor(np.array(events.time), dtype=torch.float64, device=amp.device)
-        offsets = starts[:, None] - onsets[None, :]
-        w = coupling.kernel_weights(offsets, self.dt_s)                           # [n_steps, K]
-        return w.to(amp.dtype) @ amp
+        if not callable(getattr(coupling, "pulse_inputs", None)):
+            return coupling(events, n_steps, self.dt_s, t0), None
+        dev = coupling.neuron_xy_um.device
+        starts = torch.arange(n_steps, dtype=torch.float64, device=dev) * self.dt_s + t0
+        onsets = torch.tensor(np.array(events.time), dtype=torch.float64, device=dev)
+        mem, direct = coupling.pulse_inputs(events, starts[:, None] - onsets[None, :], self.dt_s)  # [T, K, N]
+        return mem.sum(1), (None if direct is None else direct.sum(1))
 
     def _input(self, s0: int, n_steps: int):
-        """``[n_steps, n_neurons]`` input of absolute steps ``s0 ..`` (None when no pulse reaches them)."""
-        ext = None
+        """``(membrane input, direct spikes)`` ``[n_steps, n_neurons]`` of absolute steps ``s0 ..`` (each
+        None when no pulse reaches them)."""
+        out = [None, None]
         keep = []
-        for first, block in self._inputs:
-            lo, hi = max(s0, first), min(s0 + n_steps, first + block.shape[0])
+        for first, *blocks in self._inputs:
+            length = blocks[0].shape[0]
+            lo, hi = max(s0, first), min(s0 + n_steps, first + length)
             if hi > lo:
-                if ext is None:
-                    ext = block.new_zeros((n_steps, block.shape[1]))
-                ext[lo - s0:hi - s0] += block[lo - first:hi - first]
-            if first + block.shape[0] > s0 + n_steps:
-                keep.append((first, block))   # still reaches later windows
+                for j, block in enumerate(blocks):
+                    if block is None:
+                        continue
+                    if out[j] is None:
+                        out[j] = block.new_zeros((n_steps, block.shape[1]))
+                    out[j][lo - s0:hi - s0] += block[lo - first:hi - first]
+            if first + length > s0 + n_steps:
+                keep.append((first, *blocks))   # still reaches later windows
         self._inputs = keep
-        return ext
+        return out[0], out[1]
 
     def advance(self, t0: float, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Spike times (s) and recorded-unit indices in ``[t0, t0 + n_steps * dt)``, sorted by time."""
         child = self._seeds.spawn(1)[0]
         torch_seed, jitter_seed = (int(x) for x in child.generate_state(2, dtype=np.uint32))
-        ext = self._input(int(round(t0 / self.dt_s)), n_steps)
-        out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, state=self.state)
+        ext, direct = self._input(int(round(t0 / self.dt_s)), n_steps)
+        kw = {} if direct is None else {"direct": direct}
+        out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, state=self.state, **kw)
         out = out[out[:, 2] < self.n_recorded]
         step = np.repeat(out[:, 0], out[:, 3])
         unit = np.repeat(out[:, 2], out[:, 3])
