@@ -8,20 +8,22 @@
 
 from __future__ import annotations
 
+import copy
 import time
+import warnings
 
 import torch
 
 from .checkpoint import Checkpointer
-from .teacher import fit_teacher_forced
+from .teacher import fit_teacher_forced, validation_bits
 
 __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
 
 
 def fit_network(model, recording, *, device=None, progress: bool = True, max_epochs: int = 30,
                 validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
-                refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None, calibration_rounds: int = 3,
-                checkpoint_dir=None,
+                refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None,
+                calibration_rounds: int = 3, max_likelihood_loss: float | None = 0.25, checkpoint_dir=None,
                 seed: int = 0) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
@@ -35,6 +37,11 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
        (:func:`organoid_sim.fit.refine.refine_free_running`);
     3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
        each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
+
+    Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
+    by more than ``max_likelihood_loss`` bits/spike, they are undone: the model keeps the stage-1
+    parameters, and ``metrics["refinement_rejected"]`` says so (a culture without network
+    structure gives refinement nothing to fit and only costs likelihood). ``None`` disables it.
 
     ``device``: ``"cpu"``/``"cuda"`` (default: where the model is). ``seed`` fixes all randomness.
     ``checkpoint_dir``: where to keep interrupt-safe checkpoints. Timings and figures are stored in
@@ -56,12 +63,14 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
                                  progress=progress, checkpoint=ckpt)
     metrics["teacher_forced_s"] = time.perf_counter() - t0
+    after_tf = copy.deepcopy(model.state_dict())
     if refine_steps > 0:
         from .refine import refine_free_running
 
         t1 = time.perf_counter()
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
-                                           window_s=refine_window_s, likelihood_weight=likelihood_weight, seed=seed, progress=progress,
+                                           window_s=refine_window_s, likelihood_weight=likelihood_weight,
+                                           validation_fraction=validation_fraction, seed=seed, progress=progress,
                                            checkpoint=ckpt, **(refine_options or {})))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
@@ -70,6 +79,16 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         t2 = time.perf_counter()
         metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress))
         metrics["calibrate_s"] = time.perf_counter() - t2
+    if (refine_steps > 0 or calibration_rounds > 0) and validation_fraction > 0:
+        final = validation_bits(model, counts, validation_fraction)
+        metrics["final_val_bits"] = final
+        lost = metrics.get("best_val_bits", float("nan")) - final
+        metrics["refinement_rejected"] = bool(max_likelihood_loss is not None and lost > max_likelihood_loss)
+        if metrics["refinement_rejected"]:
+            warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "
+                          f"teacher-forced likelihood (more than max_likelihood_loss={max_likelihood_loss}): "
+                          "keeping the teacher-forced parameters", RuntimeWarning, stacklevel=3)
+            model.load_state_dict(after_tf)
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     return model

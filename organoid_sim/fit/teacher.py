@@ -19,7 +19,7 @@ import torch
 from ..models.base import bits_per_spike
 from .solver import lbfgs_early_stopping
 
-__all__ = ["fit_linear_predictor", "fit_teacher_forced", "TF_PARAMS"]
+__all__ = ["fit_linear_predictor", "fit_teacher_forced", "validation_bits", "TF_PARAMS"]
 
 TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight")
 
@@ -80,3 +80,19 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
                                 lambda: model.distance_penalty(block=nr), observation=model.observation,
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
+
+
+def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.1) -> float:
+    """Teacher-forced bits/spike of a :class:`SpikingNetworkModel` on the last ``validation_fraction``
+    of ``counts`` (``[T, n_recorded]``, prepared), against that part's homogeneous null; the
+    held-out figure :func:`fit_teacher_forced` early-stops on (NaN when the part has no spikes)."""
+    cut = int(counts.shape[0] * (1.0 - validation_fraction))
+    y = counts[cut:]
+    n = float(y.sum())
+    if n <= 0:
+        return float("nan")
+    with torch.no_grad():
+        eta = model.teacher_eta(model.teacher_design(counts))[cut:]
+        ll = float(model.observation.log_likelihood(y, eta))
+        ll0 = float(model.observation.null_log_likelihood(y))
+    return bits_per_spike(ll, ll0, n)

@@ -1,0 +1,62 @@
+"""The likelihood guard of the network fit: the held-out part of the fitting window stays held out
+(refinement's likelihood anchor never sees it), its teacher-forced score matches scipy's Poisson
+log-pmf, and stages that cost more held-out likelihood than allowed are undone."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import poisson
+
+from organoid_sim import SpikeRecording
+from organoid_sim.fit import fit_network
+from organoid_sim.fit.teacher import validation_bits
+from organoid_sim.models import SpikingNetworkModel
+
+
+def _poisson_recording(n: int = 6, duration: float = 60.0, seed: int = 0) -> SpikeRecording:
+    rng = np.random.default_rng(seed)
+    rates = rng.uniform(1.0, 4.0, n)
+    trains = [np.sort(rng.uniform(0, duration, rng.poisson(r * duration))) for r in rates]
+    xy = np.stack([200.0 * (np.arange(n) % 4), 200.0 * (np.arange(n) // 4)], axis=1)
+    return SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=duration, electrode_ids=np.arange(n),
+                                           positions=xy)
+
+
+def test_validation_bits_equal_scipy_poisson_on_the_last_part():
+    rec = _poisson_recording()
+    m = SpikingNetworkModel(n_hidden=0, seed=0)
+    m.attach_recording(rec)
+    counts = m._binned(rec, device=m._device())
+    with torch.no_grad():
+        eta = m.teacher_eta(m.teacher_design(counts)).double().numpy()
+    y = counts.double().numpy()
+    cut = int(len(y) * 0.8)
+    ll = poisson.logpmf(y[cut:], np.exp(eta[cut:])).sum()
+    ll0 = poisson.logpmf(y[cut:], y[cut:].mean(0, keepdims=True)).sum()
+    expected = (ll - ll0) / np.log(2) / y[cut:].sum()
+    assert validation_bits(m, counts, 0.2) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("max_loss", [0.0, None])
+def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
+    rec = _poisson_recording(seed=1)
+    m = SpikingNetworkModel(n_hidden=2, seed=0)
+    # a large refinement step size on structureless data: refinement can only lose likelihood
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_network(m, rec, max_epochs=3, refine_steps=4, refine_batch=2, refine_window_s=0.5, calibration_rounds=1,
+                    refine_options={"lr": 0.3}, max_likelihood_loss=max_loss, progress=False, seed=0)
+    said = any("keeping the teacher-forced parameters" in str(w.message) for w in caught)
+    assert said == (max_loss is not None)
+    met = m.provenance["metrics"]
+    counts = m._binned(rec, device=m._device())
+    now = validation_bits(m, counts, 0.1)
+    assert met["final_val_bits"] < met["best_val_bits"] - 0.01      # the stages did cost likelihood
+    if max_loss is None:
+        assert not met["refinement_rejected"] and now == pytest.approx(met["final_val_bits"], abs=1e-6)
+    else:  # undone: back to the teacher-forced parameters and their held-out score
+        assert met["refinement_rejected"] and now == pytest.approx(met["best_val_bits"], abs=1e-6)
