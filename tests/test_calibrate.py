@@ -38,8 +38,9 @@ def _model():
 
 @pytest.fixture(scope="module")
 def session():
+    """A session made with a membrane-only coupling (``direct=False``) of known parameters ``TRUE``."""
     model, el = _model()
-    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
     return model.stimulate(ev, seed=3)
 
@@ -69,12 +70,14 @@ def test_prediction_matches_sequential_simulation():
 
 
 def test_calibration_recovers_known_coupling(session):
-    model, el = _model()                           # starts from the physical prior
+    model, el = _model()
+    # starts from the physical prior of the membrane pathway (the session was made without the direct one)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
     prior_strength = model.stim_coupling.strength(_held_out()).detach().numpy()
     result = calibrate(model, session, params=("gain", "q50_nc", "length_um", "tau_ms"), max_evaluations=60,
                        burn_in_s=0.5, progress=False, seed=0)
     assert result.loss_after < result.loss_before
-    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     true_strength = truth.strength(_held_out()).detach().numpy()
     fitted = model.stim_coupling.strength(_held_out()).detach().numpy()
     # on an amplitude the session never used (1 uA), the drive under the stimulating electrode is

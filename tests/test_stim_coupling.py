@@ -201,7 +201,7 @@ def test_direct_response_probability_is_one_minus_exp_of_minus_m():
     model = _silent_model()
     coupling = model.stim_coupling
     coupling.set_value("gain", 1e-6)              # no membrane drive either
-    ev = StimEvents.from_columns([0.0], [4], [-1.5], 200.0, 2)
+    ev = StimEvents.from_columns([0.0], [4], [-2.0], 200.0, 2)
     n_steps, B = 40, 4000
     with torch.no_grad():
         m = coupling.direct_strength(ev).numpy()[0]

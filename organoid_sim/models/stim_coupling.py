@@ -79,10 +79,11 @@ KERNEL_SPAN_TAU = 10.0
 _PRIOR = dict(gain=3.0, q50_nc=0.3, hill=2.0, length_um=50.0, tau_ms=2.0, distance_power=2.0)
 _NAMES = tuple(_PRIOR)
 #: prior of the direct pathway: about 2 directly evoked spikes per pulse at saturation under the
-#: electrode, half of them at 0.3 nC, a broad axonal term (150 um, Lorentzian) carrying 20 % of the
-#: effective charge, peak 1.5 ms after the pulse plus conduction at 100 um/ms (unmyelinated axons)
-_DIRECT_PRIOR = dict(direct_gain=2.0, direct_q50_nc=0.3, direct_hill=1.0, direct_length_um=150.0,
-                     direct_power=2.0, direct_tau_ms=1.5, velocity_um_per_ms=100.0, direct_local_fraction=0.8)
+#: electrode, half of them at 0.3 nC; a broad axonal term carrying 20 % of the effective charge
+#: that stays flat out to about 250 um and then falls (power 4: axons a few hundred um long reach
+#: only so far); peak 1.5 ms after the pulse plus conduction at 100 um/ms (unmyelinated axons)
+_DIRECT_PRIOR = dict(direct_gain=2.0, direct_q50_nc=0.3, direct_hill=1.0, direct_length_um=250.0,
+                     direct_power=4.0, direct_tau_ms=1.5, velocity_um_per_ms=100.0, direct_local_fraction=0.8)
 _DIRECT_NAMES = tuple(_DIRECT_PRIOR)
 #: parameters stored as logits (fractions in (0, 1)); all others in log space
 _LOGIT = ("direct_local_fraction",)

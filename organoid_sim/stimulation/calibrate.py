@@ -4,7 +4,8 @@ The recurrent network stays fixed; the global parameters of
 :class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (membrane pathway: ``gain``,
 ``q50_nc``, ``hill``, ``length_um``, ``tau_ms``, ``distance_power``; direct pathway, when the
 coupling has it: ``direct_gain``, ``direct_q50_nc``, ``direct_hill``, ``direct_length_um``,
-``direct_tau_ms``, ``velocity_um_per_ms``, ``direct_local_fraction``; see :func:`default_params`)
+``direct_power``, ``direct_tau_ms``, ``velocity_um_per_ms``, ``direct_local_fraction``; see
+:func:`default_params`)
 move first, then the recorded units' gains (which scale both pathways). The fit matches evoked
 responses: for every stimulated electrode x amplitude of the session, the response probability
 and median first-spike latency of every recorded unit (:func:`organoid_sim.stats.evoked_responses`)
@@ -39,7 +40,7 @@ from ..events import COLUMNS, StimEvents
 WINDOW = (0.002, 0.050)
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
-DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_tau_ms",
+DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
 
 
