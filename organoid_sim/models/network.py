@@ -268,11 +268,13 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     # ------------------------------------------------------------------ fitting
     def fit(self, recording: SpikeRecording, *, device=None, progress: bool = True, **options) -> "SpikingNetworkModel":
         """Fit to ``recording``: teacher-forced maximum likelihood with early stopping on a held-out
-        window, then free-running refinement of summary statistics. Returns ``self``.
+        window, then free-running refinement of summary statistics and rate calibration (undone
+        if they cost more than ``max_likelihood_loss`` bits/spike on the held-out window).
+        Returns ``self``.
 
         Options (see :func:`organoid_sim.fit.fit_network`): ``max_epochs``, ``validation_fraction``,
         ``refine_steps``, ``refine_batch``, ``refine_window_s``, ``calibration_rounds``,
-        ``checkpoint_dir``, ``seed``. ``device``: ``"cpu"`` or ``"cuda"``.
+        ``max_likelihood_loss``, ``checkpoint_dir``, ``seed``. ``device``: ``"cpu"`` or ``"cuda"``.
         """
         from ..fit import fit_network  # fitting machinery sits above models in the import order
 
