@@ -39,6 +39,7 @@ import torch
 
 from ..events import StimEvents
 from ..recording import SpikeRecording
+from ..tensor import bin_index
 from .devices import DeviceProfile, get_profile
 from .protocol import Protocol, PulseTrain
 from .pulses import PulseDesign
@@ -181,7 +182,7 @@ class ModelStepper:
             return
         if self.model.stim_coupling is None:
             raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
-        first = int(np.floor(events.time.min() / self.dt_s + 1e-9))
+        first = int(bin_index(np.array([events.time.min() / self.dt_s]))[0])  # the spike tensors' binning rule
         last = int(np.ceil((events.time.max() + events.duration.max() + self._kernel_span_s()) / self.dt_s))
         with torch.no_grad():
             self._inputs.append((first, *self._coupled(events, last - first, first * self.dt_s)))
