@@ -141,3 +141,37 @@ def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias
     np.testing.assert_array_equal(fast, counts)
     np.testing.assert_allclose(st.w.numpy(), ref.w.numpy(), atol=1e-4)
     np.testing.assert_allclose(st.x.numpy(), ref.x.numpy(), atol=1e-4)
+
+
+def test_dale_network_weights_are_recovered_and_keep_their_signs(tmp_path):
+    truth = _network(8, seed=4, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True, n_hidden=0)
+    with torch.no_grad():  # excitatory recorded units: every weight >= 0 (|raw|)
+        truth.bias.sub_(0.3)
+    rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
+    assert rec.metadata["saturated_bins"] < 0.005 * rec.n_spikes
+    fitted = SpikingNetworkModel(tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True)
+    fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
+    w_fit = fitted.effective_weight().detach().numpy()
+    assert (w_fit >= 0).all()
+    r = np.corrcoef(truth.effective_weight().detach().numpy().ravel(), w_fit.ravel())[0, 1]
+    assert r >= 0.8
+    assert fitted.score(rec) > 0.05
+    back = load_model(fitted.save(tmp_path / "dale"))
+    assert back.hparams["dale_weights"] == "abs" and back.score(rec) == pytest.approx(fitted.score(rec), abs=1e-6)
+
+
+def test_dale_files_from_before_the_option_keep_the_softplus_weights(tmp_path):
+    import json
+
+    m = _network(4, seed=1, dale=True, n_hidden=0)
+    path = m.save(tmp_path / "old")
+    cfg_file = next(p for p in path.iterdir() if p.suffix == ".json")
+    cfg = json.loads(cfg_file.read_text())
+    node = cfg["config"] if "config" in cfg else cfg
+    node.pop("dale_weights")
+    cfg_file.write_text(json.dumps(cfg))
+    old = load_model(path)
+    raw = old.weight.detach()
+    expected = torch.nn.functional.softplus(raw) * old.sign * old.mask
+    assert old.hparams["dale_weights"] == "softplus"
+    torch.testing.assert_close(old.effective_weight().detach(), expected)

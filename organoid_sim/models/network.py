@@ -12,7 +12,7 @@ spikes per bin, :mod:`organoid_sim.models.observation`). Stimulation enters the 
 expected count of a step).
 
 Optional Dale's law: each presynaptic neuron has a sign (recorded units and hidden E cells +1,
-hidden I cells -1) and its outgoing weights are ``sign * softplus(raw)``. The distance prior
+hidden I cells -1) and its outgoing weights are ``sign * |raw|`` (``dale_weights``). The distance prior
 penalises a weight ``W_ij`` by ``l2 * exp(d_ij / distance_um) * W_ij^2`` (``d_ij`` in um between
 the two neurons), so far-apart pairs need more evidence to couple.
 
@@ -71,6 +71,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     observation : ``"poisson"`` (counts per bin) or ``"bernoulli"`` (at most one spike per bin).
     surrogate : surrogate gradient for free-running refinement (name, config dict or module).
     dale : enforce Dale's law (see module docstring).
+    dale_weights : how Dale's law keeps a weight's sign: ``"abs"`` (``sign * |raw|``, the default:
+        the same conditioning as unconstrained weights) or ``"softplus"`` (``sign * softplus(raw)``,
+        files saved before 2026-11-30; its tiny gradients near zero left teacher-forced fits stuck).
     distance_um : length scale of the distance prior; ``l2`` its strength.
     autapses : let recorded units excite themselves (an electrode's unit is usually several cells).
     seed : seed of the initial hidden weights and positions.
@@ -82,7 +85,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  tau_rec_ms: float = 300.0, use: float = 0.5, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
-                 autapses: bool = True, seed: int = 0, n_recorded: int | None = None) -> None:
+                 autapses: bool = True, dale_weights: str = "abs", seed: int = 0,
+                 n_recorded: int | None = None) -> None:
         nn.Module.__init__(self)
         if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:
             raise ValueError("dt_ms and all time constants must be positive milliseconds")
@@ -90,12 +94,15 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             raise ValueError(f"use (Tsodyks-Markram U) must lie in (0, 1), got {use}")
         if n_hidden < 0:
             raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")
+        if dale_weights not in ("abs", "softplus"):
+            raise ValueError(f"dale_weights must be 'abs' or 'softplus', got {dale_weights!r}")
         self.hparams = dict(n_hidden=int(n_hidden), dt_ms=float(dt_ms), tau_mem_ms=float(tau_mem_ms),
                             tau_syn_ms=[float(t) for t in np.atleast_1d(tau_syn_ms)],
                             tau_adapt_ms=float(tau_adapt_ms), beta=float(beta), tau_rec_ms=float(tau_rec_ms),
                             use=float(use), delta_u=float(delta_u), observation=str(observation),
                             dale=bool(dale), hidden_inhibitory_fraction=float(hidden_inhibitory_fraction),
-                            distance_um=float(distance_um), l2=float(l2), autapses=bool(autapses), seed=int(seed))
+                            distance_um=float(distance_um), l2=float(l2), autapses=bool(autapses),
+                            dale_weights=str(dale_weights), seed=int(seed))
         self.surrogate = get_surrogate(surrogate)
         self.observation = get_observation(observation)
         self.dt_ms = float(dt_ms)
@@ -164,7 +171,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         self.log_tau_adapt_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_adapt_ms"])))
         w0 = gen.normal(0.0, 0.01, (self.n_syn, n, n))
         if hp["dale"]:
-            w0 = np.full((self.n_syn, n, n), -5.0)
+            w0 = np.abs(w0) if hp["dale_weights"] == "abs" else np.full((self.n_syn, n, n), -5.0)
         self.weight = nn.Parameter(torch.tensor(w0, dtype=torch.float32))
         if electrodes is not None:
             self.electrodes = electrodes
@@ -204,7 +211,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0."""
-        w = F.softplus(self.weight) * self.sign if self.hparams["dale"] else self.weight
+        w = self.weight
+        if self.hparams["dale"]:
+            w = (w.abs() if self.hparams.get("dale_weights", "abs") == "abs" else F.softplus(w)) * self.sign
         return w * self.mask
 
     def step_params(self, dt_ms: float | None = None) -> StepParams:
@@ -435,6 +444,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     @classmethod
     def _from_files(cls, config: Mapping, tensors: Mapping[str, torch.Tensor]) -> "SpikingNetworkModel":
         cfg = dict(config)
+        if cfg.get("dale") and "dale_weights" not in cfg:
+            cfg["dale_weights"] = "softplus"  # files from before the parametrization was configurable
         coupling_cfg = cfg.pop("stim_coupling", None)
         model = cls(**cfg)
         if coupling_cfg is not None:
