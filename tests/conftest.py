@@ -66,3 +66,15 @@ def d1_desc(d1):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: the models' per-step tensors are tiny, and on a shared
+    2-core box thread hand-offs cost 10-50x (use with ``pytestmark = pytest.mark.usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

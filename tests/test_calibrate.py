@@ -17,13 +17,7 @@ from organoid_sim.synthetic import calibration_events, grid_electrodes
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The model's per-step products are tiny; on a shared 2-core box thread hand-offs cost 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model():

@@ -14,13 +14,7 @@ from organoid_sim.models.stim_coupling import StimulusCoupling, charge_per_phase
 from organoid_sim.recording import Electrodes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The per-step tensors here are tiny; on a shared 2-core box thread hand-offs cost 10-50x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layout():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats as sps
 
 import organoid_sim
@@ -20,10 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Per-step tensors are small: on a shared 2-core box extra threads only add hand-off costs."""
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)  # noqa: E702
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
