@@ -70,17 +70,23 @@ def test_glm_design_equals_direct_convolution():
             np.testing.assert_allclose(X[:, j, k], ref, rtol=1e-4, atol=1e-4)
 
 
-def test_glm_recovers_known_filters(tmp_path):
-    truth = CoupledGLM(dt_ms=5.0, history_ms=100.0, n_basis=4, l2=0.0)
-    template = _poisson_recording([1.0] * 4, 10.0)
-    truth._build(4)
+def _known_glm(n: int, rate_hz: float, filter_sd: float, seed: int, **kw) -> CoupledGLM:
+    """A 5 ms, 100 ms-history, 4-basis GLM of ``n`` units at ``rate_hz`` baseline with random filters."""
     from organoid_sim.models.base import layout_of
 
-    truth.layout = layout_of(template)
-    g = torch.Generator().manual_seed(3)
+    glm = CoupledGLM(dt_ms=5.0, history_ms=100.0, n_basis=4, **kw)
+    glm._build(n)
+    glm.layout = layout_of(_poisson_recording([1.0] * n, 10.0))
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        truth.bias.fill_(np.log(5.0 * 0.005))
-        truth.filters.copy_(torch.randn(4, 4, 4, generator=g) * 0.5)
+        glm.bias.fill_(np.log(rate_hz * 0.005))
+        glm.filters.copy_(torch.randn(n, n, 4, generator=g) * filter_sd)
+    return glm
+
+
+def test_glm_recovers_known_filters(tmp_path):
+    truth = _known_glm(4, 5.0, 0.5, seed=3, l2=0.0)
+    with torch.no_grad():
         truth.filters[range(4), range(4)] = -1.0  # refractory self-history keeps it stable
     rec = truth.simulate(400.0, seed=2, n_parallel=8)
     assert rec.metadata["saturated_bins"] < 0.001 * rec.n_spikes
@@ -94,16 +100,7 @@ def test_glm_recovers_known_filters(tmp_path):
 def test_glm_simulation_draws_from_the_teacher_forced_intensity():
     """Replaying the simulation's random numbers on the intensity that the (independent, FFT-based)
     teacher-forced design gives for the simulated history reproduces every count."""
-    glm = CoupledGLM(dt_ms=5.0, history_ms=100.0, n_basis=4)
-    template = _poisson_recording([1.0] * 3, 10.0)
-    glm._build(3)
-    from organoid_sim.models.base import layout_of
-
-    glm.layout = layout_of(template)
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        glm.bias.fill_(np.log(20.0 * 0.005))
-        glm.filters.copy_(torch.randn(3, 3, 4, generator=g) * 0.4)
+    glm = _known_glm(3, 20.0, 0.4, seed=5)
     sim = glm.simulate(20.0, seed=7)
     y = sim.to_tensor(bin_ms=5.0).double()
     with torch.no_grad():
