@@ -60,8 +60,10 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     ckpt = Checkpointer(checkpoint_dir)
     counts = model.observation.prepare(model._binned(recording, device=model._device()))
     t0 = time.perf_counter()
+    # refinement and calibration leave the time constants and U alone, so one design serves all stages
+    design = model.teacher_design(counts)
     metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
-                                 progress=progress, checkpoint=ckpt)
+                                 progress=progress, checkpoint=ckpt, design=design)
     metrics["teacher_forced_s"] = time.perf_counter() - t0
     after_tf = copy.deepcopy(model.state_dict())
     if refine_steps > 0:
@@ -71,7 +73,7 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
                                            window_s=refine_window_s, likelihood_weight=likelihood_weight,
                                            validation_fraction=validation_fraction, seed=seed, progress=progress,
-                                           checkpoint=ckpt, **(refine_options or {})))
+                                           checkpoint=ckpt, design=design, **(refine_options or {})))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
         from .calibrate import calibrate_rates
@@ -80,7 +82,7 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress))
         metrics["calibrate_s"] = time.perf_counter() - t2
     if (refine_steps > 0 or calibration_rounds > 0) and validation_fraction > 0:
-        final = validation_bits(model, counts, validation_fraction)
+        final = validation_bits(model, counts, validation_fraction, design=design)
         metrics["final_val_bits"] = final
         lost = metrics.get("best_val_bits", float("nan")) - final
         metrics["refinement_rejected"] = bool(max_likelihood_loss is not None and lost > max_likelihood_loss)

@@ -25,15 +25,16 @@ __all__ = ["refine_free_running"]
 def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
                         bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, validation_fraction: float = 0.0, seed: int = 0,
-                        progress: bool = True, checkpoint=None) -> dict:
+                        progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
     """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
     (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared).
 
-    ``likelihood_weight`` adds the loss of teacher-forced log-likelihood per spike since the start
-    (nats, counted only when positive: refinement is not a second likelihood fit) to the loss, so
-    refinement fixes the free-running statistics without giving up the one-step-ahead
-    predictions. The likelihood is taken on the first ``1 - validation_fraction`` of ``counts``
-    only, so the last part stays held out for :func:`organoid_sim.fit.fit_network`'s check. The time constants and ``U`` stay as they are (the
+    ``likelihood_weight`` adds the teacher-forced negative log-likelihood per spike (nats, minus
+    its value at the start) to the loss, so refinement fixes the free-running statistics without
+    giving up the one-step-ahead predictions. The likelihood is taken on the first
+    ``1 - validation_fraction`` of ``counts`` only, so the last part stays held out for
+    :func:`organoid_sim.fit.fit_network`'s check; ``design`` is ``model.teacher_design(counts)``
+    when the caller already has it. The time constants and ``U`` stay as they are (the
     teacher-forced design depends on them).
     """
     dt = model.dt_ms
@@ -45,10 +46,11 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = None
     if likelihood_weight > 0:
-        from .teacher import _poisson_data_term
+        from .teacher import _poisson_data_term, split_index
 
-        cut = int(counts.shape[0] * (1.0 - validation_fraction))
-        X, y = model.teacher_design(counts)[:cut], counts[:cut]
+        cut = split_index(counts.shape[0], validation_fraction)
+        X = model.teacher_design(counts) if design is None else design
+        X, y = X[:cut], counts[:cut]
         ll_fn = _poisson_data_term(X, y) if model.observation.name == "poisson" else \
             (lambda A, c: model.observation.log_likelihood(y, X @ A + c))
         n_spk = max(float(y.sum()), 1.0)

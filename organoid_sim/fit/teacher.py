@@ -19,9 +19,15 @@ import torch
 from ..models.base import bits_per_spike
 from .solver import lbfgs_early_stopping
 
-__all__ = ["fit_linear_predictor", "fit_teacher_forced", "validation_bits", "TF_PARAMS"]
+__all__ = ["fit_linear_predictor", "fit_teacher_forced", "validation_bits", "split_index", "TF_PARAMS"]
 
 TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight")
+
+
+def split_index(n_bins: int, validation_fraction: float) -> int:
+    """First bin of the held-out part: the last ``validation_fraction`` of ``n_bins`` bins is held
+    out (early stopping, the likelihood guard); refinement's likelihood anchor uses the bins before."""
+    return int(n_bins * (1.0 - validation_fraction)) if validation_fraction > 0 else n_bins
 
 
 def _poisson_data_term(X: torch.Tensor, y: torch.Tensor):
@@ -41,8 +47,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     log-likelihood per spike. Returns train/held-out bits/spike (each against its own part's
     homogeneous null) and the number of epochs used.
     """
-    T = y.shape[0]
-    cut = int(T * (1.0 - validation_fraction)) if validation_fraction > 0 else T
+    cut = split_index(y.shape[0], validation_fraction)
     X_tr, y_tr, X_va, y_va = X[:cut], y[:cut], X[cut:], y[cut:]
     n_tr, n_va = max(float(y_tr.sum()), 1.0), float(y_va.sum())
     with torch.no_grad():
@@ -70,11 +75,12 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
 
 
 def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 30,
-                       progress: bool = True, checkpoint=None, **kwargs) -> dict:
+                       progress: bool = True, checkpoint=None, design: torch.Tensor | None = None, **kwargs) -> dict:
     """Fit a :class:`SpikingNetworkModel`'s recorded-neuron parameters (bias, threshold, escape
     noise, adaptation strength, weights) to ``counts`` (``[T, n_recorded]``, prepared by the
-    observation model, on the model's device) by teacher-forced maximum likelihood."""
-    X = model.teacher_design(counts)
+    observation model, on the model's device) by teacher-forced maximum likelihood. ``design``:
+    ``model.teacher_design(counts)`` when the caller already has it."""
+    X = model.teacher_design(counts) if design is None else design
     nr = model.n_recorded
     return fit_linear_predictor(model, X, counts, model.teacher_readout, [getattr(model, p) for p in TF_PARAMS],
                                 lambda: model.distance_penalty(block=nr), observation=model.observation,
@@ -82,17 +88,20 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
 
 
-def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.1) -> float:
+def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.1,
+                    design: torch.Tensor | None = None) -> float:
     """Teacher-forced bits/spike of a :class:`SpikingNetworkModel` on the last ``validation_fraction``
     of ``counts`` (``[T, n_recorded]``, prepared), against that part's homogeneous null; the
-    held-out figure :func:`fit_teacher_forced` early-stops on (NaN when the part has no spikes)."""
-    cut = int(counts.shape[0] * (1.0 - validation_fraction))
+    held-out figure :func:`fit_teacher_forced` early-stops on (NaN when the part has no spikes).
+    ``design``: ``model.teacher_design(counts)`` when the caller already has it."""
+    cut = split_index(counts.shape[0], validation_fraction)
     y = counts[cut:]
     n = float(y.sum())
     if n <= 0:
         return float("nan")
+    X = model.teacher_design(counts) if design is None else design
     with torch.no_grad():
-        eta = model.teacher_eta(model.teacher_design(counts))[cut:]
+        eta = model.teacher_eta(X[cut:])
         ll = float(model.observation.log_likelihood(y, eta))
         ll0 = float(model.observation.null_log_likelihood(y))
     return bits_per_spike(ll, ll0, n)

@@ -171,6 +171,7 @@ class CoupledGLM(ModelBase, nn.Module):
         total = burn + per
         y = np.zeros((H + total, B, n), dtype=np.float64)
         drive = np.zeros((H, B, n))
+        lags = np.arange(H)
         eta_cap = math.log(float(cap))
         bern = self.observation.name == "bernoulli"
         for t in range(total):
@@ -182,8 +183,8 @@ class CoupledGLM(ModelBase, nn.Module):
             else:
                 yt = np.minimum(rng.poisson(mu), cap).astype(np.float64)
             y[t + H] = yt
+            rows = (t + 1 + lags) % H              # ring slots of steps t+1..t+H
             for b, j in zip(*np.nonzero(yt)):
-                rows = (t + 1 + np.arange(H)) % H
                 drive[rows, b] += yt[b, j] * filt[j]
         out = y[H + burn:].transpose(1, 0, 2).reshape(B * per, n)[:n_steps]
         n_sat = int((out >= cap).sum())

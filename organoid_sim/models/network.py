@@ -213,7 +213,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0."""
         w = self.weight
         if self.hparams["dale"]:
-            w = (w.abs() if self.hparams.get("dale_weights", "abs") == "abs" else F.softplus(w)) * self.sign
+            w = (w.abs() if self.hparams["dale_weights"] == "abs" else F.softplus(w)) * self.sign
         return w * self.mask
 
     def step_params(self, dt_ms: float | None = None) -> StepParams:
