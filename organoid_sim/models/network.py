@@ -296,14 +296,16 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     # ------------------------------------------------------------------ simulation
     def _external_input(self, n_steps: int, dt_ms: float, t_start: float, stim, input_current):
-        """``[n_steps, n_neurons]`` input (threshold units per step) from stim events and currents."""
-        ext = None
+        """``(ext, direct)``: ``[n_steps, n_neurons]`` membrane input (threshold units per step) from
+        stim events and currents, and the directly evoked spikes per step (None without them)."""
+        ext = direct = None
         dev = self._device()
         if stim is not None and len(stim):
             if self.stim_coupling is None:
                 raise RuntimeError("this model has no stimulation coupling (organoid_sim.models.stim_coupling "
                                    "is missing or the model was never fitted to a recording with electrodes)")
-            ext = self.stim_coupling(stim, n_steps, dt_ms / 1000.0, t_start).to(dev)
+            ext, direct = self.stim_coupling.inputs(stim, n_steps, dt_ms / 1000.0, t_start)
+            ext, direct = ext.to(dev), (None if direct is None else direct.to(dev))
         if input_current is not None:
             cur = torch.as_tensor(input_current, dtype=torch.float32, device=dev)
             if cur.ndim != 2 or cur.shape[0] != n_steps or cur.shape[1] not in (self.n_recorded, self.n_neurons):
@@ -312,7 +314,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             if cur.shape[1] < self.n_neurons:
                 cur = F.pad(cur, (0, self.n_neurons - cur.shape[1]))
             ext = cur if ext is None else ext + cur
-        return ext
+        return ext, direct
 
     @torch.no_grad()
     def run(self, n_steps: int, *, batch: int = 1, seed: int = 0, dt_ms: float | None = None, ext=None,
@@ -402,10 +404,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             raise ValueError("n_parallel > 1 cannot be combined with stim or input_current")
         n_steps = int(round(duration_s * 1000.0 / dt))
         per = int(math.ceil(n_steps / n_parallel))
-        ext = self._external_input(n_steps, dt, t_start, stim, input_current)
-        direct = None
-        if stim is not None and len(stim) and getattr(self.stim_coupling, "direct", False):
-            direct = self.stim_coupling.direct_input(stim, n_steps, dt / 1000.0, t_start).to(self._device())
+        ext, direct = self._external_input(n_steps, dt, t_start, stim, input_current)
         events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext, direct=direct,
                                     burn_in_steps=int(round(burn_in_s * 1000.0 / dt)), progress=progress)
         step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time

@@ -299,10 +299,13 @@ class StimulusCoupling(nn.Module):
         from the pulse *plus* the conduction delay (subtract :meth:`direct_delay_s` first)."""
         return self._alpha_weights(offsets_s, dt_s, self.log_direct_tau_ms)
 
+    def _membrane_span_s(self) -> float:
+        return KERNEL_SPAN_TAU * float(torch.exp(self.log_tau_ms).detach()) * 1e-3
+
     def span_s(self) -> float:
         """How long (s) after a pulse its input lasts (kernel cut after ``KERNEL_SPAN_TAU`` time constants,
         plus the longest conduction delay to any neuron with the direct pathway)."""
-        span = KERNEL_SPAN_TAU * float(torch.exp(self.log_tau_ms).detach()) * 1e-3
+        span = self._membrane_span_s()
         if self.direct:
             d_max = 0.0
             if self.electrode_xy_um.shape[0] and self.n_neurons:
@@ -333,7 +336,7 @@ class StimulusCoupling(nn.Module):
         out = torch.zeros(n_steps, self.n_neurons, device=dev)
         if len(events) == 0 or n_steps == 0 or (direct and not self.direct):
             return out
-        span_s = self.span_s() if direct else KERNEL_SPAN_TAU * float(torch.exp(self.log_tau_ms).detach()) * 1e-3
+        span_s = self.span_s() if direct else self._membrane_span_s()
         keep = (events.time >= t0 - span_s) & (events.time < t0 + n_steps * dt_s)
         events = events.take(keep)
         if len(events) == 0:
@@ -375,3 +378,8 @@ class StimulusCoupling(nn.Module):
         if not self.direct:
             return None
         return self._deliver(events, n_steps, dt_s, t0, direct=True)
+
+    def inputs(self, events: StimEvents, n_steps: int, dt_s: float, t0: float = 0.0):
+        """``(membrane input, direct spikes or None)``, each ``[n_steps, n_neurons]``: :meth:`forward`
+        and :meth:`direct_input` over the same steps, what a model's ``run`` takes as ``ext``/``direct``."""
+        return self.forward(events, n_steps, dt_s, t0), self.direct_input(events, n_steps, dt_s, t0)

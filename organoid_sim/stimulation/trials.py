@@ -85,13 +85,10 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
     if len(events):
         if model.stim_coupling is None:
             raise RuntimeError("this model has no stimulation coupling (fit it to a recording with electrodes)")
-        ext = model.stim_coupling(events, n_steps, dt_ms / 1000.0, 0.0)
-        if getattr(model.stim_coupling, "direct", False):    # directly evoked spikes (its direct pathway)
-            direct = model.stim_coupling.direct_input(events, n_steps, dt_ms / 1000.0, 0.0)
+        ext, direct = model.stim_coupling.inputs(events, n_steps, dt_ms / 1000.0, 0.0)
     burn = int(round(burn_in_s * 1000.0 / dt_ms))
-    kw = {} if direct is None else {"direct": direct}
-    out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, burn_in_steps=burn, progress=progress,
-                              **kw)
+    out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, direct=direct, burn_in_steps=burn,
+                              progress=progress)
     n_rec = int(model.n_recorded)
     out = out[out[:, 2] < n_rec]
     jitter = np.random.SeedSequence(seed).generate_state(n_trials, dtype=np.uint32)

@@ -226,8 +226,8 @@ class ModelStepper:
         child = self._seeds.spawn(1)[0]
         torch_seed, jitter_seed = (int(x) for x in child.generate_state(2, dtype=np.uint32))
         ext, direct = self._input(int(round(t0 / self.dt_s)), n_steps)
-        kw = {} if direct is None else {"direct": direct}
-        out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, state=self.state, **kw)
+        out, self.state, _ = self.model.run(n_steps, batch=1, seed=torch_seed, ext=ext, direct=direct,
+                                            state=self.state)
         out = out[out[:, 2] < self.n_recorded]
         step = np.repeat(out[:, 0], out[:, 3])
         unit = np.repeat(out[:, 2], out[:, 3])
