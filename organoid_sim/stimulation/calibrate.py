@@ -39,6 +39,7 @@ from ..events import COLUMNS, StimEvents
 #: default response window (s after the pulse): the same as the virtual organoid's true responses
 WINDOW = (0.002, 0.050)
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
+LATENCY_SCALE_S = 0.025
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -48,7 +49,6 @@ def default_params(coupling) -> tuple[str, ...]:
     """The coupling parameters :func:`calibrate` moves by default: :data:`PARAMS`, plus
     :data:`DIRECT_PARAMS` when the coupling's direct pathway is on."""
     return PARAMS + (DIRECT_PARAMS if getattr(coupling, "direct", False) else ())
-LATENCY_SCALE_S = 0.025
 
 
 @dataclass
