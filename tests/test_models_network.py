@@ -32,8 +32,9 @@ def _network(n: int = 6, seed: int = 0, **kw) -> SpikingNetworkModel:
     return m
 
 
-def test_teacher_forced_design_equals_stepwise_dynamics():
-    m = _network(5, n_hidden=0, dt_ms=2.0)
+@pytest.mark.parametrize("max_rate", [None, 60.0])
+def test_teacher_forced_design_equals_stepwise_dynamics(max_rate):
+    m = _network(5, n_hidden=0, dt_ms=2.0, max_rate_hz=max_rate)
     rng = np.random.default_rng(1)
     y = torch.tensor(rng.poisson(0.15, size=(400, 5)), dtype=torch.float32)
     with torch.no_grad():
@@ -110,27 +111,36 @@ def test_ground_truth_weights_are_recovered():
     assert np.corrcoef(w_true, w_fit)[0, 1] >= 0.8
 
 
-@pytest.mark.parametrize("batch, n_rec, bias", [(1, 6, None), (2, 6, None), (1, 12, 2.0)])
-def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias):
+@pytest.mark.parametrize("batch, n_rec, bias, max_rate, direct", [
+    (1, 6, None, None, False), (2, 6, None, None, False), (1, 12, 2.0, None, False),
+    (1, 12, 3.0, 400.0, False), (2, 12, 3.0, 400.0, True), (1, 6, None, 150.0, True)])
+def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias, max_rate, direct):
     """Same uniforms -> same counts as stepping :func:`lif_step` in torch; the high-rate case
-    exercises bins with several spikes and steps where many neurons fire at once."""
+    exercises bins with several spikes and steps where many neurons fire at once, with and
+    without a saturating escape rate and directly evoked spikes."""
     from organoid_sim.models.fastsim import run_numpy
 
-    m = _network(n_rec, n_hidden=2)
+    m = _network(n_rec, n_hidden=2, max_rate_hz=max_rate)
     n = m.n_neurons
     if bias is not None:
         with torch.no_grad():
             m.bias.fill_(bias)
     p = m.step_params()
     u = np.random.default_rng(0).random((2000, batch, n))
+    dr = None
+    if direct:  # a pulse every 100 steps evokes ~0.5 spikes per neuron
+        dr = np.zeros((2000, n))
+        dr[::100] = np.random.default_rng(1).exponential(0.5, (20, n))
     chunks = iter([u[:700], u[700:1400], u[1400:]])  # crosses chunk boundaries
     events, st, _ = run_numpy(p, NetworkState.rest(batch, n, m.n_syn), 2000, seed=0,
-                              uniforms=lambda shape: next(chunks), chunk_steps=700)
+                              uniforms=lambda shape: next(chunks), chunk_steps=700, direct=dr)
     ref = NetworkState.rest(batch, n, m.n_syn)
     counts = []
     with torch.no_grad():
         for k in range(2000):
-            ref, _ = lif_step(p, ref, None, torch.tensor(u[k], dtype=torch.float32), m.observation, m.surrogate)
+            dk = None if dr is None else torch.tensor(dr[k], dtype=torch.float32)
+            ref, _ = lif_step(p, ref, None, torch.tensor(u[k], dtype=torch.float32), m.observation, m.surrogate,
+                              direct=dk)
             counts.append(ref.s.numpy())
     counts = np.array(counts)
     fast = np.zeros_like(counts)

@@ -21,7 +21,7 @@ from .solver import lbfgs_early_stopping
 
 __all__ = ["fit_linear_predictor", "fit_teacher_forced", "validation_bits", "split_index", "TF_PARAMS"]
 
-TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight")
+TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight", "log_max_rate")
 
 
 def split_index(n_bins: int, validation_fraction: float) -> int:
@@ -36,15 +36,24 @@ def _poisson_data_term(X: torch.Tensor, y: torch.Tensor):
     return lambda A, c: (XtY * A).sum() + (ysum * c).sum() - torch.exp(X @ A + c).sum() - const
 
 
+def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
+    """``(A, c) -> log-likelihood`` of ``y`` under ``eta = link(X A + c)``; the fast Poisson form
+    without a link."""
+    if observation.name == "poisson" and link is None:
+        return _poisson_data_term(X, y)
+    link = link or (lambda e: e)
+    return lambda A, c: observation.log_likelihood(y, link(X @ A + c))
+
+
 def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
                          readout: Callable[[], tuple], params: list, penalty: Callable[[], torch.Tensor], *,
-                         observation, validation_fraction: float = 0.1, max_epochs: int = 30,
+                         observation, link: Callable | None = None, validation_fraction: float = 0.1, max_epochs: int = 30,
                          iters_per_epoch: int = 10, patience: int = 3, progress: bool = True,
                          desc: str = "fit", checkpoint=None, stage: str = "fit") -> dict:
     """Penalised maximum likelihood of ``y`` (``[T, N]`` prepared counts) under ``eta = X A + c``.
 
     ``readout()`` returns ``(A, c)`` from ``params``; ``penalty()`` is added to the negative
-    log-likelihood per spike. Returns train/held-out bits/spike (each against its own part's
+    log-likelihood per spike; ``link`` (differentiable) maps ``X A + c`` to ``eta`` (identity if None). Returns train/held-out bits/spike (each against its own part's
     homogeneous null) and the number of epochs used.
     """
     cut = split_index(y.shape[0], validation_fraction)
@@ -53,11 +62,8 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         ll0_tr = float(observation.null_log_likelihood(y_tr))
         ll0_va = float(observation.null_log_likelihood(y_va)) if len(y_va) else 0.0
-    if observation.name == "poisson":
-        ll_tr = _poisson_data_term(X_tr, y_tr)
-    else:
-        def ll_tr(A, c):
-            return observation.log_likelihood(y_tr, X_tr @ A + c)
+    ll_tr = _data_term(X_tr, y_tr, observation, link)
+    link = link or (lambda e: e)
 
     def objective() -> torch.Tensor:
         return -ll_tr(*readout()) / n_tr + penalty()
@@ -66,7 +72,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
         A, c = readout()
         out = {"train_bits": bits_per_spike(float(ll_tr(A, c)), ll0_tr, n_tr), "val_bits": float("nan")}
         if len(y_va) and n_va > 0:
-            out["val_bits"] = bits_per_spike(float(observation.log_likelihood(y_va, X_va @ A + c)), ll0_va, n_va)
+            out["val_bits"] = bits_per_spike(float(observation.log_likelihood(y_va, link(X_va @ A + c))), ll0_va, n_va)
         return out
 
     return lbfgs_early_stopping(module, params, objective, metrics, max_epochs=max_epochs,
@@ -82,8 +88,10 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
     ``model.teacher_design(counts)`` when the caller already has it."""
     X = model.teacher_design(counts) if design is None else design
     nr = model.n_recorded
-    return fit_linear_predictor(model, X, counts, model.teacher_readout, [getattr(model, p) for p in TF_PARAMS],
-                                lambda: model.distance_penalty(block=nr), observation=model.observation,
+    params = [getattr(model, p) for p in TF_PARAMS if hasattr(model, p)]
+    link = model.teacher_link if model.eta_max() is not None else None
+    return fit_linear_predictor(model, X, counts, model.teacher_readout, params,
+                                lambda: model.distance_penalty(block=nr), observation=model.observation, link=link,
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
 

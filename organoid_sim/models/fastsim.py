@@ -38,9 +38,17 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float64) if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
 
 
-def _counts(eta: np.ndarray, u: np.ndarray, max_count: int) -> np.ndarray:
-    """Spike counts ``sum_k [u < P(y >= k)]`` of bins known to hold at least one spike (Poisson)."""
-    m = np.exp(np.minimum(eta, _LOG50))
+def _saturate(eta: np.ndarray, eta_max) -> np.ndarray:
+    """:func:`organoid_sim.models.neurons.saturate` in NumPy (``eta_max`` None: unchanged)."""
+    if eta_max is None:
+        return eta
+    return eta - np.logaddexp(0.0, eta - eta_max)
+
+
+def _counts(eta: np.ndarray, u: np.ndarray, max_count: int, eta_max=None) -> np.ndarray:
+    """Spike counts ``sum_k [u < P(y >= k)]`` of bins known to hold at least one spike (Poisson);
+    ``eta`` before saturation at ``eta_max``."""
+    m = np.exp(np.minimum(_saturate(eta, eta_max), _LOG50))
     term = np.exp(-m)
     cdf = term.copy()
     out = np.ones_like(m)
@@ -51,17 +59,23 @@ def _counts(eta: np.ndarray, u: np.ndarray, max_count: int) -> np.ndarray:
     return out
 
 
-def _thresholds(u: np.ndarray, const: np.ndarray) -> np.ndarray:
+def _thresholds(u: np.ndarray, const: np.ndarray, eta_max=None) -> np.ndarray:
     """``log(-log(1 - u)) - const``: a neuron spikes when its ``eta - const`` exceeds this.
 
     ``1 - u`` is exact for the generator's uniforms (multiples of 2**-53), so ``log`` replaces the
-    several times slower ``log1p``.
+    several times slower ``log1p``. With saturation (``eta_max``) the threshold ``L`` on the
+    saturated ``eta'`` is mapped back through the inverse of ``eta' = -log(e^-eta + e^-eta_max)``:
+    ``eta > L - log(1 - e^(L - eta_max))``, never when ``L >= eta_max``.
     """
     v = np.subtract(1.0, u)
     with np.errstate(divide="ignore"):  # u == 0 -> -inf: spikes whatever eta (as u < P(spike) does)
         np.log(v, out=v)
         np.negative(v, out=v)
         np.log(v, out=v)
+    if eta_max is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.minimum(v - eta_max, 0.0)
+            v -= np.log(-np.expm1(gap))  # gap == 0 -> +inf: out of reach
     v -= const
     return v
 
@@ -84,6 +98,7 @@ class _Net:
         self.inv_du = inv_du
         self.l1u = l1u
         self.const = p.log_r0_dt + (bias - theta) * inv_du
+        self.eta_max = None if p.eta_max is None else _np(p.eta_max)
         # rows of presynaptic neurons, contiguous for axpy: [k, pre, post]
         self.WTs = np.ascontiguousarray(W.transpose(0, 2, 1) * self.gain[None, None, :])
         w, I, a, x = (_np(getattr(state, f)) for f in ("w", "I", "a", "x"))
@@ -151,13 +166,13 @@ def _spikes_vector(net: _Net, s: np.ndarray, idx: np.ndarray | None) -> None:
     X[k + 2] += net.a_rec * xr * (1.0 - np.exp(s * net.l1u))
 
 
-def _add_direct(diff: np.ndarray, const: np.ndarray, m: np.ndarray) -> None:
-    """Add ``m`` directly evoked spikes to the expected count of the step: ``eta <- log(exp(eta) + m)``,
-    in place on ``diff = eta - const`` (only where ``m > 0``)."""
-    m = np.broadcast_to(m, diff.shape)
-    on = m > 0
-    c = np.broadcast_to(const, diff.shape)[on]
-    diff[on] = np.logaddexp(diff[on] + c, np.log(m[on])) - c
+def _direct_hits(net: _Net, diff: np.ndarray, m: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step with directly evoked spikes ``m``: the full ``eta = log(exp(saturate(eta)) + m)`` (the
+    evoked spikes come on top of the saturated network drive) and the spike mask for uniforms ``u``
+    (``diff = eta - const`` before saturation)."""
+    with np.errstate(divide="ignore"):
+        eta = np.logaddexp(_saturate(diff + net.const, net.eta_max), np.log(np.broadcast_to(m, diff.shape)))
+    return eta, eta > _thresholds(u, 0.0)
 
 
 def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t0: int, ext_s, max_count: int,
@@ -186,9 +201,11 @@ def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t
         if ext_s is not None and t >= 0:
             W += ext_s[t]
         np.subtract(W, A, out=diff)
+        eta_d = None
         if dir_s is not None and t >= 0 and dir_s[1][t]:
-            _add_direct(diff, net.const, dir_s[0][t].reshape(-1))
-        np.greater(diff, v[j, 0], out=hit)
+            eta_d, hit = _direct_hits(net, diff, dir_s[0][t].reshape(-1), u[j, 0])
+        else:
+            np.greater(diff, v[j, 0], out=hit)
         idx = hit.nonzero()[0]
         if not len(idx):
             il = cl = ()
@@ -197,10 +214,13 @@ def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t
         cl = [1.0] * len(il)
         if max_count > 1:
             uj = u[j, 0]
+            if eta_d is not None:
+                cl = _counts(eta_d[idx], uj[idx], max_count).tolist()
             # P(y >= 2) <= mu^2 / 2: compute exact counts only where that bound exceeds u
-            if any(uj.item(i) < 0.5000001 * math.exp(2.0 * min(diff.item(i) + net.c_l[i], _LOG50)) + 1e-15
+            elif any(uj.item(i) < 0.5000001 * math.exp(2.0 * min(diff.item(i) + net.c_l[i], _LOG50)) + 1e-15
                    for i in il):
-                cl = _counts(diff[idx] + net.const[idx], uj[idx], max_count).tolist()
+                em = None if net.eta_max is None else net.eta_max[idx]
+                cl = _counts(diff[idx] + net.const[idx], uj[idx], max_count, em).tolist()
         if record and t >= 0:
             events.append((t, idx, cl))
     return il, cl
@@ -222,15 +242,21 @@ def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events, dir_s
         if ext_s is not None and t >= 0:
             W += ext_s[t]
         np.subtract(W, A, out=diff)
+        eta_d = None
         if dir_s is not None and t >= 0 and dir_s[1][t]:
-            _add_direct(diff, net.const, dir_s[0][t])
-        hit = diff > v[j]
+            eta_d, hit = _direct_hits(net, diff, dir_s[0][t], u[j])
+        else:
+            hit = diff > v[j]
         spiking = bool(hit.any())
         if spiking:
             s = hit.astype(np.float64)
             if max_count > 1:
                 b, i = np.nonzero(hit)
-                s[b, i] = _counts(diff[b, i] + net.const[i], u[j, b, i], max_count)
+                if eta_d is not None:
+                    s[b, i] = _counts(eta_d[b, i], u[j, b, i], max_count)
+                else:
+                    s[b, i] = _counts(diff[b, i] + net.const[i], u[j, b, i], max_count,
+                                      None if net.eta_max is None else net.eta_max[i])
             if record and t >= 0:
                 b, i = np.nonzero(s)
                 events.append((t, b, i, s[b, i]))
@@ -281,7 +307,7 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
     for c0 in range(0, total, chunk_steps):
         c1 = min(c0 + chunk_steps, total)
         u = draw((c1 - c0, B, n))
-        v = _thresholds(u, net.const)
+        v = _thresholds(u, net.const, net.eta_max)
         if B == 1:
             il, cl = _chunk_single(net, u, v, il, cl, c0 - burn_in_steps, ext_s, max_count, record, events, dir_s)
         else:

@@ -6,7 +6,7 @@ for the full equations): exponential synaptic currents of ``n_syn`` types (time 
 ``tau_syn_ms``) through weights ``W_k``, a leaky membrane (``tau_mem_ms``) with subtractive
 reset by the per-neuron threshold ``theta``, per-neuron bias ``b``, spike-frequency adaptation
 (``beta``, ``tau_adapt_ms``), Tsodyks-Markram short-term depression (``U``, ``tau_rec_ms``) and
-exponential escape noise (``delta_u``) feeding an observation model (Poisson counts or Bernoulli
+exponential escape noise (``delta_u``) saturating at a per-neuron maximum rate, feeding an observation model (Poisson counts or Bernoulli
 spikes per bin, :mod:`organoid_sim.models.observation`). Stimulation enters the membrane through
 :attr:`stim_coupling` (threshold units per step; its direct pathway adds evoked spikes to the
 expected count of a step).
@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from ..recording import SpikeRecording
 from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
 from .filters import teacher_features
-from .neurons import NetworkState, StepParams, lif_step
+from .neurons import NetworkState, StepParams, lif_step, saturate
 from .observation import get_observation
 from .surrogate import get_surrogate
 
@@ -74,6 +74,10 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     dale_weights : how Dale's law keeps a weight's sign: ``"abs"`` (``sign * |raw|``, the default:
         the same conditioning as unconstrained weights) or ``"softplus"`` (``sign * softplus(raw)``,
         files saved before 2026-11-30; its tiny gradients near zero left teacher-forced fits stuck).
+    max_rate_hz : initial per-neuron maximum firing rate (Hz) of the saturating escape rate
+        ``lambda' = 1 / (1 / lambda + 1 / lambda_max)`` (a dead time of ``1 / lambda_max``), learned
+        with the other parameters; ``None`` for the plain exponential escape rate (files saved
+        before 2026-11-30). Without it, free-running bursts run up to the count cap.
     distance_um : length scale of the distance prior; ``l2`` its strength.
     autapses : let recorded units excite themselves (an electrode's unit is usually several cells).
     seed : seed of the initial hidden weights and positions.
@@ -85,8 +89,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  tau_rec_ms: float = 300.0, use: float = 0.5, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
-                 autapses: bool = True, dale_weights: str = "abs", seed: int = 0,
-                 n_recorded: int | None = None) -> None:
+                 autapses: bool = True, dale_weights: str = "abs", max_rate_hz: float | None = 300.0,
+                 seed: int = 0, n_recorded: int | None = None) -> None:
         nn.Module.__init__(self)
         if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:
             raise ValueError("dt_ms and all time constants must be positive milliseconds")
@@ -94,6 +98,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             raise ValueError(f"use (Tsodyks-Markram U) must lie in (0, 1), got {use}")
         if n_hidden < 0:
             raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")
+        if max_rate_hz is not None and not max_rate_hz > 0:
+            raise ValueError(f"max_rate_hz must be positive (Hz) or None, got {max_rate_hz}")
         if dale_weights not in ("abs", "softplus"):
             raise ValueError(f"dale_weights must be 'abs' or 'softplus', got {dale_weights!r}")
         self.hparams = dict(n_hidden=int(n_hidden), dt_ms=float(dt_ms), tau_mem_ms=float(tau_mem_ms),
@@ -102,7 +108,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                             use=float(use), delta_u=float(delta_u), observation=str(observation),
                             dale=bool(dale), hidden_inhibitory_fraction=float(hidden_inhibitory_fraction),
                             distance_um=float(distance_um), l2=float(l2), autapses=bool(autapses),
-                            dale_weights=str(dale_weights), seed=int(seed))
+                            dale_weights=str(dale_weights),
+                            max_rate_hz=None if max_rate_hz is None else float(max_rate_hz), seed=int(seed))
         self.surrogate = get_surrogate(surrogate)
         self.observation = get_observation(observation)
         self.dt_ms = float(dt_ms)
@@ -169,6 +176,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         self.use_logit = nn.Parameter(torch.full((n,), math.log(hp["use"] / (1 - hp["use"]))))
         self.log_tau_rec_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_rec_ms"])))
         self.log_tau_adapt_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_adapt_ms"])))
+        if hp["max_rate_hz"] is not None:
+            self.log_max_rate = nn.Parameter(torch.full((n,), math.log(hp["max_rate_hz"])))
         w0 = gen.normal(0.0, 0.01, (self.n_syn, n, n))
         if hp["dale"]:
             w0 = np.abs(w0) if hp["dale_weights"] == "abs" else np.full((self.n_syn, n, n), -5.0)
@@ -209,6 +218,14 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Per-neuron Tsodyks-Markram utilisation ``U``."""
         return torch.sigmoid(self.use_logit)
 
+    def eta_max(self, dt_ms: float | None = None) -> torch.Tensor | None:
+        """Log of the largest expected spike count per step of ``dt_ms`` (per neuron), or None
+        without saturation (``max_rate_hz=None``)."""
+        if self.hparams.get("max_rate_hz") is None:
+            return None
+        dt = self.dt_ms if dt_ms is None else float(dt_ms)
+        return self.log_max_rate + math.log(dt / 1000.0)
+
     def effective_weight(self) -> torch.Tensor:
         """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0."""
         w = self.weight
@@ -226,7 +243,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             alpha_a=torch.exp(-dt / torch.exp(self.log_tau_adapt_ms)),
             alpha_rec=torch.exp(-dt / torch.exp(self.log_tau_rec_ms)),
             log1m_u=torch.log1p(-self.use), theta=self.theta, beta=self.beta, bias=self.bias,
-            inv_delta_u=1.0 / self.delta_u, log_r0_dt=LOG_R0 + math.log(dt / 1000.0))
+            inv_delta_u=1.0 / self.delta_u, log_r0_dt=LOG_R0 + math.log(dt / 1000.0), eta_max=self.eta_max(dt))
 
     def distance_penalty(self, block: int | None = None) -> torch.Tensor:
         """``sum_ij l2 * exp(d_ij / distance_um) * W_ij^2`` over all synapse types (the distance prior);
@@ -266,7 +283,12 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     def teacher_eta(self, X: torch.Tensor) -> torch.Tensor:
         """Teacher-forced ``log`` expected count per bin ``[T, n_recorded]`` from a design matrix."""
         A, c = self.teacher_readout()
-        return X @ A + c
+        return self.teacher_link(X @ A + c)
+
+    def teacher_link(self, eta: torch.Tensor) -> torch.Tensor:
+        """The recorded neurons' saturation applied to a teacher-forced ``eta`` ``[T, n_recorded]``."""
+        em = self.eta_max()
+        return eta if em is None else saturate(eta, em[:self.n_recorded])
 
     def _eta(self, counts: torch.Tensor) -> torch.Tensor:
         return self.teacher_eta(self.teacher_design(counts))
@@ -445,6 +467,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         cfg = dict(config)
         if cfg.get("dale") and "dale_weights" not in cfg:
             cfg["dale_weights"] = "softplus"  # files from before the parametrization was configurable
+        cfg.setdefault("max_rate_hz", None)  # files from before the saturating escape rate
         coupling_cfg = cfg.pop("stim_coupling", None)
         model = cls(**cfg)
         if coupling_cfg is not None:

@@ -11,6 +11,7 @@ variable as a ``[B, n]`` tensor (``B`` independent trajectories, ``n`` neurons),
     a_t      = alpha_a * a_{t-1} + s_{t-1}                          (spike-frequency adaptation)
     x_t      = 1 - alpha_rec * (1 - x_{t-1} * (1 - U)^{s_{t-1}})   (Tsodyks-Markram depression)
     eta_t    = log(r0 * dt) + (b + w_t - theta - beta * a_t) / delta_u
+    eta_t   <- eta_t - softplus(eta_t - eta_max)                    (saturation at lambda_max, if set)
     eta_t   <- log(exp(eta_t) + m_t)                                (directly evoked spikes, if any)
     s_t      ~ Observation(eta_t)                                   (escape noise: E[s_t] ~ exp(eta_t))
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["NetworkState", "StepParams", "lif_step"]
+__all__ = ["NetworkState", "StepParams", "lif_step", "saturate"]
 
 
 @dataclass
@@ -71,6 +72,20 @@ class StepParams:
     bias: torch.Tensor        # [n]
     inv_delta_u: torch.Tensor  # [n]
     log_r0_dt: float
+    eta_max: torch.Tensor | None = None  # [n] log of the largest expected count per step (None: no cap)
+
+
+def saturate(eta: torch.Tensor, eta_max: torch.Tensor | None) -> torch.Tensor:
+    """Saturating escape rate: ``mu' = 1 / (1 / mu + 1 / mu_max)`` in log form,
+    ``eta' = eta - softplus(eta - eta_max)`` (``mu = exp(eta)`` expected spikes per step).
+
+    The rate of a neuron with dead time ``1 / lambda_max`` driven at ``lambda`` (a refractory
+    period): close to ``mu`` for weak drive, never above ``mu_max``. ``eta_max=None`` leaves
+    ``eta`` unchanged.
+    """
+    if eta_max is None:
+        return eta
+    return eta - torch.nn.functional.softplus(eta - eta_max)
 
 
 def synaptic_input(p: StepParams, e: torch.Tensor, sparse: bool = False) -> torch.Tensor:
@@ -111,7 +126,8 @@ def lif_step(p: StepParams, st: NetworkState, ext: torch.Tensor | None, uniform:
     a = p.alpha_a * st.a + s
     x = 1.0 - p.alpha_rec * (1.0 - st.x * torch.exp(s * p.log1m_u))
     eta = p.log_r0_dt + (p.bias + w - p.theta - p.beta * a) * p.inv_delta_u
-    if direct is not None:
+    eta = saturate(eta, p.eta_max)
+    if direct is not None:  # evoked spikes come on top of the (saturated) network drive
         eta = torch.logaddexp(eta, torch.log(direct))
     s_new = observation.sample(eta, uniform, spike_fn)
     return NetworkState(w=w, I=I, a=a, x=x, s=s_new), eta

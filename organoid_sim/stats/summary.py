@@ -285,13 +285,20 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
     verdict passes when every check in ``tolerances`` (default :data:`DEFAULT_TOLERANCES`) holds;
     checks undefined for the recordings at hand (NaN, e.g. matrix r with one unit) are left out and
     named in ``notes``.
-    A candidate recording is described with the reference's avalanche bin width.
+    A candidate recording is described with the reference's avalanche bin width and burst detector
+    (its ``max_isi_n`` and ``min_units``), so both sides are judged by one definition of an event.
     """
     ref = reference if isinstance(reference, Description) else describe(reference, **describe_params)
-    if not isinstance(candidate, Description) and "avalanche_bin_ms" not in describe_params \
-            and np.isfinite(ref.params.get("avalanche_bin_ms", np.nan)):
-        # avalanches depend on the bin width: use the reference's for both
-        describe_params = {**describe_params, "avalanche_bin_ms": ref.params["avalanche_bin_ms"]}
+    if not isinstance(candidate, Description):
+        # avalanches depend on the bin width and bursts on the ISI_N window, which both adapt to a
+        # recording's rate: use the reference's for both sides
+        if "avalanche_bin_ms" not in describe_params and np.isfinite(ref.params.get("avalanche_bin_ms", np.nan)):
+            describe_params = {**describe_params, "avalanche_bin_ms": ref.params["avalanche_bin_ms"]}
+        if "burst_params" not in describe_params:
+            rb = ref.params["burst"]
+            describe_params = {**describe_params, "burst_params": {
+                "n_spikes": rb["n_spikes"], "max_isi_n": rb["max_isi_n"], "min_ibi": rb["min_ibi"],
+                "min_units": rb["min_units"]}}
     cand = candidate if isinstance(candidate, Description) else describe(candidate, **describe_params)
     notes: list[str] = []
     same_units = len(ref.unit_ids) == len(cand.unit_ids)
