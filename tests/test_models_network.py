@@ -3,6 +3,8 @@ surrogates match snnTorch, and a known network's weights are recovered from its 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +187,34 @@ def test_dale_files_from_before_the_option_keep_the_softplus_weights(tmp_path):
     expected = torch.nn.functional.softplus(raw) * old.sign * old.mask
     assert old.hparams["dale_weights"] == "softplus"
     torch.testing.assert_close(old.effective_weight().detach(), expected)
+
+
+def test_saturating_escape_rate_is_a_dead_time():
+    """``exp(saturate(eta))`` is ``1 / (1 / mu + 1 / mu_max)`` (closed form), and a neuron driven far
+    above threshold fires at its maximum rate, in the fast path and the torch step alike."""
+    from organoid_sim.models.neurons import saturate
+
+    eta = torch.linspace(-8.0, 8.0, 33, dtype=torch.float64)
+    eta_max = torch.tensor(math.log(0.4), dtype=torch.float64)
+    want = 1.0 / (1.0 / torch.exp(eta) + 1.0 / 0.4)
+    torch.testing.assert_close(torch.exp(saturate(eta, eta_max)), want, rtol=1e-12, atol=0)
+    m = _network(4, n_hidden=0, max_rate_hz=40.0)
+    with torch.no_grad():
+        m.weight.zero_()
+        m.bias.fill_(30.0)  # eta ~ 100 above threshold: saturated whatever the resets
+    rec = m.simulate(200.0, seed=1)
+    np.testing.assert_allclose(rec.firing_rates(), 40.0, rtol=0.05)  # Poisson counts at mu_max per bin
+
+
+def test_files_from_before_the_saturating_rate_load_without_it(tmp_path):
+    import json
+
+    m = _network(4, seed=1, n_hidden=0, max_rate_hz=None)
+    path = m.save(tmp_path / "old")
+    cfg_file = next(p for p in path.iterdir() if p.suffix == ".json")
+    cfg = json.loads(cfg_file.read_text())
+    (cfg["config"] if "config" in cfg else cfg).pop("max_rate_hz")
+    cfg_file.write_text(json.dumps(cfg))
+    old = load_model(path)
+    assert old.hparams["max_rate_hz"] is None and old.eta_max() is None
+    assert old.simulate(5.0, seed=3) == m.simulate(5.0, seed=3)

@@ -3,8 +3,9 @@ design matrix of filtered past spikes, ``eta = X A(params) + c(params)``.
 
 That covers the coupled GLM (``X`` = raised-cosine filtered spikes) and the teacher-forced
 :class:`SpikingNetworkModel` (``X`` = synaptic drives, resets and adaptation traces of the
-recorded spikes, :mod:`organoid_sim.models.filters`): the likelihood of all bins is computed at
-once, without a loop over time. For Poisson observations the data term is precomputed,
+recorded spikes, :mod:`organoid_sim.models.filters`, passed through the network's saturating
+escape-rate link): the likelihood of all bins is computed at once, without a loop over time. For
+Poisson observations without a link the data term is precomputed,
 ``sum(y * eta) = <X^T y, A> + <sum_t y, c>``, so each evaluation costs one product ``X A``
 and one ``exp``. Optimisation: L-BFGS with early stopping on the last ``validation_fraction``
 of the window (:func:`organoid_sim.fit.solver.lbfgs_early_stopping`).
@@ -83,7 +84,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
 def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 30,
                        progress: bool = True, checkpoint=None, design: torch.Tensor | None = None, **kwargs) -> dict:
     """Fit a :class:`SpikingNetworkModel`'s recorded-neuron parameters (bias, threshold, escape
-    noise, adaptation strength, weights) to ``counts`` (``[T, n_recorded]``, prepared by the
+    noise, maximum rate, adaptation strength, weights) to ``counts`` (``[T, n_recorded]``, prepared by the
     observation model, on the model's device) by teacher-forced maximum likelihood. ``design``:
     ``model.teacher_design(counts)`` when the caller already has it."""
     X = model.teacher_design(counts) if design is None else design

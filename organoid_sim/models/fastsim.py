@@ -73,9 +73,13 @@ def _thresholds(u: np.ndarray, const: np.ndarray, eta_max=None) -> np.ndarray:
         np.negative(v, out=v)
         np.log(v, out=v)
     if eta_max is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gap = np.minimum(v - eta_max, 0.0)
-            v -= np.log(-np.expm1(gap))  # gap == 0 -> +inf: out of reach
+        gap = np.subtract(v, eta_max)
+        with np.errstate(divide="ignore"):
+            np.minimum(gap, 0.0, out=gap)
+            np.expm1(gap, out=gap)
+            np.negative(gap, out=gap)
+            np.log(gap, out=gap)  # gap == 0 -> -inf: out of reach
+        v -= gap
     v -= const
     return v
 

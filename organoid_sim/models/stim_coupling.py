@@ -48,7 +48,8 @@ pathway's spread plus a broad axonal term), delivered through an alpha kernel wi
 ``direct_tau_ms`` that starts ``d / velocity_um_per_ms`` ms after the pulse (conduction along
 the axon, so latencies grow with distance). With the network silent, ``P(at least one spike) =
 1 - exp(-m)``: graded in charge. The models add ``m`` per step to the expected spike count of the
-step (``exp(eta) + m``, :func:`organoid_sim.models.neurons.lif_step`), so direct spikes are
+step, on top of the network drive after its saturation (``exp(eta') + m``,
+:func:`organoid_sim.models.neurons.lif_step`), so direct spikes are
 ordinary spikes of the neuron (they reset it and reach its synaptic targets). :meth:`direct_input`
 gives the per-step values; ``direct=False`` (and models saved before this pathway existed)
 switches it off.
