@@ -20,12 +20,14 @@ TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model():
+def grid_model(dt_ms: float = 2.0):
+    """A 9-unit SpikingNetworkModel on a 3 x 3 electrode grid (20 s of uniform spikes), unfitted,
+    and its electrodes; shared with the coupling tests."""
     el = grid_electrodes(3, 3)
     rng = np.random.default_rng(0)
     rec = SpikeRecording.from_spike_times([np.sort(rng.uniform(0, 20, 30)) for _ in range(9)], t_start=0,
                                           t_stop=20, electrode_ids=el.ids, electrodes=el)
-    model = SpikingNetworkModel(n_hidden=0, dt_ms=2.0)
+    model = SpikingNetworkModel(n_hidden=0, dt_ms=dt_ms)
     model.attach_recording(rec)
     return model, el
 
@@ -33,7 +35,7 @@ def _model():
 @pytest.fixture(scope="module")
 def session():
     """A session made with a membrane-only coupling (``direct=False``) of known parameters ``TRUE``."""
-    model, el = _model()
+    model, el = grid_model()
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
     return model.stimulate(ev, seed=3)
@@ -49,7 +51,7 @@ def test_prediction_matches_sequential_simulation():
     """The batched single-trial predictor agrees with the model's own sequential simulate()
     (both pathways of the coupling; 24 pulses per condition, as the direct pathway's graded
     responses need more than a few trials to tell conditions apart)."""
-    model, el = _model()
+    model, el = grid_model()
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
     assert model.stim_coupling.direct
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=24, interval_s=0.25, jitter_s=0.05, seed=1)
@@ -64,7 +66,7 @@ def test_prediction_matches_sequential_simulation():
 
 
 def test_calibration_recovers_known_coupling(session):
-    model, el = _model()
+    model, el = grid_model()
     # starts from the physical prior of the membrane pathway (the session was made without the direct one)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
     prior_strength = model.stim_coupling.strength(_held_out()).detach().numpy()
@@ -86,7 +88,7 @@ def test_calibration_recovers_known_coupling(session):
 
 def test_neuron_gains_find_the_weak_units():
     """Units made 5x less excitable in the ground truth get clearly lower fitted gains than the rest."""
-    model, el = _model()
+    model, el = grid_model()
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
     weak = [0, 4, 8]
     with torch.no_grad():
@@ -107,7 +109,7 @@ def test_neuron_gains_find_the_weak_units():
 def test_same_seed_same_calibration(session):
     out = []
     for _ in range(2):
-        model, _ = _model()
+        model, _ = grid_model()
         out.append(calibrate(model, session, params=("gain",), max_evaluations=6, burn_in_s=0.2,
                              progress=False, seed=4).after)
     assert out[0] == out[1]
@@ -119,7 +121,7 @@ def test_loss_is_zero_for_identical_responses(session):
 
 
 def test_bad_inputs_are_refused(session):
-    model, _ = _model()
+    model, _ = grid_model()
     with pytest.raises(ValueError, match="no stimulation events"):
         calibrate(model, session.replace(stim=StimEvents.empty()), progress=False)
     with pytest.raises(ValueError, match="unknown coupling parameters"):
@@ -133,7 +135,7 @@ def test_bad_inputs_are_refused(session):
 def test_calibration_recovers_the_direct_gain():
     """A session made with 3 directly evoked spikes per pulse at saturation (and a weak membrane
     drive): calibrating ``direct_gain`` alone from a 4x too small start lands near 3."""
-    model, el = _model()
+    model, el = grid_model()
     truth = dict(TRUE, gain=0.5, direct_gain=3.0, direct_q50_nc=0.15)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **truth)
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
@@ -146,7 +148,7 @@ def test_calibration_recovers_the_direct_gain():
 
 
 def test_default_parameters_follow_the_pathways():
-    model, el = _model()
+    model, el = grid_model()
     assert default_params(model.stim_coupling) == PARAMS + DIRECT_PARAMS      # the prior has the direct pathway
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
     assert default_params(model.stim_coupling) == PARAMS
@@ -159,7 +161,7 @@ def _held_out() -> StimEvents:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_prediction_on_gpu(session):
-    model, el = _model()
+    model, el = grid_model()
     model = model.to("cuda")
     pred = predict_evoked_responses(model, session.stim, n_trials=4, seed=0)
     assert pred.response_probability.shape[1] == 9

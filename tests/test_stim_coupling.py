@@ -170,17 +170,10 @@ def test_direct_input_delivers_all_spikes_later_with_distance():
     assert plain.direct_input(ev, 400, dt_s) is None and "direct_gain" not in plain.values()
 
 
-def _silent_model(n_trials_xy=None):
-    from organoid_sim import SpikeRecording
-    from organoid_sim.models import SpikingNetworkModel
-    from organoid_sim.synthetic import grid_electrodes
+def _silent_model():
+    from test_calibrate import grid_model
 
-    el = grid_electrodes(3, 3)
-    rng = np.random.default_rng(0)
-    rec = SpikeRecording.from_spike_times([np.sort(rng.uniform(0, 20, 30)) for _ in range(9)], t_start=0,
-                                          t_stop=20, electrode_ids=el.ids, electrodes=el)
-    model = SpikingNetworkModel(n_hidden=0, dt_ms=1.0)
-    model.attach_recording(rec)
+    model, _ = grid_model(dt_ms=1.0)
     with torch.no_grad():            # no spontaneous spikes, no synaptic answers: only direct spikes remain
         model.bias.fill_(-30.0)
         model.weight.zero_()
