@@ -46,13 +46,12 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = None
     if likelihood_weight > 0:
-        from .teacher import _data_term, split_index
+        from .teacher import _data_term, network_link, split_index
 
         cut = split_index(counts.shape[0], validation_fraction)
         X = model.teacher_design(counts) if design is None else design
         X, y = X[:cut], counts[:cut]
-        link = model.teacher_link if model.eta_max() is not None else None
-        ll_fn = _data_term(X, y, model.observation, link)
+        ll_fn = _data_term(X, y, model.observation, network_link(model))
         n_spk = max(float(y.sum()), 1.0)
         with torch.no_grad():
             ll_start = float(ll_fn(*model.teacher_readout()))

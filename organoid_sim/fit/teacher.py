@@ -46,16 +46,24 @@ def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     return lambda A, c: observation.log_likelihood(y, link(X @ A + c))
 
 
+def network_link(model):
+    """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`_data_term`: its
+    saturation, or None without one (so Poisson keeps the precomputed data term)."""
+    return model.teacher_link if model.eta_max() is not None else None
+
+
 def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
                          readout: Callable[[], tuple], params: list, penalty: Callable[[], torch.Tensor], *,
-                         observation, link: Callable | None = None, validation_fraction: float = 0.1, max_epochs: int = 30,
+                         observation, link: Callable | None = None, validation_fraction: float = 0.1,
+                         max_epochs: int = 30,
                          iters_per_epoch: int = 10, patience: int = 3, progress: bool = True,
                          desc: str = "fit", checkpoint=None, stage: str = "fit") -> dict:
     """Penalised maximum likelihood of ``y`` (``[T, N]`` prepared counts) under ``eta = X A + c``.
 
     ``readout()`` returns ``(A, c)`` from ``params``; ``penalty()`` is added to the negative
-    log-likelihood per spike; ``link`` (differentiable) maps ``X A + c`` to ``eta`` (identity if None). Returns train/held-out bits/spike (each against its own part's
-    homogeneous null) and the number of epochs used.
+    log-likelihood per spike; ``link`` (differentiable) maps ``X A + c`` to ``eta`` (identity if
+    None). Returns train/held-out bits/spike (each against its own part's homogeneous null) and
+    the number of epochs used.
     """
     cut = split_index(y.shape[0], validation_fraction)
     X_tr, y_tr, X_va, y_va = X[:cut], y[:cut], X[cut:], y[cut:]
@@ -90,9 +98,9 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
     X = model.teacher_design(counts) if design is None else design
     nr = model.n_recorded
     params = [getattr(model, p) for p in TF_PARAMS if hasattr(model, p)]
-    link = model.teacher_link if model.eta_max() is not None else None
     return fit_linear_predictor(model, X, counts, model.teacher_readout, params,
-                                lambda: model.distance_penalty(block=nr), observation=model.observation, link=link,
+                                lambda: model.distance_penalty(block=nr), observation=model.observation,
+                                link=network_link(model),
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
 

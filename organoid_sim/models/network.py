@@ -221,7 +221,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     def eta_max(self, dt_ms: float | None = None) -> torch.Tensor | None:
         """Log of the largest expected spike count per step of ``dt_ms`` (per neuron), or None
         without saturation (``max_rate_hz=None``)."""
-        if self.hparams.get("max_rate_hz") is None:
+        if self.hparams["max_rate_hz"] is None:
             return None
         dt = self.dt_ms if dt_ms is None else float(dt_ms)
         return self.log_max_rate + math.log(dt / 1000.0)
