@@ -121,6 +121,10 @@ class _Net:
         self.rel_l = [None] + [(1.0 - np.exp(c * l1u)).tolist() for c in range(1, max_count + 1)]
         self.rows = [list(self.WTs[r]) for r in range(k)] if B == 1 else None  # row views, made once
 
+    def eta_max_of(self, idx) -> np.ndarray | None:
+        """The saturation level of neurons ``idx`` (None without saturation)."""
+        return None if self.eta_max is None else self.eta_max[idx]
+
     def state(self, s: np.ndarray, like: torch.Tensor) -> NetworkState:
         """The current state back in model units, as tensors on ``like``'s device and dtype."""
         k, X = self.k, self.X
@@ -223,8 +227,7 @@ def _chunk_single(net: _Net, u: np.ndarray, v: np.ndarray, il: list, cl: list, t
             # P(y >= 2) <= mu^2 / 2: compute exact counts only where that bound exceeds u
             elif any(uj.item(i) < 0.5000001 * math.exp(2.0 * min(diff.item(i) + net.c_l[i], _LOG50)) + 1e-15
                    for i in il):
-                em = None if net.eta_max is None else net.eta_max[idx]
-                cl = _counts(diff[idx] + net.const[idx], uj[idx], max_count, em).tolist()
+                cl = _counts(diff[idx] + net.const[idx], uj[idx], max_count, net.eta_max_of(idx)).tolist()
         if record and t >= 0:
             events.append((t, idx, cl))
     return il, cl
@@ -259,8 +262,7 @@ def _chunk_batch(net: _Net, u, v, s, t0, ext_s, max_count, record, events, dir_s
                 if eta_d is not None:
                     s[b, i] = _counts(eta_d[b, i], u[j, b, i], max_count)
                 else:
-                    s[b, i] = _counts(diff[b, i] + net.const[i], u[j, b, i], max_count,
-                                      None if net.eta_max is None else net.eta_max[i])
+                    s[b, i] = _counts(diff[b, i] + net.const[i], u[j, b, i], max_count, net.eta_max_of(i))
             if record and t >= 0:
                 b, i = np.nonzero(s)
                 events.append((t, b, i, s[b, i]))

@@ -20,8 +20,9 @@ the resting drive (bias), the reset subtracts ``theta`` per spike, adaptation ra
 effective threshold by ``beta * a`` and ``ext`` is the stimulation input (threshold units per
 step); ``m`` (optional) adds directly evoked spikes to the expected count of the step (the
 direct pathway of :class:`~organoid_sim.models.stim_coupling.StimulusCoupling`). The intensity
-is ``lambda = r0 * exp((v - theta - beta a) / delta_u)`` Hz (exponential escape noise, Gerstner
-et al. 2014, ch. 9). All the state-to-state maps are linear in the past spikes except the
+is ``g = r0 * exp((v - theta - beta a) / delta_u)`` Hz (exponential escape noise, Gerstner et al.
+2014, ch. 9), saturated as ``lambda = 1 / (1 / g + 1 / lambda_max)`` when ``eta_max`` is set
+(:func:`saturate`). All the state-to-state maps are linear in the past spikes except the
 depression ``x``, which is why the teacher-forced likelihood is parallel over time (see
 :mod:`organoid_sim.fit.teacher`).
 """

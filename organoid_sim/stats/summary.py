@@ -294,11 +294,8 @@ def compare(reference, candidate, *, tolerances: dict | None = None, **describe_
         # recording's rate: use the reference's for both sides
         if "avalanche_bin_ms" not in describe_params and np.isfinite(ref.params.get("avalanche_bin_ms", np.nan)):
             describe_params = {**describe_params, "avalanche_bin_ms": ref.params["avalanche_bin_ms"]}
-        if "burst_params" not in describe_params:
-            rb = ref.params["burst"]
-            describe_params = {**describe_params, "burst_params": {
-                "n_spikes": rb["n_spikes"], "max_isi_n": rb["max_isi_n"], "min_ibi": rb["min_ibi"],
-                "min_units": rb["min_units"]}}
+        if "burst_params" not in describe_params:  # the parameters detect_bursts actually used
+            describe_params = {**describe_params, "burst_params": dict(ref.params["burst"])}
     cand = candidate if isinstance(candidate, Description) else describe(candidate, **describe_params)
     notes: list[str] = []
     same_units = len(ref.unit_ids) == len(cand.unit_ids)
