@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from organoid_sim.fit.checkpoint import Checkpointer
-from organoid_sim.fit.summary import data_windows, stats_loss, summary_stats
+from organoid_sim.fit.summary import burst_persistence, data_windows, stats_loss, summary_stats
 
 
 def test_summary_stats_match_numpy():
@@ -24,6 +24,23 @@ def test_summary_stats_match_numpy():
     pc = pop - pop.mean(0)
     ref = np.array([(pc[: 100 - k] * pc[k:]).mean() for k in range(6)]) / pop.mean() ** 2
     np.testing.assert_allclose(st["pop_acov"].numpy(), ref, rtol=1e-4)
+
+
+def test_burst_persistence_matches_numpy_and_the_closed_form():
+    from scipy.special import expit
+
+    rng = np.random.default_rng(1)
+    pop = rng.poisson(1.5, size=(300, 2)).astype(np.float64)
+    got = burst_persistence(torch.from_numpy(pop), window_steps=4, n_spikes=8, n_lags=5)
+    moving = np.stack([np.convolve(pop[:, b], np.ones(4), "valid") for b in range(2)], 1)
+    h = expit(moving - 7.5)
+    ref = np.array([(h[:-k] * h[k:]).mean() for k in range(1, 6)]) / h.mean()
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10)
+    # one isolated burst of D steps far above threshold: P(still inside k steps later) = (D - k) / D
+    D, pop = 20, np.zeros((1000, 1))
+    pop[400:400 + D] = 100.0
+    got = burst_persistence(torch.from_numpy(pop), window_steps=1, n_spikes=10, n_lags=8)
+    np.testing.assert_allclose(got.numpy(), (D - np.arange(1, 9)) / D, rtol=1e-2)
 
 
 def test_data_windows_and_loss_zero_at_target():

@@ -111,3 +111,43 @@ def test_glm_simulation_draws_from_the_teacher_forced_intensity():
     replay = np.stack([np.minimum(rng.poisson(np.exp(np.minimum(e, np.log(cap)))[None]), cap)[0] for e in eta])
     assert sim.n_spikes > 500
     np.testing.assert_array_equal(replay, y.numpy())
+
+
+def _layout(n):
+    from organoid_sim.models.base import layout_of
+
+    return layout_of(_poisson_recording([1.0] * n, 10.0))
+
+
+def test_simulated_spike_times_keep_bins_and_a_dead_time():
+    from organoid_sim.models.base import counts_to_recording
+    from organoid_sim.tensor import to_dense
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(0.6, size=(4000, 3)).clip(0, 4)
+    rec = counts_to_recording(counts, 5.0, _layout(3), t_start=2.0, seed=1, refractory_ms=1.0)
+    # every spike stays in its own bin: binning the recording again gives the counts back exactly
+    assert np.array_equal(to_dense(rec, bin_ms=5.0).numpy().astype(int), counts)
+    # no interval under the dead time, also across bin edges (counts <= 4 leave room for 1 ms gaps)
+    for u in range(3):
+        assert np.diff(rec.spike_times[u]).min() >= 1e-3 - 1e-12
+
+
+def test_single_spikes_are_uniform_inside_the_shrunk_bin():
+    from organoid_sim.models.base import counts_to_recording
+
+    counts = np.zeros((20000, 1), dtype=int)
+    counts[::2] = 1                                           # lone spikes, 1 per bin
+    rec = counts_to_recording(counts, 5.0, _layout(1), seed=4, refractory_ms=1.0)
+    offset = rec.spike_times[0] * 1000.0 - np.arange(0, 20000, 2) * 5.0
+    # uniform on [g/2, dt - g/2] = [0.5, 4.5] ms (Kolmogorov-Smirnov against scipy's uniform)
+    assert stats.kstest(offset, stats.uniform(loc=0.5, scale=4.0).cdf).pvalue > 1e-3
+
+
+def test_crowded_bins_shrink_the_gap_to_the_bin_share():
+    from organoid_sim.models.base import counts_to_recording
+
+    counts = np.full((50, 1), 10)                            # 10 spikes per 5 ms bin: gap 0.5 ms
+    rec = counts_to_recording(counts, 5.0, _layout(1), seed=0, refractory_ms=1.0)
+    isi = np.diff(rec.spike_times[0])
+    assert isi.min() >= 0.5e-3 - 1e-12 and rec.n_spikes == 500

@@ -64,8 +64,6 @@ def run_fit(args) -> int:
     m = model.provenance.get("metrics", {})
     # the saved model's figure: after refinement and calibration when they ran, else the teacher-forced one
     val = m.get("final_val_bits", m.get("best_val_bits", float("nan")))
-    if m.get("refinement_rejected"):
-        val = m.get("best_val_bits", float("nan"))
     print(f"saved {out}: {model.n_recorded} recorded + {model.n_hidden} hidden neurons, "
           f"held-out (validation) {val:.3f} bits/spike, fit {m.get('fit_s', 0):.1f} s")
     return 0

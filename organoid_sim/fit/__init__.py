@@ -30,8 +30,9 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
        ``validation_fraction`` of the window (:func:`fit_teacher_forced`, ``max_epochs``);
     2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
-       ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations and the
-       population-rate autocovariance of the data, anchored by ``likelihood_weight`` times the
+       ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations, the
+       population-rate autocovariance and the burst persistence (under the recording's ISI_N
+       burst detector, :func:`organoid_sim.stats.detect_bursts`) of the data, anchored by ``likelihood_weight`` times the
        teacher-forced negative log-likelihood (``refine_options``: more arguments of
        :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);
@@ -40,7 +41,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
 
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
     by more than ``max_likelihood_loss`` bits/spike, they are undone: the model keeps the stage-1
-    parameters, and ``metrics["refinement_rejected"]`` says so (a culture without network
+    parameters, ``metrics["refinement_rejected"]`` says so and ``metrics["rejected_val_bits"]`` keeps
+    the figure of the undone parameters (a culture without network
     structure gives refinement nothing to fit and only costs likelihood). ``None`` disables it.
 
     ``device``: ``"cpu"``/``"cuda"`` (default: where the model is). ``seed`` fixes all randomness.
@@ -70,10 +72,16 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         from .refine import refine_free_running
 
         t1 = time.perf_counter()
+        opts = dict(refine_options or {})
+        if "burst" not in opts:
+            from ..stats import detect_bursts
+
+            bp = detect_bursts(recording).params
+            opts["burst"] = (bp["max_isi_n"], bp["n_spikes"])
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
                                            window_s=refine_window_s, likelihood_weight=likelihood_weight,
                                            validation_fraction=validation_fraction, seed=seed, progress=progress,
-                                           checkpoint=ckpt, design=design, **(refine_options or {})))
+                                           checkpoint=ckpt, design=design, **opts))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
         from .calibrate import calibrate_rates
@@ -91,6 +99,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
                           f"teacher-forced likelihood (more than max_likelihood_loss={max_likelihood_loss}): "
                           "keeping the teacher-forced parameters", RuntimeWarning, stacklevel=3)
             model.load_state_dict(after_tf)
+            metrics["rejected_val_bits"] = final
+            metrics["final_val_bits"] = validation_bits(model, counts, validation_fraction, design=design)
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     return model

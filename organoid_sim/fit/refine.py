@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.neurons import lif_step
-from .summary import data_windows, stats_loss, summary_stats
+from .summary import LOSS_WEIGHTS, data_windows, stats_loss, summary_stats
 
 __all__ = ["refine_free_running"]
 
@@ -25,6 +25,7 @@ __all__ = ["refine_free_running"]
 def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
                         bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, validation_fraction: float = 0.0, seed: int = 0,
+                        burst: tuple[float, int] | None = None, persistence_ms: float = 60.0,
                         progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
     """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
     (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared).
@@ -36,12 +37,21 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     :func:`organoid_sim.fit.fit_network`'s check; ``design`` is ``model.teacher_design(counts)``
     when the caller already has it. The time constants and ``U`` stay as they are (the
     teacher-forced design depends on them).
+
+    ``burst``: ``(max_isi_n in s, n_spikes)`` of the data's ISI_N burst detector
+    (:func:`organoid_sim.stats.detect_bursts`); with it the loss also matches the burst
+    persistence over ``persistence_ms`` (:mod:`organoid_sim.fit.summary`).
     """
     dt = model.dt_ms
     L = max(2, int(round(window_s * 1000.0 / dt)))
     nr = model.n_recorded
+    stat_kw = {}
+    if burst is not None and {**LOSS_WEIGHTS, **(weights or {})}["burst_persistence"] > 0:
+        # (ISI_N window in s, N) -> (steps, spikes)
+        stat_kw = {"burst": (max(1, int(round(burst[0] * 1000.0 / dt))), float(burst[1])),
+                   "persistence_lags": max(1, int(round(persistence_ms / dt)))}
     with torch.no_grad():
-        target = summary_stats(data_windows(counts, L), dt, bin_ms, n_lags)
+        target = summary_stats(data_windows(counts, L), dt, bin_ms, n_lags, **stat_kw)
     frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = None
@@ -73,7 +83,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
             for k in range(L):
                 st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
                 out.append(st.s[:, :nr])
-            sim = summary_stats(torch.stack(out), dt, bin_ms, n_lags)
+            sim = summary_stats(torch.stack(out), dt, bin_ms, n_lags, **stat_kw)
             loss, parts = stats_loss(sim, target, weights)
             if anchor is not None:
                 lost = (anchor[1] - anchor[0](*model.teacher_readout())) / anchor[2]

@@ -9,18 +9,31 @@ steps) and on simulations, so the two sides use one estimator:
   trajectory), the quantity :func:`organoid_sim.stats.compare` checks;
 * ``pop_acov``: autocovariance of the population count in ``bin_ms`` bins at lags
   ``0..n_lags``, divided by the squared mean population count: its lag 0 measures how bursty
-  the population is, its decay how long bursts last.
+  the population is, its decay how long bursts last;
+* ``burst_persistence`` (when ``burst = (window_steps, n_spikes)`` is given): with
+  ``h(t) = sigmoid(n(t) - n_spikes + 1/2)``, a soft indicator that the population fired at least
+  ``n_spikes`` spikes in the ``window_steps`` steps ending at ``t`` (the ISI_N criterion of
+  :func:`organoid_sim.stats.detect_bursts`), the probability ``E[h(t) h(t+k)] / E[h(t)]`` of
+  still being inside a burst ``k = 1..persistence_lags`` steps later: for an isolated burst of
+  ``D`` steps it is ``(D - k) / D``, so it measures how long bursts stay above the detector's
+  threshold, which the 10 ms autocovariance leaves loose.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["summary_stats", "data_windows", "stats_loss"]
+__all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "LOSS_WEIGHTS"]
+
+#: default weights of the refinement loss's parts (``stats_loss``); chosen on wells D1, A5 and F2
+#: of the DIV12 file, see docs/models.md ("Refinement statistics")
+LOSS_WEIGHTS = {"rate": 1.0, "corr": 2.0, "pop_acov": 3.0, "burst_persistence": 6.0}
 
 
-def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: int = 25) -> dict:
-    """Summary statistics of ``s`` (``[L, B, N]``), differentiable in ``s``."""
+def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: int = 25,
+                  burst: tuple[int, float] | None = None, persistence_lags: int = 12) -> dict:
+    """Summary statistics of ``s`` (``[L, B, N]``), differentiable in ``s``; ``burst`` and
+    ``persistence_lags`` (steps) configure ``burst_persistence`` (module docstring)."""
     L, B, N = s.shape
     nb = max(1, int(round(bin_ms / dt_ms)))
     nbins = L // nb
@@ -35,7 +48,21 @@ def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: i
     pc = pop - pop.mean(0, keepdim=True)
     K = min(n_lags, nbins - 1)
     acov = torch.stack([(pc[: nbins - k] * pc[k:]).mean() for k in range(K + 1)])
-    return {"rate": rate, "corr": corr, "pop_acov": acov / mean_pop ** 2}
+    out = {"rate": rate, "corr": corr, "pop_acov": acov / mean_pop ** 2}
+    if burst is not None:
+        out["burst_persistence"] = burst_persistence(s.sum(-1), int(burst[0]), float(burst[1]), persistence_lags)
+    return out
+
+
+def burst_persistence(pop: torch.Tensor, window_steps: int, n_spikes: float, n_lags: int) -> torch.Tensor:
+    """``E[h(t) h(t+k)] / E[h(t)]`` for ``k = 1..n_lags`` of the soft burst indicator ``h``
+    (module docstring); ``pop``: population counts ``[L, B]``."""
+    c = torch.cumsum(torch.nn.functional.pad(pop, (0, 0, 1, 0)), 0)
+    moving = c[window_steps:] - c[:-window_steps]                     # spikes in each window
+    h = torch.sigmoid(moving - n_spikes + 0.5)
+    T = h.shape[0]
+    p_in = h.mean().clamp_min(1e-6)
+    return torch.stack([(h[: T - k] * h[k:]).mean() for k in range(1, min(n_lags, T - 1) + 1)]) / p_in
 
 
 def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
@@ -47,8 +74,9 @@ def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
 
 
 def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
-    """Weighted squared differences of the statistics; returns the total and each part (floats)."""
-    w = {"rate": 1.0, "corr": 1.0, "pop_acov": 3.0, **(weights or {})}
+    """Weighted squared differences of the statistics (``weights`` update :data:`LOSS_WEIGHTS`;
+    ``burst_persistence`` counts when ``target`` has it); returns the total and each part (floats)."""
+    w = {**LOSS_WEIGHTS, **(weights or {})}
     n = target["corr"].shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=target["corr"].device)
     parts = {
@@ -56,5 +84,7 @@ def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[to
         "corr": ((sim["corr"] - target["corr"])[off] ** 2).mean() * 10.0 if n > 1 else sim["rate"].sum() * 0,
         "pop_acov": ((torch.log1p(sim["pop_acov"].clamp_min(-0.5)) - torch.log1p(target["pop_acov"].clamp_min(-0.5))) ** 2).mean(),
     }
+    if "burst_persistence" in target:
+        parts["burst_persistence"] = ((sim["burst_persistence"] - target["burst_persistence"]) ** 2).mean() * 10.0
     total = sum(w[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -116,21 +116,30 @@ def unit_ids_from_layout(layout: Mapping) -> np.ndarray:
 
 
 def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_start: float = 0.0,
-                        seed: int = 0, stim=None, metadata: Mapping | None = None) -> SpikeRecording:
+                        seed: int = 0, stim=None, metadata: Mapping | None = None,
+                        refractory_ms: float = 1.0) -> SpikeRecording:
     """A :class:`SpikeRecording` from simulated ``[T, N]`` counts in ``dt_ms`` bins.
 
-    Each spike is placed uniformly at random inside its bin (seeded), so that spike times are not
-    all on the bin grid (statistics such as STTC or ISIs would otherwise see ties).
+    Spike times are drawn inside their bins (seeded), so that they are not all on the bin grid
+    (statistics such as STTC or ISIs would otherwise see ties), and no two spikes of a unit come
+    closer than ``refractory_ms`` (a detector's dead time; shrunk to ``dt_ms / k`` for a bin of
+    ``k`` spikes): the ``k`` spikes of a bin are uniform order statistics on the bin minus
+    ``k`` gaps (the spacing transform), kept half a gap away from both bin edges.
     """
     counts = np.asarray(counts)
     n_bins, n = counts.shape
     dt = dt_ms / 1000.0
     unit, b = np.nonzero(counts.T)
-    reps = counts.T[unit, b].astype(np.int64)
-    unit = np.repeat(unit, reps)
-    b = np.repeat(b, reps)
+    k = counts.T[unit, b].astype(np.int64)
+    unit, b, k = np.repeat(unit, k), np.repeat(b, k), np.repeat(k, k)
     rng = np.random.default_rng(seed)
-    times = t_start + (b + rng.random(len(b))) * dt
+    u = rng.random(len(b))
+    grouped = np.lexsort((u, b, unit))               # spikes of one (unit, bin) together, u ascending
+    unit, b, k, u = unit[grouped], b[grouped], k[grouped], u[grouped]
+    first = np.r_[True, (unit[1:] != unit[:-1]) | (b[1:] != b[:-1])] if len(b) else np.zeros(0, bool)
+    rank = np.arange(len(b)) - np.maximum.accumulate(np.where(first, np.arange(len(b)), 0))
+    gap = np.minimum(refractory_ms / 1000.0, dt / k)
+    times = t_start + b * dt + gap / 2 + u * (dt - k * gap) + rank * gap
     order = np.lexsort((times, unit))
     per_unit = np.bincount(unit, minlength=n)
     offsets = np.concatenate([[0], np.cumsum(per_unit)]).astype(np.int64)
