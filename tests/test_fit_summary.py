@@ -88,6 +88,18 @@ def test_refinement_moves_rates_towards_data():
     assert err(after) < 0.5 * err(before)
 
 
+def test_running_mean_of_state_dicts_equals_the_plain_mean():
+    from organoid_sim.fit.refine import _running_mean
+
+    rng = np.random.default_rng(2)
+    states = [{"w": torch.from_numpy(rng.normal(size=(3, 4))), "n": torch.tensor(k)} for k in range(7)]
+    mean = None
+    for k, st in enumerate(states):
+        mean = _running_mean(mean, st, k)
+    np.testing.assert_allclose(mean["w"].numpy(), np.mean([st["w"].numpy() for st in states], 0), rtol=1e-12)
+    assert int(mean["n"]) == 6                      # integer entries follow the last state
+
+
 def test_interrupted_fit_keeps_best_parameters_and_a_checkpoint(tmp_path):
     from organoid_sim.fit.solver import lbfgs_early_stopping
 

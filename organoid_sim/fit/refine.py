@@ -26,9 +26,15 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
                         bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, validation_fraction: float = 0.0, seed: int = 0,
                         burst: tuple[float, int] | None = None, persistence_ms: float = 60.0,
-                        progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
-    """Adam steps on the summary-statistics loss; keeps the parameters with the lowest loss
-    (smoothed over iterations). ``counts``: recorded ``[T, n_recorded]`` counts (prepared).
+                        average_from: float | None = 0.5, progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
+    """Adam steps on the summary-statistics loss. ``counts``: recorded ``[T, n_recorded]`` counts
+    (prepared).
+
+    The model ends with the average of the parameters after each step from ``average_from *
+    steps`` on (Polyak-Ruppert averaging: the gradients are estimated from short random runs, and
+    one iterate carries that noise into the fitted network); ``average_from=None`` keeps the
+    iterate with the lowest loss (smoothed over iterations) instead, as does an interruption
+    before the averaging starts.
 
     ``likelihood_weight`` adds the teacher-forced negative log-likelihood per spike (nats, minus
     its value at the start) to the loss, so refinement fixes the free-running statistics without
@@ -72,7 +78,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     _, state, _ = model.run(int(round(burn_in_s * 1000.0 / dt)), batch=batch, seed=seed + 2, record=False)
     best = {"loss": float("inf"), "state": copy.deepcopy(model.state_dict()), "step": -1}
     smooth, parts = None, {}
-    prev_state = best["state"]
+    prev_state, averaged = best["state"], None
     bar = tqdm(range(steps), disable=not progress, desc="free-running refinement", unit="step")
     try:
         for it in bar:
@@ -100,13 +106,26 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
             if total < best["loss"] and it >= 3:
                 best = {"loss": total, "state": prev_state, "step": it}
             prev_state = copy.deepcopy(model.state_dict())
+            if average_from is not None and it >= int(average_from * steps):
+                averaged = _running_mean(averaged, prev_state, it - int(average_from * steps))
             bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()})
             if checkpoint is not None and it % 10 == 9:
                 checkpoint.save(model, "refine", it, smooth)
-    finally:  # also on KeyboardInterrupt: keep the best parameters and leave a checkpoint
-        if best["step"] >= 0:
+    finally:  # also on KeyboardInterrupt: keep the averaged (or best) parameters and leave a checkpoint
+        if averaged is not None:
+            model.load_state_dict(averaged)
+        elif best["step"] >= 0:
             model.load_state_dict(best["state"])
         if checkpoint is not None:
             checkpoint.save(model, "refine_best", best["step"], smooth or {})
         bar.close()
-    return {"refine_loss": best["loss"], "refine_best_step": best["step"], **{f"refine_{k}": v for k, v in parts.items()}}
+    return {"refine_loss": best["loss"], "refine_best_step": best["step"], "refine_averaged": averaged is not None,
+            **{f"refine_{k}": v for k, v in parts.items()}}
+
+
+def _running_mean(mean: dict | None, state: dict, k: int) -> dict:
+    """The mean of ``k + 1`` state dicts from the mean of the first ``k`` and the next one
+    (floating-point entries only; the others are taken from ``state``)."""
+    if mean is None or k == 0:
+        return {n: v.clone() for n, v in state.items()}
+    return {n: mean[n] + (v - mean[n]) / (k + 1) if v.is_floating_point() else v for n, v in state.items()}
