@@ -147,7 +147,11 @@ def test_single_spikes_are_uniform_inside_the_shrunk_bin():
 def test_crowded_bins_shrink_the_gap_to_the_bin_share():
     from organoid_sim.models.base import counts_to_recording
 
-    counts = np.full((50, 1), 10)                            # 10 spikes per 5 ms bin: gap 0.5 ms
+    counts = np.full((50, 1), 10)                            # 10 spikes per 5 ms bin: gap 5 / 11 ms
     rec = counts_to_recording(counts, 5.0, _layout(1), seed=0, refractory_ms=1.0)
     isi = np.diff(rec.spike_times[0])
-    assert isi.min() >= 0.5e-3 - 1e-12 and rec.n_spikes == 500
+    assert isi.min() >= 5e-3 / 11 - 1e-12 and rec.n_spikes == 500
+    # steps as short as the dead time: lone spikes still spread over the middle half of the bin
+    lone = counts_to_recording(np.ones((4000, 1), dtype=int), 1.0, _layout(1), seed=1, refractory_ms=1.0)
+    offset = lone.spike_times[0] * 1000.0 - np.arange(4000)
+    assert stats.kstest(offset, stats.uniform(loc=0.25, scale=0.5).cdf).pvalue > 1e-3

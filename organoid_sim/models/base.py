@@ -122,9 +122,10 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
 
     Spike times are drawn inside their bins (seeded), so that they are not all on the bin grid
     (statistics such as STTC or ISIs would otherwise see ties), and no two spikes of a unit come
-    closer than ``refractory_ms`` (a detector's dead time; shrunk to ``dt_ms / k`` for a bin of
-    ``k`` spikes): the ``k`` spikes of a bin are uniform order statistics on the bin minus
-    ``k`` gaps (the spacing transform), kept half a gap away from both bin edges.
+    closer than ``refractory_ms`` (a detector's dead time; shrunk to ``dt_ms / (k + 1)`` for a bin
+    of ``k`` spikes, so that the times stay random when ``dt_ms`` is not much longer than the dead
+    time): the ``k`` spikes of a bin are uniform order statistics on the bin minus ``k`` gaps (the
+    spacing transform), kept half a gap away from both bin edges.
     """
     counts = np.asarray(counts)
     n_bins, n = counts.shape
@@ -138,7 +139,7 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
     unit, b, k, u = unit[grouped], b[grouped], k[grouped], u[grouped]
     first = np.r_[True, (unit[1:] != unit[:-1]) | (b[1:] != b[:-1])] if len(b) else np.zeros(0, bool)
     rank = np.arange(len(b)) - np.maximum.accumulate(np.where(first, np.arange(len(b)), 0))
-    gap = np.minimum(refractory_ms / 1000.0, dt / k)
+    gap = np.minimum(refractory_ms / 1000.0, dt / (k + 1))  # leaves dt / (k + 1) of room to draw from
     times = t_start + b * dt + gap / 2 + u * (dt - k * gap) + rank * gap
     order = np.lexsort((times, unit))
     per_unit = np.bincount(unit, minlength=n)
