@@ -32,8 +32,7 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
        ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations, the
        population-rate autocovariance and the burst persistence (under the recording's ISI_N
-       burst detector, :func:`organoid_sim.stats.detect_bursts`) of the data, the parameters of
-       the second half of the steps averaged, anchored by ``likelihood_weight`` times the
+       burst detector, :func:`organoid_sim.stats.detect_bursts`) of the data, anchored by ``likelihood_weight`` times the
        teacher-forced negative log-likelihood (``refine_options``: more arguments of
        :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);

@@ -26,15 +26,17 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
                         bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
                         likelihood_weight: float = 1.0, validation_fraction: float = 0.0, seed: int = 0,
                         burst: tuple[float, int] | None = None, persistence_ms: float = 60.0,
-                        average_from: float | None = 0.5, progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
+                        average_from: float | None = None, progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
     """Adam steps on the summary-statistics loss. ``counts``: recorded ``[T, n_recorded]`` counts
     (prepared).
 
-    The model ends with the average of the parameters after each step from ``average_from *
-    steps`` on (Polyak-Ruppert averaging: the gradients are estimated from short random runs, and
-    one iterate carries that noise into the fitted network); ``average_from=None`` keeps the
-    iterate with the lowest loss (smoothed over iterations) instead, as does an interruption
-    before the averaging starts.
+    The model ends with the iterate of the lowest loss (smoothed over iterations). With
+    ``average_from`` (a fraction of ``steps``) it ends instead with the average of the parameters
+    after each step from ``average_from * steps`` on (Polyak-Ruppert averaging of the noise that
+    gradients from short random runs carry; an interruption before the averaging starts keeps the
+    best iterate). Measured on three wells in docs/models.md: it raised F2's correlations but
+    made D1's bursts too frequent, and with few steps it averages unconverged iterates, so it is
+    off by default.
 
     ``likelihood_weight`` adds the teacher-forced negative log-likelihood per spike (nats, minus
     its value at the start) to the loss, so refinement fixes the free-running statistics without
