@@ -55,9 +55,10 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     nr = model.n_recorded
     stat_kw = {}
     if burst is not None and {**LOSS_WEIGHTS, **(weights or {})}["burst_persistence"] > 0:
-        # (ISI_N window in s, N) -> (steps, spikes)
-        stat_kw = {"burst": (max(1, int(round(burst[0] * 1000.0 / dt))), float(burst[1])),
-                   "persistence_lags": max(1, int(round(persistence_ms / dt)))}
+        # (ISI_N window in s, N) -> (steps, spikes); skipped when a window cannot hold the lags
+        win, lags = max(1, int(round(burst[0] * 1000.0 / dt))), max(1, int(round(persistence_ms / dt)))
+        if win + lags < L:
+            stat_kw = {"burst": (win, float(burst[1])), "persistence_lags": lags}
     with torch.no_grad():
         target = summary_stats(data_windows(counts, L), dt, bin_ms, n_lags, **stat_kw)
     frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
