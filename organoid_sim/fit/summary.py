@@ -27,7 +27,7 @@ __all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "
 
 #: default weights of the refinement loss's parts (``stats_loss``); chosen on wells D1, A5 and F2
 #: of the DIV12 file, see docs/models.md ("Refinement statistics")
-LOSS_WEIGHTS = {"rate": 1.0, "corr": 2.0, "pop_acov": 3.0, "burst_persistence": 6.0}
+LOSS_WEIGHTS = {"rate": 1.0, "corr": 2.5, "pop_acov": 3.0, "burst_persistence": 6.0}
 
 
 def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: int = 25,
