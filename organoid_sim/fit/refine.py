@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.neurons import lif_step
-from .summary import LOSS_WEIGHTS, data_windows, stats_loss, summary_stats
+from .summary import data_windows, loss_weights, stats_loss, summary_stats
 
 __all__ = ["refine_free_running"]
 
@@ -54,7 +54,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     L = max(2, int(round(window_s * 1000.0 / dt)))
     nr = model.n_recorded
     stat_kw = {}
-    if burst is not None and {**LOSS_WEIGHTS, **(weights or {})}["burst_persistence"] > 0:
+    if burst is not None and loss_weights(weights)["burst_persistence"] > 0:
         # (ISI_N window in s, N) -> (steps, spikes); skipped when a window cannot hold the lags
         win, lags = max(1, int(round(burst[0] * 1000.0 / dt))), max(1, int(round(persistence_ms / dt)))
         if win + lags < L:
@@ -82,6 +82,7 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     best = {"loss": float("inf"), "state": copy.deepcopy(model.state_dict()), "step": -1}
     smooth, parts = None, {}
     prev_state, averaged = best["state"], None
+    avg_start = None if average_from is None else int(average_from * steps)
     bar = tqdm(range(steps), disable=not progress, desc="free-running refinement", unit="step")
     try:
         for it in bar:
@@ -109,8 +110,8 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
             if total < best["loss"] and it >= 3:
                 best = {"loss": total, "state": prev_state, "step": it}
             prev_state = copy.deepcopy(model.state_dict())
-            if average_from is not None and it >= int(average_from * steps):
-                averaged = _running_mean(averaged, prev_state, it - int(average_from * steps))
+            if avg_start is not None and it >= avg_start:
+                averaged = _running_mean(averaged, prev_state, it - avg_start)
             bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()})
             if checkpoint is not None and it % 10 == 9:
                 checkpoint.save(model, "refine", it, smooth)

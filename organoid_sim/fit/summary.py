@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "LOSS_WEIGHTS"]
+__all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "loss_weights", "LOSS_WEIGHTS"]
 
 #: default weights of the refinement loss's parts (``stats_loss``); chosen by looking at the fit
 #: benchmark on wells D1, A5 and F2 of the DIV12 file, see docs/models.md ("How the default was chosen")
@@ -73,10 +73,15 @@ def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
     return counts[: W * L].reshape(W, L, -1).transpose(0, 1)
 
 
+def loss_weights(weights: dict | None = None) -> dict:
+    """:data:`LOSS_WEIGHTS` updated by ``weights`` (the weights :func:`stats_loss` uses)."""
+    return {**LOSS_WEIGHTS, **(weights or {})}
+
+
 def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Weighted squared differences of the statistics (``weights`` update :data:`LOSS_WEIGHTS`;
     ``burst_persistence`` counts when ``target`` has it); returns the total and each part (floats)."""
-    w = {**LOSS_WEIGHTS, **(weights or {})}
+    w = loss_weights(weights)
     n = target["corr"].shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=target["corr"].device)
     parts = {
