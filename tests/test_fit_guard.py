@@ -1,6 +1,7 @@
 """The likelihood guard of the network fit: the held-out part of the fitting window stays held out
 (refinement's likelihood anchor never sees it), its teacher-forced score matches scipy's Poisson
-log-pmf, and stages that cost more held-out likelihood than allowed are undone."""
+log-pmf, stages that cost more held-out likelihood than allowed are undone, and on data without
+network structure the uncoupled null (the homogeneous Poisson MLE) is kept."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from scipy.stats import poisson
 
 from organoid_sim import SpikeRecording
 from organoid_sim.fit import fit_network
-from organoid_sim.fit.teacher import validation_bits
+from organoid_sim.fit.teacher import fit_uncoupled, validation_bits
 from organoid_sim.models import SpikingNetworkModel
 
 
@@ -63,3 +64,37 @@ def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
     else:  # undone: back to the teacher-forced parameters and their held-out score
         assert met["refinement_rejected"] and now == pytest.approx(met["best_val_bits"], abs=1e-6)
         assert met["rejected_val_bits"] < met["best_val_bits"] - 0.01
+
+
+@pytest.mark.parametrize("observation, max_rate", [("poisson", 300.0), ("poisson", None), ("bernoulli", 300.0)])
+def test_uncoupled_null_is_the_homogeneous_maximum_likelihood_model(observation, max_rate):
+    rec = _poisson_recording(seed=2)
+    m = SpikingNetworkModel(n_hidden=2, seed=0, observation=observation, max_rate_hz=max_rate)
+    m.attach_recording(rec)
+    counts = m.observation.prepare(m._binned(rec, device=m._device()))
+    fit_uncoupled(m, counts, validation_fraction=0.2)
+    assert torch.all(m.effective_weight()[:, :6, :6] == 0)
+    with torch.no_grad():
+        mu = torch.exp(m.teacher_eta(m.teacher_design(counts))).double().numpy()
+    y = counts.double().numpy()[: int(len(counts) * 0.8)]
+    # closed form: a constant Poisson rate's MLE is the mean count; a Bernoulli p's the spike fraction
+    expected = y.mean(0) if observation == "poisson" else -np.log1p(-y.mean(0))
+    np.testing.assert_allclose(mu, np.broadcast_to(expected, mu.shape), rtol=1e-4)
+
+
+def test_structureless_data_keep_the_uncoupled_network():
+    rec = _poisson_recording(n=16, duration=80.0, seed=3)
+    train, held = rec.split(0.75)
+    m = SpikingNetworkModel(n_hidden=0, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_network(m, train, max_epochs=5, refine_steps=0, calibration_rounds=0, progress=False, seed=0)
+    met = m.provenance["metrics"]
+    assert met["uncoupled"] and met["coupled_val_bits"] < met["uncoupled_val_bits"]
+    assert any("keeping the uncoupled network" in str(w.message) for w in caught)
+    # the kept model is the homogeneous Poisson model of the fitting window (scipy's log-pmf)
+    m_counts = m._binned(held, device=m._device()).double().numpy()
+    rate = m._binned(train, device=m._device()).double().numpy().mean(0)
+    ll = poisson.logpmf(m_counts, rate).sum()
+    ll0 = poisson.logpmf(m_counts, m_counts.mean(0)).sum()
+    assert m.score(held) == pytest.approx((ll - ll0) / np.log(2) / m_counts.sum(), abs=1e-4)

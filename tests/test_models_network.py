@@ -108,6 +108,7 @@ def test_ground_truth_weights_are_recovered():
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
     fitted = SpikingNetworkModel(tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
     fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
+    assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_true = truth.effective_weight().detach().numpy().ravel()
     w_fit = fitted.effective_weight().detach().numpy().ravel()
     assert np.corrcoef(w_true, w_fit)[0, 1] >= 0.8
@@ -163,6 +164,7 @@ def test_dale_network_weights_are_recovered_and_keep_their_signs(tmp_path):
     assert rec.metadata["saturated_bins"] < 0.005 * rec.n_spikes
     fitted = SpikingNetworkModel(tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True)
     fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
+    assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_fit = fitted.effective_weight().detach().numpy()
     assert (w_fit >= 0).all()
     r = np.corrcoef(truth.effective_weight().detach().numpy().ravel(), w_fit.ravel())[0, 1]

@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from .checkpoint import Checkpointer
-from .teacher import fit_teacher_forced, validation_bits
+from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
 __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
 
@@ -28,7 +28,11 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     """Fit ``model`` to ``recording`` in three stages and return it.
 
     1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
-       ``validation_fraction`` of the window (:func:`fit_teacher_forced`, ``max_epochs``);
+       ``validation_fraction`` of the window (:func:`fit_teacher_forced`, ``max_epochs``), then
+       compared there with the uncoupled null (independent homogeneous Poisson units,
+       :func:`~organoid_sim.fit.teacher.fit_uncoupled`): when coupling does not predict the held-out
+       part better, the null is kept (``metrics["uncoupled"]``, a warning) with its rates fitted to
+       the whole window;
     2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
        ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations, the
        population-rate autocovariance and the burst persistence (under the recording's ISI_N
@@ -40,7 +44,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
        each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
 
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
-    by more than ``max_likelihood_loss`` bits/spike, they are undone: the model keeps the stage-1
+    by more than ``max_likelihood_loss`` bits/spike, or below the uncoupled null's
+    (``metrics["uncoupled_val_bits"]``), they are undone: the model keeps the stage-1
     parameters, ``metrics["refinement_rejected"]`` says so and ``metrics["rejected_val_bits"]`` keeps
     the figure of the undone parameters (a culture without network
     structure gives refinement nothing to fit and only costs likelihood). ``None`` disables it.
@@ -66,6 +71,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     design = model.teacher_design(counts)
     metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
                                  progress=progress, checkpoint=ckpt, design=design)
+    if validation_fraction > 0:
+        _keep_coupling_if_it_helps(model, counts, metrics, validation_fraction, design)
     metrics["teacher_forced_s"] = time.perf_counter() - t0
     after_tf = copy.deepcopy(model.state_dict())
     if refine_steps > 0:
@@ -93,14 +100,39 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         final = validation_bits(model, counts, validation_fraction, design=design)
         metrics["final_val_bits"] = final
         lost = metrics.get("best_val_bits", float("nan")) - final
-        metrics["refinement_rejected"] = bool(max_likelihood_loss is not None and lost > max_likelihood_loss)
+        below_null = final < metrics.get("uncoupled_val_bits", float("-inf"))
+        metrics["refinement_rejected"] = bool(max_likelihood_loss is not None
+                                              and (lost > max_likelihood_loss or below_null))
         if metrics["refinement_rejected"]:
+            why = (f"more than max_likelihood_loss={max_likelihood_loss}" if lost > max_likelihood_loss else
+                   f"below the uncoupled network's {metrics['uncoupled_val_bits']:.3f}")
             warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "
-                          f"teacher-forced likelihood (more than max_likelihood_loss={max_likelihood_loss}): "
-                          "keeping the teacher-forced parameters", RuntimeWarning, stacklevel=3)
+                          f"teacher-forced likelihood ({why}): keeping the teacher-forced parameters",
+                          RuntimeWarning, stacklevel=3)
             model.load_state_dict(after_tf)
             metrics["rejected_val_bits"] = final
             metrics["final_val_bits"] = validation_bits(model, counts, validation_fraction, design=design)
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     return model
+
+
+def _keep_coupling_if_it_helps(model, counts: torch.Tensor, metrics: dict, validation_fraction: float,
+                               design: torch.Tensor) -> None:
+    """Compare the teacher-forced fit with the model's uncoupled null (independent homogeneous
+    Poisson units, :func:`fit_uncoupled`) on the held-out part; keep the null when coupling does
+    not predict better (a culture without network structure, where the couplings only fit noise).
+    Records ``uncoupled_val_bits``, ``coupled_val_bits`` and ``uncoupled`` in ``metrics``."""
+    null = copy.deepcopy(model)
+    null_metrics = fit_uncoupled(null, counts, validation_fraction=validation_fraction)
+    metrics["uncoupled_val_bits"] = null_metrics["best_val_bits"]
+    metrics["coupled_val_bits"] = metrics["best_val_bits"]
+    metrics["uncoupled"] = bool(null_metrics["best_val_bits"] > metrics["best_val_bits"])
+    if metrics["uncoupled"]:
+        warnings.warn(f"coupling did not improve the held-out teacher-forced likelihood "
+                      f"({metrics['best_val_bits']:.3f} against {null_metrics['best_val_bits']:.3f} bits/spike "
+                      "without it): keeping the uncoupled network", RuntimeWarning, stacklevel=4)
+        # the split only served the comparison: the null's rates are now fitted to the whole window
+        # (as the GLM's and Poisson baselines are); the guard then compares against these parameters
+        fit_uncoupled(model, counts, validation_fraction=0.0)
+        metrics["best_val_bits"] = validation_bits(model, counts, validation_fraction, design=design)

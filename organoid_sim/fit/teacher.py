@@ -20,7 +20,8 @@ import torch
 from ..models.base import bits_per_spike
 from .solver import lbfgs_early_stopping
 
-__all__ = ["fit_linear_predictor", "fit_teacher_forced", "validation_bits", "split_index", "TF_PARAMS"]
+__all__ = ["fit_linear_predictor", "fit_teacher_forced", "fit_uncoupled", "validation_bits", "split_index",
+           "TF_PARAMS"]
 
 TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight", "log_max_rate")
 
@@ -103,6 +104,32 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
                                 link=network_link(model),
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
+
+
+def fit_uncoupled(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 10) -> dict:
+    """Turn ``model`` (a :class:`SpikingNetworkModel`) into its uncoupled null and fit it: recorded
+    neurons without weights, reset or adaptation (:meth:`uncouple_recorded`), biases fitted by
+    maximum likelihood to ``counts`` (``[T, n_recorded]``, prepared) and early-stopped like
+    :func:`fit_teacher_forced`. Returns the same metrics; ``best_val_bits`` is the held-out
+    figure (bits/spike) that a coupled fit has to beat."""
+    model.uncouple_recorded()
+    nr = model.n_recorded
+    with torch.no_grad():  # start at the closed-form optimum: c = the link's inverse at the mean count
+        target = model.observation.null_eta(counts[:split_index(counts.shape[0], validation_fraction)])[0]
+        em = model.eta_max()
+        if em is not None:  # inverse of eta' = eta - softplus(eta - eta_max), defined below eta_max
+            target = target - torch.log(-torch.expm1(torch.clamp(target - em[:nr], max=-1e-3)))
+        c = model.teacher_readout()[1]
+        model.bias[:nr] += (target - c) * model.delta_u[:nr]
+    X = counts.new_zeros((counts.shape[0], 0))  # nothing left to weigh: eta = c
+
+    def readout():
+        return counts.new_zeros((0, nr)), model.teacher_readout()[1]
+
+    return fit_linear_predictor(model, X, counts, readout, [model.bias], lambda: counts.new_zeros(()),
+                                observation=model.observation, link=network_link(model),
+                                validation_fraction=validation_fraction, max_epochs=max_epochs, progress=False,
+                                desc="uncoupled fit", stage="uncoupled")
 
 
 def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.1,

@@ -253,6 +253,18 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         return self.hparams["l2"] * (scale * self.effective_weight()[:, :block, :block] ** 2).sum()
 
     # ------------------------------------------------------------------ teacher forcing
+    @torch.no_grad()
+    def uncouple_recorded(self) -> None:
+        """Make the recorded neurons fire independently: no weights among them, no reset and no
+        adaptation (threshold and adaptation strength ~1e-13 threshold units). With biases fitted
+        (:func:`organoid_sim.fit.teacher.fit_uncoupled`) this is the homogeneous Poisson model
+        inside the network's parametrisation: the null that coupling has to beat."""
+        nr = self.n_recorded
+        off = -30.0 if self.hparams["dale"] and self.hparams["dale_weights"] == "softplus" else 0.0
+        self.weight[:, :nr, :nr] = off
+        self.theta_raw[:nr] = -30.0   # softplus: ~1e-13, so no residual refractoriness biases the rates
+        self.beta_raw[:nr] = -30.0
+
     def teacher_design(self, counts: torch.Tensor) -> torch.Tensor:
         """Teacher-forced design matrix ``X = [F1, F2, F3]`` (``[T, (n_syn + 2) * n_recorded]``) of
         recorded counts ``[T, n_recorded]``: synaptic drives per type, own resets and adaptation

@@ -39,10 +39,14 @@ class PoissonObservation:
         """Summed log-likelihood (nats) of ``counts`` given ``eta = log(expected count)``; same shapes."""
         return (counts * eta - torch.exp(eta) - torch.lgamma(counts + 1.0)).sum()
 
+    def null_eta(self, counts: torch.Tensor) -> torch.Tensor:
+        """``[1, N]`` maximum-likelihood ``eta`` of a homogeneous model of ``counts`` ``[T, N]``:
+        the log of each column's mean count."""
+        return torch.log(counts.mean(dim=0, keepdim=True).clamp_min(1e-12))
+
     def null_log_likelihood(self, counts: torch.Tensor) -> torch.Tensor:
         """Log-likelihood of a homogeneous model using each column's own mean count (the baseline)."""
-        mean = counts.mean(dim=0, keepdim=True).clamp_min(1e-12)
-        return self.log_likelihood(counts, torch.log(mean).expand_as(counts))
+        return self.log_likelihood(counts, self.null_eta(counts).expand_as(counts))
 
     def survival(self, eta: torch.Tensor) -> torch.Tensor:
         """``P(y >= k)`` for ``k = 1..max_count``, stacked on a new last axis."""
@@ -84,11 +88,11 @@ class BernoulliObservation(PoissonObservation):
         log_p = torch.log(-torch.expm1(-mu.clamp_min(1e-12)))
         return (counts * log_p - (1.0 - counts) * mu).sum()
 
-    def null_log_likelihood(self, counts: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of a homogeneous Bernoulli model with each column's own spike probability."""
+    def null_eta(self, counts: torch.Tensor) -> torch.Tensor:
+        """``[1, N]`` maximum-likelihood ``eta`` of a homogeneous Bernoulli model of ``counts``
+        ``[T, N]`` (0/1): ``p`` = each column's spike probability, ``eta = log(-log(1 - p))``."""
         p = counts.mean(dim=0, keepdim=True).clamp(1e-12, 1 - 1e-7)
-        eta = torch.log(-torch.log1p(-p))
-        return self.log_likelihood(counts, eta.expand_as(counts))
+        return torch.log(-torch.log1p(-p))
 
 
 def get_observation(name: str):
