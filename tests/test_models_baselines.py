@@ -155,3 +155,16 @@ def test_crowded_bins_shrink_the_gap_to_the_bin_share():
     lone = counts_to_recording(np.ones((4000, 1), dtype=int), 1.0, _layout(1), seed=1, refractory_ms=1.0)
     offset = lone.spike_times[0] * 1000.0 - np.arange(4000)
     assert stats.kstest(offset, stats.uniform(loc=0.25, scale=0.5).cdf).pvalue > 1e-3
+
+
+def test_bernoulli_glm_simulation_follows_its_spike_probability_up_to_one():
+    """Without coupling each bin spikes with p = 1 - exp(-exp(bias)) (the Bernoulli observation's
+    link), also above 1 - 1/e; a bin at the one-spike cap is a spike, not run-away activity."""
+    glm = _known_glm(3, 1.0, 0.0, seed=0, observation="bernoulli")
+    with torch.no_grad():
+        glm.bias.copy_(torch.log(torch.tensor([0.05, 1.0, 3.0])))
+    sim = glm.simulate(100.0, seed=1)                    # 20,000 bins of 5 ms
+    p_hat = sim.to_tensor(bin_ms=5.0).double().mean(0).numpy()
+    p = -np.expm1(-np.array([0.05, 1.0, 3.0]))
+    assert np.all(np.abs(p_hat - p) <= 4 * np.sqrt(p * (1 - p) / 20000) + 1e-3), (p_hat, p)
+    assert sim.metadata["saturated_bins"] is None

@@ -220,3 +220,11 @@ def test_files_from_before_the_saturating_rate_load_without_it(tmp_path):
     old = load_model(path)
     assert old.hparams["max_rate_hz"] is None and old.eta_max() is None
     assert old.simulate(5.0, seed=3) == m.simulate(5.0, seed=3)
+
+
+def test_bernoulli_network_reports_no_saturation_count():
+    """At one spike per bin every spike is 'at the cap', so the count means nothing there."""
+    poisson_net, bern_net = _network(4, seed=1), _network(4, seed=1, observation="bernoulli")
+    assert isinstance(poisson_net.simulate(5.0, seed=0).metadata["saturated_bins"], int)
+    sim = bern_net.simulate(5.0, seed=0)
+    assert sim.n_spikes > 0 and sim.metadata["saturated_bins"] is None

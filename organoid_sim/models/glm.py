@@ -152,7 +152,8 @@ class CoupledGLM(ModelBase, nn.Module):
 
         ``n_parallel`` independent trajectories of ``duration_s / n_parallel`` run side by side and
         are joined in time; ``burn_in_s`` seconds from silence are discarded first. Metadata
-        ``saturated_bins`` counts bins at the count cap (a run-away GLM shows up there).
+        ``saturated_bins`` counts bins at the count cap (a run-away GLM shows up there); None for
+        a Bernoulli observation (its cap of one spike per bin is every spike).
         """
         self._require_fitted()
         if duration_s <= 0:
@@ -172,8 +173,10 @@ class CoupledGLM(ModelBase, nn.Module):
         y = np.zeros((H + total, B, n), dtype=np.float64)
         drive = np.zeros((H, B, n))
         lags = np.arange(H)
-        eta_cap = math.log(float(cap))
         bern = self.observation.name == "bernoulli"
+        # Poisson: the intensity stops at the count cap; Bernoulli: p = 1 - exp(-mu) needs no cap
+        # (the bound only keeps exp finite)
+        eta_cap = 30.0 if bern else math.log(float(cap))
         for t in range(total):
             slot = t % H
             mu = np.exp(np.minimum(bias + drive[slot], eta_cap))
@@ -187,7 +190,7 @@ class CoupledGLM(ModelBase, nn.Module):
             for b, j in zip(*np.nonzero(yt)):
                 drive[rows, b] += yt[b, j] * filt[j]
         out = y[H + burn:].transpose(1, 0, 2).reshape(B * per, n)[:n_steps]
-        n_sat = int((out >= cap).sum())
+        n_sat = None if bern else int((out >= cap).sum())
         md = {"model": "CoupledGLM", "seed": int(seed), "dt_ms": self.dt_ms, "saturated_bins": n_sat}
         return counts_to_recording(out.astype(np.int64), self.dt_ms, self.layout, t_start=t_start, seed=seed,
                                    metadata=md)

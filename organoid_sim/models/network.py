@@ -427,7 +427,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         neurons as extra units). ``burn_in_s`` seconds are simulated first and discarded (from
         rest). ``n_parallel > 1`` runs that many independent trajectories of
         ``duration_s / n_parallel`` each side by side and joins them in time (faster; no stim).
-        Metadata ``saturated_bins`` counts bins at the observation's count cap (run-away activity).
+        Metadata ``saturated_bins`` counts bins at the observation's count cap (run-away activity);
+        None for a Bernoulli observation, whose cap of one spike per bin is every spike.
         """
         self._require_built()
         dt = self.dt_ms if dt_ms is None else float(dt_ms)
@@ -450,7 +451,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         layout = self.layout
         if include_hidden:
             layout = _with_hidden(layout, self.n_hidden, self.neuron_xy_um[self.n_recorded:].cpu().numpy())
-        md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt, "saturated_bins": int(n_sat),
+        md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt, "saturated_bins": _saturated(n_sat, self.observation),
               "source_model": self.provenance.get("source"), "well": self.provenance.get("well")}
         return counts_to_recording(counts, dt, layout, t_start=t_start, seed=seed, stim=stim, metadata=md)
 
@@ -493,6 +494,11 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Restore the electrode layout after :func:`load_model` set ``layout``."""
         if self.layout is not None:
             self.electrodes = electrodes_from_layout(self.layout)
+
+
+def _saturated(n_sat: int, observation) -> int | None:
+    """Bins at the count cap, or None where the cap is one spike (Bernoulli: a spike, not run-away)."""
+    return int(n_sat) if observation.max_count > 1 else None
 
 
 def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:
