@@ -51,8 +51,10 @@ def test_cli_fit_simulate(tmp_path, network_recording, capsys):
     organoid_sim.save(network_recording, src)
     out = tmp_path / "model"
     assert main(["fit", str(src), "--out", str(out), "--max-epochs", "3", "--refine-steps", "2",
-                 "--no-progress"]) == 0
+                 "--restarts", "2", "--no-progress"]) == 0
     assert (out / "model.json").exists() and (out / "weights.safetensors").exists()
+    metrics = organoid_sim.load_model(out).provenance["metrics"]
+    assert len(metrics["restart_discrepancies"]) == 2 and metrics["restart_chosen"] in (0, 1)
     assert main(["simulate", str(out), "--duration", "5", "--out", str(tmp_path / "sim.npz")]) == 0
     sim = organoid_sim.load(tmp_path / "sim.npz")
     assert sim.n_units == network_recording.n_units and sim.duration == pytest.approx(5.0)

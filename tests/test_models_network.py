@@ -228,3 +228,20 @@ def test_bernoulli_network_reports_no_saturation_count():
     assert isinstance(poisson_net.simulate(5.0, seed=0).metadata["saturated_bins"], int)
     sim = bern_net.simulate(5.0, seed=0)
     assert sim.n_spikes > 0 and sim.metadata["saturated_bins"] is None
+
+
+def test_restarts_keep_the_candidate_closest_to_the_data_and_reproduce_it():
+    """``restarts=2`` ends with the candidate of smallest discrepancy, and that candidate is exactly
+    the single fit with that restart's seed (stage 1 is shared and deterministic)."""
+    rec = _network(6, seed=4, tau_syn_ms=(10.0,)).simulate(60.0, seed=5, n_parallel=4, burn_in_s=1.0)
+    small = dict(max_epochs=3, refine_steps=3, refine_batch=2, refine_window_s=0.5, calibration_rounds=1,
+                 progress=False)
+    both = SpikingNetworkModel(tau_syn_ms=(10.0,), seed=0).fit(rec, restarts=2, seed=0, **small)
+    met = both.provenance["metrics"]
+    scores = met["restart_discrepancies"]
+    assert len(scores) == 2 and met["restart_chosen"] == int(np.argmin(scores))
+    alone = SpikingNetworkModel(tau_syn_ms=(10.0,), seed=0).fit(rec, seed=1000 * met["restart_chosen"], **small)
+    for name, value in both.state_dict().items():
+        assert torch.equal(value, alone.state_dict()[name]), name
+    with pytest.raises(ValueError, match="restarts must be >= 1"):
+        SpikingNetworkModel(seed=0).fit(rec, restarts=0, **small)

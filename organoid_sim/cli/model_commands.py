@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     f.add_argument("--dt-ms", type=float, default=5.0, help="time step in ms (default 5)")
     f.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
     f.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
+    f.add_argument("--restarts", type=int, default=1,
+                   help="refinement restarts; the one closest to the recording is kept (default 1)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     f.set_defaults(func=run_fit)
 
@@ -40,6 +42,7 @@ def register(subparsers) -> None:
     e.add_argument("--split", type=float, default=0.75, help="fraction used for fitting (default 0.75)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--hidden", type=int, default=8, help="hidden neurons of the network (default 8)")
+    e.add_argument("--restarts", type=int, default=1, help="refinement restarts of the network fit (default 1)")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=run_evaluate)
 
@@ -59,7 +62,8 @@ def run_fit(args) -> int:
     rec = _load(args)
     model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed)
     model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
-              refine_steps=args.refine_steps, seed=args.seed, checkpoint_dir=Path(args.out) / "checkpoint")
+              refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
+              checkpoint_dir=Path(args.out) / "checkpoint")
     out = model.save(args.out)
     m = model.provenance.get("metrics", {})
     # the saved model's figure: after refinement and calibration when they ran, else the teacher-forced one
@@ -88,6 +92,7 @@ def run_evaluate(args) -> int:
     import organoid_sim
 
     rec = _load(args)
-    report = organoid_sim.evaluate(rec, split=args.split, seed=args.seed, network_options={"n_hidden": args.hidden})
+    report = organoid_sim.evaluate(rec, split=args.split, seed=args.seed, network_options={"n_hidden": args.hidden},
+                                   fit_options={"restarts": args.restarts})
     print(report.to_json() if args.json else report)
     return 0
