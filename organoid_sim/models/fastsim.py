@@ -285,6 +285,37 @@ def _events(events: list, single: bool) -> np.ndarray:
     return np.stack([steps, traj, neurons, counts.astype(np.int64)], 1).astype(np.int64)
 
 
+class _Rows:
+    """Rows ``lo..`` of a per-step input, indexed by the recorded step."""
+
+    __slots__ = ("rows", "lo")
+
+    def __init__(self, rows: np.ndarray, lo: int) -> None:
+        self.rows, self.lo = rows, lo
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.rows[t - self.lo]
+
+
+def input_rows(src, lo: int, hi: int):
+    """Steps ``lo..hi-1`` of a per-step input: an array/tensor slice or ``src.rows(lo, hi)``."""
+    return src.rows(lo, hi) if hasattr(src, "rows") else src[lo:hi]
+
+
+def _chunk_inputs(ext, direct, net: _Net, t0: int, t1: int):
+    """``(ext_s, dir_s)`` of the chunk of recorded steps ``t0..t1-1`` (negative during burn-in):
+    membrane input in escape-noise units, and direct spikes with a per-step "any" flag."""
+    lo, hi = max(t0, 0), max(t1, 0)
+    if hi <= lo:
+        return None, None
+    ext_s = None if ext is None else _Rows(_np(input_rows(ext, lo, hi)) * net.inv_du, lo)
+    dir_s = None
+    if direct is not None:
+        d = _np(input_rows(direct, lo, hi))
+        dir_s = (_Rows(d, lo), _Rows((d > 0).reshape(len(d), -1).any(1), lo))  # values, "any direct spike"
+    return ext_s, dir_s
+
+
 def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ext=None, max_count: int = 4,
               burn_in_steps: int = 0, record: bool = True, chunk_steps: int = 4096, progress_bar=None,
               uniforms=None, direct=None):
@@ -292,7 +323,9 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
     like :meth:`SpikingNetworkModel.run` (``events`` rows ``(step, trajectory, neuron, count)``).
 
     ``ext``: membrane input per step (threshold units, ``[n_steps, (B,) n]``); ``direct``: expected
-    directly evoked spikes per step (same shapes), added to the expected count of the step.
+    directly evoked spikes per step (same shapes), added to the expected count of the step. Either
+    may be an array or a source with ``rows(lo, hi)`` (:class:`~organoid_sim.models.stim_coupling.StepInput`);
+    both are read one chunk at a time.
 
     ``uniforms(shape)`` replaces the seeded generator's ``random`` (tests feed both paths the same
     numbers); it is called once per chunk of ``chunk_steps`` steps with shape ``[steps, B, n]``.
@@ -300,11 +333,6 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
     net = _Net(p, state, max_count)
     s = _np(state.s)
     B, n = s.shape
-    ext_s = None if ext is None else _np(ext) * net.inv_du
-    dir_s = None
-    if direct is not None:
-        d = _np(direct)
-        dir_s = (d, (d > 0).reshape(len(d), -1).any(1))   # values and "any direct spike in step t"
     draw = uniforms or np.random.default_rng(int(seed)).random
     events: list = []
     total = burn_in_steps + n_steps
@@ -314,6 +342,7 @@ def run_numpy(p: StepParams, state: NetworkState, n_steps: int, *, seed: int, ex
         c1 = min(c0 + chunk_steps, total)
         u = draw((c1 - c0, B, n))
         v = _thresholds(u, net.const, net.eta_max)
+        ext_s, dir_s = _chunk_inputs(ext, direct, net, c0 - burn_in_steps, c1 - burn_in_steps)
         if B == 1:
             il, cl = _chunk_single(net, u, v, il, cl, c0 - burn_in_steps, ext_s, max_count, record, events, dir_s)
         else:

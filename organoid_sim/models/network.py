@@ -330,16 +330,17 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     # ------------------------------------------------------------------ simulation
     def _external_input(self, n_steps: int, dt_ms: float, t_start: float, stim, input_current):
-        """``(ext, direct)``: ``[n_steps, n_neurons]`` membrane input (threshold units per step) from
-        stim events and currents, and the directly evoked spikes per step (None without them)."""
+        """``(ext, direct)``: membrane input (threshold units per step) from stim events and
+        currents, and the directly evoked spikes per step (None without them); ``[n_steps,
+        n_neurons]`` tensors or, with stim events, sources that :meth:`run` reads chunk by chunk."""
         ext = direct = None
         dev = self._device()
         if stim is not None and len(stim):
             if self.stim_coupling is None:
                 raise RuntimeError("this model has no stimulation coupling (organoid_sim.models.stim_coupling "
                                    "is missing or the model was never fitted to a recording with electrodes)")
-            ext, direct = self.stim_coupling.inputs(stim, n_steps, dt_ms / 1000.0, t_start)
-            ext, direct = ext.to(dev), (None if direct is None else direct.to(dev))
+            # computed chunk by chunk inside run: long stimulated runs never hold [n_steps, n_neurons]
+            ext, direct = self.stim_coupling.lazy_inputs(stim, n_steps, dt_ms / 1000.0, t_start)
         if input_current is not None:
             cur = torch.as_tensor(input_current, dtype=torch.float32, device=dev)
             if cur.ndim != 2 or cur.shape[0] != n_steps or cur.shape[1] not in (self.n_recorded, self.n_neurons):
@@ -347,7 +348,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                                  f"or [{n_steps}, {self.n_recorded}] (recorded neurons only), got {tuple(cur.shape)}")
             if cur.shape[1] < self.n_neurons:
                 cur = F.pad(cur, (0, self.n_neurons - cur.shape[1]))
-            ext = cur if ext is None else ext + cur
+            ext = cur if ext is None else ext.with_current(cur)
         return ext, direct
 
     @torch.no_grad()
@@ -376,6 +377,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         out, n_sat = [], 0
         total = burn_in_steps + n_steps
         bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
+        from .fastsim import input_rows
+
         if dev.type == "cpu":
             from .fastsim import run_numpy
 
@@ -390,10 +393,13 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             c1 = min(c0 + chunk_steps, total)
             u = torch.rand((c1 - c0, batch, self.n_neurons), generator=gen, device=dev)
             spikes = torch.empty((c1 - c0, batch, self.n_neurons), dtype=torch.uint8, device=dev) if record else None
+            lo, hi = max(c0 - burn_in_steps, 0), max(c1 - burn_in_steps, 0)   # this chunk's recorded steps
+            ext_c = None if ext is None or hi <= lo else torch.as_tensor(input_rows(ext, lo, hi), device=dev)
+            dir_c = None if direct is None or hi <= lo else torch.as_tensor(input_rows(direct, lo, hi), device=dev)
             for k in range(c1 - c0):
                 t = c0 + k - burn_in_steps
-                e = ext[t] if (ext is not None and t >= 0) else None
-                m = direct[t].to(dev) if (direct is not None and t >= 0) else None
+                e = ext_c[t - lo] if (ext_c is not None and t >= 0) else None
+                m = dir_c[t - lo] if (dir_c is not None and t >= 0) else None
                 st, _ = lif_step(p, st, e, u[k], self.observation, self.surrogate, sparse, direct=m)
                 if record:
                     spikes[k] = st.s.to(torch.uint8)

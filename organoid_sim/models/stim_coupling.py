@@ -329,16 +329,23 @@ class StimulusCoupling(nn.Module):
         off = offsets_s.to(m.device)[:, :, None].double() - self.direct_delay_s(events)[None].double()
         return mem, self.direct_kernel_weights(off, dt_s) * m[None]
 
-    def _deliver(self, events: StimEvents, n_steps: int, dt_s: float, t0: float, direct: bool) -> torch.Tensor:
+    def _deliver(self, events: StimEvents, n_steps: int, dt_s: float, t0: float, direct: bool,
+                 rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """``[n_steps, n_neurons]`` input of ``events`` on steps ``t0 + j * dt_s``; ``rows=(lo, hi)``
+        computes only steps ``lo..hi-1`` (``[hi - lo, n_neurons]``), with the same arithmetic as the
+        whole window so the rows are bit-identical to its slice."""
         n_steps = int(n_steps)
         if n_steps < 0 or not dt_s > 0:
             raise ValueError(f"StimulusCoupling: need n_steps >= 0 and dt_s > 0 s, got {n_steps}, {dt_s}")
+        lo, hi = (0, n_steps) if rows is None else (max(int(rows[0]), 0), min(int(rows[1]), n_steps))
         dev = self.log_gain.device
-        out = torch.zeros(n_steps, self.n_neurons, device=dev)
-        if len(events) == 0 or n_steps == 0 or (direct and not self.direct):
+        out = torch.zeros(max(hi - lo, 0), self.n_neurons, device=dev)
+        if len(events) == 0 or hi <= lo or (direct and not self.direct):
             return out
         span_s = self.span_s() if direct else self._membrane_span_s()
-        keep = (events.time >= t0 - span_s) & (events.time < t0 + n_steps * dt_s)
+        # an event feeds the n_span steps from its onset step on: those starting over span_s + dt
+        # before step lo never reach it (one more step of slack for the binning tolerance)
+        keep = (events.time >= t0 + (lo - 2) * dt_s - span_s) & (events.time < t0 + hi * dt_s)
         events = events.take(keep)
         if len(events) == 0:
             return out
@@ -354,16 +361,16 @@ class StimulusCoupling(nn.Module):
         n_span = int(math.ceil(span_s / dt_s)) + 1
         for lag in range(n_span):
             step = first + lag
-            ok = (step >= 0) & (step < n_steps)
+            ok = (step >= lo) & (step < hi)
             if not bool(ok.any()):
                 continue
             offset = step.double() * dt_s - rel  # step start minus onset (s)
             if direct:
                 w = self.direct_kernel_weights(offset[:, None] - delay, dt_s)        # [K, N]
-                out = out.index_add(0, step[ok], w[ok] * amp[ok])
+                out = out.index_add(0, step[ok] - lo, w[ok] * amp[ok])
             else:
                 w = self.kernel_weights(offset, dt_s)
-                out = out.index_add(0, step[ok], w[ok, None] * amp[ok])
+                out = out.index_add(0, step[ok] - lo, w[ok, None] * amp[ok])
         return out
 
     def forward(self, events: StimEvents, n_steps: int, dt_s: float, t0: float = 0.0) -> torch.Tensor:
@@ -380,7 +387,37 @@ class StimulusCoupling(nn.Module):
             return None
         return self._deliver(events, n_steps, dt_s, t0, direct=True)
 
+    def lazy_inputs(self, events: StimEvents, n_steps: int, dt_s: float, t0: float = 0.0):
+        """:meth:`inputs` as :class:`StepInput` sources that compute their rows on demand (a model's
+        ``run`` takes them in chunks), so long stimulated runs never hold ``[n_steps, n_neurons]``."""
+        direct = StepInput(self, events, n_steps, dt_s, t0, direct=True) if self.direct else None
+        return StepInput(self, events, n_steps, dt_s, t0, direct=False), direct
+
     def inputs(self, events: StimEvents, n_steps: int, dt_s: float, t0: float = 0.0):
         """``(membrane input, direct spikes or None)``, each ``[n_steps, n_neurons]``: :meth:`forward`
         and :meth:`direct_input` over the same steps, what a model's ``run`` takes as ``ext``/``direct``."""
         return self.forward(events, n_steps, dt_s, t0), self.direct_input(events, n_steps, dt_s, t0)
+
+
+class StepInput:
+    """Per-step input of a stimulation (membrane input or direct spikes, ``[n_steps, n_neurons]``)
+    computed in row blocks on demand: ``rows(lo, hi)`` equals ``full[lo:hi]`` bit for bit.
+    ``current`` (``[n_steps, n_neurons]``, optional) is added to the rows (e.g. ``input_current``)."""
+
+    def __init__(self, coupling: "StimulusCoupling", events: StimEvents, n_steps: int, dt_s: float, t0: float,
+                 direct: bool, current: torch.Tensor | None = None) -> None:
+        self.coupling, self.events, self.n_steps = coupling, events, int(n_steps)
+        self.dt_s, self.t0, self.direct, self.current = float(dt_s), float(t0), bool(direct), current
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def with_current(self, current: torch.Tensor) -> "StepInput":
+        """The same source plus ``current`` (``[n_steps, n_neurons]``, threshold units per step)."""
+        total = current if self.current is None else self.current + current
+        return StepInput(self.coupling, self.events, self.n_steps, self.dt_s, self.t0, self.direct, total)
+
+    def rows(self, lo: int, hi: int) -> torch.Tensor:
+        """Steps ``lo..hi-1`` of the input, ``[hi - lo, n_neurons]``."""
+        out = self.coupling._deliver(self.events, self.n_steps, self.dt_s, self.t0, self.direct, rows=(lo, hi))
+        return out if self.current is None else out + self.current[lo:hi].to(out.device)
