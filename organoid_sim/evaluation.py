@@ -123,6 +123,13 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
             notes.append(f"{name}: {sat} simulated bins hit the count cap (run-away activity)")
         if sim.n_spikes == 0:
             notes.append(f"{name}: the free-running simulation fell silent")
+        fit_metrics = getattr(model, "provenance", {}).get("metrics", {})
+        if fit_metrics.get("uncoupled"):
+            notes.append(f"{name}: coupling did not predict the fitting window's held-out end better "
+                         f"({fit_metrics['coupled_val_bits']:.3f} against {fit_metrics['uncoupled_val_bits']:.3f} "
+                         "bits/spike), so the uncoupled network was kept")
+        if fit_metrics.get("refinement_rejected"):
+            notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
     settings = {"split": split, "seed": seed, "sim_factor": sim_factor, "fit_window_s": [train.t_start, train.t_stop],
                 "held_out_window_s": [held.t_start, held.t_stop], "source": recording.metadata.get("source"),

@@ -40,6 +40,20 @@ def test_evaluate_rows_and_figures(network_recording):
     assert "network" in str(rep)
 
 
+def test_evaluate_keeps_and_reports_the_uncoupled_network_on_structureless_data():
+    """Independent Poisson trains: the network falls back to its uncoupled null, which is the
+    Poisson model of the fitting part, so both score the same held-out bits/spike."""
+    rng = np.random.default_rng(5)
+    trains = [np.sort(rng.uniform(0, 80.0, rng.poisson(r * 80.0))) for r in rng.uniform(1.0, 4.0, 16)]
+    rec = organoid_sim.SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=80.0)
+    with pytest.warns(RuntimeWarning, match="keeping the uncoupled network"):
+        rep = organoid_sim.evaluate(rec, seed=0, sim_factor=1.0, models=("poisson", "network"),
+                                    fit_options={**FAST, "refine_steps": 0, "calibration_rounds": 0})
+    d = rep.to_dict()
+    assert any("uncoupled network was kept" in note for note in d["notes"])
+    assert d["network"]["bits_per_spike"] == pytest.approx(d["poisson"]["bits_per_spike"], abs=1e-5)
+
+
 def test_evaluate_rejects_recording_without_held_out_spikes():
     rec = organoid_sim.SpikeRecording.from_spike_times([np.array([1.0, 2.0])], t_start=0.0, t_stop=100.0)
     with pytest.raises(ValueError, match="held-out"):
