@@ -258,7 +258,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Make the recorded neurons fire independently: no weights among them, no reset and no
         adaptation (threshold and adaptation strength ~1e-13 threshold units). With biases fitted
         (:func:`organoid_sim.fit.teacher.fit_uncoupled`) this is the homogeneous Poisson model
-        inside the network's parametrisation: the null that coupling has to beat."""
+        inside the network's parametrisation: the null that coupling has to beat. Refinement from
+        this state can grow the weights (not under Dale's law with ``"abs"`` weights: no gradient
+        at 0) but hardly the threshold and adaptation (softplus gradient ~1e-13)."""
         nr = self.n_recorded
         off = -30.0 if self.hparams["dale"] and self.hparams["dale_weights"] == "softplus" else 0.0
         self.weight[:, :nr, :nr] = off
