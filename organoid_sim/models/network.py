@@ -356,7 +356,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     @torch.no_grad()
     def run(self, n_steps: int, *, batch: int = 1, seed: int = 0, dt_ms: float | None = None, ext=None,
             state: NetworkState | None = None, burn_in_steps: int = 0, chunk_steps: int = 4096,
-            progress: bool = False, record: bool = True, direct=None):
+            progress: bool = False, record: bool = True, direct=None, engine: str = "auto"):
         """Free-running simulation without gradients (the fast path).
 
         Returns ``(events, state, n_saturated)``: ``events`` is an ``int64 [K, 4]`` array of
@@ -365,12 +365,17 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         run-away network shows up there). ``ext``: ``[n_steps, n_neurons]`` input (same for all
         trajectories, or ``[n_steps, batch, n_neurons]``); ``direct``: expected directly evoked
         spikes per step, same shapes, added to each step's expected count (the coupling's direct
-        pathway, :meth:`StimulusCoupling.direct_input`). On the CPU the NumPy fast path runs
-        (:mod:`organoid_sim.models.fastsim`, NumPy generator seeded with ``seed``); elsewhere a
-        ``torch.Generator`` on the device.
+        pathway, :meth:`StimulusCoupling.direct_input`). ``ext``/``direct`` may also be sources
+        with ``rows(lo, hi)``, read one chunk at a time. ``engine="auto"``: on the CPU the NumPy
+        fast path runs (:mod:`organoid_sim.models.fastsim`, NumPy generator seeded with ``seed``);
+        elsewhere the step-by-step torch loop with a ``torch.Generator`` on the device.
+        ``engine="torch"`` runs that loop on any device (the CPU too: the accelerator code path,
+        testable without one).
         """
         from tqdm.auto import tqdm
 
+        if engine not in ("auto", "torch"):
+            raise ValueError(f"engine must be 'auto' or 'torch', got {engine!r}")
         self._require_built()
         dev = self._device()
         p = self.step_params(dt_ms)
@@ -381,7 +386,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
         from .fastsim import input_rows
 
-        if dev.type == "cpu":
+        if dev.type == "cpu" and engine == "auto":
             from .fastsim import run_numpy
 
             res = run_numpy(p, st, n_steps, seed=seed, ext=ext, max_count=int(cap), burn_in_steps=burn_in_steps,
