@@ -88,7 +88,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     after_tf = copy.deepcopy(model.state_dict())
     if refine_steps > 0 or calibration_rounds > 0:
         stages = dict(refine_steps=refine_steps, refine_batch=refine_batch, refine_window_s=refine_window_s,
-                      likelihood_weight=likelihood_weight, refine_options=refine_options,
+                      likelihood_weight=likelihood_weight,
+                      refine_options=_with_burst_detector(refine_options, recording) if refine_steps > 0 else None,
                       calibration_rounds=calibration_rounds, max_likelihood_loss=max_likelihood_loss,
                       validation_fraction=validation_fraction, progress=progress, checkpoint=ckpt)
         metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, int(restarts),
@@ -129,8 +130,7 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
         for k in range(restarts):
             if k:
                 model.load_state_dict(after_tf)
-            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed + 1000 * k, recording,
-                                        **stages)
+            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed + 1000 * k, **stages)
             score = _discrepancy(model, recording, seed + 1000 * k) if restarts > 1 else 0.0
             scores.append(score)
             if best is None or score < best[0]:
@@ -144,7 +144,19 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
     return metrics
 
 
-def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, recording, *,
+def _with_burst_detector(refine_options: dict | None, recording) -> dict:
+    """``refine_options`` with ``burst`` = the recording's ISI_N detector ``(max_isi_n s, n_spikes)``
+    (:func:`organoid_sim.stats.detect_bursts`) unless the caller set it; detected once for all restarts."""
+    opts = dict(refine_options or {})
+    if "burst" not in opts:
+        from ..stats import detect_bursts
+
+        bp = detect_bursts(recording).params
+        opts["burst"] = (bp["max_isi_n"], bp["n_spikes"])
+    return opts
+
+
+def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, *,
                          refine_steps, refine_batch, refine_window_s, likelihood_weight, refine_options,
                          calibration_rounds, max_likelihood_loss, validation_fraction, progress,
                          checkpoint) -> dict:
@@ -154,16 +166,10 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
         from .refine import refine_free_running
 
         t1 = time.perf_counter()
-        opts = dict(refine_options or {})
-        if "burst" not in opts:
-            from ..stats import detect_bursts
-
-            bp = detect_bursts(recording).params
-            opts["burst"] = (bp["max_isi_n"], bp["n_spikes"])
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
                                            window_s=refine_window_s, likelihood_weight=likelihood_weight,
                                            validation_fraction=validation_fraction, seed=seed, progress=progress,
-                                           checkpoint=checkpoint, design=design, **opts))
+                                           checkpoint=checkpoint, design=design, **refine_options))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
         from .calibrate import calibrate_rates

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..recording import SpikeRecording
 from .base import ModelBase, counts_to_recording, layout_of
-from .observation import get_observation
+from .observation import get_observation, saturated_bins
 
 __all__ = ["CoupledGLM", "raised_cosine_basis"]
 
@@ -190,8 +190,8 @@ class CoupledGLM(ModelBase, nn.Module):
             for b, j in zip(*np.nonzero(yt)):
                 drive[rows, b] += yt[b, j] * filt[j]
         out = y[H + burn:].transpose(1, 0, 2).reshape(B * per, n)[:n_steps]
-        n_sat = None if bern else int((out >= cap).sum())
-        md = {"model": "CoupledGLM", "seed": int(seed), "dt_ms": self.dt_ms, "saturated_bins": n_sat}
+        md = {"model": "CoupledGLM", "seed": int(seed), "dt_ms": self.dt_ms,
+              "saturated_bins": saturated_bins(int((out >= cap).sum()), self.observation)}
         return counts_to_recording(out.astype(np.int64), self.dt_ms, self.layout, t_start=t_start, seed=seed,
                                    metadata=md)
 

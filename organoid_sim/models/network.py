@@ -33,7 +33,7 @@ from ..recording import SpikeRecording
 from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
 from .filters import teacher_features
 from .neurons import NetworkState, StepParams, lif_step, saturate
-from .observation import get_observation
+from .observation import get_observation, saturated_bins
 from .surrogate import get_surrogate
 
 __all__ = ["SpikingNetworkModel"]
@@ -384,10 +384,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         out, n_sat = [], 0
         total = burn_in_steps + n_steps
         bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
-        from .fastsim import input_rows
+        from .fastsim import input_rows, run_numpy
 
         if dev.type == "cpu" and engine == "auto":
-            from .fastsim import run_numpy
 
             res = run_numpy(p, st, n_steps, seed=seed, ext=ext, max_count=int(cap), burn_in_steps=burn_in_steps,
                             record=record, chunk_steps=chunk_steps, progress_bar=bar, direct=direct)
@@ -464,7 +463,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         layout = self.layout
         if include_hidden:
             layout = _with_hidden(layout, self.n_hidden, self.neuron_xy_um[self.n_recorded:].cpu().numpy())
-        md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt, "saturated_bins": _saturated(n_sat, self.observation),
+        md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt,
+              "saturated_bins": saturated_bins(n_sat, self.observation),
               "source_model": self.provenance.get("source"), "well": self.provenance.get("well")}
         return counts_to_recording(counts, dt, layout, t_start=t_start, seed=seed, stim=stim, metadata=md)
 
@@ -507,11 +507,6 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Restore the electrode layout after :func:`load_model` set ``layout``."""
         if self.layout is not None:
             self.electrodes = electrodes_from_layout(self.layout)
-
-
-def _saturated(n_sat: int, observation) -> int | None:
-    """Bins at the count cap, or None where the cap is one spike (Bernoulli: a spike, not run-away)."""
-    return int(n_sat) if observation.max_count > 1 else None
 
 
 def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:

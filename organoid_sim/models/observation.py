@@ -20,7 +20,7 @@ import math
 
 import torch
 
-__all__ = ["PoissonObservation", "BernoulliObservation", "get_observation"]
+__all__ = ["PoissonObservation", "BernoulliObservation", "get_observation", "saturated_bins"]
 
 
 class PoissonObservation:
@@ -102,3 +102,9 @@ def get_observation(name: str):
         return table[name]()
     except KeyError:
         raise ValueError(f"unknown observation model {name!r}; choose from {sorted(table)}") from None
+
+
+def saturated_bins(n_at_cap: int, observation) -> int | None:
+    """A simulation's count of bins at the observation's count cap (run-away activity), or None
+    where the cap is one spike per bin (Bernoulli: every spike is at the cap, so it says nothing)."""
+    return int(n_at_cap) if observation.max_count > 1 else None

@@ -74,6 +74,7 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
                     progress: bool) -> list[SpikeRecording]:
     """All trials as one batch of ``model.run`` (same input, independent noise per trajectory)."""
     from ..models.base import counts_to_recording
+    from ..models.observation import saturated_bins
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
@@ -98,8 +99,7 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
         counts = np.zeros((n_steps, n_rec), dtype=np.int64)
         np.add.at(counts, (mine[:, 0], mine[:, 2]), mine[:, 3])
         md = {"model": type(model).__name__, "seed": seed, "dt_ms": dt_ms, "trial": k, "n_trials": n_trials,
-              "batched": True, "burn_in_s": burn_in_s,
-              "saturated_bins": int(n_sat) if model.observation.max_count > 1 else None}
+              "batched": True, "burn_in_s": burn_in_s, "saturated_bins": saturated_bins(n_sat, model.observation)}
         recs.append(counts_to_recording(counts, dt_ms, model.layout, t_start=0.0, seed=int(jitter[k]),
                                         stim=events, metadata=md))
     return recs
