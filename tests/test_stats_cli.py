@@ -30,3 +30,18 @@ def test_compare_two_wells(div12_path, tmp_path, capsys):
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["describe", str(tmp_path / "nope.h5")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_compare_applies_the_detector_only_to_the_mea_nap_side(ngn2_path, tmp_path, capsys):
+    """A recorded MEA-NAP file against a copy in NWB: ``--detector`` selects the .mat file's spikes
+    and the NWB side is read without it (before, its reader refused the option)."""
+    import organoid_sim
+
+    copy = tmp_path / "thr4.nwb"
+    organoid_sim.save(organoid_sim.load(ngn2_path, detector="thr4"), copy)
+    assert main(["compare", str(ngn2_path), str(copy), "--detector", "thr4", "--json",
+                 str(tmp_path / "c.json")]) == 0
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["summary"]["rate_r"] > 0.999          # the same spikes on both sides
+    assert main(["compare", str(ngn2_path), str(copy)]) == 2       # the .mat file still needs a detector
+    assert "detector" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     c.add_argument("b", metavar="B", help="candidate recording (e.g. a simulation)")
     c.add_argument("--well-a", default=None, help="well of A in a multi-well file")
     c.add_argument("--well-b", default=None, help="well of B in a multi-well file")
-    c.add_argument("--detector", default=None, help="spike detector of MEA-NAP .mat files")
+    c.add_argument("--detector", default=None, help="spike detector of the MEA-NAP .mat file(s) among A and B")
     c.add_argument("--json", metavar="OUT.json", default=None, help="write the comparison as JSON")
     c.add_argument("--plot", metavar="OUT.png", default=None, help="write the two-column comparison figure")
     c.set_defaults(func=run_compare)
@@ -44,6 +44,16 @@ def _load(path: str, args: argparse.Namespace, well=None):
 def write_json(obj: dict, path) -> Path:
     """Write ``obj`` as JSON atomically (temporary file, then ``os.replace``)."""
     return atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False))
+
+
+def _detector_if_meanap(path: str, args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` for loading one side of ``compare``: ``--detector`` names a MEA-NAP file's
+    detector, so a side in another format (e.g. a simulation in NWB) is read without it."""
+    from ..io import detect_format
+
+    if args.detector is None or not Path(path).exists() or detect_format(path) == "meanap":
+        return args
+    return argparse.Namespace(**{**vars(args), "detector": None})
 
 
 def run_describe(args: argparse.Namespace) -> int:
@@ -65,8 +75,8 @@ def run_describe(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from .. import stats
 
-    ref = _load(args.a, args, args.well_a)
-    cand = _load(args.b, args, args.well_b)
+    ref = _load(args.a, _detector_if_meanap(args.a, args), args.well_a)
+    cand = _load(args.b, _detector_if_meanap(args.b, args), args.well_b)
     cmp = stats.compare(ref, cand)
     print(cmp)
     if args.json:
