@@ -68,8 +68,10 @@ def run_fit(args) -> int:
     m = model.provenance.get("metrics", {})
     # the saved model's figure: after refinement and calibration when they ran, else the teacher-forced one
     val = m.get("final_val_bits", m.get("best_val_bits", float("nan")))
+    # the uncoupled null's rates are refitted on the whole window, validation part included
+    where = "validation part (in the rates' refit)" if m.get("uncoupled") else "held-out (validation)"
     print(f"saved {out}: {model.n_recorded} recorded + {model.n_hidden} hidden neurons, "
-          f"held-out (validation) {val:.3f} bits/spike, fit {m.get('fit_s', 0):.1f} s")
+          f"{where} {val:.3f} bits/spike, fit {m.get('fit_s', 0):.1f} s")
     if m.get("uncoupled"):
         print(f"no coupling kept: it predicted the held-out part worse ({m['coupled_val_bits']:.3f} bits/spike) "
               f"than independent Poisson units ({m['uncoupled_val_bits']:.3f})")
