@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         from organoid_sim.stimulation import calibrate
 
         t = time.perf_counter()
-        result = calibrate(model, sample.session, n_trials=4 if quick else 12,
+        # the window of the truth the probe is compared with (the direct responses come 2-5 ms after the pulse)
+        window = tuple(sample.truth.window) if sample.truth is not None else (0.002, 0.100)
+        result = calibrate(model, sample.session, n_trials=4 if quick else 12, window=window,
                            max_evaluations=12 if quick else 60, seed=seed, progress=progress)
         timings["calibrate"] = time.perf_counter() - t
         calib_electrodes = np.unique(sample.session.stim.electrode)

@@ -15,6 +15,8 @@ from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
+#: a window that holds the direct pathway's spikes (1.5 ms after the pulse plus conduction)
+EARLY = (0.002, 0.050)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,6 +49,31 @@ def test_conditions_are_the_distinct_pulses():
     assert len(cond) == 3 and set(zip(cond.electrode, cond.amplitude)) == {(1, -1.0), (1, -2.0), (2, -1.0)}
 
 
+def test_phases_that_differ_by_float_rounding_are_one_condition():
+    """0.0004 s biphasic pulses read back as 200.00000001 us and 200.0 us are the same condition."""
+    phase = np.array([(1.5004 - 1.5) * 1e6 / 2, 200.0, (0.7004 - 0.7) * 1e6 / 2, 100.0])
+    assert len(set(phase.tolist())) == 4                         # four float values, two physical phases
+    ev = StimEvents.from_columns([0.1, 0.2, 0.3, 0.4], [1, 1, 1, 1], [-1.0] * 4, phase, 2)
+    assert sorted(conditions_of(ev).phase_us.tolist()) == [100.0, 200.0]
+
+
+def test_calibration_counts_the_spikes_evoked_responses_counts(session):
+    """With the defaults, calibrate, predict_evoked_responses and stats.evoked_responses use one window."""
+    model, el = grid_model()
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+    result = calibrate(model, session, n_trials=2, max_evaluations=1, neuron_gains=False, progress=False)
+    default = evoked_responses(session, by_amplitude=True)
+    assert result.observed.window == default.window == result.predicted.window
+    np.testing.assert_array_equal(result.observed.response_probability, default.response_probability)
+
+
+def test_predict_evoked_responses_is_public():
+    import organoid_sim.stimulation as stimulation
+    from organoid_sim.stimulation import predict_evoked_responses as public
+
+    assert public is predict_evoked_responses and "predict_evoked_responses" in stimulation.__all__
+
+
 def test_prediction_matches_sequential_simulation():
     """The batched single-trial predictor agrees with the model's own sequential simulate()
     (both pathways of the coupling; 24 pulses per condition, as the direct pathway's graded
@@ -57,7 +84,7 @@ def test_prediction_matches_sequential_simulation():
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=24, interval_s=0.25, jitter_s=0.05, seed=1)
     session = model.stimulate(ev, seed=3)
     observed = evoked_responses(session, window=(0.002, 0.1), by_amplitude=True)
-    pred = predict_evoked_responses(model, session.stim, n_trials=24, seed=0, burn_in_s=0.5)
+    pred = predict_evoked_responses(model, session.stim, n_trials=24, seed=0, burn_in_s=0.5, window=(0.002, 0.1))
     own = [list(observed.unit_ids).index(e) for e in observed.electrodes]
     p_obs = observed.response_probability[np.arange(len(own)), own]
     p_sim = pred.response_probability[np.arange(len(own)), own]
@@ -142,7 +169,7 @@ def test_calibration_recovers_the_direct_gain():
     rec = model.stimulate(ev, seed=3)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **{**truth, "direct_gain": 0.75})
     res = calibrate(model, rec, params=("direct_gain",), max_evaluations=14, burn_in_s=0.5, progress=False, seed=0,
-                    neuron_gains=False)
+                    neuron_gains=False, window=EARLY)
     assert res.loss_after < res.loss_before
     assert abs(np.log(res.after["direct_gain"] / 3.0)) < 0.3 * np.log(4.0)
 

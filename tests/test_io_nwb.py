@@ -79,6 +79,18 @@ def _pynwb_file(tmp_path, stim="uA"):
         t.add_column("amplitude", "uA")
         t.add_row(start_time=1.5, stop_time=1.5004, electrode=11, amplitude=-5.0)
         nwb.add_time_intervals(t)
+    if stim == "amplitude_uA":  # the unit in the column name; onsets whose stop - start is not exact in float
+        t = TimeIntervals(name="stim", description="pulses")
+        t.add_column("electrode", "site")
+        t.add_column("amplitude_uA", "current")
+        for k, t0 in enumerate((0.3, 1.7, 2.9)):
+            t.add_row(start_time=t0, stop_time=t0 + 0.0004, electrode=10 + k, amplitude_uA=-2.0)
+        nwb.add_time_intervals(t)
+    if stim == "no_amplitude":  # electrodes but nothing that says how strong: not a stimulation table
+        t = TimeIntervals(name="sites", description="recording blocks")
+        t.add_column("electrode", "site")
+        t.add_row(start_time=0.5, stop_time=1.0, electrode=11)
+        nwb.add_time_intervals(t)
     if stim == "mV":  # a table whose electrode column is a region of the electrodes table, in mV
         v = TimeIntervals(name="voltage_stim", description="pulses")
         v.add_column("electrode", "site", table=nwb.electrodes)
@@ -111,6 +123,26 @@ def test_foreign_region_electrodes_and_mv_amplitudes(tmp_path):
     assert rec.stim.electrode.tolist() == [13]  # row 3 of the electrodes table has id 13
     assert rec.stim.amplitude_unit == "mV" and rec.stim.amplitude.tolist() == [0.8]
     assert rec.metadata["format"] == "nwb"
+
+
+def test_amplitude_column_named_with_its_unit(tmp_path):
+    """An ``amplitude_uA`` column is stimulation in uA, and phases from stop - start are exact."""
+    path = _pynwb_file(tmp_path, stim="amplitude_uA")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:   # the reference: what pynwb reads back
+        ref = io.read().intervals["stim"].to_dataframe()
+    assert ((ref["stop_time"] - ref["start_time"]) * 1e6 / 2 != 200.0).any()   # float seconds are not exact
+    rec = organoid_sim.load(path)
+    np.testing.assert_array_equal(rec.stim.time, ref["start_time"])
+    np.testing.assert_array_equal(rec.stim.amplitude, ref["amplitude_uA"])
+    assert rec.stim.amplitude_unit == "uA"
+    assert rec.stim.phase_us.tolist() == [200.0, 200.0, 200.0]
+
+
+def test_table_with_electrodes_but_no_amplitude_is_skipped_with_a_warning(tmp_path):
+    path = _pynwb_file(tmp_path, stim="no_amplitude")
+    with pytest.warns(UserWarning, match=r"intervals/sites has an electrode column but no amplitude"):
+        rec = organoid_sim.load(path)
+    assert len(rec.stim) == 0
 
 
 def test_neo_agrees_with_our_reader(rec_with_stim, tmp_path):

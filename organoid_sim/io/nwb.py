@@ -17,7 +17,11 @@ What is written (``save(rec, "x.nwb")``):
 
 The reader needs none of the scratch data: for a file written elsewhere it takes the window from
 ``obs_intervals`` (else 0 .. last spike), positions from ``rel_x``/``rel_y`` (else ``x``/``y``)
-and stimulation from any ``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns.
+and stimulation from any ``/intervals/*`` table that has ``electrode`` and amplitude columns
+(``amplitude``, or ``amplitude_uA`` / ``amplitude_mV`` whose name gives the unit); a table with an
+electrode column but no amplitude column is not stimulation, and the reader warns that it skipped it.
+Phase durations derived from ``stop_time - start_time`` are rounded to 1 ns (float seconds are not
+exact: 200.00000001 us would otherwise be a condition of its own).
 It reads each ragged array (``spike_times`` + ``spike_times_index``) in one h5py call instead of
 one call per unit, which is what makes it much faster than pynwb or neo (see ``benchmarks/``).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -245,14 +250,27 @@ def _amplitude_unit(path, f, column: str, default: str) -> str:
     return "mV" if "mV" in str(text) else default
 
 
-def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str):
+#: amplitude column names of foreign stimulation tables -> the unit the name implies (None: from the description)
+AMPLITUDE_COLUMNS = {"amplitude": None, "amplitude_uA": "uA", "amplitude_ua": "uA", "amplitude_mV": "mV",
+                     "amplitude_mv": "mV"}
+#: phase durations from stop - start are rounded to this many decimals of a microsecond (1 ns)
+PHASE_DECIMALS = 3
+
+
+def _amplitude_column(f, g: str) -> str | None:
+    """The name of table ``g``'s amplitude column (see :data:`AMPLITUDE_COLUMNS`), None when it has none."""
+    return next((c for c in AMPLITUDE_COLUMNS if f"{g}/{c}" in f), None)
+
+
+def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str, amplitude: str = "amplitude"):
     """One ``/intervals`` table as StimEvents (electrode regions mapped to electrode ids)."""
     from ..events import StimEvents
     from ._util import h5_attr
 
-    required = ("start_time", "electrode", "amplitude")
+    required = ("start_time", "electrode", amplitude)
     cols = {c: h5_read(path, f, f"{g}/{c}", kinds="fiu", ndim=1, optional=c not in required)
-            for c in ("start_time", "stop_time", "electrode", "amplitude", "phase_us", "n_phases")}
+            for c in ("start_time", "stop_time", "electrode", amplitude, "phase_us", "n_phases")}
+    cols["amplitude"] = cols.pop(amplitude)
     n = len(cols["start_time"])
     for c, v in cols.items():
         if v is not None and len(v) != n:
@@ -265,7 +283,8 @@ def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str):
     if cols["phase_us"] is None and cols["stop_time"] is not None:
         # a foreign table: the pulse lasts stop - start, split evenly over its phases
         n_phases = cols["n_phases"] if cols["n_phases"] is not None else np.full(n, 2)
-        cols["phase_us"] = (cols["stop_time"] - cols["start_time"]) * 1e6 / n_phases
+        # float seconds: 0.0004 s / 2 is 200.00000001 us; rounding to 1 ns keeps one condition one value
+        cols["phase_us"] = np.round((cols["stop_time"] - cols["start_time"]) * 1e6 / n_phases, PHASE_DECIMALS)
     return build(path, g, StimEvents.from_columns, cols["start_time"], cols["electrode"], cols["amplitude"],
                  cols["phase_us"], cols["n_phases"], amplitude_unit=unit)
 
@@ -279,9 +298,20 @@ def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict):
     intervals = f.get("intervals")
     for name in sorted(intervals) if intervals is not None else []:
         g = f"intervals/{name}"
-        if all(f"{g}/{c}" in f for c in ("start_time", "electrode", "amplitude")):
-            table_unit = unit if scratch else _amplitude_unit(path, f, f"{g}/amplitude", unit)
-            tables.append(_stim_table(path, f, g, e_ids, table_unit))
+        if not all(f"{g}/{c}" in f for c in ("start_time", "electrode")):
+            continue
+        amp = _amplitude_column(f, g)
+        if amp is None:
+            cols = sorted(k for k in f[g].keys() if not k.endswith("_index"))
+            warnings.warn(f"{path}: /{g} has an electrode column but no amplitude column (one of "
+                          f"{', '.join(AMPLITUDE_COLUMNS)}; it has {', '.join(cols)}): not read as stimulation",
+                          stacklevel=4)
+            continue
+        if scratch:
+            table_unit = unit
+        else:
+            table_unit = AMPLITUDE_COLUMNS[amp] or _amplitude_unit(path, f, f"{g}/{amp}", unit)
+        tables.append(_stim_table(path, f, g, e_ids, table_unit, amp))
     if not tables:
         return StimEvents.empty(unit)
     merged = build(path, "intervals", StimEvents.concat, tables)

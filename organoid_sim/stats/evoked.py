@@ -15,7 +15,11 @@ import numpy as np
 from ..tensor import bin_index, n_bins_for
 from ._common import concat_ranges, merged_times
 
-__all__ = ["PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies"]
+__all__ = ["PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies", "EVOKED_WINDOW"]
+
+#: default response window (s after pulse onset) of every evoked-response function of the package
+#: (:func:`evoked_responses`, and the stimulation calibration and predictions that compare with it)
+EVOKED_WINDOW = (0.010, 0.200)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def psth(rec, event_times, window: tuple[float, float] = (-0.05, 0.2), bin_ms: f
     return PSTH(edges, counts.reshape(n_bins, rec.n_units), len(event_times), rec.unit_ids)
 
 
-def first_spike_latencies(rec, event_times, window: tuple[float, float] = (0.010, 0.200)) -> np.ndarray:
+def first_spike_latencies(rec, event_times, window: tuple[float, float] = EVOKED_WINDOW) -> np.ndarray:
     """``[E, N]`` latency (s) of each unit's first spike inside ``window`` after each event; NaN if none."""
     event_times = np.asarray(event_times, dtype=np.float64).ravel()
     ev, u, rel = _spikes_around(rec, event_times, float(window[0]), float(window[1]))
@@ -125,7 +129,7 @@ class EvokedResponses:
         return "\n".join(lines)
 
 
-def evoked_responses(rec, window: tuple[float, float] = (0.010, 0.200), by_amplitude: bool = False,
+def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplitude: bool = False,
                      stim=None) -> EvokedResponses:
     """Response probability and first-spike latency per stimulated electrode x unit.
 

@@ -18,6 +18,7 @@ from .pulses import PulseDesign
 # public name -> module that defines it (imported lazily: these pull in torch or the models)
 _LAZY = {
     "calibrate": "organoid_sim.stimulation.calibrate",
+    "predict_evoked_responses": "organoid_sim.stimulation.calibrate",
     "run_trials": "organoid_sim.stimulation.trials",
     "concat_trials": "organoid_sim.stimulation.trials",
     "trial_seeds": "organoid_sim.stimulation.trials",

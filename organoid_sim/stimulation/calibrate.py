@@ -35,11 +35,15 @@ import numpy as np
 import torch
 
 from ..events import COLUMNS, StimEvents
+from ..stats.evoked import EVOKED_WINDOW
 
-#: default response window (s after the pulse): the same as the virtual organoid's true responses
-WINDOW = (0.002, 0.050)
+#: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
+#: calibration and the responses measured afterwards with the defaults count the same spikes
+WINDOW = EVOKED_WINDOW
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 LATENCY_SCALE_S = 0.025
+#: phase durations are compared to this many decimals of a microsecond (1 ns)
+PHASE_DECIMALS = 3
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -71,10 +75,12 @@ class CalibrationResult:
 
 
 def conditions_of(events: StimEvents) -> StimEvents:
-    """One row per distinct (electrode, amplitude, phase_us, n_phases) of ``events`` (time 0)."""
+    """One row per distinct (electrode, amplitude, phase_us, n_phases) of ``events`` (time 0); phase
+    durations that agree to 1 ns are one condition."""
     if len(events) == 0:
         return events
-    keys = np.stack([events.electrode.astype(float), events.amplitude, events.phase_us,
+    # phases to 1 ns: durations computed from float seconds (200.00000001 us) are the same condition
+    keys = np.stack([events.electrode.astype(float), events.amplitude, np.round(events.phase_us, PHASE_DECIMALS),
                      events.n_phases.astype(float)], 1)
     uniq = np.unique(keys, axis=0)
     return StimEvents(np.zeros(len(uniq)), uniq[:, 0].astype(np.int64), uniq[:, 1], uniq[:, 2],
