@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench bench-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Peer simulators for benchmarks/ (brian2 >= 2.10 needs Python 3.12 with numpy 2.4): .venv-bench
+PYTHON312 ?= $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON312) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'brian2>=2.10' 'cython>=3.0' 'h5py>=3.9'
+	# NEST only where a wheel exists (optional peer)
+	-$(BENCH_VENV)/bin/python -m pip install --quiet --only-binary=:all: nest-simulator
+	touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -10,8 +10,9 @@ from organoid_sim import SpikeRecording, StimEvents
 from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.models.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
-from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, conditions_of, default_params,
-                                                fit_neuron_gains, predict_evoked_responses, response_loss)
+from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, check_split, conditions_of,
+                                                default_params, fit_neuron_gains, predict_evoked_responses,
+                                                response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
@@ -61,7 +62,8 @@ def test_calibration_counts_the_spikes_evoked_responses_counts(session):
     """With the defaults, calibrate, predict_evoked_responses and stats.evoked_responses use one window."""
     model, el = grid_model()
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
-    result = calibrate(model, session, n_trials=2, max_evaluations=1, neuron_gains=False, progress=False)
+    result = calibrate(model, session, n_trials=2, max_evaluations=1, neuron_gains=False, progress=False,
+                       check_fraction=0)
     default = evoked_responses(session, by_amplitude=True)
     assert result.observed.window == default.window == result.predicted.window
     np.testing.assert_array_equal(result.observed.response_probability, default.response_probability)
@@ -98,8 +100,12 @@ def test_calibration_recovers_known_coupling(session):
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
     prior_strength = model.stim_coupling.strength(_held_out()).detach().numpy()
     result = calibrate(model, session, params=("gain", "q50_nc", "length_um", "tau_ms"), max_evaluations=60,
-                       burn_in_s=0.5, progress=False, seed=0)
+                       burn_in_s=0.5, progress=False, seed=0, window=EARLY)
     assert result.loss_after < result.loss_before
+    # the electrodes held out of the fit are predicted better too, and the model carries the figures
+    assert not result.kept_prior and result.check["calibrated"]["loss"] < result.check["prior"]["loss"]
+    assert model.provenance["evoked_check"] == result.check and result.check["kept"] == "calibrated"
+    assert set(result.check["check_electrodes"]).isdisjoint(result.check["fit_electrodes"])
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     true_strength = truth.strength(_held_out()).detach().numpy()
     fitted = model.stim_coupling.strength(_held_out()).detach().numpy()
@@ -111,6 +117,37 @@ def test_calibration_recovers_known_coupling(session):
     err_prior = np.abs(prior_strength[diag, diag] - true_strength[diag, diag]).mean()
     assert err_fit < 0.5 * err_prior
     assert abs(np.log(result.after["tau_ms"] / TRUE["tau_ms"])) < abs(np.log(result.before["tau_ms"] / TRUE["tau_ms"]))
+
+
+def test_prior_is_kept_when_calibration_predicts_the_held_out_electrodes_worse():
+    """The held-out electrodes are dead (they evoke nothing) and the prior's weak drive says so;
+    a gain fitted on the live electrodes predicts responses to the dead ones: the prior is kept."""
+    model, el = grid_model()
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    held = check_split(ev, 0.25, seed=0)
+    assert 0 < len(held) < 9
+    xy = el.positions.copy()
+    xy[np.isin(el.ids, held)] = np.nan                      # no position: the electrode reaches no neuron
+    model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **TRUE)
+    session = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False,
+                                                      **{**TRUE, "gain": 0.3})
+    prior = model.stim_coupling.values()
+    with pytest.warns(UserWarning, match="the prior is kept"):
+        result = calibrate(model, session, params=("gain",), max_evaluations=12, burn_in_s=0.5, progress=False,
+                           seed=0, neuron_gains=False, window=EARLY)
+    assert result.loss_after < result.loss_before                 # it did fit the live electrodes better
+    assert result.kept_prior and result.check["kept"] == "prior"
+    assert result.check["calibrated"]["loss"] > result.check["prior"]["loss"]
+    assert model.stim_coupling.values() == prior and result.after == prior
+    assert model.provenance["evoked_check"]["check_electrodes"] == held.tolist()
+
+
+def test_check_split_is_seeded_and_leaves_electrodes_to_fit():
+    ev = StimEvents.from_columns(np.arange(12) * 0.1, np.arange(12) % 6, -1.0, 200.0, 2)
+    a, b = check_split(ev, 0.25, seed=3), check_split(ev, 0.25, seed=3)
+    assert a.tolist() == b.tolist() and len(a) == 2 and set(a) <= set(range(6))
+    assert len(check_split(ev.take(ev.electrode < 3), 0.25, seed=3)) == 0      # too few electrodes to hold any out
 
 
 def test_neuron_gains_find_the_weak_units():

@@ -72,3 +72,21 @@ def test_psth_matches_bruteforce_histogram(stim_rec):
     np.testing.assert_allclose(p.bin_edges_s, edges, atol=1e-12)
     assert p.n_events == 120
     np.testing.assert_allclose(p.rate_hz, p.counts / (120 * 0.005))
+
+
+def test_evoked_agreement_against_scipy_and_by_hand():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(4)
+    p_ref, p_pred = rng.random((6, 5)), rng.random((6, 5))
+    l_ref, l_pred = rng.uniform(0.002, 0.05, (6, 5)), rng.uniform(0.002, 0.05, (6, 5))
+    l_pred[0, :] = np.nan                                           # the prediction never responds there
+    out = stats.evoked_agreement(p_ref, l_ref, p_pred, l_pred, reliable_p=0.3)
+    assert out["response_probability_r"] == pytest.approx(sps.pearsonr(p_ref.ravel(), p_pred.ravel())[0], abs=1e-4)
+    reliable = p_ref >= 0.3
+    both = reliable & np.isfinite(l_pred)
+    assert out["n_latency_pairs"] == both.sum() and out["n_pairs"] == 30
+    assert out["latency_median_abs_err_ms"] == pytest.approx(np.median(np.abs(l_pred - l_ref)[both]) * 1e3, abs=1e-3)
+    assert out["latency_coverage"] == pytest.approx(both.sum() / reliable.sum(), abs=1e-3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        stats.evoked_agreement(p_ref, l_ref, p_pred[:3], l_pred)

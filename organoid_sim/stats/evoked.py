@@ -15,11 +15,14 @@ import numpy as np
 from ..tensor import bin_index, n_bins_for
 from ._common import concat_ranges, merged_times
 
-__all__ = ["PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies", "EVOKED_WINDOW"]
+__all__ = ["PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies", "evoked_agreement",
+           "EVOKED_WINDOW", "RELIABLE_P"]
 
 #: default response window (s after pulse onset) of every evoked-response function of the package
 #: (:func:`evoked_responses`, and the stimulation calibration and predictions that compare with it)
 EVOKED_WINDOW = (0.010, 0.200)
+#: response probability from which a (condition, unit) pair counts as reliable for latency comparisons
+RELIABLE_P = 0.3
 
 
 @dataclass(frozen=True)
@@ -165,3 +168,41 @@ def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplit
                            response_probability=n_resp / n_events[:, None], median_latency_s=median,
                            mean_latency_s=mean, window=(w0, w1), amplitude_unit=stim.amplitude_unit)
 
+
+
+def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = RELIABLE_P) -> dict:
+    """How well predicted evoked responses agree with reference ones, over (condition, unit) pairs.
+
+    Parameters
+    ----------
+    p_ref, p_pred : array
+        Response probabilities (same shape, e.g. ``[groups, units]`` of :class:`EvokedResponses`).
+    lat_ref_s, lat_pred_s : array
+        Median first-spike latencies (s), NaN where a unit never responded.
+    reliable_p : float
+        Pairs with ``p_ref >= reliable_p`` (and a finite reference latency) are the reliable ones.
+
+    Returns
+    -------
+    dict
+        ``response_probability_r`` (Pearson r over all pairs; NaN when either side is constant),
+        ``latency_median_abs_err_ms`` (median |latency error| in ms over the reliable pairs the
+        prediction responds in; None when there are none), ``probability_mean_abs_err``, ``n_pairs``,
+        ``n_latency_pairs`` and ``latency_coverage`` (their share of the reliable pairs).
+    """
+    p_ref, p_pred = np.ravel(p_ref).astype(float), np.ravel(p_pred).astype(float)
+    l_ref, l_pred = np.ravel(lat_ref_s).astype(float), np.ravel(lat_pred_s).astype(float)
+    if not (p_ref.shape == p_pred.shape == l_ref.shape == l_pred.shape):
+        raise ValueError(f"evoked_agreement: shapes differ: {p_ref.shape}, {p_pred.shape}, {l_ref.shape}, "
+                         f"{l_pred.shape}")
+    ok = np.isfinite(p_ref) & np.isfinite(p_pred)
+    r = (float(np.corrcoef(p_ref[ok], p_pred[ok])[0, 1]) if ok.sum() > 1 and p_ref[ok].std() > 0
+         and p_pred[ok].std() > 0 else float("nan"))
+    reliable = ok & (p_ref >= reliable_p) & np.isfinite(l_ref)
+    both = reliable & np.isfinite(l_pred)
+    err = np.abs(l_pred[both] - l_ref[both]) * 1e3
+    return {"response_probability_r": round(r, 4),
+            "latency_median_abs_err_ms": round(float(np.median(err)), 3) if err.size else None,
+            "probability_mean_abs_err": round(float(np.mean(np.abs(p_pred[ok] - p_ref[ok]))), 4) if ok.any() else None,
+            "n_pairs": int(ok.sum()), "n_latency_pairs": int(both.sum()),
+            "latency_coverage": round(float(both.sum() / max(reliable.sum(), 1)), 3)}

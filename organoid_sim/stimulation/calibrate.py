@@ -57,7 +57,9 @@ def default_params(coupling) -> tuple[str, ...]:
 
 @dataclass
 class CalibrationResult:
-    """Outcome of :func:`calibrate`: parameters and loss before/after, and the responses compared."""
+    """Outcome of :func:`calibrate`: parameters and loss before/after (on the fitted pulses), the responses
+    compared, and ``check``: the prior's and the calibrated coupling's figures on the session's held-out
+    electrodes (None without a check), ``kept_prior``: whether the prior was kept."""
 
     before: dict
     after: dict
@@ -67,11 +69,14 @@ class CalibrationResult:
     interrupted: bool
     observed: object = field(repr=False)
     predicted: object = field(repr=False)
+    check: dict | None = None
+    kept_prior: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no response arrays)."""
         return {"before": self.before, "after": self.after, "loss_before": self.loss_before,
-                "loss_after": self.loss_after, "n_evaluations": self.n_evaluations, "interrupted": self.interrupted}
+                "loss_after": self.loss_after, "n_evaluations": self.n_evaluations, "interrupted": self.interrupted,
+                "kept_prior": self.kept_prior, "check": self.check}
 
 
 def conditions_of(events: StimEvents) -> StimEvents:
@@ -233,23 +238,47 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
     return pred
 
 
+def check_split(events: StimEvents, fraction: float, seed: int) -> np.ndarray:
+    """Electrode ids held out of the fit for the check: ``round(fraction * E)`` of the ``E``
+    stimulated electrodes, drawn with ``seed`` (none when fewer than 4 electrodes were stimulated)."""
+    elec = np.unique(events.electrode)
+    n = int(round(float(fraction) * len(elec))) if len(elec) >= 4 else 0
+    if n == 0:
+        return elec[:0]
+    return np.sort(np.random.default_rng([int(seed), 7]).choice(elec, size=min(n, len(elec) - 1), replace=False))
+
+
+def _figures(observed, predicted) -> dict:
+    """:func:`organoid_sim.stats.evoked_agreement` of ``predicted`` with ``observed`` (rows aligned)."""
+    from ..stats import evoked_agreement
+
+    p_sim, l_sim = _align(observed, predicted)
+    return evoked_agreement(observed.response_probability, observed.median_latency_s, p_sim, l_sim)
+
+
 def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
-              neuron_gains: bool = True) -> CalibrationResult:
+              neuron_gains: bool = True, check_fraction: float = 0.25) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
     ``params``: which coupling parameters move (others keep their value; default
     :func:`default_params`); ``n_trials``: simulated
-    trials per condition; ``window`` (s after the pulse) where first spikes count;
-    ``max_evaluations``: budget of the Nelder-Mead search. ``neuron_gains``: then fit the recorded
-    units' ``neuron_log_gain`` (:func:`fit_neuron_gains`). The network weights never change.
+    trials per condition; ``window`` (s after the pulse) where first spikes count (default: that of
+    :func:`organoid_sim.stats.evoked_responses`); ``max_evaluations``: budget of the Nelder-Mead
+    search. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
+    (:func:`fit_neuron_gains`). The network weights never change.
+
+    ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
+    the prior and the calibrated coupling both predict their pulses, and when the calibrated one
+    predicts them worse (higher :func:`response_loss`) the prior is kept (``kept_prior=True``, with
+    a warning). Both figures go to ``model.provenance["evoked_check"]`` (saved with the model):
+    response-probability r and median latency error on the session's own held-out pulses. 0 fits
+    on every electrode and checks nothing.
+
     The model is updated in place with the best parameters found (also on Ctrl-C, after which the
     result says ``interrupted=True``). Same ``seed``, same result.
     """
-    from scipy.optimize import minimize
-    from tqdm.auto import tqdm
-
     from ..stats import evoked_responses
 
     _check(model, recording)
@@ -259,19 +288,67 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     unknown = set(params) - set(names)
     if unknown:
         raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {tuple(names)}")
-    observed = evoked_responses(recording, window=window, by_amplitude=True)
-    events = recording.stim
+    if not 0 <= check_fraction < 1:
+        raise ValueError(f"calibrate: check_fraction must lie in [0, 1), got {check_fraction}")
+    held = check_split(recording.stim, check_fraction, seed)
+    is_held = np.isin(recording.stim.electrode, held)
+    events, check_events = recording.stim.take(~is_held), recording.stim.take(is_held)
+    observed = evoked_responses(recording, window=window, by_amplitude=True, stim=events)
     states = _spontaneous_states(model, n_trials, burn_in_s, seed + 1)
+    before = coupling.values()
+    prior_state = {k: v.detach().clone() for k, v in coupling.state_dict().items()}
+    check_prior = None
+    if len(check_events):
+        check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events)
+        check_prior = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
+    result = _search(model, observed, events, params, states=states, n_trials=n_trials, window=window,
+                     max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress)
+    if neuron_gains and not result["interrupted"]:
+        pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
+        result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
+    kept_prior, check = False, None
+    if check_prior is not None and not result["interrupted"]:
+        check_cal = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
+        kept_prior = check_cal["loss"] > check_prior["loss"]
+        if kept_prior:
+            coupling.load_state_dict(prior_state)
+            warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
+                          f"session worse than the prior (loss {check_cal['loss']:.4f} > {check_prior['loss']:.4f}): "
+                          "the prior is kept", stacklevel=2)
+        check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
+                 "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
+                 "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
+                 "kept": "prior" if kept_prior else "calibrated"}
+        if isinstance(getattr(model, "provenance", None), dict):
+            model.provenance["evoked_check"] = check
+    return CalibrationResult(before=before, after=coupling.values(), loss_before=float(result["loss0"]),
+                             loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
+                             interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
+                             check=check, kept_prior=kept_prior)
+
+
+def _check_figures(model, observed, events, states, n_trials, window, seed, latency_weight) -> dict:
+    """Loss and agreement of the model's current prediction of the check pulses."""
+    pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed + 5, states=states)
+    return {"loss": round(response_loss(observed, pred, latency_weight), 6), **_figures(observed, pred)}
+
+
+def _search(model, observed, events, params, *, states, n_trials, window, max_evaluations, latency_weight, seed,
+            progress) -> dict:
+    """Nelder-Mead over the coupling's log-parameters ``params``; leaves the best in the model."""
+    from scipy.optimize import minimize
+    from tqdm.auto import tqdm
+
+    coupling = model.stim_coupling
     logs = [getattr(coupling, "log_" + p) for p in params]
     x0 = np.array([float(v.detach()) for v in logs])
-    before = coupling.values()
 
     def set_params(x) -> None:
         with torch.no_grad():
             for v, xi in zip(logs, x):
                 v.fill_(float(xi))
 
-    best = {"loss": np.inf, "x": x0.copy(), "pred": None, "n": 0}
+    best = {"loss": np.inf, "x": x0.copy(), "pred": None, "n": 0, "loss0": float("nan"), "interrupted": False}
     bar = tqdm(total=max_evaluations, disable=not progress, desc="calibrate", unit="eval")
 
     def objective(x) -> float:
@@ -286,9 +363,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         bar.set_postfix(loss=f"{loss:.4f}", best=f"{best['loss']:.4f}")
         return loss
 
-    interrupted, loss0 = False, float("nan")
     try:
-        loss0 = objective(x0)
+        best["loss0"] = objective(x0)
         simplex = np.vstack([x0] + [x0 + np.eye(len(x0))[i] * math.log(2.0) for i in range(len(x0))])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -296,13 +372,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
                      options={"maxfev": max(1, max_evaluations - 1), "initial_simplex": simplex,
                               "xatol": 0.02, "fatol": 1e-5})
     except KeyboardInterrupt:
-        interrupted = True
+        best["interrupted"] = True
     finally:
         bar.close()
         set_params(best["x"])
-    if neuron_gains and not interrupted:
-        pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
-        best.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
-    return CalibrationResult(before=before, after=coupling.values(), loss_before=float(loss0),
-                             loss_after=float(best["loss"]), n_evaluations=int(best["n"]), interrupted=interrupted,
-                             observed=observed, predicted=best["pred"])
+    return best
