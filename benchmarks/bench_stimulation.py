@@ -34,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,15 +86,27 @@ def _interp(x, xs, ys):
     w = float(np.clip((x - xs[j]) / (xs[j + 1] - xs[j]), 0.0, 1.0))
     lo, hi = ys[j], ys[j + 1]
     out = (1 - w) * lo + w * hi
-    return np.where(np.isnan(lo), hi, np.where(np.isnan(hi), lo, out))
+    # a side with no response (NaN latency) lends nothing; the other side's value stands in between
+    lo_only = lo if w < 1 else np.full_like(lo, np.nan)
+    hi_only = hi if w > 0 else np.full_like(hi, np.nan)
+    return np.where(np.isnan(lo), hi_only, np.where(np.isnan(hi), lo_only, out))
 
 
 def lookup_baseline(culture, electrodes, amplitudes) -> dict:
-    """The model-free lookup prediction of the held-out conditions (module docstring), with its figures."""
+    """Figures of the model-free lookup prediction (:func:`lookup_prediction`) of the held-out conditions."""
+    probs, lats = lookup_prediction(culture.session, culture.window, electrodes, amplitudes)
+    return evoked_agreement(*_pairs(culture.truth, electrodes, amplitudes, probs, lats, culture.session.unit_ids))
+
+
+def lookup_prediction(session, window, electrodes, amplitudes):
+    """``[K, C]`` response probabilities and median latencies (s) of a model-free lookup: each channel's
+    response to that electrode in ``session`` (by amplitude, linear in amplitude between the
+    calibrated ones, clamped outside), and for an electrode never stimulated the mean over
+    stimulated electrodes of the channel at the same offset from them (median for latencies)."""
     from organoid_sim import stats
 
-    obs = stats.evoked_responses(culture.session, window=culture.window, by_amplitude=True)
-    rec = culture.session
+    obs = stats.evoked_responses(session, window=window, by_amplitude=True)
+    rec = session
     pos = {int(u): tuple(np.round(p, 1)) for u, p in zip(rec.unit_ids, rec.positions)}
     col_at = {v: i for i, v in enumerate(pos.values())}
     exy = {int(e): tuple(np.round(p, 1)) for e, p in zip(rec.electrodes.ids, rec.electrodes.positions)}
@@ -120,12 +133,12 @@ def lookup_baseline(culture, electrodes, amplitudes) -> dict:
                 src = [col_at.get(tuple(np.round(np.add(xy, shift), 1))) for xy in pos.values()]
                 ps.append([p2[s] if s is not None else np.nan for s in src])
                 ls.append([l2[s] if s is not None else np.nan for s in src])
-            with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-                __import__("warnings").simplefilter("ignore", RuntimeWarning)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)       # channels no offset reaches
                 p, lat = np.nanmean(ps, 0), np.nanmedian(ls, 0)
             p = np.where(np.isnan(p), np.nanmean(p), p)
         probs.append(p), lats.append(lat)
-    return evoked_agreement(*_pairs(culture.truth, electrodes, amplitudes, np.array(probs), np.array(lats), rec.unit_ids))
+    return np.array(probs), np.array(lats)
 
 
 def ceiling(culture, electrodes, amplitudes) -> dict:
@@ -155,6 +168,25 @@ def bars(calibrated: dict, prior: dict, lookup: dict, ceil: dict) -> dict:
             "not_worse_than_prior": bool(r >= pr - 1e-9 and (lat is None or pl is None or lat <= pl + 1e-9))}
 
 
+def fitted_model(culture, a):
+    """The spontaneous fit (cached in ``benchmarks/out/<culture>/`` with ``--cache-model``: the fit is
+    deterministic for its settings and seed, and calibration variants can then share it)."""
+    import organoid_sim
+    from organoid_sim.models import SpikingNetworkModel
+
+    key = f"model_h{a.hidden}_dt{a.dt_ms:g}_e{a.epochs}_s{a.fit_s:g}_r{a.refine_steps}_seed{a.seed}"
+    cache = ROOT / "benchmarks" / "out" / culture.name / key
+    if a.cache_model and (cache / "model.json").exists():
+        return organoid_sim.load_model(cache)
+    spont = culture.spontaneous
+    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed)
+    train = spont.time_slice(spont.t_start, spont.t_start + a.fit_s)
+    model.fit(train, max_epochs=a.epochs, refine_steps=a.refine_steps, progress=not a.json, seed=a.seed)
+    if a.cache_model:
+        model.save(cache)
+    return model
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--culture", default="ours", choices=("ours", "second"), help="which ground truth")
@@ -169,25 +201,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--evaluations", type=int, default=120, help="calibration budget (model evaluations)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small per-step products: 1 is fastest)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coarse", type=float, nargs="*", default=None,
+                    help="calibrate's coarse_factors (default: calibrate's own default)")
+    ap.add_argument("--check-fraction", type=float, default=None, help="calibrate's check_fraction (default: its own)")
+    ap.add_argument("--cache-model", action="store_true", help="keep/reuse the spontaneous fit in benchmarks/out/")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     culture = load_culture(a.culture, Path(a.samples), progress=not a.json)
     window = tuple(culture.window)
     t0 = time.perf_counter()
-    from organoid_sim.models import SpikingNetworkModel
-
-    spont = culture.spontaneous
-    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed)
-    train = spont.time_slice(spont.t_start, spont.t_start + a.fit_s)
-    model.fit(train, max_epochs=a.epochs, refine_steps=a.refine_steps, progress=not a.json, seed=a.seed)
+    model = fitted_model(culture, a)
     t_fit = time.perf_counter() - t0
     held = held_out_events(culture.truth, culture.calibration_electrodes, culture.calibration_amplitudes)
 
     t1 = time.perf_counter()
     prior_pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed)
     prior = compare(culture.truth, prior_pred)
+    options = {k: v for k, v in (("coarse_factors", a.coarse), ("check_fraction", a.check_fraction)) if v is not None}
     result = calibrate(model, culture.session, n_trials=a.trials, window=window, max_evaluations=a.evaluations,
-                       seed=a.seed, progress=not a.json)
+                       seed=a.seed, progress=not a.json, **options)
     pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed + 1)
     calibrated = compare(culture.truth, pred)
     t_stim = time.perf_counter() - t1
@@ -201,7 +233,8 @@ def main(argv=None) -> dict:
            "calibration": result.to_dict(), "n_held_out_conditions": int(len(held)), "window_s": list(window),
            "fit_time_s": round(t_fit, 1), "calibrate_and_predict_time_s": round(t_stim, 1), "threads": a.threads,
            "model": {"fit_window_s": a.fit_s, "n_hidden": a.hidden, "dt_ms": a.dt_ms, "epochs": a.epochs,
-                     "refine_steps": a.refine_steps, "trials": a.trials, "evaluations": a.evaluations}}
+                     "refine_steps": a.refine_steps, "trials": a.trials, "evaluations": a.evaluations,
+                     "calibrate_options": options}}
     print(f"{culture.name}: {culture.description}")
     print(f"held-out conditions: {len(held)} (electrodes never stimulated + amplitudes never used), "
           f"window {window[0] * 1e3:g}-{window[1] * 1e3:g} ms")

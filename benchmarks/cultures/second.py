@@ -26,7 +26,8 @@ Sessions (``--out`` folder, generic HDF5 layout of organoid_sim, written with h5
   pulses per condition in random order, 0.7 +- 0.15 s apart;
 - ``heldout.h5``: set B at 1.0, 1.5, 2.0, 2.5 uA and set A at the unseen 1.5, 2.0 uA,
   ``--truth-repeats`` pulses per condition: its responses are the truth (and its two halves give
-  the split-half noise ceiling);
+  the split-half noise ceiling); simulated in ``--parts`` consecutive parts, each from its own
+  warm-up (``--part k`` runs one, so the parts can run side by side);
 - ``culture.json``: the configuration, seeds and electrode sets.
 
 Same seed, same files. Run with a Python that has brian2 >= 2.10 (``make bench-env``):
@@ -230,6 +231,29 @@ def write_h5(path: Path, channel, t, duration_s: float, stim, metadata: dict) ->
     os.replace(tmp, path)
 
 
+def _heldout_part(anat, stim, duration_s: float, part: int, n_parts: int, seed: int, out: Path, cache: str) -> None:
+    """Part ``part`` of ``n_parts`` of the held-out session (consecutive pulses), simulated from its
+    own warm-up and written to ``.heldout.part<k>.npz`` in session time."""
+    path = out / f".heldout.part{part}.npz"
+    if path.exists():
+        return
+    times, elec, amps = stim
+    bounds = np.linspace(0, len(times), n_parts + 1).astype(int)
+    sl = slice(bounds[part], bounds[part + 1])
+    t_lo = 0.0 if part == 0 else float(times[sl][0]) - 0.5
+    t_hi = duration_s if part == n_parts - 1 else float(times[bounds[part + 1]]) - 0.5
+    t0 = time.perf_counter()
+    local = (times[sl] - t_lo, elec[sl], amps[sl])
+    neuron, t = simulate(anat, t_hi - t_lo, local, seed=seed * 1000 + 300 + part,
+                         cache_dir=f"{cache}_part{part}")
+    ch, tt = record(anat, neuron, t, local[0], seed=seed * 1000 + 400 + part)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, channel=ch, t=tt + t_lo)
+    os.replace(tmp, path)
+    print(f"heldout part {part}: {t_hi - t_lo:.0f} s, {len(t) / (t_hi - t_lo) / N_NEURONS:.2f} Hz/neuron, "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
 def config(seed: int, args) -> dict:
     """Everything that defines the culture and its sessions (written to culture.json)."""
     return {"simulator": "brian2", "seed": seed, "rows": ROWS, "cols": COLS, "pitch_um": PITCH_UM,
@@ -250,6 +274,9 @@ def main(argv=None) -> None:
     ap.add_argument("--truth-repeats", type=int, default=20)
     ap.add_argument("--only", choices=("spontaneous", "calibration", "heldout"), default=None,
                     help="write one session only (quick looks)")
+    ap.add_argument("--parts", type=int, default=2, help="the held-out session is simulated in this many "
+                    "consecutive parts, each after its own warm-up (they can run side by side)")
+    ap.add_argument("--part", type=int, default=None, help="simulate only this part of the held-out session")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,16 +302,31 @@ def main(argv=None) -> None:
     times = np.round(1.0 + np.concatenate([[0.0], np.cumsum(gaps[:-1])]), 4)
     held = (times, tim[0][perm], tim[1][perm])
     sessions["heldout"] = (float(times[-1]) + 1.0, held)
+    cfg["heldout_parts"] = a.parts
     for k, (name, (dur, stim)) in enumerate(sessions.items()):
-        if a.only and name != a.only:
+        if (a.only and name != a.only) or (a.part is not None and name != "heldout"):
+            continue
+        md = {"source": "benchmarks/cultures/second.py", "culture": "second", "session": name, **cfg}
+        if (out / f"{name}.h5").exists():
             continue
         t0 = time.perf_counter()
+        if name == "heldout":
+            parts = [a.part] if a.part is not None else range(a.parts)
+            for p in parts:
+                _heldout_part(anat, stim, dur, p, a.parts, a.seed, out, cache)
+            if all((out / f".heldout.part{p}.npz").exists() for p in range(a.parts)):
+                got = [np.load(out / f".heldout.part{p}.npz") for p in range(a.parts)]
+                ch, tt = np.concatenate([g["channel"] for g in got]), np.concatenate([g["t"] for g in got])
+                write_h5(out / "heldout.h5", ch, tt, dur, stim, md)
+                print(f"heldout: {len(tt)} channel spikes in {a.parts} parts", flush=True)
+            continue
         neuron, t = simulate(anat, dur, stim, seed=a.seed * 1000 + 100 + k, cache_dir=cache)
         ch, tt = record(anat, neuron, t, stim[0], seed=a.seed * 1000 + 200 + k)
-        md = {"source": "benchmarks/cultures/second.py", "culture": "second", "session": name, **cfg}
         write_h5(out / f"{name}.h5", ch, tt, dur, stim, md)
         print(f"{name}: {dur:.0f} s, {len(t)} neuron spikes ({len(t) / dur / N_NEURONS:.2f} Hz/neuron), "
               f"{len(tt)} channel spikes, {time.perf_counter() - t0:.0f} s", flush=True)
+    if a.part is not None or not (out / "heldout.h5").exists():
+        return
     doc = {**cfg, "calibration_electrodes": set_a.tolist(), "heldout_electrodes": set_b.tolist(),
            "calibration_amplitudes_uA": list(CALIB_AMPS), "truth_amplitudes_uA": list(TRUTH_AMPS)}
     tmp = out / ".culture.json.tmp"

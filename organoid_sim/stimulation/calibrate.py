@@ -258,7 +258,7 @@ def _figures(observed, predicted) -> dict:
 
 def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
-              neuron_gains: bool = True, check_fraction: float = 0.25) -> CalibrationResult:
+              neuron_gains: bool = True, check_fraction: float = 0.25, coarse_factors=()) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
@@ -266,7 +266,9 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     :func:`default_params`); ``n_trials``: simulated
     trials per condition; ``window`` (s after the pulse) where first spikes count (default: that of
     :func:`organoid_sim.stats.evoked_responses`); ``max_evaluations``: budget of the Nelder-Mead
-    search. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
+    search; ``coarse_factors`` (e.g. ``(0.25, 4.0)``): first try each parameter multiplied by each
+    factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
+    there. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
     (:func:`fit_neuron_gains`). The network weights never change.
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
@@ -302,7 +304,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events)
         check_prior = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
     result = _search(model, observed, events, params, states=states, n_trials=n_trials, window=window,
-                     max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress)
+                     max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress,
+                     coarse_factors=tuple(coarse_factors))
     if neuron_gains and not result["interrupted"]:
         pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
         result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
@@ -334,8 +337,9 @@ def _check_figures(model, observed, events, states, n_trials, window, seed, late
 
 
 def _search(model, observed, events, params, *, states, n_trials, window, max_evaluations, latency_weight, seed,
-            progress) -> dict:
-    """Nelder-Mead over the coupling's log-parameters ``params``; leaves the best in the model."""
+            progress, coarse_factors=()) -> dict:
+    """Coordinate steps by ``coarse_factors`` (at most half the budget), then Nelder-Mead over the
+    coupling's log-parameters ``params``; leaves the best in the model."""
     from scipy.optimize import minimize
     from tqdm.auto import tqdm
 
@@ -365,11 +369,21 @@ def _search(model, observed, events, params, *, states, n_trials, window, max_ev
 
     try:
         best["loss0"] = objective(x0)
+        for i in range(len(x0)) if coarse_factors else ():
+            # one pass of coordinate search with wide steps: parameters whose prior is far off
+            # (a conduction velocity 10x too fast) get there before the simplex starts
+            for f in coarse_factors:
+                if best["n"] >= max_evaluations // 2:
+                    break
+                x = best["x"].copy()
+                x[i] += math.log(f)
+                objective(x)
+        x0 = best["x"].copy()
         simplex = np.vstack([x0] + [x0 + np.eye(len(x0))[i] * math.log(2.0) for i in range(len(x0))])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             minimize(objective, x0, method="Nelder-Mead",
-                     options={"maxfev": max(1, max_evaluations - 1), "initial_simplex": simplex,
+                     options={"maxfev": max(1, max_evaluations - best["n"]), "initial_simplex": simplex,
                               "xatol": 0.02, "fatol": 1e-5})
     except KeyboardInterrupt:
         best["interrupted"] = True
