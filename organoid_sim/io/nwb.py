@@ -33,6 +33,7 @@ import numpy as np
 
 from ._util import (atomic_path, build, dataset_size, decode_strings, h5_read, offsets_from_index, open_h5,
                     parse_json, progress_bar)
+from ..si_bridge import DEFAULT_RESOLUTION_S, spike_time_resolution  # noqa: F401  (re-exported)
 from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "nwb"
@@ -48,7 +49,6 @@ def sniff_h5(f) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- writer
-DEFAULT_RESOLUTION_S = 1e-6  # spike-time resolution written when nothing better is known (s)
 UNKNOWN_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_1"  # NCBI taxonomy root: "some organism"
 UNKNOWN_AGE = "P0D/"  # ISO 8601 open range: at least 0 days old (age unknown)
 SUBJECT_FIELDS = ("subject_id", "species", "age", "sex", "subject_description")
@@ -86,20 +86,12 @@ def _session_start(metadata: dict, given=None) -> tuple[datetime.datetime, str]:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0), "time of writing"
 
 
-def _resolution(rec, md: dict, given=None) -> tuple[float, str]:
-    """(spike-time resolution in s, where it came from); the rule is in :func:`write`."""
-    candidates = ((given, "option"), (1.0 / rec.sampling_rate if rec.sampling_rate else None, "sampling rate"),
-                  (md.get("time_resolution_s"), "metadata time_resolution_s"),
-                  (md.get("dt_ms") / 1000.0 if isinstance(md.get("dt_ms"), (int, float)) else None,
-                   "simulation time step dt_ms"))
-    for value, origin in candidates:
-        if value is not None:
-            value = float(value)
-            if not (np.isfinite(value) and value > 0):
-                raise ReaderOptionError(f"spike-time resolution from {origin} must be a positive number of "
-                                        f"seconds, got {value}")
-            return value, origin
-    return DEFAULT_RESOLUTION_S, "default (sampling rate unknown)"
+def _resolution(rec, given=None) -> tuple[float, str]:
+    """(spike-time resolution in s, where it came from): :func:`organoid_sim.si_bridge.spike_time_resolution`."""
+    try:
+        return spike_time_resolution(rec, given)
+    except ValueError as exc:
+        raise ReaderOptionError(str(exc)) from None
 
 
 def _subject(md: dict, options: dict):
@@ -269,7 +261,7 @@ def write(rec, path, *, session_description: str | None = None, session_start_ti
         raise ReaderOptionError(f"unexpected options for the NWB writer: {sorted(options)}")
     md = rec.metadata
     start, start_source = _session_start(md, session_start_time)
-    res = _resolution(rec, md, resolution)
+    res = _resolution(rec, resolution)
     subject = _subject(md, {k: v for k, v in dict(subject_id=subject_id, species=species, age=age, sex=sex,
                                                   subject_description=subject_description).items() if v is not None})
     nwbfile = NWBFile(session_description=session_description or _session_description(md),
