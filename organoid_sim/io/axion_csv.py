@@ -50,8 +50,10 @@ import csv
 import datetime
 import gzip
 import io
+import os
 import re
 import zlib
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +69,17 @@ FOOTER = "well information"
 ELECTRODE = re.compile(r"^([A-Za-z]+)(\d+)_(\d)(\d)$")
 # well count in the plate name -> electrode pitch (um); sources in the module docstring
 PLATE_PITCH_UM = {6: 300.0, 12: 200.0, 24: 300.0, 48: 350.0, 96: 350.0}
-PROGRESS_ROWS = 1_000_000  # a bar for files with more rows than this
+PROGRESS_BYTES = 64 * 2**20  # a bar for files larger than this (bytes on disk)
 
 
 def _open_text(path):
-    """A text handle on the file, decompressing ``.gz`` (judged from the magic bytes)."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+    """(text handle, raw file) on the file, decompressing ``.gz`` (judged from the magic bytes); the
+    raw file's position (compressed bytes read) drives the progress bar."""
+    raw = open(path, "rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    stream = gzip.GzipFile(fileobj=raw, mode="rb") if magic == GZIP_MAGIC else raw
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline=""), raw
 
 
 def _is_header(line: str) -> bool:
@@ -100,57 +104,106 @@ def sniff(path, head: bytes) -> bool:
 
 def _rows(path, progress=None):
     """Yield ``(line number, cells)`` of the data rows; file errors become RecordingFormatError."""
+    size = os.path.getsize(path)
+    show = progress if progress is not None else size > PROGRESS_BYTES
+    fh, raw = _open_text(path)
     try:
-        with _open_text(path) as fh:
+        with fh, progress_bar(show, size, f"reading {Path(path).name}") as bar:
+            bar.unit, bar.unit_scale = "B", True
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or not _is_header(",".join(header)):
                 raise RecordingFormatError(path, "line 1", f"not an Axion spike-list header: {header!r}")
-            with progress_bar(progress, 0, f"reading {Path(path).name}") as bar:
-                for i, cells in enumerate(reader, start=2):
-                    if i % 100_000 == 0:
-                        bar.update(100_000)
-                    yield i, cells
+            done = 0
+            for i, cells in enumerate(reader, start=2):
+                if not i & 0xFFFF:
+                    bar.update(raw.tell() - done)
+                    done = raw.tell()
+                yield i, cells
     except (UnicodeDecodeError, OSError, EOFError, csv.Error, zlib.error) as exc:
         raise RecordingFormatError(path, None, f"cannot be read as a spike-list CSV (corrupt or truncated?): "
                                    f"{type(exc).__name__}: {exc}") from None
 
 
+def _bad_row(path, line: int, cells, why: str) -> RecordingFormatError:
+    return RecordingFormatError(path, f"line {line}", f"bad spike row {','.join(cells)!r}: {why}")
+
+
+def _check_row(path, line: int, cells) -> None:
+    """Raise the specific error for one spike row (the slow path, only once a column failed)."""
+    t, name, amp = (cells + ["", "", "", "", ""])[2:5]
+    try:
+        value = float(t)
+        float(amp) if amp.strip() else None
+    except ValueError:
+        raise _bad_row(path, line, cells, "the time (s) and amplitude (mV) must be numbers") from None
+    if not np.isfinite(value) or value < 0:
+        raise _bad_row(path, line, cells, "the time must be a finite number of seconds >= 0")
+    if not ELECTRODE.match(name.strip()):
+        raise _bad_row(path, line, cells, "the electrode must look like 'E6_41' (well, column digit, row digit)")
+
+
+def _add_setting(settings: dict, section, key: str, value: str):
+    """Store one key/value row; returns the current section (a key without a value opens one)."""
+    if not value:
+        return settings.setdefault(key.strip(), {})
+    if key[:1].isspace() and section is not None:
+        section[key.strip()] = value
+        return section
+    settings[key.strip()] = value
+    return None
+
+
 def _parse(path, progress=None):
-    """(times s, electrode names, amplitudes mV, settings) of the whole plate."""
-    times, names, amps = [], [], []
+    """(times s, electrode names, amplitudes mV, settings) of the whole plate.
+
+    Rows are split by the csv module; the columns are converted by numpy in one go, and only when
+    that fails is the first bad row looked for (so the error names its line).
+    """
     settings: dict = {}
     section = None
+    t_txt, names, a_txt, lines = [], [], [], array("q")
     for line, cells in _rows(path, progress):
-        key = cells[0] if cells else ""
-        if key.strip().lower() == FOOTER:
-            break
-        value = cells[1].strip() if len(cells) > 1 else ""
-        if key.strip():
-            if not value:
-                section = settings.setdefault(key.strip(), {})
-            elif key[:1].isspace() and section is not None:
-                section[key.strip()] = value
-            else:
-                settings[key.strip()] = value
-                section = None
-        spike = [c.strip() for c in cells[2:5]]
-        if not any(spike):
+        if cells and cells[0]:  # a settings row (only the leading rows have one)
+            if cells[0].strip().lower() == FOOTER:
+                break
+            section = _add_setting(settings, section, cells[0], cells[1].strip() if len(cells) > 1 else "")
+        if len(cells) < 3 or not "".join(cells[2:5]).strip():
             continue
-        try:
-            t = float(spike[0])
-            amp = float(spike[2]) if len(spike) > 2 and spike[2] else np.nan
-        except (ValueError, IndexError):
-            raise RecordingFormatError(path, f"line {line}", f"cannot read (time s, electrode, amplitude mV) from "
-                                       f"{','.join(cells)!r}") from None
-        name = spike[1] if len(spike) > 1 else ""
-        if not ELECTRODE.match(name) or not np.isfinite(t) or t < 0:
-            raise RecordingFormatError(path, f"line {line}", f"bad spike row {','.join(cells)!r}: need a time >= 0 s "
-                                       f"and an electrode like 'E6_41' (well, column, row)")
-        times.append(t)
-        names.append(name)
-        amps.append(amp)
-    return np.array(times, dtype=np.float64), np.array(names, dtype=str), np.array(amps, dtype=np.float64), settings
+        t_txt.append(cells[2])
+        names.append(cells[3] if len(cells) > 3 else "")
+        a_txt.append(cells[4] if len(cells) > 4 else "")
+        lines.append(line)
+    try:
+        times = np.array(t_txt, dtype=np.float64) if t_txt else np.zeros(0)
+        amps = np.array([a if a.strip() else "nan" for a in a_txt], dtype=np.float64) if a_txt else np.zeros(0)
+        names = np.char.strip(np.array(names, dtype=str)) if names else np.zeros(0, dtype="<U1")
+        bad = ~np.isfinite(times) | (times < 0)
+        bad_names = [n for n in np.unique(names).tolist() if not ELECTRODE.match(n)]
+        bad |= np.isin(names, bad_names)
+        first = int(np.argmax(bad)) if bad.any() else None
+    except ValueError:  # a column that numpy cannot convert: find the first offending row
+        first = next(k for k in range(len(t_txt)) if not _row_ok(t_txt[k], names[k], a_txt[k]))
+    if first is not None:
+        _check_row(path, lines[first], _line_cells(path, lines[first]))
+    return times, names, amps, settings
+
+
+def _row_ok(t: str, name: str, amp: str) -> bool:
+    try:
+        value = float(t)
+        float(amp) if amp.strip() else None
+    except ValueError:
+        return False
+    return bool(np.isfinite(value) and value >= 0 and ELECTRODE.match(name.strip()))
+
+
+def _line_cells(path, line: int) -> list:
+    """The cells of one line of the file (to quote it in an error)."""
+    for i, cells in _rows(path, False):
+        if i == line:
+            return cells
+    return []
 
 
 def _setting(settings: dict, key: str):
