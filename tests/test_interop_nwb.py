@@ -124,6 +124,12 @@ def test_session_start_rule_and_subject_options(tmp_path):
 
 
 # ------------------------------------------------------------------------------ foreign files
+def _write_nwb(nwb, path: Path) -> Path:
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
 def _neuroconv_like(tmp_path, *, gaps=False, negative=False, units=True, main_channel=True):
     """An NWB file laid out as neuroconv/SpikeInterface write sorted units: an electrodes table with
     ``channel_name``, units that list several electrodes, ``main_channel_id``, ``unit_name``,
@@ -147,10 +153,7 @@ def _neuroconv_like(tmp_path, *, gaps=False, negative=False, units=True, main_ch
             st = [t + off for t in st]
             extra = {"main_channel_id": main} if main_channel else {}
             nwb.add_unit(spike_times=st, electrodes=[0, 1, 2, 3], obs_intervals=obs, unit_name=name, **extra)
-    path = tmp_path / "neuroconv.nwb"
-    with pynwb.NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
-    return path
+    return _write_nwb(nwb, tmp_path / "neuroconv.nwb")
 
 
 def test_main_channel_id_and_resolution_of_a_neuroconv_file(tmp_path):

@@ -107,9 +107,14 @@ def test_phy_folder_is_detected_and_matches_read_phy(tmp_path):
     assert no_noise.unit_ids.tolist() == [0, 2]
 
 
-def test_phy_folder_without_cluster_info_uses_the_templates(tmp_path):
-    rec = organoid_sim.load(_phy_folder(tmp_path, cluster_info=False))
+def test_kilosort_folder_uses_the_templates_and_keeps_good_units(tmp_path):
+    folder = _phy_folder(tmp_path, cluster_info=False)
+    rec = organoid_sim.load(folder)
     assert rec.electrode_ids.tolist() == [6, 3, 7]  # template peaks on rows 2, 0, 3
+    (folder / "cluster_KSLabel.tsv").write_text("cluster_id\tKSLabel\n0\tgood\n1\tmua\n2\tgood\n")
+    good = organoid_sim.load(folder, keep_good_only=True)
+    assert good.unit_ids.tolist() == list(se.read_kilosort(folder, keep_good_only=True).get_unit_ids()) == [0, 2]
+    assert good.electrode_ids.tolist() == [6, 7]
 
 
 def test_params_py_with_code_is_refused_and_never_run(tmp_path):
