@@ -91,7 +91,8 @@ def _main_channel_index(sorting, channel_ids: np.ndarray | None, n_channels: int
         return np.array([lookup.get(str(v), -1) for v in values.tolist()], dtype=np.int64)
     if "ch" in keys:
         values = np.asarray(sorting.get_property("ch"), dtype=np.float64)
-        ok = np.isfinite(values) & (values >= 0) & ((n_channels is None) | (values < (n_channels or np.inf)))
+        limit = np.inf if n_channels is None else n_channels
+        ok = np.isfinite(values) & (values >= 0) & (values < limit)
         return np.where(ok, values, -1).astype(np.int64)
     return None
 

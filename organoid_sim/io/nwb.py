@@ -5,7 +5,11 @@ What is written (``save(rec, "x.nwb")``):
 * ``/units``: one row per unit; ``id`` = the unit id (string ids go to a ``unit_name`` column and
   ``id`` counts 0..N-1), ragged ``spike_times`` (s), ``obs_intervals`` = ``[[t_start, t_stop]]``,
   ragged ``electrodes`` (a region of the electrodes table; empty where the electrode is unknown),
-  ``pos_x_um``/``pos_y_um`` (unit position in um) and ``resolution = 1 / sampling_rate``;
+  ``pos_x_um``/``pos_y_um`` (unit position in um) and ``resolution`` (s: ``1 / sampling_rate``, else
+  the documented fallback of :func:`write`);
+* ``/general/subject``: a ``Subject`` (options or metadata, else documented "unknown" values), a
+  real ``session_start_time`` (UTC) and a session description, so nwbinspector reports no
+  CRITICAL or BEST_PRACTICE_VIOLATION message and SpikeInterface's ``read_nwb_sorting`` reads it;
 * ``/general/extracellular_ephys/electrodes``: one row per electrode of the layout, ``id`` = the
   electrode id, ``rel_x``/``rel_y`` = position on the array in um (NaN unknown), one
   ``ElectrodeGroup`` "array";
@@ -16,8 +20,10 @@ What is written (``save(rec, "x.nwb")``):
   unit id type, our metadata), so ``load(save(rec)) == rec`` exactly.
 
 The reader needs none of the scratch data: for a file written elsewhere it takes the window from
-``obs_intervals`` (else 0 .. last spike), positions from ``rel_x``/``rel_y`` (else ``x``/``y``)
-and stimulation from any ``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns.
+``obs_intervals`` (else 0 .. last spike; gaps are kept in the metadata and warned about), the unit's
+electrode from ``main_channel_id`` (else the first of its ``electrodes``), the sampling rate from
+``Units.resolution``, positions from ``rel_x``/``rel_y`` (else ``x``/``y``) and stimulation from any
+``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns (rules in :func:`read`).
 It reads each ragged array (``spike_times`` + ``spike_times_index``) in one h5py call instead of
 one call per unit, which is what makes it much faster than pynwb or neo (see ``benchmarks/``).
 """
@@ -99,8 +105,12 @@ def _subject(md: dict, options: dict):
     from pynwb.file import Subject
 
     nested = md.get("subject") if isinstance(md.get("subject"), dict) else {}
-    pick = {k: options.get(k, nested.get(k.replace("subject_", "") if k == "subject_description" else k,
-                                         md.get(k))) for k in SUBJECT_FIELDS}
+
+    def given(key: str):  # option, else metadata["subject"][key], else metadata[key]
+        short = "description" if key == "subject_description" else key
+        return options[key] if key in options else nested.get(short, md.get(key))
+
+    pick = {k: given(k) for k in SUBJECT_FIELDS}
     simulated = "model" in md or md.get("format") == "synthetic"
     default_id = md.get("well") or ("simulation" if simulated else "culture")
     subject_id = str(pick["subject_id"] or default_id).replace("/", "_")
