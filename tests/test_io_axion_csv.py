@@ -90,7 +90,7 @@ def _write(path: Path, body: str, plate: str = "Maestro 48-Well", compress: bool
     return path
 
 
-def test_written_files_plain_and_gzip_agree(tmp_path):
+def test_written_files_plain_and_gzip_agree(tmp_path, capsys):
     body = ",,0.75,A1_11,0.07\n,,1.5,A1_23,\n"
     plain = organoid_sim.load(_write(tmp_path / "spikes.txt", body))  # detected from content, not the name
     packed = organoid_sim.load(_write(tmp_path / "spikes.csv.gz", body, compress=True))
@@ -100,6 +100,8 @@ def test_written_files_plain_and_gzip_agree(tmp_path):
     np.testing.assert_array_equal(plain["A1_11"], [0.5, 0.75])
     assert plain.sampling_rate == 12_500.0 and plain.metadata["well"] == "A1"
     np.testing.assert_array_equal(plain.positions, [[0.0, 0.0], [350.0, 700.0]])
+    assert organoid_sim.load(tmp_path / "spikes.csv.gz", progress=True) == packed
+    assert "reading spikes.csv.gz" in capsys.readouterr().err  # the tqdm bar
     _, amps = axion_csv.read_amplitudes(tmp_path / "spikes.txt")
     np.testing.assert_array_equal(amps, [0.05, 0.07, -0.1, np.nan])
 
