@@ -27,6 +27,7 @@ import numpy as np
 
 from .events import StimEvents
 from .neo_bridge import neo_fields, recording_to_neo
+from .si_bridge import recording_to_spikeinterface, spikeinterface_fields
 
 __all__ = ["SpikeRecording", "Electrodes"]
 
@@ -339,10 +340,11 @@ class SpikeRecording:
             Times in s, ``sampling_rate`` the sorting's sampling frequency (Hz); see
             :mod:`organoid_sim.si_bridge` for the unit and electrode rules.
         """
-        from .si_bridge import recording_from_spikeinterface
-
-        return recording_from_spikeinterface(cls, sorting, recording, segment_index=segment_index,
-                                             metadata=dict(metadata or {}))
+        times, fields = spikeinterface_fields(sorting, recording, segment_index=segment_index,
+                                              metadata=dict(metadata or {}))
+        if "electrodes" in fields:
+            fields["electrodes"] = Electrodes(*fields["electrodes"])
+        return cls.from_spike_times(times, **fields)
 
     def replace(self, **changes) -> "SpikeRecording":
         """A copy with some constructor fields replaced (``times``/``offsets`` go together)."""
@@ -592,8 +594,6 @@ class SpikeRecording:
         spikeinterface.core.NumpySorting
             Same unit ids; properties ``electrode_id``, ``x_um``, ``y_um``, ``main_channel_id``.
         """
-        from .si_bridge import recording_to_spikeinterface
-
         return recording_to_spikeinterface(self, sampling_frequency)
 
     # ------------------------------------------------------------------ comparison and display

@@ -28,6 +28,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .recording import SpikeRecording
+# No import of the recording module at run time: recording.py imports this module and builds the
+# object from the fields returned here (the same split as neo_bridge).
 
 DEFAULT_RESOLUTION_S = 1e-6  # spike-time resolution used when nothing better is known (s)
 MAIN_CHANNEL_PROPERTIES = ("main_channel_id", "ch")
@@ -97,11 +99,30 @@ def _main_channel_index(sorting, channel_ids: np.ndarray | None, n_channels: int
     return None
 
 
-def recording_from_spikeinterface(cls, sorting, recording=None, *, segment_index: int = 0,
-                                  metadata: dict | None = None) -> "SpikeRecording":
-    """Build a :class:`SpikeRecording` from a SpikeInterface sorting (module docstring)."""
-    from .recording import Electrodes
+def spikeinterface_fields(sorting, recording=None, *, segment_index: int = 0,
+                         metadata: dict | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Spike times and :meth:`SpikeRecording.from_spike_times` keywords of a SpikeInterface sorting.
 
+    Parameters
+    ----------
+    sorting : spikeinterface BaseSorting
+        The sorting.
+    recording : spikeinterface BaseRecording, optional
+        Window and probe (module docstring); default the recording registered with the sorting.
+    segment_index : int
+        Which segment.
+    metadata : dict, optional
+        Added to the metadata.
+
+    Returns
+    -------
+    times : list of np.ndarray
+        Spike times per unit (s).
+    kwargs : dict
+        ``t_start``, ``t_stop`` (s), ``unit_ids``, ``sampling_rate`` (Hz), ``metadata`` and, where
+        known, ``electrode_ids`` and ``electrodes`` as an ``(ids, x_um, y_um)`` tuple of arrays (the
+        caller builds its layout object from it).
+    """
     n_seg = sorting.get_num_segments()
     if not 0 <= segment_index < n_seg:
         raise ValueError(f"segment_index={segment_index} but the sorting has {n_seg} segment(s)")
@@ -117,23 +138,21 @@ def recording_from_spikeinterface(cls, sorting, recording=None, *, segment_index
     t_stop = t0 + recording.get_num_samples(segment_index) / fs if recording is not None else None
     md = {"source": "spikeinterface", "format": "spikeinterface", "sorting": type(sorting).__name__,
           "segment_index": segment_index, **(metadata or {})}
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"t_start": t0, "t_stop": t_stop, "sampling_rate": fs, "metadata": md,
+                          "unit_ids": unit_ids if unit_ids.dtype.kind in "iu" else unit_ids.astype(str)}
     if recording is not None:
         channel_ids, electrode_ids, locations, kind = _probe_layout(recording)
         main = _main_channel_index(sorting, channel_ids, len(channel_ids))
         if main is not None:
-            known = main >= 0
-            kw["electrode_ids"] = np.where(known, electrode_ids[np.clip(main, 0, None)], -1)
-        kw["electrodes"] = Electrodes(electrode_ids, locations[:, 0], locations[:, 1])
+            kw["electrode_ids"] = np.where(main >= 0, electrode_ids[np.clip(main, 0, None)], -1)
+        kw["electrodes"] = (electrode_ids, locations[:, 0], locations[:, 1])
         if kind not in "iu":
             md["channel_ids"] = [str(c) for c in channel_ids.tolist()]
     else:
         main = _main_channel_index(sorting, None, None)
         if main is not None and "main_channel_id" not in sorting.get_property_keys():
             kw["electrode_ids"] = main  # phy's channel index is the only electrode number known
-    ids = unit_ids if unit_ids.dtype.kind in "iu" else unit_ids.astype(str)
-    return cls.from_spike_times(trains, t_start=t0, t_stop=t_stop, unit_ids=ids, sampling_rate=fs,
-                                metadata=md, **kw)
+    return trains, kw
 
 
 def recording_to_spikeinterface(rec: "SpikeRecording", sampling_frequency: float | None = None):
