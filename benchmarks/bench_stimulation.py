@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stim_cultures import held_out_conditions, load_culture  # noqa: E402
+from stim_cultures import load_culture  # noqa: E402
 
 from organoid_sim.events import StimEvents  # noqa: E402
 from organoid_sim.stats import evoked_agreement  # noqa: E402
@@ -53,10 +53,11 @@ from organoid_sim.stimulation import calibrate, predict_evoked_responses  # noqa
 KEYS = ("response_probability_r", "latency_median_abs_err_ms")
 
 
-def held_out_events(truth, calib_electrodes, calib_amplitudes) -> StimEvents:
-    """One pulse per held-out (electrode, amplitude) of the truth table (cathodic-first, uA)."""
-    e, a = held_out_conditions(truth, calib_electrodes, calib_amplitudes)
-    return StimEvents.from_columns(np.zeros(len(e)), e, -a, truth.phase_us, 2, sort=False)
+def held_out_events(culture) -> StimEvents:
+    """One pulse per held-out (electrode, amplitude) of the culture (cathodic-first, uA)."""
+    phase = float(np.unique(culture.session.stim.phase_us)[0])
+    return StimEvents.from_columns(np.zeros(len(culture.held_electrodes)), culture.held_electrodes,
+                                   -np.asarray(culture.held_amplitudes, float), phase, 2, sort=False)
 
 
 def _pairs(truth, electrodes, amplitudes, prob, lat, unit_ids):
@@ -187,6 +188,44 @@ def fitted_model(culture, a):
     return model
 
 
+def _responses(d: dict):
+    """``EvokedResponses`` from its ``to_dict``."""
+    from organoid_sim.stats import EvokedResponses
+
+    return EvokedResponses(**{k: (tuple(v) if k == "window" else v if k == "amplitude_unit" else np.asarray(
+        v, dtype=float if k in ("amplitudes", "response_probability", "median_latency_s", "mean_latency_s")
+        else None)) for k, v in d.items()})
+
+
+def model_predictions(culture, held, a, options):
+    """Fit (or load) the model, predict ``held`` with the prior, calibrate, predict again. With
+    ``--cache-model`` the three results are kept in ``benchmarks/out/<culture>/`` (deterministic for
+    the settings and seed), so the truth can be compared later or again without re-running."""
+    key = (f"pred_h{a.hidden}_dt{a.dt_ms:g}_e{a.epochs}_s{a.fit_s:g}_r{a.refine_steps}_seed{a.seed}_t{a.trials}"
+           f"_ev{a.evaluations}_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
+    cache = ROOT / "benchmarks" / "out" / culture.name / f"{key}.json"
+    if a.cache_model and cache.exists():
+        d = json.loads(cache.read_text())
+        return _responses(d["prior"]), d["calibration"], _responses(d["calibrated"]), d["fit_s"], d["stim_s"]
+    window = tuple(culture.window)
+    t0 = time.perf_counter()
+    model = fitted_model(culture, a)
+    t_fit = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    prior_pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed)
+    result = calibrate(model, culture.session, n_trials=a.trials, window=window, max_evaluations=a.evaluations,
+                       seed=a.seed, progress=not a.json, **options).to_dict()
+    pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed + 1)
+    t_stim = time.perf_counter() - t1
+    if a.cache_model:
+        from organoid_sim.atomic import atomic_write_text
+
+        atomic_write_text(cache, json.dumps({"prior": prior_pred.to_dict(), "calibrated": pred.to_dict(),
+                                             "calibration": result, "fit_s": t_fit, "stim_s": t_stim},
+                                            default=float))
+    return prior_pred, result, pred, t_fit, t_stim
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--culture", default="ours", choices=("ours", "second"), help="which ground truth")
@@ -204,25 +243,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--coarse", type=float, nargs="*", default=None,
                     help="calibrate's coarse_factors (default: calibrate's own default)")
     ap.add_argument("--check-fraction", type=float, default=None, help="calibrate's check_fraction (default: its own)")
+    ap.add_argument("--predict-only", action="store_true",
+                    help="fit, calibrate and predict (cached with --cache-model), without the truth")
     ap.add_argument("--cache-model", action="store_true", help="keep/reuse the spontaneous fit in benchmarks/out/")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    culture = load_culture(a.culture, Path(a.samples), progress=not a.json)
+    culture = load_culture(a.culture, Path(a.samples), progress=not a.json, with_truth=not a.predict_only)
     window = tuple(culture.window)
-    t0 = time.perf_counter()
-    model = fitted_model(culture, a)
-    t_fit = time.perf_counter() - t0
-    held = held_out_events(culture.truth, culture.calibration_electrodes, culture.calibration_amplitudes)
-
-    t1 = time.perf_counter()
-    prior_pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed)
-    prior = compare(culture.truth, prior_pred)
+    held = held_out_events(culture)
     options = {k: v for k, v in (("coarse_factors", a.coarse), ("check_fraction", a.check_fraction)) if v is not None}
-    result = calibrate(model, culture.session, n_trials=a.trials, window=window, max_evaluations=a.evaluations,
-                       seed=a.seed, progress=not a.json, **options)
-    pred = predict_evoked_responses(model, held, n_trials=a.trials, window=window, seed=a.seed + 1)
-    calibrated = compare(culture.truth, pred)
-    t_stim = time.perf_counter() - t1
+    prior_pred, result, pred, t_fit, t_stim = model_predictions(culture, held, a, options)
+    if a.predict_only:
+        print(f"{culture.name}: predictions of {len(held)} held-out conditions cached; calibration {result}")
+        return {}
+    prior, calibrated = compare(culture.truth, prior_pred), compare(culture.truth, pred)
     e, amp = held.electrode, np.abs(held.amplitude)
     look, ceil = lookup_baseline(culture, e, amp), ceiling(culture, e, amp)
 
@@ -230,7 +264,7 @@ def main(argv=None) -> dict:
            "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil, "bars": bars(calibrated, prior, look, ceil),
            "culture": culture.name, "culture_description": culture.description,
            "calibrated_details": calibrated, "prior_details": prior, "lookup_details": look,
-           "calibration": result.to_dict(), "n_held_out_conditions": int(len(held)), "window_s": list(window),
+           "calibration": result, "n_held_out_conditions": int(len(held)), "window_s": list(window),
            "fit_time_s": round(t_fit, 1), "calibrate_and_predict_time_s": round(t_stim, 1), "threads": a.threads,
            "model": {"fit_window_s": a.fit_s, "n_hidden": a.hidden, "dt_ms": a.dt_ms, "epochs": a.epochs,
                      "refine_steps": a.refine_steps, "trials": a.trials, "evaluations": a.evaluations,
@@ -243,7 +277,7 @@ def main(argv=None) -> dict:
         print(f"{name:20s} response-probability r = {d['response_probability_r']:.3f}   "
               f"median |latency error| = {d['latency_median_abs_err_ms']} ms")
     print(f"bars: {out['bars']}")
-    print(f"calibration: {result.to_dict()}")
+    print(f"calibration: {result}")
     print(f"fit {t_fit:.1f} s, calibration + predictions {t_stim:.1f} s")
     if a.json:
         print(json.dumps(out, default=float))

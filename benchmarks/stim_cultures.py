@@ -40,6 +40,8 @@ class Culture:
     calibration_electrodes: np.ndarray
     calibration_amplitudes: np.ndarray
     description: str
+    held_electrodes: np.ndarray = None     # the held-out conditions (electrode, amplitude uA)
+    held_amplitudes: np.ndarray = None
 
 
 def held_out_conditions(truth, calib_electrodes, calib_amplitudes):
@@ -102,9 +104,10 @@ def load_ours(samples: Path, progress: bool) -> Culture:
 
         atomic_write_text(cache, json.dumps([x.to_dict() for x in halves]))
         halves = tuple(halves)
+    he, ha = held_out_conditions(truth, calib_e, calib_a)
     return Culture("ours", organoid_sim.load(samples / "spontaneous.nwb"),
                    organoid_sim.load(samples / "stim_session.nwb"), truth, halves, tuple(truth.window),
-                   calib_e, calib_a, "organoid_sim.synthetic virtual organoid (torch), data_samples/")
+                   calib_e, calib_a, "organoid_sim.synthetic virtual organoid (torch), data_samples/", he, ha)
 
 
 def _organoid_config(d: dict, cls):
@@ -138,12 +141,14 @@ def bench_python() -> str:
     return os.environ.get("BENCH_PYTHON", str(ROOT / ".venv-bench" / "bin" / "python"))
 
 
-def load_second(folder: Path, seed: int = 0) -> Culture:
-    """The Brian2 culture's sessions (generated once with ``bench_python()``, then cached)."""
+def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture:
+    """The Brian2 culture's sessions (generated once with ``bench_python()``, then cached);
+    ``with_truth=False``: without the held-out session (truth and halves None)."""
     import organoid_sim
     from organoid_sim import stats
 
-    if not (folder / "culture.json").exists():
+    if not all((folder / f).exists() for f in ("culture.json", "spontaneous.h5", "calibration.h5")) or (
+            with_truth and not (folder / "heldout.h5").exists()):
         py = bench_python()
         if not Path(py).exists():
             raise SystemExit(f"{folder} has no second-culture files and {py} does not exist: run `make bench-env` "
@@ -152,18 +157,23 @@ def load_second(folder: Path, seed: int = 0) -> Culture:
         subprocess.run([py, str(ROOT / "benchmarks" / "cultures" / "second.py"), "--out", str(folder),
                         "--seed", str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     meta = json.loads((folder / "culture.json").read_text())
-    held = organoid_sim.load(folder / "heldout.h5")
     amps = np.asarray(meta["truth_amplitudes_uA"], float)
-    elec = np.asarray(held.electrodes.ids, np.int64)
-    truth = as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True), elec, amps,
-                     meta["phase_us"], meta["truth_repeats"])
-    halves = tuple(as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True, stim=part),
-                            elec, amps, meta["phase_us"], meta["truth_repeats"] // 2)
-                   for part in split_pulses(held.stim))
+    unseen = np.asarray(meta["heldout_amplitudes_on_calibration_electrodes_uA"], float)
+    set_a, set_b = (np.asarray(meta[k], np.int64) for k in ("calibration_electrodes", "heldout_electrodes"))
+    he = np.concatenate([np.repeat(set_b, len(amps)), np.repeat(set_a, len(unseen))])
+    ha = np.concatenate([np.tile(amps, len(set_b)), np.tile(unseen, len(set_a))])
+    truth = halves = None
+    if with_truth:
+        held = organoid_sim.load(folder / "heldout.h5")
+        elec = np.asarray(held.electrodes.ids, np.int64)
+        truth = as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True), elec, amps,
+                         meta["phase_us"], meta["truth_repeats"])
+        halves = tuple(as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True, stim=part),
+                                elec, amps, meta["phase_us"], meta["truth_repeats"] // 2)
+                       for part in split_pulses(held.stim))
     return Culture("second", organoid_sim.load(folder / "spontaneous.h5"), organoid_sim.load(folder / "calibration.h5"),
-                   truth, halves, SECOND_WINDOW, np.asarray(meta["calibration_electrodes"], np.int64),
-                   np.asarray(meta["calibration_amplitudes_uA"], float),
-                   f"Brian2 culture (benchmarks/cultures/second.py, seed {meta['seed']}), {folder}")
+                   truth, halves, SECOND_WINDOW, set_a, np.asarray(meta["calibration_amplitudes_uA"], float),
+                   f"Brian2 culture (benchmarks/cultures/second.py, seed {meta['seed']}), {folder}", he, ha)
 
 
 def split_pulses(stim):
@@ -180,10 +190,10 @@ def split_pulses(stim):
     return stim.take(rank % 2 == 0), stim.take(rank % 2 == 1)
 
 
-def load_culture(name: str, samples: Path, progress: bool) -> Culture:
-    """``ours`` or ``second``."""
+def load_culture(name: str, samples: Path, progress: bool, with_truth: bool = True) -> Culture:
+    """``ours`` or ``second`` (``with_truth=False``: the second culture without its held-out session)."""
     if name == "ours":
         return load_ours(samples, progress)
     if name == "second":
-        return load_second(OUT / "second")
+        return load_second(OUT / "second", with_truth=with_truth)
     raise SystemExit(f"--culture must be ours or second, got {name!r}")

@@ -28,7 +28,7 @@ Sessions (``--out`` folder, generic HDF5 layout of organoid_sim, written with h5
   ``--truth-repeats`` pulses per condition: its responses are the truth (and its two halves give
   the split-half noise ceiling); simulated in ``--parts`` consecutive parts, each from its own
   warm-up (``--part k`` runs one, so the parts can run side by side);
-- ``culture.json``: the configuration, seeds and electrode sets.
+- ``culture.json``: the configuration, seeds and electrode sets (written first).
 
 Same seed, same files. Run with a Python that has brian2 >= 2.10 (``make bench-env``):
 ``.venv-bench/bin/python benchmarks/cultures/second.py --out benchmarks/out/second``.
@@ -276,6 +276,7 @@ def main(argv=None) -> None:
                     help="write one session only (quick looks)")
     ap.add_argument("--parts", type=int, default=2, help="the held-out session is simulated in this many "
                     "consecutive parts, each after its own warm-up (they can run side by side)")
+    ap.add_argument("--config-only", action="store_true", help="write culture.json (the design) and stop")
     ap.add_argument("--part", type=int, default=None, help="simulate only this part of the held-out session")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -303,6 +304,14 @@ def main(argv=None) -> None:
     held = (times, tim[0][perm], tim[1][perm])
     sessions["heldout"] = (float(times[-1]) + 1.0, held)
     cfg["heldout_parts"] = a.parts
+    doc = {**cfg, "calibration_electrodes": set_a.tolist(), "heldout_electrodes": set_b.tolist(),
+           "calibration_amplitudes_uA": list(CALIB_AMPS), "truth_amplitudes_uA": list(TRUTH_AMPS),
+           "heldout_amplitudes_on_calibration_electrodes_uA": list(unseen)}
+    tmp = out / ".culture.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, out / "culture.json")          # the design: written first, so it is known before the sessions
+    if a.config_only:
+        return
     for k, (name, (dur, stim)) in enumerate(sessions.items()):
         if (a.only and name != a.only) or (a.part is not None and name != "heldout"):
             continue
@@ -325,13 +334,6 @@ def main(argv=None) -> None:
         write_h5(out / f"{name}.h5", ch, tt, dur, stim, md)
         print(f"{name}: {dur:.0f} s, {len(t)} neuron spikes ({len(t) / dur / N_NEURONS:.2f} Hz/neuron), "
               f"{len(tt)} channel spikes, {time.perf_counter() - t0:.0f} s", flush=True)
-    if a.part is not None or not (out / "heldout.h5").exists():
-        return
-    doc = {**cfg, "calibration_electrodes": set_a.tolist(), "heldout_electrodes": set_b.tolist(),
-           "calibration_amplitudes_uA": list(CALIB_AMPS), "truth_amplitudes_uA": list(TRUTH_AMPS)}
-    tmp = out / ".culture.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out / "culture.json")
 
 
 if __name__ == "__main__":
