@@ -60,10 +60,11 @@ def run_fit(args) -> int:
         if not torch.cuda.is_available():
             raise CLIError("--device cuda: no CUDA device is available")
     rec = _load(args)
-    model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed)
-    model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
-              refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
-              checkpoint_dir=Path(args.out) / "checkpoint")
+    model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed, device=args.device,
+                                progress=not args.no_progress, max_epochs=args.max_epochs,
+                                refine_steps=args.refine_steps, restarts=args.restarts, fit_seed=args.seed,
+                                checkpoint_dir=Path(args.out) / "checkpoint")
+    model.fit(rec)
     out = model.save(args.out)
     m = model.provenance.get("metrics", {})
     # the saved model's figure: after refinement and calibration when they ran, else the teacher-forced one

@@ -38,7 +38,7 @@ def _poisson_data_term(X: torch.Tensor, y: torch.Tensor):
     return lambda A, c: (XtY * A).sum() + (ysum * c).sum() - torch.exp(X @ A + c).sum() - const
 
 
-def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
+def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     """``(A, c) -> log-likelihood`` of ``y`` under ``eta = link(X A + c)``; the fast Poisson form
     without a link."""
     if observation.name == "poisson" and link is None:
@@ -48,7 +48,7 @@ def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
 
 
 def network_link(model):
-    """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`_data_term`: its
+    """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`data_term`: its
     saturation, or None without one (so Poisson keeps the precomputed data term)."""
     return model.teacher_link if model.eta_max() is not None else None
 
@@ -72,7 +72,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         ll0_tr = float(observation.null_log_likelihood(y_tr))
         ll0_va = float(observation.null_log_likelihood(y_va)) if len(y_va) else 0.0
-    ll_tr = _data_term(X_tr, y_tr, observation, link)
+    ll_tr = data_term(X_tr, y_tr, observation, link)
     link = link or (lambda e: e)
 
     def objective() -> torch.Tensor:
@@ -149,3 +149,6 @@ def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.
         ll = float(model.observation.log_likelihood(y, eta))
         ll0 = float(model.observation.null_log_likelihood(y))
     return bits_per_spike(ll, ll0, n)
+
+
+_data_term = data_term  # the earlier private name, kept for one release

@@ -10,16 +10,18 @@ Loading never unpickles: safetensors holds raw arrays only and JSON is data.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import math
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..atomic import atomic_write_bytes
+from ..jsonable import json_default
 from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
@@ -28,7 +30,9 @@ __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
-FORMAT_VERSION = 1
+#: version of the model-file layout written now; older files are upgraded on loading by the
+#: classes' :attr:`ModelBase.file_migrations`
+FORMAT_VERSION = 2
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -42,18 +46,6 @@ def file_sha256(path) -> str | None:
         return h.hexdigest()
     except (OSError, TypeError):
         return None
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------------------- the layout
@@ -132,43 +124,171 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
 
 # ---------------------------------------------------------------------------- the base class
 class ModelBase:
-    """Mixin with the parts every model shares (layout, scoring, files).
+    """Mixin with the parts every model shares (parameters, layout, scoring, files).
 
-    Subclasses set ``self.dt_ms``, ``self.layout`` (after fitting), ``self.observation``, and define
+    scikit-learn's estimator shape: every hyperparameter, fit options included, is an ``__init__``
+    argument, kept as given (:meth:`get_params`, :meth:`set_params`); ``fit(recording)`` takes the
+    data only; fitted state ends in ``_`` (``layout_``, ``provenance_``).
+
+    Subclasses call ``self._store_params(locals())`` first in ``__init__``, set ``self.dt_ms``,
+    ``self.observation``, list their fit-only arguments in :attr:`fit_options`, and define
     ``_eta(counts)`` (teacher-forced ``log`` expected count per bin, ``[T, N]``), ``config()``,
-    ``_tensors()`` and ``_from_files(config, tensors)``.
+    ``_tensors()`` and ``_from_files(config, tensors)``; :attr:`file_migrations` upgrades the
+    ``config`` of older model files.
     """
 
-    layout: dict | None = None
-    provenance: dict
+    layout_: dict | None = None
     #: every concrete subclass by class name (the ``class`` entry of ``model.json``); filled by
     #: :meth:`__init_subclass__`, so this module never imports its subclasses
     registry: dict[str, type] = {}
+    #: ``__init__`` arguments that steer ``fit`` only (changing them keeps the fitted state)
+    fit_options: tuple[str, ...] = ()
+    #: keywords that ``fit(recording, **options)`` accepted before, by parameter name they map to
+    legacy_fit_names: Mapping[str, str] = {}
+    #: format version -> function turning a ``config`` saved under that version into the next one's
+    file_migrations: Mapping[int, Callable[[dict], dict]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         ModelBase.registry[cls.__name__] = cls
 
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The ``__init__`` arguments, in signature order."""
+        sig = inspect.signature(cls.__init__)
+        return [n for n, p in sig.parameters.items()
+                if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def _store_params(self, values: Mapping[str, Any]) -> None:
+        """Keep the ``__init__`` arguments as given (call with ``locals()``)."""
+        self._params = {n: values[n] for n in self._get_param_names()}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` arguments, as given.
+
+        Parameters
+        ----------
+        deep : bool
+            Accepted for scikit-learn compatibility (no parameter is itself an estimator).
+
+        Returns
+        -------
+        dict
+            Parameter name -> value; ``type(model)(**model.get_params())`` is an unfitted copy.
+        """
+        return dict(self._params)
+
+    def set_params(self, **params) -> "ModelBase":
+        """Change ``__init__`` arguments.
+
+        Changing only :attr:`fit_options` keeps the fitted state; any other argument rebuilds the
+        model from its new arguments (unfitted), as a new instance would be.
+
+        Parameters
+        ----------
+        **params
+            Parameter name -> new value; unknown names raise ``TypeError``.
+
+        Returns
+        -------
+        ModelBase
+            ``self``.
+        """
+        valid = self._get_param_names()
+        unknown = [k for k in params if k not in valid]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown parameter(s) {unknown}; valid parameters: {valid}")
+        new = {**self._params, **params}
+        if all(k in self.fit_options for k in params):
+            self._params = new
+        else:
+            type(self).__init__(self, **new)
+        return self
+
+    def _legacy_fit_options(self, options: Mapping[str, Any]) -> None:
+        """``fit(recording, **options)`` of earlier releases: map the options onto parameters
+        (``set_params``) with a FutureWarning; unknown options raise ``TypeError``."""
+        if not options:
+            return
+        mapped = {self.legacy_fit_names.get(k, k): v for k, v in options.items()}
+        unknown = [k for k in options if self.legacy_fit_names.get(k, k) not in self.fit_options]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit: unknown option(s) {unknown}; fit options are "
+                            f"constructor parameters: {list(self.fit_options)}")
+        warnings.warn(f"{type(self).__name__}.fit(recording, {', '.join(options)}=...) is deprecated and will be "
+                      "removed in the next release: pass fit options to the constructor or to set_params(); "
+                      f"applied now as set_params({', '.join(f'{k}=...' for k in mapped)})",
+                      FutureWarning, stacklevel=3)
+        self.set_params(**mapped)
+
+    # ------------------------------------------------------------------ fitted state
+    @property
+    def layout(self) -> dict | None:
+        """Same as :attr:`layout_` (the units and electrodes the model was fitted to)."""
+        return self.layout_
+
+    @layout.setter
+    def layout(self, value) -> None:
+        self.layout_ = value
+
+    @property
+    def provenance(self) -> dict:
+        """Same as :attr:`provenance_` (source, fit window, settings and metrics of the fit)."""
+        return self.__dict__.setdefault("provenance_", {})
+
+    @provenance.setter
+    def provenance(self, value) -> None:
+        self.provenance_ = value
+
     def _require_fitted(self) -> None:
-        if self.layout is None:
+        if self.layout_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(recording) first")
 
     def _check_units(self, rec: SpikeRecording) -> None:
-        ids = unit_ids_from_layout(self.layout)
+        ids = unit_ids_from_layout(self.layout_)
         if rec.n_units != len(ids) or not np.array_equal(rec.unit_ids.astype(ids.dtype), ids):
             raise ValueError(f"recording has units {rec.unit_ids[:8].tolist()}... ({rec.n_units}) but the model was "
                              f"fitted to {ids[:8].tolist()}... ({len(ids)}); select the same units")
 
-    def _binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+    def binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+        """``rec`` as a ``[T, N]`` float32 count tensor in the model's ``dt_ms`` bins.
+
+        Parameters
+        ----------
+        rec : SpikeRecording
+            Spikes to bin.
+        device : str or torch.device, optional
+            Where the tensor goes (default CPU).
+
+        Returns
+        -------
+        torch.Tensor
+            Spike counts per bin and unit.
+        """
         return rec.to_tensor(self.dt_ms, dtype=torch.float32, device=device)
 
     def log_likelihood(self, recording: SpikeRecording) -> tuple[float, float, int]:
-        """Teacher-forced one-step-ahead log-likelihood (nats) of ``recording``, the homogeneous
-        null's log-likelihood (each unit's own mean count in the window) and the spike count."""
+        """Teacher-forced one-step-ahead log-likelihood of ``recording`` and of its homogeneous null.
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            Spikes of the units the model was fitted to.
+
+        Returns
+        -------
+        ll : float
+            The model's log-likelihood (nats).
+        ll_null : float
+            The null's (each unit's own mean count in the window).
+        n_spikes : int
+            Spikes in the binned window.
+        """
         self._require_fitted()
         self._check_units(recording)
         with torch.no_grad():
-            counts = self.observation.prepare(self._binned(recording, device=self._device()))
+            counts = self.observation.prepare(self.binned(recording, device=self.torch_device()))
             eta = self._eta(counts)
             ll = float(self.observation.log_likelihood(counts, eta))
             ll0 = float(self.observation.null_log_likelihood(counts))
@@ -180,21 +300,60 @@ class ModelBase:
         Teacher-forced and one step ahead: each bin of ``recording`` (binned at ``dt_ms``) is
         predicted from the recorded spikes before it. The null model fires each unit at its own
         mean rate over ``recording``, so a model must beat the held-out mean rate to score > 0.
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            Held-out spikes of the units the model was fitted to.
+
+        Returns
+        -------
+        float
+            Bits per spike.
         """
         ll, ll0, n = self.log_likelihood(recording)
         return bits_per_spike(ll, ll0, n)
 
-    def _device(self):
+    def torch_device(self) -> torch.device:
+        """Where the model's tensors are.
+
+        Returns
+        -------
+        torch.device
+        """
         return torch.device("cpu")
 
-    # ------------------------------------------------------------------ provenance and files
+    # private spellings of earlier releases, kept for one release
+    def _device(self) -> torch.device:
+        return self.torch_device()
+
+    def _binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+        return self.binned(rec, device=device)
+
     def _set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
+        self.set_provenance(rec, settings)
+
+    # ------------------------------------------------------------------ provenance and files
+    def set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
+        """Record where the fit came from in :attr:`provenance_` (metrics start empty).
+
+        Parameters
+        ----------
+        rec : SpikeRecording
+            The fitting window (its ``metadata["source"]`` file is hashed).
+        settings : Mapping
+            The fit settings to record.
+
+        Returns
+        -------
+        None
+        """
         md = rec.metadata
         src = md.get("source")
-        self.provenance = {"source": src, "source_sha256": file_sha256(src) if src else None,
-                           "well": md.get("well"), "fit_window_s": [rec.t_start, rec.t_stop],
-                           "n_spikes": int(rec.n_spikes), "fit_settings": dict(settings), "metrics": {},
-                           "package_version": __version__}
+        self.provenance_ = {"source": src, "source_sha256": file_sha256(src) if src else None,
+                            "well": md.get("well"), "fit_window_s": [rec.t_start, rec.t_stop],
+                            "n_spikes": int(rec.n_spikes), "fit_settings": dict(settings), "metrics": {},
+                            "package_version": __version__}
 
     def save(self, directory) -> Path:
         """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path."""
@@ -203,9 +362,8 @@ class ModelBase:
         directory.mkdir(parents=True, exist_ok=True)
         save_tensors(directory / WEIGHTS, self._tensors(), {"class": type(self).__name__})
         doc = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": self.config(),
-               "layout": self.layout, "provenance": {**getattr(self, "provenance", {}),
-                                                    "package_version": __version__}}
-        text = json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
+               "layout": self.layout_, "provenance": {**self.provenance, "package_version": __version__}}
+        text = json.dumps(doc, indent=2, default=json_default, allow_nan=True)
         atomic_write_bytes(directory / MODEL_JSON, text.encode("utf-8"))
         return directory
 
@@ -213,6 +371,43 @@ class ModelBase:
 def _registry() -> dict:
     """Model classes by name: every subclass of :class:`ModelBase` registers itself when defined."""
     return dict(ModelBase.registry)
+
+
+def migrate_config(cls: type, config: Mapping, version, path="model.json") -> dict:
+    """A saved ``config`` of format ``version`` upgraded to :data:`FORMAT_VERSION`, one step at a
+    time through ``cls.file_migrations``.
+
+    Parameters
+    ----------
+    cls : type
+        The model class (a :class:`ModelBase` subclass).
+    config : Mapping
+        The ``config`` entry of ``model.json``.
+    version : int
+        Its ``format_version`` (files without one are version 1).
+    path : path-like
+        The file, for error messages.
+
+    Returns
+    -------
+    dict
+        The configuration as the current version writes it.
+    """
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: format_version must be an integer, got {version!r}") from None
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: model file format_version {version} is newer than this organoid-sim reads "
+                         f"({FORMAT_VERSION}); upgrade the package")
+    if version < 1:
+        raise ValueError(f"{path}: format_version must be >= 1, got {version}")
+    cfg = dict(config)
+    for v in range(version, FORMAT_VERSION):
+        step = cls.file_migrations.get(v)
+        if step is not None:
+            cfg = step(cfg)
+    return cfg
 
 
 def load_model(directory, device=None):
@@ -235,10 +430,11 @@ def load_model(directory, device=None):
     for key in ("config", "layout"):
         if key not in doc:
             raise ValueError(f"{path}: model.json has no {key!r} entry")
+    config = migrate_config(reg[cls_name], doc["config"], doc.get("format_version", 1), path)
     tensors = load_tensors(directory / WEIGHTS)
-    model = reg[cls_name]._from_files(doc["config"], tensors)
-    model.layout = doc["layout"]
-    model.provenance = doc.get("provenance", {})
+    model = reg[cls_name]._from_files(config, tensors)
+    model.layout_ = doc["layout"]
+    model.provenance_ = doc.get("provenance", {})
     if hasattr(model, "finish_loading"):
         model.finish_loading()
     if device is not None and isinstance(model, torch.nn.Module):

@@ -138,8 +138,8 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
             offs = torch.arange(n_steps, dtype=torch.float64)[:, None] * dt_s - torch.as_tensor(onset[lo:hi])
             ext, direct = coupling.pulse_inputs(cond.take(which[lo:hi]), offs, dt_s)    # [T, b, N] each
             if direct is not None:
-                direct = direct.to(model._device())
-            ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + 2 + lo, ext=ext.to(model._device()),
+                direct = direct.to(model.torch_device())
+            ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + 2 + lo, ext=ext.to(model.torch_device()),
                                  direct=direct, state=_repeat_state(states, lo, hi))
             ev = ev[ev[:, 2] < model.n_recorded]
             np.add.at(counts, ((ev[:, 1] + lo) * n_steps + ev[:, 0], ev[:, 2]), ev[:, 3])
@@ -185,7 +185,7 @@ def _check(model, recording) -> None:
 
 def _near_weights(coupling, observed, n_units: int, radius_um: float) -> np.ndarray:
     """``[condition, unit]`` 1 where the condition's electrode lies within ``radius_um`` of the unit, else 0."""
-    rows = coupling._electrode_rows(np.asarray(observed.electrodes, dtype=np.int64)).cpu().numpy()
+    rows = coupling.electrode_rows(np.asarray(observed.electrodes, dtype=np.int64)).cpu().numpy()
     exy = coupling.electrode_xy_um.cpu().numpy()[rows]
     uxy = coupling.neuron_xy_um.cpu().numpy()[:n_units]
     d = np.sqrt(((exy[:, None, :] - uxy[None]) ** 2).sum(-1))
