@@ -86,6 +86,37 @@ def unit_ids_from_layout(layout: Mapping) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64 if layout.get("unit_ids_kind", "i") in "iu" else str)
 
 
+def add_event_counts(counts: np.ndarray, events: np.ndarray, *, steps_per_trajectory: int | None = None,
+                     first_trajectory: int = 0) -> np.ndarray:
+    """Add the spike events of ``run`` into a ``[rows, units]`` count array, in place.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        int64 ``[rows, units]`` array to add to.
+    events : np.ndarray
+        Rows ``(step, trajectory, neuron, count)`` as ``SpikingNetworkModel.run`` returns them.
+    steps_per_trajectory : int, optional
+        With it, trajectory ``b``'s step ``s`` lands on row ``(b + first_trajectory) *
+        steps_per_trajectory + s`` (trajectories one after the other in time); without it, on
+        row ``s`` whatever the trajectory.
+    first_trajectory : int
+        Trajectory index of the events' trajectory 0.
+
+    Returns
+    -------
+    np.ndarray
+        ``counts``; events beyond its rows or of neurons beyond its units are left out.
+    """
+    events = np.asarray(events)
+    rows = events[:, 0]
+    if steps_per_trajectory is not None:
+        rows = rows + (events[:, 1] + first_trajectory) * steps_per_trajectory
+    keep = (rows < counts.shape[0]) & (events[:, 2] < counts.shape[1])
+    np.add.at(counts, (rows[keep], events[keep, 2]), events[keep, 3])
+    return counts
+
+
 def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_start: float = 0.0,
                         seed: int = 0, stim=None, metadata: Mapping | None = None,
                         refractory_ms: float = 1.0) -> SpikeRecording:

@@ -37,7 +37,7 @@ from ..nn.observation import get_observation, saturated_bins
 from ..nn.stim_coupling import StimulusCoupling
 from ..nn.surrogate import get_surrogate
 from ..recording import SpikeRecording
-from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
+from .base import ModelBase, add_event_counts, counts_to_recording, electrodes_from_layout, layout_of
 
 __all__ = ["SpikingNetworkModel"]
 
@@ -498,12 +498,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ext, direct = self._external_input(n_steps, dt, t_start, stim, input_current)
         events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext, direct=direct,
                                     burn_in_steps=int(round(burn_in_s * 1000.0 / dt)), progress=progress)
-        step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time
-        keep = step < n_steps
         n_out = self.n_neurons if include_hidden else self.n_recorded
-        keep &= events[:, 2] < n_out
-        counts = np.zeros((n_steps, n_out), dtype=np.int64)
-        np.add.at(counts, (step[keep], events[keep, 2]), events[keep, 3])
+        # trajectory b follows trajectory b-1 in time
+        counts = add_event_counts(np.zeros((n_steps, n_out), dtype=np.int64), events, steps_per_trajectory=per)
         layout = self.layout
         if include_hidden:
             layout = _with_hidden(layout, self.n_hidden, self.neuron_xy_um[self.n_recorded:].cpu().numpy())
