@@ -26,7 +26,7 @@ import torch
 __all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "loss_weights", "LOSS_WEIGHTS"]
 
 #: default weights of the refinement loss's parts (``stats_loss``); chosen by looking at the fit
-#: benchmark on wells D1, A5 and F2 of the DIV12 file, see docs/models.md ("How the default was chosen")
+#: benchmark on wells D1, A5 and F2 of the DIV12 file, see docs/benchmarks.md ("How the default was chosen")
 LOSS_WEIGHTS = {"rate": 1.0, "corr": 2.5, "pop_acov": 3.0, "burst_persistence": 6.0}
 
 
