@@ -37,7 +37,17 @@ FORMAT_VERSION = 2
 
 # ---------------------------------------------------------------------------- small helpers
 def file_sha256(path) -> str | None:
-    """SHA-256 hex digest of a file, or None when it cannot be read."""
+    """SHA-256 hex digest of a file, or None when it cannot be read.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    str or None
+    """
     try:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
@@ -50,7 +60,19 @@ def file_sha256(path) -> str | None:
 
 # ---------------------------------------------------------------------------- the layout
 def layout_of(rec: SpikeRecording) -> dict:
-    """JSON-able description of the units and electrodes a model is fitted to."""
+    """JSON-able description of the units and electrodes a model is fitted to.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The recording.
+
+    Returns
+    -------
+    dict
+        ``unit_ids``, ``unit_ids_kind``, ``electrode_ids``, ``positions`` (um), ``electrodes`` and
+        ``sampling_rate``.
+    """
     ids = rec.unit_ids
     pos = np.where(np.isfinite(rec.positions), rec.positions, None).tolist() if rec.n_units else []
     ex = rec.electrodes
@@ -128,6 +150,29 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
     of ``k`` spikes, so that the times stay random when ``dt_ms`` is not much longer than the dead
     time): the ``k`` spikes of a bin are uniform order statistics on the bin minus ``k`` gaps (the
     spacing transform), kept half a gap away from both bin edges.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        ``[T, N]`` spike counts.
+    dt_ms : float
+        Bin (ms).
+    layout : Mapping
+        The units' layout (:func:`layout_of`).
+    t_start : float
+        Start (s) of the first bin.
+    seed : int
+        Seed of the spike times.
+    stim : StimEvents, optional
+        Stimulation events carried by the result.
+    metadata : Mapping, optional
+        Metadata of the result.
+    refractory_ms : float
+        Smallest gap (ms) between two spikes of a unit.
+
+    Returns
+    -------
+    SpikeRecording
     """
     counts = np.asarray(counts)
     n_bins, n = counts.shape
@@ -445,6 +490,18 @@ def load_model(directory, device=None):
     """Load a model saved with ``model.save(directory)`` (safetensors + JSON; nothing is unpickled).
 
     ``device`` (e.g. ``"cuda"``) places a :class:`SpikingNetworkModel` on that device.
+
+    Parameters
+    ----------
+    directory : path-like
+        A folder written by ``model.save``.
+    device : str or torch.device, optional
+        Where to put a torch model.
+
+    Returns
+    -------
+    PoissonModel, CoupledGLM or SpikingNetworkModel
+        The model, fitted state included.
     """
     directory = Path(directory)
     path = directory / MODEL_JSON

@@ -41,6 +41,22 @@ def raised_cosine_basis(n_basis: int, n_lags: int, first_peak: float = 1.0, last
 
     Peaks are equally spaced in ``log(lag + offset)`` from ``first_peak`` to ``last_peak``
     (default 60 % of the window); neighbours overlap by half so the basis sums to ~1 in between.
+
+    Parameters
+    ----------
+    n_basis : int
+        Basis functions.
+    n_lags : int
+        Lags (bins).
+    first_peak, last_peak : float
+        Lags of the first and last peaks.
+    offset : float
+        Offset of the log stretch.
+
+    Returns
+    -------
+    np.ndarray
+        ``[n_lags, n_basis]`` basis.
     """
     if n_basis < 1 or n_lags < 1:
         raise ValueError(f"need n_basis >= 1 and n_lags >= 1, got {n_basis}, {n_lags}")

@@ -93,7 +93,20 @@ _LOGIT = ("direct_local_fraction",)
 
 
 def charge_per_phase_nc(events: StimEvents, ua_per_mv: float = UA_PER_MV) -> np.ndarray:
-    """Charge per phase in nC of each event: ``|I uA| * phase_us * 1e-3`` (mV converted by ``ua_per_mv``)."""
+    """Charge per phase in nC of each event: ``|I uA| * phase_us * 1e-3`` (mV converted by ``ua_per_mv``).
+
+    Parameters
+    ----------
+    events : StimEvents
+        The pulses.
+    ua_per_mv : float
+        uA per mV for voltage-mode pulses.
+
+    Returns
+    -------
+    np.ndarray
+        Charge per phase (nC) of each event.
+    """
     amp = np.abs(events.amplitude)
     if events.amplitude_unit == "mV":
         amp = amp * ua_per_mv
