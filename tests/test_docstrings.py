@@ -1,4 +1,4 @@
-"""Public functions of the model layers (and the core helpers they use) document their
+"""Public functions of the model layers, the core helpers and the spike-train statistics document their
 parameters and results in numpydoc sections."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 import organoid_sim
 
 PACKAGES = ("organoid_sim.nn", "organoid_sim.fit", "organoid_sim.models")
-MODULES = ("organoid_sim.evaluation", "organoid_sim.atomic", "organoid_sim.jsonable")
+MODULES = ("organoid_sim.evaluation", "organoid_sim.atomic", "organoid_sim.jsonable", "organoid_sim.stats.single_unit",
+           "organoid_sim.stats.pairwise", "organoid_sim.stats.bursts", "organoid_sim.stats.avalanches")
 
 
 def _modules():

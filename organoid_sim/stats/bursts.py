@@ -36,6 +36,22 @@ def population_rate(rec, bin_ms: float = 10.0, per_unit: bool = False) -> tuple[
 
     The rate is the summed spike count of all units divided by the bin width (Hz); with
     ``per_unit=True`` it is divided by the number of units as well (mean rate per unit).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Bin (ms).
+    per_unit : bool
+        Divide by the number of units too.
+
+    Returns
+    -------
+    bin_start_s : np.ndarray
+        Start of each bin (s).
+    rate_hz : np.ndarray
+        Rate in each bin (Hz).
     """
     c = population_counts(rec, bin_ms).astype(float)
     rate = c / (bin_ms / 1000.0)
@@ -164,6 +180,20 @@ def burst_statistics(rec, bursts: NetworkBursts | None = None, **params) -> dict
     its first spike in the bursts it joins; NaN for units never in a burst). Values that need more
     bursts than there are (e.g. ``cv_ibi`` with fewer than 3 bursts) are NaN and listed in
     ``undefined``.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bursts : NetworkBursts, optional
+        Detected bursts (default: :func:`detect_bursts` with ``params``).
+    **params
+        Detector options of :func:`detect_bursts`.
+
+    Returns
+    -------
+    dict
+        The figures listed above.
     """
     if bursts is None:
         bursts = detect_bursts(rec, **params)
