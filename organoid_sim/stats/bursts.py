@@ -125,6 +125,11 @@ def detect_bursts(rec, n_spikes: int = 10, max_isi_n: float | None = None, min_i
     min_recruitment : minimal fraction of the active units (units with spikes) a burst must recruit.
     min_units : minimal number of recruited units; overrides ``min_recruitment`` when given.
     alpha : chance level that sets the default ``max_isi_n`` (see the module docstring).
+
+    Returns
+    -------
+    NetworkBursts
+        Start and stop times (s), spikes and units of each burst, and the detector's ``params``.
     """
     if n_spikes < 2:
         raise ValueError(f"n_spikes must be >= 2, got {n_spikes}")
