@@ -119,6 +119,8 @@ def detect_bursts(rec, n_spikes: int = 10, max_isi_n: float | None = None, min_i
 
     Parameters
     ----------
+    rec : SpikeRecording
+        The spikes.
     n_spikes : N of ISI_N: spikes (all units together) that must fall within ``max_isi_n``.
     max_isi_n : seconds; default ``min(0.1, gamma.ppf(alpha, n_spikes, scale=1 / mean population rate))``.
     min_ibi : bursts closer than this many seconds (stop to start) are merged.
