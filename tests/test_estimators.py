@@ -129,3 +129,13 @@ def test_evaluate_takes_any_estimators(rec):
     np.testing.assert_equal(mine.rows["mine"], by_name.rows["poisson"])
     with pytest.raises(ValueError, match="unknown model name"):
         organoid_sim.evaluate(rec, models=("poison",))
+
+
+@pytest.mark.parametrize("cls", (PoissonModel, CoupledGLM))
+def test_format_1_baseline_files_load_unchanged(cls, tmp_path, rec):
+    m = cls(**({"progress": False} if cls is CoupledGLM else {})).fit(rec)
+    path = m.save(tmp_path / "m")
+    _rewrite(path, lambda doc: doc.update(format_version=1))
+    old = load_model(path)
+    assert old.score(rec) == m.score(rec)
+    assert old.simulate(5.0, seed=2) == m.simulate(5.0, seed=2)
