@@ -12,7 +12,7 @@ import pytest
 import organoid_sim
 
 PACKAGES = ("organoid_sim.nn", "organoid_sim.fit", "organoid_sim.models")
-MODULES = ("organoid_sim.evaluation", "organoid_sim.atomic", "organoid_sim.jsonable", "organoid_sim.stats.single_unit",
+MODULES = ("organoid_sim.evaluation", "organoid_sim.atomic", "organoid_sim.jsonable", "organoid_sim.model_files", "organoid_sim.stats.single_unit",
            "organoid_sim.stats.pairwise", "organoid_sim.stats.bursts", "organoid_sim.stats.avalanches")
 
 

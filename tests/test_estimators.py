@@ -15,7 +15,8 @@ import torch
 import organoid_sim
 from organoid_sim import SpikeRecording, load_model
 from organoid_sim.models import CoupledGLM, PoissonModel, SpikingNetworkModel
-from organoid_sim.models.base import FORMAT_VERSION, ModelBase
+from organoid_sim.model_files import FORMAT_VERSION
+from organoid_sim.models.base import ModelBase
 
 ESTIMATORS = (PoissonModel, CoupledGLM, SpikingNetworkModel)
 QUICK = dict(max_epochs=2, refine_steps=0, calibration_rounds=0, progress=False)
@@ -139,3 +140,20 @@ def test_format_1_baseline_files_load_unchanged(cls, tmp_path, rec):
     old = load_model(path)
     assert old.score(rec) == m.score(rec)
     assert old.simulate(5.0, seed=2) == m.simulate(5.0, seed=2)
+
+
+def test_the_file_format_reads_without_torch(tmp_path, rec):
+    """The simulation engine reads model files without torch: the format module and its
+    migrations import and run with torch blocked."""
+    import subprocess
+    import sys
+
+    path = SpikingNetworkModel(**QUICK).fit(rec).save(tmp_path / "m")
+    _rewrite(path, lambda doc: (doc.update(format_version=1), doc["config"].pop("max_rate_hz")))
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from organoid_sim.model_files import read_document, FORMAT_VERSION\n"
+            f"doc = read_document({str(path)!r})\n"
+            "assert doc['format_version'] == FORMAT_VERSION and doc['config']['max_rate_hz'] is None\n"
+            "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -14,7 +14,7 @@ import inspect
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -22,17 +22,13 @@ import torch
 from .. import __version__
 from ..atomic import atomic_write_bytes
 from ..jsonable import json_default
+from ..model_files import FORMAT_VERSION, MODEL_JSON, WEIGHTS, read_document
 from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
 
 __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256"]
 
-WEIGHTS = "weights.safetensors"
-MODEL_JSON = "model.json"
-#: version of the model-file layout written now; older files are upgraded on loading by the
-#: classes' :attr:`ModelBase.file_migrations`
-FORMAT_VERSION = 2
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -209,8 +205,8 @@ class ModelBase:
     Subclasses call ``self._store_params(locals())`` first in ``__init__``, set ``self.dt_ms``,
     ``self.observation``, list their fit-only arguments in :attr:`fit_options`, and define
     ``_eta(counts)`` (teacher-forced ``log`` expected count per bin, ``[T, N]``), ``config()``,
-    ``_tensors()`` and ``_from_files(config, tensors)``; :attr:`file_migrations` upgrades the
-    ``config`` of older model files.
+    ``_tensors()`` and ``_from_files(config, tensors)``; older model files reach
+    ``_from_files`` upgraded (:data:`organoid_sim.model_files.MIGRATIONS`).
     """
 
     layout_: dict | None = None
@@ -221,8 +217,6 @@ class ModelBase:
     fit_options: tuple[str, ...] = ()
     #: keywords that ``fit(recording, **options)`` accepted before, by parameter name they map to
     legacy_fit_names: Mapping[str, str] = {}
-    #: format version -> function turning a ``config`` saved under that version into the next one's
-    file_migrations: Mapping[int, Callable[[dict], dict]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -449,43 +443,6 @@ def _registry() -> dict:
     return dict(ModelBase.registry)
 
 
-def migrate_config(cls: type, config: Mapping, version, path="model.json") -> dict:
-    """A saved ``config`` of format ``version`` upgraded to :data:`FORMAT_VERSION`, one step at a
-    time through ``cls.file_migrations``.
-
-    Parameters
-    ----------
-    cls : type
-        The model class (a :class:`ModelBase` subclass).
-    config : Mapping
-        The ``config`` entry of ``model.json``.
-    version : int
-        Its ``format_version`` (files without one are version 1).
-    path : path-like
-        The file, for error messages.
-
-    Returns
-    -------
-    dict
-        The configuration as the current version writes it.
-    """
-    try:
-        version = int(version)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: format_version must be an integer, got {version!r}") from None
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: model file format_version {version} is newer than this organoid-sim reads "
-                         f"({FORMAT_VERSION}); upgrade the package")
-    if version < 1:
-        raise ValueError(f"{path}: format_version must be >= 1, got {version}")
-    cfg = dict(config)
-    for v in range(version, FORMAT_VERSION):
-        step = cls.file_migrations.get(v)
-        if step is not None:
-            cfg = step(cfg)
-    return cfg
-
-
 def load_model(directory, device=None):
     """Load a model saved with ``model.save(directory)`` (safetensors + JSON; nothing is unpickled).
 
@@ -504,23 +461,13 @@ def load_model(directory, device=None):
         The model, fitted state included.
     """
     directory = Path(directory)
-    path = directory / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
-    cls_name = doc.get("class")
+    doc = read_document(directory)
+    cls_name = doc["class"]
     reg = _registry()
     if cls_name not in reg:
-        raise ValueError(f"{path}: unknown model class {cls_name!r}; expected one of {sorted(reg)}")
-    for key in ("config", "layout"):
-        if key not in doc:
-            raise ValueError(f"{path}: model.json has no {key!r} entry")
-    config = migrate_config(reg[cls_name], doc["config"], doc.get("format_version", 1), path)
+        raise ValueError(f"{directory / MODEL_JSON}: unknown model class {cls_name!r}; expected one of {sorted(reg)}")
     tensors = load_tensors(directory / WEIGHTS)
-    model = reg[cls_name]._from_files(config, tensors)
+    model = reg[cls_name]._from_files(doc["config"], tensors)
     model.layout_ = doc["layout"]
     model.provenance_ = doc.get("provenance", {})
     if hasattr(model, "finish_loading"):

@@ -545,19 +545,6 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             self.electrodes = electrodes_from_layout(self.layout_)
 
 
-def _config_v1_to_v2(cfg: dict) -> dict:
-    """Format 1 files may predate ``dale_weights`` (Dale's law was then always ``"softplus"``)
-    and ``max_rate_hz`` (no saturation: None)."""
-    cfg = dict(cfg)
-    if cfg.get("dale") and "dale_weights" not in cfg:
-        cfg["dale_weights"] = "softplus"
-    cfg.setdefault("max_rate_hz", None)
-    return cfg
-
-
-SpikingNetworkModel.file_migrations = {1: _config_v1_to_v2}
-
-
 def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:
     """A layout with hidden neurons appended as units ``hidden_0..`` (electrode -1) at ``xy`` um."""
     lay = dict(layout)
