@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .base import load_model
+from .base import ModelFileError, load_model
 from .network import SpikingNetworkModel
 from .observation import BernoulliObservation, PoissonObservation
 from .surrogate import ATan, FastSigmoid, StraightThrough, Triangle
 
-__all__ = ["PoissonModel", "CoupledGLM", "SpikingNetworkModel", "load_model", "PoissonObservation",
+__all__ = ["PoissonModel", "CoupledGLM", "SpikingNetworkModel", "load_model", "ModelFileError", "PoissonObservation",
            "BernoulliObservation", "FastSigmoid", "ATan", "Triangle", "StraightThrough"]
 
 _LAZY = {"PoissonModel": ".poisson", "CoupledGLM": ".glm"}
