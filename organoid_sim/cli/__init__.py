@@ -18,8 +18,8 @@ import warnings
 COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands")
 
 
-DESCRIPTION = ("Load, describe and compare MEA spike recordings, fit spiking network models to them and run "
-               "virtual stimulation experiments on the fitted models. "
+DESCRIPTION = ("Load, describe and compare MEA spike recordings, fit spiking network models\n"
+               "to them and run virtual stimulation experiments on the fitted models.\n"
                "'organoid-sim COMMAND --help' lists the options of one command.")
 
 #: the library's option syntax in error messages (``detector=...``) and the flags that set them here
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="organoid-sim", description=DESCRIPTION,
-                                     formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=14))
+                                     formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=14))
     parser.add_argument("--version", action="version", version=f"organoid-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -47,6 +47,8 @@ def register(subparsers) -> None:
                    help="free-running refinement steps (default 60)")
     f.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=1,
                    help="refinement restarts; the one closest to the recording is kept (default 1)")
+    f.add_argument("--calibration-rounds", type=number(low=0, low_open=False, integer=True), default=5,
+                   help="rounds of rate calibration after refinement (default 5; 0 skips it)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     f.set_defaults(func=run_fit)
 
@@ -98,7 +100,8 @@ def run_fit(args) -> int:
     made_dir = not out_dir.exists()
     try:
         model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
-                  refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed, checkpoint_dir=ckpt)
+                  refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
+                  calibration_rounds=args.calibration_rounds, checkpoint_dir=ckpt)
     except KeyboardInterrupt:
         # an interrupted fit is not resumed: its checkpoints go, and so does a folder the fit made
         shutil.rmtree(ckpt, ignore_errors=True)
