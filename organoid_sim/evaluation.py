@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 from .recording import SpikeRecording
+from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .models.network import DEFAULT_N_HIDDEN
+from .stats import compare
 
 __all__ = ["evaluate", "EvaluationReport", "FIGURES"]
 
@@ -61,8 +64,6 @@ class EvaluationReport:
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
-    from .stats import compare
-
     s = compare(held, candidate, noise_floor=False).summary  # the figures only, not the verdict
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
@@ -88,9 +89,6 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     simulations' own bars below it.
     """
     from tqdm.auto import tqdm
-
-    from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
-    from .models.network import DEFAULT_N_HIDDEN
 
     if trim_silence:
         recording = _trim(recording)
