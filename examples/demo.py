@@ -29,7 +29,7 @@ import organoid_sim  # noqa: E402
 from organoid_sim import stats  # noqa: E402
 from organoid_sim.atomic import atomic_write_text  # noqa: E402
 from organoid_sim.report import Report  # noqa: E402
-from organoid_sim.stimulation import concat_trials, probe_electrodes, run_trials  # noqa: E402
+from organoid_sim.stimulation import CL1, concat_trials, probe_electrodes, run_trials  # noqa: E402
 
 PROBE_AMPLITUDE_UA = 2.0   # not one of the calibration amplitudes
 PHASE_US = 200.0
@@ -170,9 +170,8 @@ def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: b
     if truth is not None:
         candidates = np.intersect1d(candidates, truth.electrodes)
     chosen = candidates[:: max(1, len(candidates) // (4 if quick else 8))][: 4 if quick else 8]
-    protocol = probe_electrodes(chosen, amplitude=PROBE_AMPLITUDE_UA, phase_us=PHASE_US,
-                                n_repeats=1, interval_s=0.25, seed=seed,
-                                name="probe held-out electrodes").for_device("cl1")  # validated, device set
+    protocol = CL1.assign(probe_electrodes(chosen, amplitude=PROBE_AMPLITUDE_UA, phase_us=PHASE_US, n_repeats=1,
+                                           interval_s=0.25, seed=seed, name="probe held-out electrodes"))
     protocol.save(out / "probe.yaml")
     n_trials = 10 if quick else 40
     print(f"[5/5] probing {len(chosen)} electrodes x {n_trials} trials at {PROBE_AMPLITUDE_UA} uA ...")

@@ -68,8 +68,8 @@ def test_psth_band_is_explained():
 
 
 def test_protocol_reads_as_text_in_reports():
-    from organoid_sim.stimulation import probe_electrodes
+    from organoid_sim.stimulation import CL1, probe_electrodes
 
-    p = probe_electrodes([1, 2], n_repeats=2, name="probe").for_device("cl1")
+    p = CL1.assign(probe_electrodes([1, 2], n_repeats=2, name="probe"))
     assert str(p).startswith("protocol 'probe': 4 trains, 4 pulses") and "device cl1" in str(p)
     assert "Protocol(" not in str(p)

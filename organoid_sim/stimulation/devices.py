@@ -84,6 +84,25 @@ class DeviceProfile:
         self._check_timing(pulses)
         return protocol
 
+    def assign(self, protocol: Protocol) -> Protocol:
+        """``protocol`` written for this device: validated (:class:`DeviceLimitError` if it does not
+        fit) and returned as a copy whose ``device`` field names this profile, so a file saved
+        from it says where it may run.
+
+        Parameters
+        ----------
+        protocol : Protocol
+            The protocol to check.
+
+        Returns
+        -------
+        Protocol
+            A copy with ``device`` set to this profile's lower-case name.
+        """
+        self.validate(protocol)
+        return Protocol(protocol.trains, protocol.duration_s, protocol.name, self.name.lower(),
+                        dict(protocol.metadata))
+
     def _fail(self, limit: str, where: str, detail: str) -> None:
         raise DeviceLimitError(self.name, limit, where, detail)
 

@@ -146,28 +146,6 @@ class Protocol:
         t, e, a, p, n = (np.array(c) for c in zip(*rows))
         return StimEvents.from_columns(t, e, a, p, n, amplitude_unit=self.unit)
 
-    def for_device(self, device: str) -> "Protocol":
-        """This protocol written for ``device`` (a profile name: ``cl1``, ``maxone``, ``generic``, ...):
-        validated against that profile (:class:`~organoid_sim.stimulation.DeviceLimitError` if it
-        does not fit) and returned with its ``device`` field set, so files saved from it say where
-        they may run.
-
-        Parameters
-        ----------
-        device : str
-            Name of a device profile (:func:`~organoid_sim.stimulation.get_profile`).
-
-        Returns
-        -------
-        Protocol
-            A copy with ``device`` set to the profile's lower-case name.
-        """
-        from .devices import get_profile
-
-        profile = get_profile(device)
-        profile.validate(self)
-        return Protocol(self.trains, self.duration_s, self.name, profile.name.lower(), dict(self.metadata))
-
     def shifted(self, dt: float) -> "Protocol":
         """The same protocol ``dt`` seconds later (duration extended by ``dt``)."""
         trains = tuple(PulseTrain(t.design, t.electrodes, t.start_s + dt, t.n_pulses, t.frequency_hz)
