@@ -126,6 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        return _run(args)
+    finally:
+        _reset_limit(args)
+
+
+def _reset_limit(args: argparse.Namespace) -> None:
+    """``--max-request-gb`` holds for one command (``main`` may run several in one process)."""
+    if getattr(args, "max_request_gb", None) is not None:
+        from ..limits import set_max_request_gb
+
+        set_max_request_gb(None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; errors of ours become one line and exit status 2."""
+    try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
