@@ -162,14 +162,16 @@ def _hist_edges(log: bool, bins: int, *samples) -> np.ndarray | int:
 
 
 def _log_ticks(ax) -> None:
-    """Labelled ticks on a log x axis: powers of ten over a wide range, 1-2-5 steps over a short one
-    (where no power of ten, or only one, falls inside and the axis would be left unlabelled)."""
+    """Labelled ticks on a log x axis: powers of ten over a wide range, 1-2-5 or finer steps over a
+    short one (where no power of ten, or only one, falls inside and the axis would be left unlabelled)."""
     lo, hi = ax.get_xlim()
     if not (lo > 0 and hi > lo):
         return
-    subs = (1.0,) if np.log10(hi / lo) > 2.5 else (1.0, 2.0, 5.0)
-    ticks = [m * 10.0 ** k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-             for m in subs if lo <= m * 10.0 ** k <= hi]
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), tuple(range(1, 10))):  # >= 3 ticks
+        ticks = [m * 10.0 ** k for k in decades for m in subs if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) >= 3:
+            break
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
