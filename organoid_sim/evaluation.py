@@ -18,6 +18,7 @@ from typing import Mapping
 from .jsonable import finite_or_none
 from .recording import SpikeRecording
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .models.network import DEFAULT_N_HIDDEN
 from .stats import compare
 
 __all__ = ["evaluate", "EvaluationReport", "FIGURES"]
@@ -25,8 +26,6 @@ __all__ = ["evaluate", "EvaluationReport", "FIGURES"]
 FIGURES = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
            "corr_matrix_r")
 ROWS = ("poisson", "glm", "network", "recording")
-#: hidden neurons of the evaluated network unless ``network_options`` says otherwise
-DEFAULT_HIDDEN = 8
 #: free-running simulations: trajectories side by side and burn-in (s) from rest
 SIM_PARALLEL = 8
 SIM_BURN_IN_S = 5.0
@@ -61,16 +60,13 @@ class EvaluationReport:
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
-    s = compare(held, candidate).summary
+    s = compare(held, candidate, noise_floor=False).summary  # the figures only, not the verdict
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
 
 def _trim(recording: SpikeRecording) -> SpikeRecording:
-    """The recording cut to ``[first spike, last spike]`` (silent lead-in/out is not culture time)."""
-    if recording.n_spikes == 0:
-        return recording
-    t0, t1 = float(recording.times.min()), float(recording.times.max())
-    return recording.time_slice(t0, min(t1 + 1e-6, recording.t_stop)) if t1 > t0 else recording
+    """The recording cut to ``[first spike, last spike]`` (:meth:`SpikeRecording.trim_silence`)."""
+    return recording.trim_silence()
 
 
 def _estimators(models, seed: int, network_options, glm_options, fit_options, device, progress) -> dict:
@@ -78,7 +74,7 @@ def _estimators(models, seed: int, network_options, glm_options, fit_options, de
     default estimator of each name (``"poisson"``, ``"glm"``, ``"network"``) with the options."""
     if isinstance(models, Mapping):
         return dict(models)
-    net = {"seed": seed, "n_hidden": DEFAULT_HIDDEN, **(network_options or {})}
+    net = {"seed": seed, "n_hidden": DEFAULT_N_HIDDEN, **(network_options or {})}
     fit = {SpikingNetworkModel.legacy_fit_names.get(k, k): v for k, v in (fit_options or {}).items()}
     defaults = {
         "poisson": lambda: PoissonModel(dt_ms=net.get("dt_ms", 5.0)),
@@ -104,7 +100,10 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     arguments of :class:`SpikingNetworkModel` (default ``n_hidden=8``) / :class:`CoupledGLM`;
     ``fit_options``: the network's fit options (constructor parameters such as ``refine_steps``;
     ``seed`` is taken as ``fit_seed``). ``trim_silence`` first cuts the recording to its
-    first..last spike. ``seed`` fixes fitting and simulation randomness.
+    first..last spike (:meth:`SpikeRecording.trim_silence`, the rule of ``organoid-sim fit`` too;
+    ``False`` keeps the silence). ``seed`` fixes fitting and simulation randomness. ``progress``:
+    a tqdm bar over the stages (each model's fit and simulation), with the fits' and simulations'
+    own bars below it.
 
     Parameters
     ----------
@@ -133,6 +132,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     EvaluationReport
         One row per estimator plus ``"recording"`` (the fitting part judged against the held-out part).
     """
+    from tqdm.auto import tqdm
+
     if trim_silence:
         recording = _trim(recording)
     train, held = recording.split(split)
@@ -142,13 +143,19 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     sim_s = sim_factor * held.duration
     estimators = _estimators(models, seed, network_options, glm_options, fit_options, device, progress)
     rows, timings, notes = {}, {}, []
+    bar = tqdm(total=2 * len(estimators), desc="evaluate", unit="stage", disable=not progress)
     for name, model in estimators.items():
+        bar.set_postfix_str(f"fitting {name}")
         t0 = time.perf_counter()
         model.fit(train)
         timings[f"{name}_fit"] = time.perf_counter() - t0
+        bar.update()
+        bar.set_postfix_str(f"simulating {name}")
         t1 = time.perf_counter()
-        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, n_parallel=SIM_PARALLEL, burn_in_s=SIM_BURN_IN_S)
+        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, n_parallel=SIM_PARALLEL, burn_in_s=SIM_BURN_IN_S,
+                             progress=progress)
         timings[f"{name}_simulate"] = time.perf_counter() - t1
+        bar.update()
         rows[name] = {"bits_per_spike": model.score(held), **_figures(held, sim)}
         sat = sim.metadata.get("saturated_bins", 0)
         if sat:
@@ -162,6 +169,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
                          "bits/spike), so the uncoupled network was kept")
         if fit_metrics.get("refinement_rejected"):
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
+    bar.close()
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
     settings = {"split": split, "seed": seed, "sim_factor": sim_factor, "fit_window_s": [train.t_start, train.t_stop],
                 "held_out_window_s": [held.t_start, held.t_stop], "source": recording.metadata.get("source"),

@@ -14,12 +14,21 @@ import json
 from pathlib import Path
 from typing import Callable, Mapping
 
-__all__ = ["WEIGHTS", "MODEL_JSON", "FORMAT_VERSION", "MIGRATIONS", "read_document", "migrate_config"]
+__all__ = ["WEIGHTS", "MODEL_JSON", "FORMAT_VERSION", "MIGRATIONS", "ModelFileError", "read_document",
+           "migrate_config"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 #: version of the layout written now
 FORMAT_VERSION = 2
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
+
+    def __init__(self, path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
 
 
 def _network_1_to_2(cfg: dict) -> dict:
@@ -61,12 +70,12 @@ def migrate_config(class_name: str, config: Mapping, version, path="model.json")
     try:
         version = int(version)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: format_version must be an integer, got {version!r}") from None
+        raise ModelFileError(path, f"format_version must be an integer, got {version!r}") from None
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: model file format_version {version} is newer than this organoid-sim reads "
-                         f"({FORMAT_VERSION}); upgrade the package")
+        raise ModelFileError(path, f"model file format_version {version} is newer than this organoid-sim reads "
+                                   f"({FORMAT_VERSION}); upgrade the package")
     if version < 1:
-        raise ValueError(f"{path}: format_version must be >= 1, got {version}")
+        raise ModelFileError(path, f"format_version must be >= 1, got {version}")
     cfg = dict(config)
     steps = MIGRATIONS.get(class_name, {})
     for v in range(version, FORMAT_VERSION):
@@ -87,20 +96,21 @@ def read_document(directory) -> dict:
     -------
     dict
         ``class``, ``config`` (current format), ``layout``, ``provenance`` and
-        ``format_version`` (:data:`FORMAT_VERSION`); a missing or invalid file, or a missing
-        entry, raises an error naming the file.
+        ``format_version`` (:data:`FORMAT_VERSION`). A missing ``model.json`` raises
+        ``FileNotFoundError``; an invalid one, or one without a ``config`` or ``layout`` object,
+        :class:`ModelFileError` naming the file.
     """
     path = Path(directory) / MODEL_JSON
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: model.json must hold an object, got {type(doc).__name__}")
-    for key in ("class", "config", "layout"):
-        if key not in doc:
-            raise ValueError(f"{path}: model.json has no {key!r} entry")
-    config = migrate_config(doc["class"], doc["config"], doc.get("format_version", 1), path)
+        raise ModelFileError(path, "model.json must hold a JSON object")
+    for key in ("config", "layout"):
+        if not isinstance(doc.get(key), dict):
+            raise ModelFileError(path, f"model.json has no {key!r} object")
+    config = migrate_config(doc.get("class"), doc["config"], doc.get("format_version", 1), path)
     return {**doc, "config": config, "format_version": FORMAT_VERSION}

@@ -19,7 +19,7 @@ from organoid_sim.model_files import FORMAT_VERSION
 from organoid_sim.models.base import ModelBase
 
 ESTIMATORS = (PoissonModel, CoupledGLM, SpikingNetworkModel)
-QUICK = dict(max_epochs=2, refine_steps=0, calibration_rounds=0, progress=False)
+QUICK = dict(n_hidden=0, max_epochs=2, refine_steps=0, calibration_rounds=0, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ class PoissonModel(ModelBase):
         return torch.log(rate.clamp_min(1e-12)).expand_as(counts)
 
     def simulate(self, duration_s: float, seed: int = 0, t_start: float = 0.0, *, n_parallel: int = 1,
-                 burn_in_s: float = 0.0) -> SpikeRecording:
+                 burn_in_s: float = 0.0, progress: bool = False) -> SpikeRecording:
         """Independent Poisson spike trains (exact, continuous time) over ``[t_start, t_start + duration_s]`` s.
 
         Parameters
@@ -75,9 +75,10 @@ class PoissonModel(ModelBase):
             Seed of the spike times.
         t_start : float
             Start time (s) of the result.
-        n_parallel, burn_in_s : int, float
+        n_parallel, burn_in_s, progress : int, float, bool
             Accepted so that every model simulates with the same arguments; they change nothing
-            here (a homogeneous Poisson process is stationary and has no memory).
+            here (a homogeneous Poisson process is stationary and has no memory, and drawing it
+            takes no time worth a progress bar).
 
         Returns
         -------
