@@ -180,9 +180,10 @@ def fitted_model(culture, a):
     if a.cache_model and (cache / "model.json").exists():
         return organoid_sim.load_model(cache)
     spont = culture.spontaneous
-    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed)
+    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed, max_epochs=a.epochs,
+                                refine_steps=a.refine_steps, progress=not a.json, fit_seed=a.seed)
     train = spont.time_slice(spont.t_start, spont.t_start + a.fit_s)
-    model.fit(train, max_epochs=a.epochs, refine_steps=a.refine_steps, progress=not a.json, seed=a.seed)
+    model.fit(train)
     if a.cache_model:
         model.save(cache)
     return model
@@ -264,6 +265,10 @@ def main(argv=None) -> dict:
            "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil, "bars": bars(calibrated, prior, look, ceil),
            "culture": culture.name, "culture_description": culture.description,
            "calibrated_details": calibrated, "prior_details": prior, "lookup_details": look,
+           "coupling_prior": result["before"], "coupling_calibrated": result["after"],
+           "calibration_loss": [round(result["loss_before"], 5), round(result["loss_after"], 5)],
+           "targets": {"response_probability_r": ">= 0.8 and above the lookup",
+                       "latency_median_abs_err_ms": "<= 5, or <= 1.25 x the split-half ceiling where larger"},
            "calibration": result, "n_held_out_conditions": int(len(held)), "window_s": list(window),
            "fit_time_s": round(t_fit, 1), "calibrate_and_predict_time_s": round(t_stim, 1), "threads": a.threads,
            "model": {"fit_window_s": a.fit_s, "n_hidden": a.hidden, "dt_ms": a.dt_ms, "epochs": a.epochs,
