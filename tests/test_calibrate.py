@@ -229,3 +229,13 @@ def test_prediction_on_gpu(session):
     model = model.to("cuda")
     pred = predict_evoked_responses(model, session.stim, n_trials=4, seed=0)
     assert pred.response_probability.shape[1] == 9
+
+
+def test_a_lower_check_r_counts_as_worse_even_with_a_lower_loss():
+    from organoid_sim.stimulation.calibrate import _worse
+
+    prior = {"loss": 0.20, "response_probability_r": 0.60}
+    assert _worse({"loss": 0.10, "response_probability_r": 0.50}, prior)
+    assert _worse({"loss": 0.25, "response_probability_r": 0.70}, prior)
+    assert not _worse({"loss": 0.10, "response_probability_r": 0.65}, prior)
+    assert not _worse({"loss": 0.10, "response_probability_r": float("nan")}, prior)

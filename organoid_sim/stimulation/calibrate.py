@@ -278,8 +278,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
-    predicts them worse (higher :func:`response_loss`) the prior is kept (``kept_prior=True``, with
-    a warning). Both figures go to ``model.provenance["evoked_check"]`` (saved with the model):
+    predicts them worse (a higher :func:`response_loss` or a lower response-probability r) the
+    prior is kept (``kept_prior=True``, with a warning). Both figures go to ``model.provenance["evoked_check"]`` (saved with the model):
     response-probability r and median latency error on the session's own held-out pulses. 0 fits
     on every electrode and checks nothing.
 
@@ -315,12 +315,13 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     kept_prior, check = False, None
     if check_prior is not None and not result["interrupted"]:
         check_cal = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
-        kept_prior = check_cal["loss"] > check_prior["loss"]
+        kept_prior = _worse(check_cal, check_prior)
         if kept_prior:
             coupling.load_state_dict(prior_state)
             warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
-                          f"session worse than the prior (loss {check_cal['loss']:.4f} > {check_prior['loss']:.4f}): "
-                          "the prior is kept", stacklevel=2)
+                          f"session worse than the prior (loss {check_cal['loss']:.4f} against "
+                          f"{check_prior['loss']:.4f}, response-probability r {check_cal['response_probability_r']} "
+                          f"against {check_prior['response_probability_r']}): the prior is kept", stacklevel=2)
         check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
                  "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                  "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
@@ -331,6 +332,15 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
                              loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
                              interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
                              check=check, kept_prior=kept_prior)
+
+
+def _worse(calibrated: dict, prior: dict) -> bool:
+    """True when the calibrated check figures are worse than the prior's: a higher loss, or a lower
+    response-probability r (the loss weighs every pair alike and can fall while the pattern across
+    channels gets worse)."""
+    r_cal, r_prior = calibrated["response_probability_r"], prior["response_probability_r"]
+    lower_r = bool(np.isfinite(r_cal) and np.isfinite(r_prior) and r_cal < r_prior)
+    return calibrated["loss"] > prior["loss"] or lower_r
 
 
 def _check_figures(model, observed, events, states, n_trials, window, seed, latency_weight) -> dict:
