@@ -50,16 +50,6 @@ def pow2_table() -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _splitmix(state):
-    state = state + _GAMMA
-    z = state
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    z = z ^ (z >> _S31)
-    return state, float(z >> _S11) * _INV53
-
-
-@njit(cache=True, inline="always")
 def _exp_bound(x, pow2):
     """An upper bound of ``exp(x)`` (>= 1 when ``x >= 0``), within a factor 1.07."""
     t = x * _LOG2E
@@ -97,19 +87,34 @@ def _count(eta, mdir, u, has_sat, eta_max, max_count):
     return c
 
 
+@njit(cache=True, inline="always")
+def _uniform(st, i):
+    """The ``i``-th uniform (0-based) after stream position ``st``: SplitMix64 is counter-based, so
+    the draws of a step are independent of each other and the loop over neurons vectorises."""
+    z = st + _GAMMA * np.uint64(i + 1)
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    z = z ^ (z >> _S31)
+    return float(z >> _S11) * _INV53
+
+
 @njit(cache=True)
 def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx, new_cnt, rng,
               alpha_syn, alpha_m, alpha_a, alpha_rec, qpow, theta, beta, c0, inv, eta_max, has_sat,
               syn_ptr, syn_post, syn_wsc, ext, has_ext, direct, has_dir, uni, has_uni, max_count, pow2,
-              ev, n_ev):
+              ev, n_ev, tot, etab, cand, xold):
     """Advance every trajectory by up to ``n_steps`` steps in place; returns ``(steps_done, n_ev)``.
 
     State (modified in place): ``I [B, K, n]``, ``w, a, x [B, n]`` float32, ``s [B, n]`` int32 last
-    counts, ``sp_idx/sp_cnt [B, n]`` and ``n_sp [B]`` the same spikes as lists, ``rng [B]`` uint64.
-    Inputs ``ext``/``direct`` ``[n_steps, 1 or B, n]`` float32 and ``uni [n_steps, B, n]`` float64 are
-    read only where their flag is set. With ``record`` the spikes of steps ``t0 + j >= 0`` go to
-    ``ev [cap, 4]`` rows ``(step, trajectory, neuron, count)`` from row ``n_ev``; the loop stops
-    early (at a step boundary) when a step might not fit.
+    counts, ``sp_idx/sp_cnt [B, n]`` and ``n_sp [B]`` the same spikes as lists, ``rng [B]`` uint64
+    stream positions. Inputs ``ext``/``direct`` ``[n_steps, 1 or B, n]`` float32 and ``uni
+    [n_steps, B, n]`` float64 are read only where their flag is set. With ``record`` the spikes of
+    steps ``t0 + j >= 0`` go to ``ev [cap, 4]`` rows ``(step, trajectory, neuron, count)`` from row
+    ``n_ev``; the loop stops early (at a step boundary) when a step might not fit. ``tot, etab,
+    cand, xold`` are ``[n]`` work buffers.
+
+    The neuron passes are branch-free over all neurons (so LLVM vectorises them); the few neurons
+    that spiked in the last step get their reset, adaptation and depression afterwards.
     """
     B, K, n = I.shape
     gm = 1.0 - alpha_m
@@ -123,48 +128,71 @@ def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx,
             # 1. last step's spikes along their outgoing synapses (weights pre-divided by alpha_k)
             for q in range(n_sp[b]):
                 pj = sp_idx[b, q]
+                xold[q] = x[b, pj]
                 amp = x[b, pj] * sp_cnt[b, q]
                 for k in range(K):
                     for p in range(syn_ptr[k, pj], syn_ptr[k, pj + 1]):
                         I[b, k, syn_post[p]] += syn_wsc[p] * amp
-            # 2. decay, update, escape noise
+            # 2. decay the currents and sum them over types
+            Ib = I[b]
+            al = alpha_syn[0]
+            for i in range(n):
+                v = Ib[0, i] * al
+                Ib[0, i] = v
+                tot[i] = v
+            for k in range(1, K):
+                al = alpha_syn[k]
+                for i in range(n):
+                    v = Ib[k, i] * al
+                    Ib[k, i] = v
+                    tot[i] += v
+            if has_ext:
+                e = ext[j, b if eb_many else 0]
+                for i in range(n):
+                    tot[i] = gm * tot[i] + e[i]
+            else:
+                for i in range(n):
+                    tot[i] = gm * tot[i]
+            # 3. membrane, adaptation, depression and eta as if nobody had spiked ...
+            wb, ab, xb = w[b], a[b], x[b]
+            for i in range(n):
+                wv = alpha_m * wb[i] + tot[i]
+                av = alpha_a[i] * ab[i]
+                wb[i] = wv
+                ab[i] = av
+                xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
+                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
+            # ... then the last step's spiking neurons: reset, adaptation, depression
+            for q in range(n_sp[b]):
+                i = sp_idx[b, q]
+                c = sp_cnt[b, q]
+                wv = wb[i] - theta[i] * c
+                av = ab[i] + c
+                wb[i] = wv
+                ab[i] = av
+                xb[i] = 1.0 - alpha_rec[i] * (1.0 - xold[q] * qpow[c, i])
+                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
+            # 4. escape noise: a cheap bound rules out nearly every neuron, the rest get the exact test
             st = rng[b]
-            eb = b if eb_many else 0
-            db = b if db_many else 0
+            d = direct[j if has_dir else 0, b if db_many else 0]
+            if has_uni or has_dir:   # separate loops: a flag inside the loop would stop vectorisation
+                for i in range(n):
+                    u = uni[j, b, i] if has_uni else _uniform(st, i)
+                    cand[i] = u < _exp_bound(etab[i], pow2) + (d[i] if has_dir else 0.0)
+            else:
+                for i in range(n):
+                    cand[i] = _uniform(st, i) < _exp_bound(etab[i], pow2)
             m_new = 0
             for i in range(n):
-                tot = 0.0
-                for k in range(K):
-                    v = I[b, k, i] * alpha_syn[k]
-                    I[b, k, i] = v
-                    tot += v
-                wv = alpha_m * w[b, i] + gm * tot
-                av = alpha_a[i] * a[b, i]
-                c = s[b, i]
-                if c > 0:
-                    wv -= theta[i] * c
-                    av += c
-                    xv = 1.0 - alpha_rec[i] * (1.0 - x[b, i] * qpow[c, i])
-                else:
-                    xv = 1.0 - alpha_rec[i] * (1.0 - x[b, i])
-                if has_ext:
-                    wv += ext[j, eb, i]
-                w[b, i] = wv
-                a[b, i] = av
-                x[b, i] = xv
-                eta = c0[i] + inv[i] * (wv - beta[i] * av)
-                if has_uni:
-                    u = uni[j, b, i]
-                else:
-                    st, u = _splitmix(st)
-                mdir = direct[j, db, i] if has_dir else 0.0
-                if u < _exp_bound(eta, pow2) + mdir:
-                    cnt = _count(eta, mdir, u, has_sat, eta_max[i], max_count)
+                if cand[i]:
+                    u = uni[j, b, i] if has_uni else _uniform(st, i)
+                    cnt = _count(etab[i], d[i] if has_dir else 0.0, u, has_sat, eta_max[i], max_count)
                     if cnt > 0:
                         new_idx[b, m_new] = i
                         new_cnt[b, m_new] = cnt
                         m_new += 1
-            rng[b] = st
+            rng[b] = st + _GAMMA * np.uint64(n)
+            # 5. this step's spikes become the state's last counts (and events)
             for q in range(n_sp[b]):
                 s[b, sp_idx[b, q]] = 0
             for q in range(m_new):

@@ -102,6 +102,7 @@ class Simulator:
         self._n_sp = np.zeros(B, np.int64)
         self._new_idx = np.zeros((B, n), np.int32)
         self._new_cnt = np.zeros((B, n), np.int32)
+        self._work = (np.zeros(n, np.float32), np.zeros(n, np.float64), np.zeros(n, np.bool_), np.zeros(n, np.float32))
         self._rng = np.random.SeedSequence(self.seed).generate_state(B, np.uint64)
         self.steps_done = 0
 
@@ -198,7 +199,7 @@ class Simulator:
                                     e[sl] if ext is not None else e, ext is not None,
                                     d[sl] if direct is not None else d, direct is not None,
                                     u[sl] if uniforms is not None else u, uniforms is not None,
-                                    int(self.spec.max_count), self._pow2, ev, 0)
+                                    int(self.spec.max_count), self._pow2, ev, 0, *self._work)
                 if record:
                     out.append(ev[:n_ev].copy())
                 done += j
