@@ -253,3 +253,17 @@ def test_engine_input_errors_name_the_input():
         sim.run(10, direct=np.zeros((5, 3)))
     with pytest.raises(FileNotFoundError, match="model.json missing"):
         load_network(ROOT / "no_such_model")
+
+
+def test_bench_engine_runs_small_and_its_engine_process_has_no_torch():
+    bench = ROOT / "benchmarks" / "bench_engine.py"
+    proc = subprocess.run([sys.executable, str(bench), "--sizes", "300", "--rounds", "1", "--steps", "2000",
+                           "--peers", "", "--no-growth", "--json"], capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = out["sizes"]["300"]
+    assert row["engine"]["torch_imported"] is False
+    for kind in ("engine", "model"):
+        # 300 neurons x 2 s at ~2 Hz: ~1200 spikes, so the rate is within 1.3-3 Hz by a wide margin
+        assert 1.3 < row[kind]["rate_hz"] < 3.0, row[kind]
