@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkSpec", "load_network", "spec_from_arrays", "LOG_R0"]
+__all__ = ["NetworkSpec", "load_network", "read_model_json", "spec_from_arrays", "LOG_R0"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold, as in the torch model
 WEIGHTS = "weights.safetensors"
@@ -196,6 +196,26 @@ def spec_from_arrays(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray
         config=cfg)
 
 
+def read_model_json(model_dir) -> dict:
+    """The parsed ``model.json`` of a saved model directory (JSON only: nothing is executed).
+
+    Parameters
+    ----------
+    model_dir : directory written by ``model.save(dir)``.
+
+    Returns
+    -------
+    dict
+    """
+    path = Path(model_dir) / MODEL_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+
+
 def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
     """Read a saved :class:`SpikingNetworkModel` directory into a :class:`NetworkSpec` without torch.
 
@@ -212,12 +232,7 @@ def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
 
     d = Path(model_dir)
     path = d / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    doc = read_model_json(d)
     if doc.get("class") != "SpikingNetworkModel":
         raise ValueError(f"{path}: the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
     if "config" not in doc:

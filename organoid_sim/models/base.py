@@ -20,6 +20,7 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_write_bytes
+from ..engine.spec import read_model_json
 from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
@@ -222,12 +223,7 @@ def load_model(directory, device=None):
     """
     directory = Path(directory)
     path = directory / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    doc = read_model_json(directory)
     cls_name = doc.get("class")
     reg = _registry()
     if cls_name not in reg:
