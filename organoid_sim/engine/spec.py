@@ -19,11 +19,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkSpec", "load_network", "read_model_json", "spec_from_arrays", "LOG_R0"]
+__all__ = ["NetworkSpec", "ModelFileError", "load_network", "read_model_json", "spec_from_arrays", "LOG_R0"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold, as in the torch model
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
+
+    def __init__(self, path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,7 @@ def spec_from_arrays(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray
     for key in ("weight", "bias", "theta_raw", "log_delta_u", "beta_raw", "use_logit", "log_tau_rec_ms",
                 "log_tau_adapt_ms", "tau_syn_ms"):
         if key not in tensors:
-            raise ValueError(f"{WEIGHTS}: no {key!r} array; not a SpikingNetworkModel's weights")
+            raise ModelFileError(WEIGHTS, f"no {key!r} array; not a SpikingNetworkModel's weights")
     dt = float(cfg["dt_ms"] if dt_ms is None else dt_ms)
     n = int(len(tensors["bias"]))
     n_rec = int(cfg.get("n_recorded", n - int(cfg.get("n_hidden", 0))))
@@ -235,9 +243,12 @@ def read_model_json(model_dir) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelFileError(path, "model.json must hold a JSON object")
+    return doc
 
 
 def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
@@ -258,9 +269,9 @@ def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
     path = d / MODEL_JSON
     doc = read_model_json(d)
     if doc.get("class") != "SpikingNetworkModel":
-        raise ValueError(f"{path}: the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
-    if "config" not in doc:
-        raise ValueError(f"{path}: model.json has no 'config' entry")
+        raise ModelFileError(path, f"the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
+    if not isinstance(doc.get("config"), dict):
+        raise ModelFileError(path, "model.json has no 'config' object")
     wpath = d / WEIGHTS
     if not wpath.exists():
         raise FileNotFoundError(f"{wpath}: weights missing next to model.json")
