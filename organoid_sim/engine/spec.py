@@ -11,7 +11,6 @@ neuron ``j`` are ``syn_ptr[k, j] .. syn_ptr[k, j + 1]`` of ``syn_post`` (postsyn
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,19 +18,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkSpec", "ModelFileError", "load_network", "read_model_json", "spec_from_arrays", "LOG_R0"]
+from ..model_files import MODEL_JSON, WEIGHTS, ModelFileError, read_document
+
+__all__ = ["NetworkSpec", "load_network", "spec_from_arrays", "LOG_R0"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold, as in the torch model
-WEIGHTS = "weights.safetensors"
-MODEL_JSON = "model.json"
-
-
-class ModelFileError(ValueError):
-    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
-
-    def __init__(self, path, problem: str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -228,29 +219,6 @@ def spec_from_arrays(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray
         config=cfg)
 
 
-def read_model_json(model_dir) -> dict:
-    """The parsed ``model.json`` of a saved model directory (JSON only: nothing is executed).
-
-    Parameters
-    ----------
-    model_dir : directory written by ``model.save(dir)``.
-
-    Returns
-    -------
-    dict
-    """
-    path = Path(model_dir) / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ModelFileError(path, "model.json must hold a JSON object")
-    return doc
-
-
 def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
     """Read a saved :class:`SpikingNetworkModel` directory into a :class:`NetworkSpec` without torch.
 
@@ -267,11 +235,9 @@ def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
 
     d = Path(model_dir)
     path = d / MODEL_JSON
-    doc = read_model_json(d)
+    doc = read_document(d)        # parsed and upgraded to the current format, as load_model does
     if doc.get("class") != "SpikingNetworkModel":
         raise ModelFileError(path, f"the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
-    if not isinstance(doc.get("config"), dict):
-        raise ModelFileError(path, "model.json has no 'config' object")
     wpath = d / WEIGHTS
     if not wpath.exists():
         raise FileNotFoundError(f"{wpath}: weights missing next to model.json")
