@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -306,6 +307,11 @@ class Coupling:
 
     def span_s(self) -> float:
         """How long (s) after a pulse its input lasts (kernel cut plus the longest conduction delay)."""
+        if getattr(self, "_span", None) is None:
+            self._span = self._compute_span_s()  # the coupling does not change after construction
+        return self._span
+
+    def _compute_span_s(self) -> float:
         span = self._membrane_span_s()
         if self.direct:
             d_max = 0.0
@@ -349,14 +355,57 @@ class Coupling:
         events = events.take(keep)
         if len(events) == 0:
             return out
+        prep = self.prepare(events, membrane=not direct, direct=direct)
+        return self.deliver_prepared(prep, lo, hi, dt_s, t0, direct, out=out)
+
+    def prepare(self, events: StimEvents, membrane: bool = True, direct: bool = True) -> "Prepared":
+        """The per-pulse part of the inputs (strengths and delays), computed once for :meth:`deliver_prepared`.
+
+        Parameters
+        ----------
+        events : the pulses (absolute times, s).
+        membrane : compute the membrane strengths.
+        direct : compute the direct pathway's strengths and delays (when the pathway is on).
+
+        Returns
+        -------
+        Prepared
+        """
+        direct = direct and self.direct
+        return Prepared(np.asarray(events.time, np.float64),
+                        self.strength(events) if membrane else None,
+                        self.direct_strength(events) if direct else None,
+                        self.direct_delay_s(events).astype(np.float64) if direct else None)
+
+    def deliver_prepared(self, prep: "Prepared", lo: int, hi: int, dt_s: float, t0: float, direct: bool,
+                         out: np.ndarray | None = None) -> np.ndarray:
+        """Steps ``lo..hi-1`` (start ``t0 + j * dt_s``, s) of the input of prepared pulses,
+        ``[hi - lo, n_neurons]`` float32 (what :meth:`deliver` returns for those rows).
+
+        Parameters
+        ----------
+        prep : :meth:`prepare` of the pulses (any superset of those that reach the steps).
+        lo, hi : step range.
+        dt_s : step (s).
+        t0 : start of step 0 (s).
+        direct : the direct pathway's expected spikes instead of the membrane input.
+        out : optional zeroed ``[hi - lo, n_neurons]`` float32 array to add into.
+
+        Returns
+        -------
+        float32 array ``[hi - lo, n_neurons]``.
+        """
+        if out is None:
+            out = np.zeros((max(hi - lo, 0), self.n_neurons), np.float32)
+        if len(prep.time) == 0 or hi <= lo:
+            return out
         if direct:
-            amp = self.direct_strength(events)
-            delay = self.direct_delay_s(events).astype(np.float64)
-            log_tau = self.raw["direct_tau_ms"]
+            amp, delay, log_tau = prep.direct_amp, prep.delay, self.raw["direct_tau_ms"]
+            span_s = self.span_s()
         else:
-            amp = self.strength(events)
-            log_tau = self.raw["tau_ms"]
-        rel = events.time - t0
+            amp, delay, log_tau = prep.amp, None, self.raw["tau_ms"]
+            span_s = self._membrane_span_s()
+        rel = prep.time - t0
         first = bin_index(rel / dt_s)                       # step holding the onset
         n_span = int(math.ceil(span_s / dt_s)) + 1
         for lag in range(n_span):
@@ -415,6 +464,36 @@ class Coupling:
         """
         direct = StepInput(self, events, n_steps, dt_s, t0, direct=True) if self.direct else None
         return StepInput(self, events, n_steps, dt_s, t0, direct=False), direct
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Per-pulse part of a stimulation's input (:meth:`Coupling.prepare`).
+
+    Attributes
+    ----------
+    time : float64 ``[K]`` onsets (s).
+    amp : float32 ``[K, N]`` membrane strengths (threshold units), or None.
+    direct_amp : float32 ``[K, N]`` expected directly evoked spikes, or None.
+    delay : float64 ``[K, N]`` conduction delays (s) of direct spikes, or None.
+    """
+
+    time: np.ndarray
+    amp: np.ndarray | None
+    direct_amp: np.ndarray | None
+    delay: np.ndarray | None
+
+    def take(self, index) -> "Prepared":
+        """Rows of the selected pulses."""
+        pick = (lambda a: None if a is None else a[index])  # noqa: E731
+        return Prepared(self.time[index], pick(self.amp), pick(self.direct_amp), pick(self.delay))
+
+    @staticmethod
+    def concat(parts: "list[Prepared]") -> "Prepared":
+        """Pulses of several tables (all prepared with the same flags) in one."""
+        cat = (lambda name: None if getattr(parts[0], name) is None  # noqa: E731
+               else np.concatenate([getattr(p, name) for p in parts]))
+        return Prepared(np.concatenate([p.time for p in parts]), cat("amp"), cat("direct_amp"), cat("delay"))
 
 
 class StepInput:
