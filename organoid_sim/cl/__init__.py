@@ -52,10 +52,10 @@ def source(model: str, seed: int = 0, channel_map=None, noise_uv: float = 2.5, s
 
     Returns
     -------
-    organoid_sim.cl.source.ModelDataSource (a ``cl.sim.SimulatorDataSource``)
+    organoid_sim.cl.datasource.ModelDataSource (a ``cl.sim.SimulatorDataSource``)
     """
     try:
-        from .source import ModelDataSource
+        from .datasource import ModelDataSource
     except ImportError as exc:  # cl-sdk missing (it needs Python >= 3.12)
         raise ImportError("organoid_sim.cl:source needs cl-sdk (pip install 'organoid-sim[cl]', "
                           f"Python >= 3.12): {exc}") from None

@@ -1,6 +1,6 @@
 """A fitted model run forward as a CL1 data stream: frames and spikes on demand, pulses as they come.
 
-:class:`ModelStream` is the engine behind the cl-sdk data source (:mod:`organoid_sim.cl.source`) and
+:class:`ModelStream` is the engine behind the cl-sdk data source (:mod:`organoid_sim.cl.datasource`) and
 needs no cl-sdk: ``read(from_frame, n_frames)`` returns the int16 frames and the ``(frame,
 channel)`` spikes of that window, ``add_pulses(...)`` hands it committed stimulation pulses.
 
