@@ -20,7 +20,7 @@ CL_PYTHON = ROOT / ".venv-cl" / "bin" / "python"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _reference(model, path: Path, duration_s: float = 50.0) -> None:
+def _reference(model, path: Path, duration_s: float = 40.0) -> None:
     """model.stimulate() with 4 pulses/s on channel 27 (1 uA, 160 us): response probabilities."""
     times = 0.25 + 0.25 * np.arange(int(duration_s * 4) - 2)
     chans = [27, 26, 9]

@@ -132,13 +132,13 @@ def test_same_seed_same_spikes():
         _use_model(seed=seed)
         out = []
         with cl.open() as neurons:
-            for tick in neurons.loop(ticks_per_second=100, stop_after_seconds=2.0):
+            for tick in neurons.loop(ticks_per_second=100, stop_after_seconds=1.5):
                 out += [(s.timestamp, s.channel)
                         for s in tick.analysis.spikes]
         return out
 
-    a, b, c = run(5), run(5), run(6)
-    assert len(a) > 20 and a == b and a != c
+    a, b = run(5), run(5)       # (another seed giving other spikes: tests/test_cl_stream.py)
+    assert len(a) > 20 and a == b
 
 
 @pytest.mark.skipif(not REFERENCE, reason="ORGANOID_SIM_CL_REFERENCE (model.stimulate() figures) is not set")
@@ -172,7 +172,7 @@ def test_example_script_runs_faster_than_real_time_command():
     env = {**os.environ, "CL_SDK_DATA_SOURCE": "organoid_sim.cl:source",
            "CL_SDK_DATA_SOURCE_CONFIG": json.dumps({"model": MODEL, "seed": 0}), "CL_SDK_ACCELERATED_TIME": "1"}
     t = time.time()
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "cl_closed_loop.py"), "--seconds", "5"],
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "cl_closed_loop.py"), "--seconds", "3"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "x real time" in out.stdout and "stims" in out.stdout, out.stdout

@@ -5,11 +5,14 @@ own random source), drawn once per seed as a 4 s bank and read per one-second bl
 random offset per channel, so any frame range is reproducible from the seed alone and a second
 of noise costs one gather. The grounded channels 0, 7, 56, 63 are flat zero.
 
-Spikes: a fixed extracellular waveform (a negative trough at the spike's frame, 0.12 ms wide, and a
-positive after-phase at +0.5 ms, 30 % of the trough), scaled per channel to ``spike_uv`` uV (60 uV)
-times a seeded factor in [0.7, 1.3] (channels differ, as electrodes do). The deflection starts
-:data:`PRE_FRAMES` frames before the trough and lasts :data:`POST_FRAMES` after it. Units of sample:
-``uv_per_unit`` uV (0.195, cl-sdk's default), so a 60 uV spike is about -300 units.
+Spikes: a fixed extracellular waveform, scaled per channel to ``spike_uv`` uV (60 uV) times a seeded
+factor in [0.7, 1.3] (channels differ, as electrodes do). A spike's timestamp is its threshold
+crossing: the deflection starts at that frame, the negative trough (0.1 ms wide) follows
+:data:`TROUGH_FRAMES` frames (0.16 ms) later, then a positive after-phase (30 % of the trough, 0.6 ms
+after the crossing); the waveform lasts :data:`POST_FRAMES` frames. Nothing of it lies before the
+timestamp, so a block of frames needs only spikes up to its end (the model is never run ahead of the
+read position). Units of sample: ``uv_per_unit`` uV (0.195, cl-sdk's default), so a 60 uV spike is
+about -300 units.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ FPS = 25_000
 N_CHANNELS = 64
 GROUNDED = (0, 7, 56, 63)
 UV_PER_UNIT = 0.195
-PRE_FRAMES = 6
+PRE_FRAMES = 0        # frames of waveform before a spike's timestamp (none: the timestamp is the crossing)
+TROUGH_FRAMES = 4     # frames from the crossing to the trough
 POST_FRAMES = 40
 #: frames of cl-sdk's spike snippet before the spike and in total (cl._sim._data_buffer)
 SNIPPET_BEFORE = 25
@@ -29,7 +33,8 @@ _BANK_BLOCKS = 4
 
 
 def spike_template(n_before: int = PRE_FRAMES, n_after: int = POST_FRAMES) -> np.ndarray:
-    """Unit-trough waveform (trough = -1) on frames ``-n_before .. n_after`` (float64).
+    """Unit-trough waveform (trough = -1 at frame ``TROUGH_FRAMES``) on frames ``-n_before .. n_after``
+    from the spike's timestamp (float64).
 
     Parameters
     ----------
@@ -39,8 +44,8 @@ def spike_template(n_before: int = PRE_FRAMES, n_after: int = POST_FRAMES) -> np
     -------
     array ``[n_before + 1 + n_after]``.
     """
-    t = np.arange(-n_before, n_after + 1) / FPS * 1e3            # ms
-    w = -np.exp(-0.5 * (t / 0.12) ** 2) + 0.3 * np.exp(-0.5 * ((t - 0.5) / 0.25) ** 2)
+    t = (np.arange(-n_before, n_after + 1) - TROUGH_FRAMES) / FPS * 1e3    # ms from the trough
+    w = -np.exp(-0.5 * (t / 0.1) ** 2) + 0.3 * np.exp(-0.5 * ((t - 0.44) / 0.25) ** 2)
     return w / -w.min()
 
 
@@ -100,6 +105,8 @@ class Signal:
     def frames(self, a: int, b: int, spike_frames: np.ndarray, spike_channels: np.ndarray) -> np.ndarray:
         """int16 ``[b - a, 64]`` frames ``a..b-1``: noise plus the waveform of every given spike that
         overlaps them (pass spikes with frames in ``[a - POST_FRAMES, b + PRE_FRAMES)``)."""
+        if not len(spike_frames):
+            return self.noise(a, b)
         out = self.noise(a, b).astype(np.float32)
         if len(spike_frames):
             k = np.arange(-PRE_FRAMES, POST_FRAMES + 1)

@@ -7,8 +7,7 @@ channel)`` spikes of that window, ``add_pulses(...)`` hands it committed stimula
 Time: frame ``f`` (25 kHz) is model time ``f / 25000`` s; model step ``k`` (``dt_ms``, 5 ms by
 default = 125 frames) covers frames ``[k F, (k + 1) F)``. The model is advanced step by step with
 the torch-free engine (:class:`organoid_sim.engine.Simulator`, state carried over) only as far as a
-read needs (plus :data:`~organoid_sim.cl.signal.PRE_FRAMES` frames so a waveform can start before its
-trough), and pulses reach it through its fitted stimulus coupling (:mod:`organoid_sim.engine.stimulus`:
+read needs (a spike's waveform starts at its timestamp, :mod:`.signal`), and pulses reach it through its fitted stimulus coupling (:mod:`organoid_sim.engine.stimulus`:
 membrane input and directly evoked spikes, the inputs ``model.stimulate`` gives for the same pulses).
 
 Causality: a pulse never changes what was already read. A step is drawn as soon as its first frame
