@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean cl-env cl-test
+.PHONY: demo test test-slow bench bench-env bench-engine clean cl-env cl-test
+
+# Peer simulators for benchmarks/bench_engine.py (Brian2 >= 2.10 and NEST need Python >= 3.12 with
+# numpy >= 2; Brian2 2.9, all that Python 3.11 gets, is broken with numpy 2.4)
+BENCH_PYTHON ?= $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3
+BENCH_VENV := .venv-bench
 
 # Python 3.12 venv for cl-sdk (Cortical Labs; Python >= 3.12, CC BY-NC 4.0: never in .venv): pyenv's
 # 3.12 where there is one, else python3.12 on PATH; without either the cl-sdk tests skip.
@@ -37,6 +42,8 @@ $(CL_STAMP): pyproject.toml
 	touch $(CL_STAMP)
 
 test: $(STAMP) cl-env
+	# the one-way layer contracts of pyproject.toml first: a new back-arrow fails here
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q
 
 cl-test: $(STAMP) cl-env
@@ -47,6 +54,14 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+bench-env:
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet "brian2>=2.10" "cython>=3.0,<3.1.4" setuptools nest-simulator
+
+bench-engine: $(STAMP)
+	$(PY) benchmarks/bench_engine.py --peer-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(CL_VENV) demo_out .pytest_cache
