@@ -14,8 +14,8 @@ import torch
 
 from organoid_sim.engine.stimulus import Coupling, charge_per_phase_nc
 from organoid_sim.events import StimEvents
-from organoid_sim.models.stim_coupling import StimulusCoupling
-from organoid_sim.models.stim_coupling import charge_per_phase_nc as torch_charge
+from organoid_sim.nn.stim_coupling import StimulusCoupling
+from organoid_sim.nn.stim_coupling import charge_per_phase_nc as torch_charge
 from organoid_sim.recording import Electrodes
 
 pytestmark = pytest.mark.usefixtures("one_thread")

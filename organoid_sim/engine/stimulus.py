@@ -1,6 +1,6 @@
 """NumPy port of the stimulus coupling's inputs (no torch).
 
-:class:`Coupling` computes what :class:`organoid_sim.models.stim_coupling.StimulusCoupling` feeds a
+:class:`Coupling` computes what :class:`organoid_sim.nn.stim_coupling.StimulusCoupling` feeds a
 model for a table of stimulation pulses (:class:`~organoid_sim.events.StimEvents`): the membrane
 input (threshold units per step) and, with the direct pathway, the expected directly evoked spikes
 per step, both ``[n_steps, n_neurons]`` float32, chunk by chunk (:meth:`Coupling.lazy_inputs`
