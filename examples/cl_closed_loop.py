@@ -9,7 +9,7 @@ the model's data source; the script does not change::
     CL_SDK_DATA_SOURCE_CONFIG='{"model": "MODEL_DIR", "seed": 0}' \\
     CL_SDK_ACCELERATED_TIME=1 python examples/cl_closed_loop.py --seconds 30
 
-Every tick (200 per second) the detected spikes are read; a spike on the trigger channel starts a
+Every tick (100 per second) the detected spikes are read; a spike on the trigger channel starts a
 biphasic pulse (1 uA, 160 us per phase) on the target channel, at most one per ``--dead-ms``. The
 session is recorded (``neurons.record``); the summary line gives the spikes, the pulses and how
 much faster than real time the loop ran.
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--trigger", type=int, default=18, help="channel whose spikes trigger a pulse")
     ap.add_argument("--target", type=int, default=27, help="channel that is stimulated")
     ap.add_argument("--dead-ms", type=float, default=20.0, help="shortest time between two pulses (ms)")
-    ap.add_argument("--ticks", type=int, default=200, help="loop ticks per second")
+    ap.add_argument("--ticks", type=int, default=100, help="loop ticks per second")
     args = ap.parse_args()
 
     design = StimDesign(160, -1.0, 160, 1.0)

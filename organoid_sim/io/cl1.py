@@ -266,7 +266,7 @@ def read(path, channels=None, stim_amplitude_ua: float | None = None, stim_phase
     offsets = np.concatenate([[0], np.cumsum(np.bincount(unit, minlength=len(chan)))]).astype(np.int64)
     stim, known = _stim_events(path, stims, attrs, fps, stim_amplitude_ua, stim_phase_us)
     grid = channel_electrodes(np.arange(n_ch))
-    md = {"source_file": str(path), "format": "cl1", "frames_per_second": fps,
+    md = {"source": str(path), "format": "cl1", "frames_per_second": fps,
           "start_timestamp": attrs.get("start_timestamp"), "stim_design_known": bool(known),
           "data_streams": streams,
           "attributes": {k: v for k, v in attrs.items() if k not in ("frames_per_second",)}}
