@@ -12,8 +12,9 @@ a spike on channel 18 triggers a pulse on channel 27, the session is recorded), 
 * ``cl_random``: the same script on cl-sdk's built-in random source (its own simulator).
 
 Figures: the loop's real-time factor (simulated seconds / wall seconds of the ``neurons.loop``, as
-the script prints it), median over ``--rounds`` fresh processes, and the load average of the
-machine (the box is shared: a loaded one runs everything slower). Skips with one line without
+the script prints it), median over ``--rounds`` fresh processes; the CPU seconds of each whole run
+(script, cl-sdk's producer and recording processes, start-up included); and the load average of
+the machine (the box is shared: a loaded one runs everything slower). Skips with one line without
 ``.venv-cl``.
 
 Run: ``python benchmarks/bench_cl_closed_loop.py [--seconds 30] [--ticks 100] [--rounds 3] [--json]``
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,14 +55,17 @@ def null_source():
 def _run(env_extra: dict, seconds: float, ticks: int, cwd: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CL_SDK_")}
     env.update({"CL_SDK_ACCELERATED_TIME": "1", "PYTHONPATH": f"{ROOT}:{ROOT / 'benchmarks'}", **env_extra})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([str(CL_PYTHON), str(ROOT / "examples" / "cl_closed_loop.py"), "--seconds", str(seconds),
                           "--ticks", str(ticks)], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     m = re.search(r"(\d+) spikes, (\d+) stims .* loop ([\d.]+) s wall = ([\d.]+)x real time", out.stdout)
     if out.returncode or not m:
         err = (out.stderr.strip().splitlines() or ["?"])[-1]
         return {"ok": False, "error": err[-200:]}
     return {"ok": True, "spikes": int(m.group(1)), "stims": int(m.group(2)), "wall_s": float(m.group(3)),
-            "x_real_time": seconds / float(m.group(3))}
+            "x_real_time": seconds / float(m.group(3)), "cpu_s": cpu}
 
 
 def main(argv=None) -> None:
@@ -100,7 +105,8 @@ def main(argv=None) -> None:
     print(f"closed loop, {args.seconds:g} s at {args.ticks} ticks/s, accelerated; load average "
           f"{load[0]:.1f} (2-core box)")
     for name, runs in res.items():
-        cells = [f"{x['x_real_time']:.1f}x ({x['spikes']} spikes, {x['stims']} stims)" if x["ok"]
+        cells = [f"{x['x_real_time']:.1f}x ({x['spikes']} spikes, {x['stims']} stims, {x['cpu_s']:.1f} CPU s)"
+                 if x["ok"]
                  else f"failed: {x['error']}" for x in runs]
         med = summary[name]
         print(f"  {name:10s} median {med:.1f}x real time | " if med else f"  {name:10s} no run finished | ",

@@ -23,7 +23,6 @@ and the same pulses give the same spikes whatever the read sizes.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 from typing import Mapping
@@ -31,20 +30,15 @@ from typing import Mapping
 import numpy as np
 
 from ..engine import Simulator, load_network
-from ..engine.stimulus import Coupling
+from ..engine.stimulus import Coupling, model_document
 from ..events import StimEvents
 from .channels import ChannelMapping, map_channels
 from .signal import FPS, POST_FRAMES, PRE_FRAMES, Signal
 
 
 def _layout(model_dir: Path) -> dict:
+    doc = model_document(model_dir)
     path = model_dir / "model.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
     lay = doc.get("layout")
     if not isinstance(lay, dict) or "electrode_ids" not in lay or "electrodes" not in lay:
         raise ValueError(f"{path}: the model has no electrode layout (fit it to a recording with electrodes)")
@@ -133,6 +127,7 @@ class ModelStream:
         n = self.spec.n_neurons
         sim.run(2)
         sim.run(2, ext=np.zeros((2, n), np.float32), direct=np.zeros((2, n), np.float32))
+        self.signal.noise(-1, 1)   # the first noise blocks (one gather of a second each)
 
     # ------------------------------------------------------------------ stimulation
     def add_pulses(self, frames, channels, amplitude_ua, phase_us, n_phases=2) -> None:

@@ -76,6 +76,26 @@ def charge_per_phase_nc(events: StimEvents, ua_per_mv: float = UA_PER_MV) -> np.
     return amp * events.phase_us * 1e-3
 
 
+def model_document(model_dir) -> dict:
+    """The parsed ``model.json`` of a saved model directory (JSON only: nothing is executed).
+
+    Parameters
+    ----------
+    model_dir : directory written by ``model.save(dir)``.
+
+    Returns
+    -------
+    dict
+    """
+    path = Path(model_dir) / "model.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+
+
 def _f32(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
@@ -166,13 +186,7 @@ class Coupling:
         from safetensors.numpy import load_file
 
         model_dir = Path(model_dir)
-        path = model_dir / "model.json"
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+        doc = model_document(model_dir)
         cfg = (doc.get("config") or {}).get("stim_coupling")
         if cfg is None:
             return None
@@ -449,19 +463,8 @@ class Coupling:
         return self.forward(events, n_steps, dt_s, t0), self.direct_input(events, n_steps, dt_s, t0)
 
     def lazy_inputs(self, events: StimEvents, n_steps: int, dt_s: float, t0: float = 0.0):
-        """:meth:`inputs` as :class:`StepInput` row sources (``rows(lo, hi)``) computed on demand.
-
-        Parameters
-        ----------
-        events : the pulses (absolute times, s).
-        n_steps : number of steps.
-        dt_s : step (s).
-        t0 : start of step 0 (s).
-
-        Returns
-        -------
-        ``(StepInput, StepInput or None)``
-        """
+        """:meth:`inputs` (same arguments) as :class:`StepInput` row sources (``rows(lo, hi)``) computed
+        on demand: ``(StepInput, StepInput or None)``."""
         direct = StepInput(self, events, n_steps, dt_s, t0, direct=True) if self.direct else None
         return StepInput(self, events, n_steps, dt_s, t0, direct=False), direct
 
