@@ -141,6 +141,20 @@ def test_same_seed_same_spikes():
     assert len(a) > 20 and a == b
 
 
+def test_wall_clock_mode(monkeypatch):
+    """cl-sdk's default mode: the loop is paced to the wall clock (a tick is not handed over before
+    its time), the model still answers."""
+    monkeypatch.delenv("CL_SDK_ACCELERATED_TIME")
+    _use_model(seed=2)
+    n = 0
+    with cl.open() as neurons:
+        t = time.perf_counter()
+        for tick in neurons.loop(ticks_per_second=50, stop_after_seconds=1.0, ignore_jitter=True):
+            n += len(tick.analysis.spikes)
+        wall = time.perf_counter() - t
+    assert n > 10 and wall >= 0.95
+
+
 @pytest.mark.skipif(not REFERENCE, reason="ORGANOID_SIM_CL_REFERENCE (model.stimulate() figures) is not set")
 def test_evoked_response_through_cl_sdk_equals_model_stimulate():
     """4 pulses per second on channel 27 through cl-sdk (``neurons.stim`` in a loop); response
