@@ -254,9 +254,8 @@ class ModelStream:
 
     def _redraw(self, first_step: int) -> None:
         """Draw again from the first step a new pulse reaches that is drawn but not read to its end."""
+        # a pulse whose onset step was read already reaches only the steps from the first unread one on
         open_steps = [k for k in self._snaps if first_step <= k < self.steps_done]
-        if not open_steps and self._snaps and min(self._snaps) > first_step:
-            open_steps = [min(self._snaps)]
         if not open_steps:
             return
         k0, need = min(open_steps), self.steps_done
