@@ -25,7 +25,7 @@ def ground_truth(seed: int = 0):
     trains = [np.sort(rng.uniform(0, 60, rng.poisson(60 * r))) for r in rng.uniform(2, 8, len(CHANNELS))]
     rec = SpikeRecording.from_spike_times(trains, t_stop=60.0, electrode_ids=CHANNELS,
                                           positions=_positions(CHANNELS))
-    model = SpikingNetworkModel(seed=seed)
+    model = SpikingNetworkModel(seed=seed, n_hidden=0)
     model.attach_recording(rec)
     with torch.no_grad():
         w = torch.zeros_like(model.weight)
@@ -35,12 +35,12 @@ def ground_truth(seed: int = 0):
 
 
 def fitted(seed: int = 0, duration_s: float = 60.0):
-    """A model fitted (short fit: 5 epochs, no refinement, one calibration round) to ``duration_s``
-    of the ground truth's spontaneous activity."""
+    """A model with 4 hidden neurons fitted (short fit: 5 epochs, no refinement, one calibration
+    round) to ``duration_s`` of the ground truth's spontaneous activity."""
     from organoid_sim.models import SpikingNetworkModel
 
     rec = ground_truth(seed).simulate(duration_s, seed=seed + 1)
-    model = SpikingNetworkModel(seed=seed)
+    model = SpikingNetworkModel(seed=seed, n_hidden=4)   # hidden neurons: on no channel
     model.fit(rec, max_epochs=5, refine_steps=0, calibration_rounds=1, progress=False)
     return model
 
