@@ -24,8 +24,19 @@ _NONE3D = np.zeros((1, 1, 1), np.float64)
 
 
 def input_rows(src, lo: int, hi: int):
-    """Steps ``lo..hi-1`` of a per-step input: a slice of an array (or anything NumPy reads, e.g.
-    a tensor) or ``src.rows(lo, hi)``."""
+    """Steps ``lo..hi-1`` of a per-step input.
+
+    Parameters
+    ----------
+    src : an array (or anything sliceable, e.g. a tensor) ``[n_steps, ...]`` or a source with
+        ``rows(lo, hi)``.
+    lo, hi : first and one-past-last step.
+
+    Returns
+    -------
+    array-like
+        ``src[lo:hi]`` or ``src.rows(lo, hi)``.
+    """
     return src.rows(lo, hi) if hasattr(src, "rows") else src[lo:hi]
 
 
@@ -58,10 +69,11 @@ class Simulator:
         alpha = np.maximum(np.asarray(spec.alpha_syn, np.float64), 1e-30)
         self._alpha_syn = f32(alpha)
         ptr = np.ascontiguousarray(spec.syn_ptr, dtype=np.int64)
-        scale = np.repeat(1.0 / alpha, np.diff(ptr[:, [0, -1]], axis=1).ravel())
         self._syn_ptr = ptr
         self._syn_post = np.ascontiguousarray(spec.syn_post, dtype=np.int32)
-        self._syn_wsc = f32(np.asarray(spec.syn_weight, np.float64) * scale)
+        self._syn_wsc = f32(spec.syn_weight).copy()
+        for k in range(K):  # in place, per type: no float64 copy of every weight
+            self._syn_wsc[ptr[k, 0]:ptr[k, -1]] *= np.float32(1.0 / alpha[k])
         inv = np.asarray(spec.inv_delta_u, np.float64)
         self._c0 = np.asarray(spec.log_r0_dt + (np.asarray(spec.bias, np.float64) - spec.theta) * inv)
         self._inv = inv

@@ -19,11 +19,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkSpec", "load_network", "spec_from_arrays", "LOG_R0"]
+__all__ = ["NetworkSpec", "ModelFileError", "load_network", "read_model_json", "spec_from_arrays", "LOG_R0"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold, as in the torch model
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
+
+    def __init__(self, path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,13 @@ class NetworkSpec:
         return int(len(self.syn_post))
 
     def dense_weight(self) -> np.ndarray:
-        """``[n_syn, n_post, n_pre]`` dense weights (O(n^2) memory: small networks and tests only)."""
+        """The dense weights (O(n^2) memory: small networks and tests only).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[n_syn, n_post, n_pre]``, threshold units per presynaptic spike.
+        """
         n = self.n_neurons
         out = np.zeros((self.n_syn, n, n), np.float32)
         for k in range(self.n_syn):
@@ -103,24 +117,42 @@ class NetworkSpec:
 
 # ---------------------------------------------------------------------------- building a spec
 def csr_from_coo(n: int, pre: np.ndarray, post: np.ndarray, weight: np.ndarray):
-    """``(syn_ptr, syn_post, syn_weight)`` of synapses ``pre -> post`` with ``weight [n_syn, nnz]``
-    (zeros dropped per type), sorted by presynaptic neuron."""
+    """CSR outgoing synapses per type from a synapse list (zeros dropped per type).
+
+    Parameters
+    ----------
+    n : number of neurons.
+    pre, post : ``[nnz]`` presynaptic and postsynaptic neuron of each synapse.
+    weight : ``[n_syn, nnz]`` (or ``[nnz]``) weights, threshold units per presynaptic spike.
+
+    Returns
+    -------
+    tuple
+        ``(syn_ptr [n_syn, n + 1] int64, syn_post int32, syn_weight float32)``, rows sorted by
+        presynaptic neuron (see :class:`NetworkSpec`).
+    """
     weight = np.atleast_2d(weight)
+    pre, post = np.asarray(pre), np.asarray(post)
+    order = np.argsort(pre, kind="stable")   # one sort for every type (stable: post order kept)
+    pre_s = pre[order]
     ptrs, posts, ws = [], [], []
     base = 0
     for k in range(weight.shape[0]):
-        keep = weight[k] != 0
-        p, q, w = pre[keep], post[keep], weight[k][keep]
-        order = np.lexsort((q, p))
-        p, q, w = p[order], q[order], w[order]
+        wk = weight[k][order]
+        keep = wk != 0
+        q, w = post[order], wk
+        p = pre_s
+        if not keep.all():  # drop the zeros of this type (e.g. uncoupled recorded units)
+            p, q, w = pre_s[keep], q[keep], w[keep]
         ptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(p, minlength=n), out=ptr[1:])
         ptrs.append(ptr + base)
-        posts.append(q.astype(np.int32))
-        ws.append(w.astype(np.float32))
+        posts.append(q.astype(np.int32, copy=False))
+        ws.append(w.astype(np.float32, copy=False))
         base += len(q)
-    return (np.stack(ptrs), np.concatenate(posts) if posts else np.zeros(0, np.int32),
-            np.concatenate(ws) if ws else np.zeros(0, np.float32))
+    del order, pre_s
+    return (np.stack(ptrs), np.concatenate(posts) if len(posts) > 1 else posts[0],
+            np.concatenate(ws) if len(ws) > 1 else ws[0])
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -134,15 +166,15 @@ def _f(t) -> np.ndarray:
 
 def _synapses(cfg: Mapping, t: Mapping[str, np.ndarray], n: int):
     """Signed effective weights as ``(pre, post, weight [n_syn, nnz])`` (dense or sparse files)."""
-    raw = _f(t["weight"])
+    raw = np.asarray(t["weight"], np.float32)       # float32 as saved: no float64 copy of 10^7 weights
     if "syn_pre" in t:                                  # sparse model: values per listed synapse
-        pre, post = np.asarray(t["syn_pre"], np.int64), np.asarray(t["syn_post"], np.int64)
+        pre, post = np.asarray(t["syn_pre"]), np.asarray(t["syn_post"])
     else:                                               # dense model: [n_syn, post, pre] with a mask
         post, pre = np.nonzero(_f(t["mask"]) != 0)
         raw = raw[:, post, pre]
     if cfg.get("dale"):
         mag = np.abs(raw) if cfg.get("dale_weights", "softplus") == "abs" else _softplus(raw)
-        raw = mag * _f(t["sign"])[pre][None]
+        raw = (mag * np.asarray(t["sign"], np.float32)[pre][None]).astype(np.float32)
     return pre, post, raw
 
 
@@ -165,7 +197,7 @@ def spec_from_arrays(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray
     for key in ("weight", "bias", "theta_raw", "log_delta_u", "beta_raw", "use_logit", "log_tau_rec_ms",
                 "log_tau_adapt_ms", "tau_syn_ms"):
         if key not in tensors:
-            raise ValueError(f"{WEIGHTS}: no {key!r} array; not a SpikingNetworkModel's weights")
+            raise ModelFileError(WEIGHTS, f"no {key!r} array; not a SpikingNetworkModel's weights")
     dt = float(cfg["dt_ms"] if dt_ms is None else dt_ms)
     n = int(len(tensors["bias"]))
     n_rec = int(cfg.get("n_recorded", n - int(cfg.get("n_hidden", 0))))
@@ -196,6 +228,29 @@ def spec_from_arrays(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray
         config=cfg)
 
 
+def read_model_json(model_dir) -> dict:
+    """The parsed ``model.json`` of a saved model directory (JSON only: nothing is executed).
+
+    Parameters
+    ----------
+    model_dir : directory written by ``model.save(dir)``.
+
+    Returns
+    -------
+    dict
+    """
+    path = Path(model_dir) / MODEL_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelFileError(path, "model.json must hold a JSON object")
+    return doc
+
+
 def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
     """Read a saved :class:`SpikingNetworkModel` directory into a :class:`NetworkSpec` without torch.
 
@@ -212,16 +267,11 @@ def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
 
     d = Path(model_dir)
     path = d / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    doc = read_model_json(d)
     if doc.get("class") != "SpikingNetworkModel":
-        raise ValueError(f"{path}: the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
-    if "config" not in doc:
-        raise ValueError(f"{path}: model.json has no 'config' entry")
+        raise ModelFileError(path, f"the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
+    if not isinstance(doc.get("config"), dict):
+        raise ModelFileError(path, "model.json has no 'config' object")
     wpath = d / WEIGHTS
     if not wpath.exists():
         raise FileNotFoundError(f"{wpath}: weights missing next to model.json")

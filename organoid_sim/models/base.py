@@ -20,6 +20,7 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_write_bytes
+from ..engine.spec import ModelFileError, read_model_json
 from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
@@ -29,14 +30,6 @@ __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256", "ModelFil
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
-
-    def __init__(self, path, problem: str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{path}: {problem}")
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -244,14 +237,7 @@ def load_model(directory, device=None):
     """
     directory = Path(directory)
     path = directory / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ModelFileError(path, "model.json must hold a JSON object")
+    doc = read_model_json(directory)
     cls_name = doc.get("class")
     reg = _registry()
     if cls_name not in reg:
