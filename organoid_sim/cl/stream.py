@@ -30,14 +30,15 @@ from typing import Mapping
 import numpy as np
 
 from ..engine import Simulator, load_network
-from ..engine.stimulus import Coupling, model_document
+from ..engine.spec import read_model_json
+from ..engine.stimulus import Coupling
 from ..events import StimEvents
 from .channels import ChannelMapping, map_channels
 from .signal import FPS, POST_FRAMES, PRE_FRAMES, Signal
 
 
 def _layout(model_dir: Path) -> dict:
-    doc = model_document(model_dir)
+    doc = read_model_json(model_dir)
     path = model_dir / "model.json"
     lay = doc.get("layout")
     if not isinstance(lay, dict) or "electrode_ids" not in lay or "electrodes" not in lay:

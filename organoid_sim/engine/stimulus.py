@@ -16,7 +16,6 @@ from those two parts with :meth:`Coupling.from_parts`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..events import StimEvents
+from .spec import read_model_json
 
 #: default conversion of voltage-mode amplitudes: uA per mV (1 MOhm electrode impedance)
 UA_PER_MV = 1e-3
@@ -74,26 +74,6 @@ def charge_per_phase_nc(events: StimEvents, ua_per_mv: float = UA_PER_MV) -> np.
     if events.amplitude_unit == "mV":
         amp = amp * ua_per_mv
     return amp * events.phase_us * 1e-3
-
-
-def model_document(model_dir) -> dict:
-    """The parsed ``model.json`` of a saved model directory (JSON only: nothing is executed).
-
-    Parameters
-    ----------
-    model_dir : directory written by ``model.save(dir)``.
-
-    Returns
-    -------
-    dict
-    """
-    path = Path(model_dir) / "model.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
 
 
 def _f32(x) -> np.ndarray:
@@ -186,7 +166,7 @@ class Coupling:
         from safetensors.numpy import load_file
 
         model_dir = Path(model_dir)
-        doc = model_document(model_dir)
+        doc = read_model_json(model_dir)
         cfg = (doc.get("config") or {}).get("stim_coupling")
         if cfg is None:
             return None
