@@ -125,6 +125,16 @@ def test_closed_loop_spikes_on_model_channels_and_recording_loads_back():
     p = response_probability(rec.stim.time, np.concatenate(rec.spike_times),
                              np.repeat(rec.unit_ids, [len(x) for x in rec.spike_times]), [27])
     assert p[0] > 0.2
+    # cl-sdk's own analyses read the same file: its per-channel rates equal ours
+    from cl import RecordingView
+
+    with RecordingView(recording.file["path"]) as view:
+        stats = view.analyse_firing_stats(bin_size_sec=1.0)
+        view.analyse_network_bursts(bin_size_sec=0.01, onset_freq_hz=20.0, offset_freq_hz=10.0)
+    cl_rates = np.asarray(stats.channel_mean_firing_rates, float)
+    ours = dict(zip(rec.unit_ids.tolist(), rec.firing_rates()))
+    for c in sorted(model_channels):
+        assert cl_rates[c] == pytest.approx(ours[c], rel=0.05, abs=0.3), (c, cl_rates[c], ours[c])
 
 
 def test_same_seed_same_spikes():
