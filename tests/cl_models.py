@@ -40,9 +40,13 @@ def fitted(seed: int = 0, duration_s: float = 60.0):
     from organoid_sim.models import SpikingNetworkModel
 
     rec = ground_truth(seed).simulate(duration_s, seed=seed + 1)
-    model = SpikingNetworkModel(seed=seed, n_hidden=4)   # hidden neurons: on no channel
-    model.fit(rec, max_epochs=5, refine_steps=0, calibration_rounds=1, progress=False)
-    return model
+    opts = dict(max_epochs=5, refine_steps=0, calibration_rounds=1, progress=False)
+    try:  # fit options as constructor parameters (newer releases)
+        model = SpikingNetworkModel(seed=seed, n_hidden=4, **opts)   # hidden neurons: on no channel
+    except TypeError:  # releases where they are arguments of fit()
+        model = SpikingNetworkModel(seed=seed, n_hidden=4)
+        return model.fit(rec, **opts)
+    return model.fit(rec)
 
 
 def response_probability(stim_times, spikes_t, spikes_ch, channels, window=(0.002, 0.050)):
