@@ -137,8 +137,8 @@ def _merge_truths(like, parts):
 
 
 def bench_python() -> str:
-    """The interpreter with brian2 (``BENCH_PYTHON``, else ``.venv-bench/bin/python`` of this checkout)."""
-    return os.environ.get("BENCH_PYTHON", str(ROOT / ".venv-bench" / "bin" / "python"))
+    """The interpreter with brian2 (``SECOND_CULTURE_PYTHON``, else ``.venv-bench/bin/python`` of this checkout)."""
+    return os.environ.get("SECOND_CULTURE_PYTHON", str(ROOT / ".venv-bench" / "bin" / "python"))
 
 
 def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture:
@@ -152,7 +152,7 @@ def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture
         py = bench_python()
         if not Path(py).exists():
             raise SystemExit(f"{folder} has no second-culture files and {py} does not exist: run `make bench-env` "
-                             "(Python 3.12 + brian2) or set BENCH_PYTHON")
+                             "(Python 3.12 + brian2) or set SECOND_CULTURE_PYTHON")
         print(f"generating the second culture with {py} into {folder} (several minutes, cached)", file=sys.stderr)
         subprocess.run([py, str(ROOT / "benchmarks" / "cultures" / "second.py"), "--out", str(folder),
                         "--seed", str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
