@@ -128,10 +128,10 @@ def test_prior_is_kept_when_calibration_predicts_the_held_out_electrodes_worse()
     assert 0 < len(held) < 9
     xy = el.positions.copy()
     xy[np.isin(el.ids, held)] = np.nan                      # no position: the electrode reaches no neuron
-    model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **TRUE)
+    model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **{**TRUE, "gain": 30.0})
     session = model.stimulate(ev, seed=3)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False,
-                                                      **{**TRUE, "gain": 0.3})
+                                                      **{**TRUE, "gain": 3.0})
     prior = model.stim_coupling.values()
     with pytest.warns(UserWarning, match="the prior is kept"):
         result = calibrate(model, session, params=("gain",), max_evaluations=12, burn_in_s=0.5, progress=False,
