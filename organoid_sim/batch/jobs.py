@@ -291,7 +291,10 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
         judged = [v for v in out["checks"].values() if v is not None]
         out["passed"] = bool(all(judged)) if judged else None
     if figures is not None:
-        out["figures"] = [str(p) for p in (figures(folder, rec, model, out) or [])]
+        try:
+            out["figures"] = [str(p) for p in (figures(folder, rec, model, out) or [])]
+        except Exception as exc:   # the model and its figures are saved; a drawing problem is only noted
+            out["warnings"].append(f"figures failed: {type(exc).__name__}: {exc}")
     return out
 
 

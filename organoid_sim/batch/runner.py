@@ -120,13 +120,17 @@ def _run_dask(todo: list[Job], out_dir: Path, kwargs: dict, prog: _Progress, cli
             except Exception as exc:   # e.g. KilledWorker: the job took down every worker that tried it
                 result = _record_failure(job, out_dir, exc, settings)
             prog.add(job, result)
+        finished = True
     except BaseException:
+        finished = False
         c.cancel(list(futures))
         raise
     finally:
         for obj in to_close:
             obj.close()
-        if owned_cluster:   # its workers are gone: whatever they left half-written is removed
+        # every job of this run has ended, or the workers are gone with our cluster: what a killed
+        # worker left half-written is an orphan (on a shared cluster, a cancelled job may still run)
+        if finished or owned_cluster:
             clean_partial(out_dir)
 
 

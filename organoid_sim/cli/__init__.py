@@ -12,7 +12,7 @@ import os
 import sys
 
 # Command modules in the order their commands appear in ``--help``.
-COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands")
+COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands", "plate_commands")
 
 
 class CLIError(Exception):

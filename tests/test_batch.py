@@ -1,0 +1,171 @@
+"""organoid_sim.batch in-process: job planning, seeds, a job equals the single fit, failures,
+resume, the results table, the CLI and the plate overview."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import organoid_sim
+from organoid_sim.batch import BARS, Job, fidelity_checks, fit_many, job_seed, load_job_recording, plan_jobs
+from organoid_sim.cli import main
+from organoid_sim.models import SpikingNetworkModel
+
+from batch_plate import FAST, write_plate
+
+WELLS = ("A1", "A2", "B1", "B2")
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    return write_plate(tmp_path_factory.mktemp("plate") / "plate.h5", WELLS[:2], duration_s=20.0)
+
+
+@pytest.fixture(scope="module")
+def serial(plate, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return out, fit_many([plate], out, client="serial", progress=False, **FAST)
+
+
+def weights(job_dir):
+    return load_file(str(job_dir / "model" / "weights.safetensors"))
+
+
+def test_plan_jobs_wells_and_errors(plate, tmp_path):
+    jobs = plan_jobs([plate])
+    assert [j.well for j in jobs] == organoid_sim.list_wells(plate) == ["A1", "A2", "C1"]
+    assert [j.name for j in plan_jobs(plate, wells="A2,A1")] == ["plate/A2", "plate/A1"]
+    assert len(plan_jobs([plate, plate])) == 3                      # duplicates removed
+    with pytest.raises(ValueError, match=r"plate\.h5.*Z9.*wells: A1, A2, C1"):
+        plan_jobs(plate, wells=["A1", "Z9"])
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        plan_jobs(tmp_path / "nope.h5")
+    other = tmp_path / "plate.h5"
+    other.write_bytes(plate.read_bytes())
+    with pytest.raises(ValueError, match="share the name 'plate'"):
+        plan_jobs([plate, other])
+    # a file without wells is one job, in the folder NO_WELL
+    single = tmp_path / "single.npz"
+    organoid_sim.save(organoid_sim.load(plate, well="A1"), single)
+    (job,) = plan_jobs(single)
+    assert job.well is None and job.name == "single/recording"
+
+
+def test_job_seeds():
+    assert job_seed(7, "/a/p.h5", "A1") == 7                       # default: the base seed itself
+    d = {(p, w): job_seed(7, p, w, derive=True) for p in ("/a/p.h5", "/a/q.h5") for w in ("A1", "B2")}
+    assert len(set(d.values())) == 4 and all(0 <= s < 2**31 for s in d.values())
+    assert job_seed(7, "/elsewhere/p.h5", "A1", derive=True) == d[("/a/p.h5", "A1")]   # by file name only
+    assert job_seed(8, "/a/p.h5", "A1", derive=True) != d[("/a/p.h5", "A1")]
+
+
+def test_job_equals_the_single_fit(plate, serial):
+    """A plate job's model is the model of fitting that well alone through the public API."""
+    out, results = serial
+    job = Job(str(plate.resolve()), "A2", 0)
+    rec = load_job_recording(job)
+    assert rec.t_start == pytest.approx(float(organoid_sim.load(plate, well="A2").times.min()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = SpikingNetworkModel(seed=0).fit(rec, progress=False, seed=0, **FAST)
+    finally:
+        torch.set_num_threads(before)
+    model.save(out / "_direct" / "model")
+    ref, got = weights(out / "_direct"), weights(out / "plate" / "A2")
+    assert ref.keys() == got.keys() and len(ref) > 3
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], got[k], err_msg=k)
+    r = next(r for r in results if r["well"] == "A2")
+    assert r["n_spikes"] == rec.n_spikes and r["n_units"] == rec.n_units == 6
+    assert r["val_bits"] == pytest.approx(model.provenance["metrics"].get("final_val_bits",
+                                                                          model.provenance["metrics"]["best_val_bits"]))
+
+
+def test_failed_job_is_recorded_and_the_others_go_on(serial):
+    out, results = serial
+    by = {r["well"]: r for r in results}
+    assert [by[w]["status"] for w in ("A1", "A2")] == ["ok", "ok"]
+    bad = by["C1"]                                  # a well whose channels have no spikes
+    assert bad["status"] == "error" and bad["error"]["type"] == "ValueError"
+    assert "without spikes" in bad["error"]["message"]
+    assert json.loads((out / "plate" / "C1" / "result.json").read_text())["status"] == "error"
+    assert not (out / "plate" / "C1" / "model").exists()
+    assert not list(out.glob("plate/.*"))          # no temporary folders left
+
+
+def test_results_table_matches_the_job_results(serial):
+    out, results = serial
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["well"] for r in rows] == ["A1", "A2", "C1"]
+    on_disk = {r["well"]: json.loads((out / r["job"] / "result.json").read_text()) for r in rows}
+    for row in rows:
+        disk = on_disk[row["well"]]
+        assert row["status"] == disk["status"]
+        if disk["status"] == "ok":
+            assert float(row["val_bits"]) == pytest.approx(disk["val_bits"], rel=1e-12)
+            assert int(row["n_spikes"]) == disk["n_spikes"]
+        else:
+            assert row["error"].startswith("ValueError: ")
+    assert [r["well"] for r in json.loads((out / "results.json").read_text())["results"]] == ["A1", "A2", "C1"]
+
+
+def test_rerun_skips_finished_jobs_and_refits_changed_ones(plate, serial):
+    out, first = serial
+    stamp = {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in ("A1", "A2")}
+    again = fit_many([plate], out, client="serial", progress=False, **FAST)
+    assert [r["skipped"] for r in again] == [True, True, False]   # the failed well is tried again
+    assert {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in ("A1", "A2")} == stamp
+    changed = fit_many([plate], out, client="serial", progress=False, wells="A1", **{**FAST, "max_epochs": 2})
+    assert not changed[0]["skipped"] and changed[0]["options"]["max_epochs"] == 2
+
+
+def test_interrupt_leaves_no_partial_job_folder(plate, tmp_path, monkeypatch):
+    def interrupted(self, *a, **k):
+        (tmp_path / "started").touch()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SpikingNetworkModel, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_many([plate], tmp_path / "out", client="serial", progress=False, wells="A1", **FAST)
+    assert (tmp_path / "started").exists()
+    assert list((tmp_path / "out" / "plate").iterdir()) == []      # neither the job folder nor its temporary one
+
+
+def test_fidelity_checks_against_the_bars():
+    good = {"network": {"bits_per_spike": 0.5, "rate_r": 0.95, "rate_median_rel_err": 0.1, "corr_matrix_r": 0.8,
+                        "burst_rate_rel_err": -0.2, "burst_duration_rel_err": 0.24},
+            "glm": {"bits_per_spike": 0.4}}
+    assert all(fidelity_checks(good).values()) and len(fidelity_checks(good)) == len(BARS) + 1
+    bad = {"network": {**good["network"], "burst_rate_rel_err": -0.3, "corr_matrix_r": None},
+           "glm": {"bits_per_spike": 0.6}}
+    c = fidelity_checks(bad)
+    assert c["|burst_rate_rel_err| <= 0.25"] is False and c["network >= GLM"] is False
+    assert c["corr_matrix_r >= 0.7"] is None and c["rate_r >= 0.9"] is True
+
+
+def test_cli_fit_plate_serial_with_evaluation_and_overview(plate, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["fit-plate", str(plate), "--wells", "A1,C1", "--out", str(out), "--workers", "0", "--evaluate",
+            "--max-epochs", "3", "--refine-steps", "2", "--no-progress"]
+    assert main(argv) == 1                          # C1 fails, and says so
+    text = capsys.readouterr().out
+    assert "1 of 2 jobs ok" in text and "failed plate/C1: ValueError" in text
+    res = {r["well"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    a1 = res["A1"]
+    assert a1["status"] == "ok" and set(a1["evaluation"]) >= {"poisson", "glm", "network", "recording"}
+    assert a1["checks"] == fidelity_checks(a1["evaluation"])
+    assert a1["passed"] == all(v for v in a1["checks"].values() if v is not None)
+    assert (out / "plate" / "A1" / "report.html").read_text().count("data:image/png;base64") == 2
+    page = (out / "plate.html").read_text()
+    assert page.count('href="plate/A1/report.html"') == 2 and page.count('href="plate/C1/result.json"') == 2
+    colour = {True: "#7bc47f", False: "#e8746b"}[a1["passed"]]
+    assert re.search(rf'background:{colour}"[^>]*><a href="plate/A1/report.html">A1', page)
+    assert main(argv) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
