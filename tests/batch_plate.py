@@ -9,6 +9,8 @@ from organoid_sim.synthetic import OrganoidConfig, VirtualOrganoid
 
 #: cheap fitting options: the tests check the batch machinery, not fit quality
 FAST = dict(max_epochs=4, refine_steps=3, refine_batch=2, calibration_rounds=1)
+#: wells with a virtual organoid; the plates also get a silent well C1 (its fit fails)
+WELLS = ("A1", "A2", "B1")
 
 
 def write_plate(path, wells=("A1", "A2", "B1", "B2"), silent=("C1",), duration_s: float = 30.0,
@@ -36,3 +38,20 @@ def write_plate(path, wells=("A1", "A2", "B1", "B2"), silent=("C1",), duration_s
         f["names"] = np.asarray(names, dtype="S")
         f["epos"] = np.asarray(epos, np.float64).T
     return path
+
+
+_CACHE: dict = {}
+
+
+def shared_plate(tmp_path_factory):
+    """One plate for all batch tests (wells A1, A2, B1 of 10 s, C1 silent) and its serial run, made
+    once per test session: ``(plate path, serial output dir, serial results)``. Tests that change
+    the serial output must copy it first."""
+    if "plate" not in _CACHE:
+        from organoid_sim.batch import fit_many
+
+        root = tmp_path_factory.mktemp("batch_plate")
+        plate = write_plate(root / "plate.h5", WELLS, silent=("C1",), duration_s=10.0)
+        out = root / "serial"
+        _CACHE["plate"] = (plate, out, fit_many([plate], out, client="serial", progress=False, **FAST))
+    return _CACHE["plate"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -17,20 +18,19 @@ from organoid_sim.batch import BARS, Job, fidelity_checks, fit_many, job_seed, l
 from organoid_sim.cli import main
 from organoid_sim.models import SpikingNetworkModel
 
-from batch_plate import FAST, write_plate
+from batch_plate import FAST, WELLS, shared_plate
 
-WELLS = ("A1", "A2", "B1", "B2")
+ALL = [*WELLS, "C1"]
 
 
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory):
-    return write_plate(tmp_path_factory.mktemp("plate") / "plate.h5", WELLS[:2], duration_s=20.0)
+    return shared_plate(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
-def serial(plate, tmp_path_factory):
-    out = tmp_path_factory.mktemp("serial")
-    return out, fit_many([plate], out, client="serial", progress=False, **FAST)
+def serial(tmp_path_factory):
+    return shared_plate(tmp_path_factory)[1:]
 
 
 def weights(job_dir):
@@ -39,10 +39,10 @@ def weights(job_dir):
 
 def test_plan_jobs_wells_and_errors(plate, tmp_path):
     jobs = plan_jobs([plate])
-    assert [j.well for j in jobs] == organoid_sim.list_wells(plate) == ["A1", "A2", "C1"]
+    assert [j.well for j in jobs] == organoid_sim.list_wells(plate) == ALL
     assert [j.name for j in plan_jobs(plate, wells="A2,A1")] == ["plate/A2", "plate/A1"]
-    assert len(plan_jobs([plate, plate])) == 3                      # duplicates removed
-    with pytest.raises(ValueError, match=r"plate\.h5.*Z9.*wells: A1, A2, C1"):
+    assert len(plan_jobs([plate, plate])) == len(ALL)              # duplicates removed
+    with pytest.raises(ValueError, match=r"plate\.h5.*Z9.*wells: A1, A2, B1, C1"):
         plan_jobs(plate, wells=["A1", "Z9"])
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         plan_jobs(tmp_path / "nope.h5")
@@ -91,7 +91,7 @@ def test_job_equals_the_single_fit(plate, serial):
 def test_failed_job_is_recorded_and_the_others_go_on(serial):
     out, results = serial
     by = {r["well"]: r for r in results}
-    assert [by[w]["status"] for w in ("A1", "A2")] == ["ok", "ok"]
+    assert [by[w]["status"] for w in WELLS] == ["ok"] * len(WELLS)
     bad = by["C1"]                                  # a well whose channels have no spikes
     assert bad["status"] == "error" and bad["error"]["type"] == "ValueError"
     assert "without spikes" in bad["error"]["message"]
@@ -104,7 +104,7 @@ def test_results_table_matches_the_job_results(serial):
     out, results = serial
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["well"] for r in rows] == ["A1", "A2", "C1"]
+    assert [r["well"] for r in rows] == ALL
     on_disk = {r["well"]: json.loads((out / r["job"] / "result.json").read_text()) for r in rows}
     for row in rows:
         disk = on_disk[row["well"]]
@@ -114,15 +114,16 @@ def test_results_table_matches_the_job_results(serial):
             assert int(row["n_spikes"]) == disk["n_spikes"]
         else:
             assert row["error"].startswith("ValueError: ")
-    assert [r["well"] for r in json.loads((out / "results.json").read_text())["results"]] == ["A1", "A2", "C1"]
+    assert [r["well"] for r in json.loads((out / "results.json").read_text())["results"]] == ALL
 
 
-def test_rerun_skips_finished_jobs_and_refits_changed_ones(plate, serial):
-    out, first = serial
-    stamp = {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in ("A1", "A2")}
+def test_rerun_skips_finished_jobs_and_refits_changed_ones(plate, serial, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(serial[0], out)
+    stamp = {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in WELLS}
     again = fit_many([plate], out, client="serial", progress=False, **FAST)
-    assert [r["skipped"] for r in again] == [True, True, False]   # the failed well is tried again
-    assert {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in ("A1", "A2")} == stamp
+    assert [r["skipped"] for r in again] == [True] * len(WELLS) + [False]   # the failed well is tried again
+    assert {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in WELLS} == stamp
     changed = fit_many([plate], out, client="serial", progress=False, wells="A1", **{**FAST, "max_epochs": 2})
     assert not changed[0]["skipped"] and changed[0]["options"]["max_epochs"] == 2
 
