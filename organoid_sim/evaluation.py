@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 from .recording import SpikeRecording
+from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .stats import compare
 
 __all__ = ["evaluate", "EvaluationReport", "FIGURES"]
 
@@ -63,8 +65,6 @@ class EvaluationReport:
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
-    from .stats import compare
-
     s = compare(held, candidate).summary
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
@@ -89,8 +89,6 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     the network's ``fit`` (e.g. ``refine_steps``). ``trim_silence`` first cuts the recording to
     its first..last spike. ``seed`` fixes fitting and simulation randomness.
     """
-    from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
-
     if trim_silence:
         recording = _trim(recording)
     train, held = recording.split(split)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .events import StimEvents
+from .neo_bridge import neo_fields, recording_to_neo
 
 __all__ = ["SpikeRecording", "Electrodes"]
 
@@ -309,9 +310,11 @@ class SpikeRecording:
     @classmethod
     def from_neo(cls, obj, **kwargs) -> "SpikeRecording":
         """Build from a ``neo.Block``, ``neo.Segment`` or list of ``neo.SpikeTrain`` (lossless)."""
-        from .neo_bridge import recording_from_neo
-
-        return recording_from_neo(cls, obj, **kwargs)
+        times, fields = neo_fields(obj)
+        if "electrodes" in fields:
+            fields["electrodes"] = Electrodes(*fields["electrodes"])
+        fields.update(kwargs)
+        return cls.from_spike_times(times, **fields)
 
     def replace(self, **changes) -> "SpikeRecording":
         """A copy with some constructor fields replaced (``times``/``offsets`` go together)."""
@@ -544,8 +547,6 @@ class SpikeRecording:
 
     def to_neo(self) -> list:
         """One ``neo.SpikeTrain`` per unit (in unit order), times in s, with ids and positions annotated."""
-        from .neo_bridge import recording_to_neo
-
         return recording_to_neo(self)
 
     # ------------------------------------------------------------------ comparison and display
