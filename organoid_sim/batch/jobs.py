@@ -209,16 +209,22 @@ def _job_folder(final: Path) -> Iterator[Path]:
         raise
 
 
-def clean_partial(out_dir) -> int:
+def clean_partial(out_dir, jobs=None) -> int:
     """Remove the temporary folders of jobs that never finished (a killed worker leaves its own).
 
-    Only call this while no job of ``out_dir`` is running. Returns how many were removed.
+    Only the temporary folders of ``jobs`` (default: every job) are touched, so runs over
+    different wells of one output directory (e.g. the tasks of a SLURM array) leave each other
+    alone. Call it only while none of ``jobs`` runs. Returns how many were removed.
     """
+    out_dir = Path(out_dir)
+    patterns = [f"*/.*{_TMP_MARK}*"] if jobs is None else [
+        f"{Path(j.name).parent}/.{Path(j.name).name}{_TMP_MARK}*" for j in jobs]
     n = 0
-    for tmp in Path(out_dir).glob(f"*/.*{_TMP_MARK}*"):
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
+    for pattern in patterns:
+        for tmp in out_dir.glob(pattern):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+                n += 1
     return n
 
 

@@ -131,7 +131,7 @@ def _run_dask(todo: list[Job], out_dir: Path, kwargs: dict, prog: _Progress, cli
         # every job of this run has ended, or the workers are gone with our cluster: what a killed
         # worker left half-written is an orphan (on a shared cluster, a cancelled job may still run)
         if finished or owned_cluster:
-            clean_partial(out_dir)
+            clean_partial(out_dir, todo)
 
 
 def fit_many(sources, out_dir, client=None, *, wells="all", workers: int | None = None, seed: int = 0,
@@ -199,7 +199,7 @@ def fit_many(sources, out_dir, client=None, *, wells="all", workers: int | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(sources, wells=wells, seed=seed, derive_seeds=derive_seeds)
     serial = client == SERIAL or (client is None and workers == 0)
-    clean_partial(out_dir)   # left by an earlier run that was killed (no job of this run has started)
+    clean_partial(out_dir, jobs)   # left by an earlier run that was killed (no job of this run has started)
     done = {}
     for job in jobs:
         old = read_result(out_dir / job.name)
