@@ -21,7 +21,7 @@ from batch_plate import FAST, WELLS, shared_plate
 distributed = pytest.importorskip("distributed")
 
 #: result fields that depend on the run (timings, the machine), not on the job
-RUN_FIELDS = {"wall_s", "fit_s", "host", "skipped"}
+RUN_FIELDS = {"wall_s", "cpu_s", "fit_s", "host", "skipped"}
 
 
 @pytest.fixture(scope="module")

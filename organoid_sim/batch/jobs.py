@@ -274,8 +274,9 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
 
     rec = load_job_recording(job, trim_silence)
     model_opts, fit_opts = split_options({"seed": job.seed, **options})
-    if "seed" in inspect.signature(SpikingNetworkModel.fit).parameters or _takes_kwargs(SpikingNetworkModel.fit):
-        fit_opts.setdefault("seed", job.seed)   # the fitting randomness, as `organoid-sim fit --seed`
+    if "max_epochs" not in inspect.signature(SpikingNetworkModel.__init__).parameters:
+        # fitting options (and the fit's own seed) are still arguments of fit: seed it as `organoid-sim fit --seed`
+        fit_opts.setdefault("seed", job.seed)
     model = SpikingNetworkModel(**model_opts)
     with warnings.catch_warnings(record=True) as caught:   # kept in the result, not printed by every worker
         warnings.simplefilter("always")
@@ -302,10 +303,6 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
         except Exception as exc:   # the model and its figures are saved; a drawing problem is only noted
             out["warnings"].append(f"figures failed: {type(exc).__name__}: {exc}")
     return out
-
-
-def _takes_kwargs(fn) -> bool:
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
 def run_job(job: Job, out_dir, options: dict | None = None, *, evaluate: bool = False, split: float = 0.75,
@@ -344,14 +341,14 @@ def run_job(job: Job, out_dir, options: dict | None = None, *, evaluate: bool = 
         ``file``, ``well``, ``seed``, ``options``, the fit's figures (``val_bits`` held-out
         bits/spike of the fit's validation part, ``fit_s`` s, ...), ``evaluation`` and
         ``checks``/``passed`` with ``evaluate``, ``error`` (``type``, ``message``, ``traceback``) on
-        failure, ``wall_s`` (s), ``host``.
+        failure, ``wall_s`` and ``cpu_s`` (wall-clock and CPU seconds of the job), ``host``.
     """
     options = dict(options or {})
     final = Path(out_dir) / job.name
     base = {"job": job.name, "file": job.path, "well": job.well, "seed": job.seed,
             "options": _clean_json(options), "evaluate": bool(evaluate), "split": split,
             "trim_silence": bool(trim_silence)}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with _job_folder(final) as folder, _torch_threads(torch_threads):
         try:
             result = {**base, "status": "ok", **_fit_and_save(job, folder, options, evaluate, split, trim_silence,
@@ -361,7 +358,7 @@ def run_job(job: Job, out_dir, options: dict | None = None, *, evaluate: bool = 
             result = {**base, "status": "error",
                       "error": {"type": type(exc).__name__, "message": str(exc),
                                 "traceback": traceback.format_exc(limit=8)}}
-        result.update(wall_s=time.perf_counter() - t0, host=socket.gethostname())
+        result.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, host=socket.gethostname())
         result = _clean_json(result)
         write_json(folder / RESULT_JSON, result)
     return result
