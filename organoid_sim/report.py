@@ -150,7 +150,7 @@ def _records(records: Iterable[Mapping[str, Any]], columns) -> tuple[list[str], 
 
 
 # ---------------------------------------------------------------- plate overview (organoid_sim.batch runs)
-_PASS_COLOURS = {True: "#7bc47f", False: "#e8746b", None: "#d9d9de", "error": "#555"}
+_PASS_COLOURS = {True: "#7bc47f", False: "#e8746b", None: "#d9d9de", "error": "#555555"}
 
 
 def _well_position(well) -> tuple[str, int] | None:

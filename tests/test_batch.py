@@ -152,21 +152,65 @@ def test_fidelity_checks_against_the_bars():
     assert c["corr_matrix_r >= 0.7"] is None and c["rate_r >= 0.9"] is True
 
 
-def test_cli_fit_plate_serial_with_evaluation_and_overview(plate, tmp_path, capsys):
+def _cli(plate, out, *extra):
+    return main(["fit-plate", str(plate), "--wells", "A1,C1", "--out", str(out), "--workers", "0",
+                 "--max-epochs", "2", "--refine-steps", "1", "--no-progress", *extra])
+
+
+def test_cli_fit_plate_serial_with_reports(plate, tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["fit-plate", str(plate), "--wells", "A1,C1", "--out", str(out), "--workers", "0", "--evaluate",
-            "--max-epochs", "3", "--refine-steps", "2", "--no-progress"]
-    assert main(argv) == 1                          # C1 fails, and says so
+    assert _cli(plate, out) == 1                    # C1 fails, and says so
     text = capsys.readouterr().out
     assert "1 of 2 jobs ok" in text and "failed plate/C1: ValueError" in text
     res = {r["well"]: r for r in json.loads((out / "results.json").read_text())["results"]}
-    a1 = res["A1"]
-    assert a1["status"] == "ok" and set(a1["evaluation"]) >= {"poisson", "glm", "network", "recording"}
-    assert a1["checks"] == fidelity_checks(a1["evaluation"])
-    assert a1["passed"] == all(v for v in a1["checks"].values() if v is not None)
+    assert res["A1"]["status"] == "ok" and res["A1"]["figures"] == ["report.html"]
+    assert res["A1"]["options"]["max_epochs"] == 2 and "passed" not in res["A1"]
     assert (out / "plate" / "A1" / "report.html").read_text().count("data:image/png;base64") == 2
     page = (out / "plate.html").read_text()
     assert page.count('href="plate/A1/report.html"') == 2 and page.count('href="plate/C1/result.json"') == 2
+    assert re.search(r'background:#d9d9de"[^>]*><a href="plate/A1/report.html">A1<br/>\u2014', page)  # not evaluated
+    assert _cli(plate, out) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_fit_plate_evaluate(plate, tmp_path):
+    out = tmp_path / "cli"
+    _cli(plate, out, "--evaluate", "--no-figures")
+    a1 = json.loads((out / "plate" / "A1" / "result.json").read_text())
+    assert a1["status"] == "ok" and set(a1["evaluation"]) >= {"poisson", "glm", "network", "recording"}
+    assert a1["checks"] == fidelity_checks(a1["evaluation"])
+    assert a1["passed"] == all(v for v in a1["checks"].values() if v is not None)
     colour = {True: "#7bc47f", False: "#e8746b"}[a1["passed"]]
-    assert re.search(rf'background:{colour}"[^>]*><a href="plate/A1/report.html">A1', page)
-    assert main(argv) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
+    assert re.search(rf'background:{colour}"[^>]*><a href="plate/A1/result.json">A1', (out / "plate.html").read_text())
+
+
+def test_plate_overview_grid_colours_and_links(tmp_path):
+    from organoid_sim.report import plate_overview
+
+    def res(well, passed=None, bits=None, status="ok"):
+        r = {"job": f"p/{well}", "file": "/x/p.h5", "well": well, "status": status, "val_bits": bits,
+             "passed": passed, "figures": ["report.html"] if status == "ok" else []}
+        if status != "ok":
+            r["error"] = {"type": "ValueError", "message": "no spikes"}
+        return r
+
+    results = [res("A1", True, 2.0), res("A2", False, -1.0), res("B2", None, 0.0), res("B1", status="error")]
+    page = plate_overview(results, tmp_path / "plate.html").read_text()
+    grids = re.findall(r'<table class="plate">.*?</table>', page, flags=re.S)
+    assert len(grids) == 2
+    checks, bits = ([re.findall(r'<td(?: style="background:(#[0-9a-f]{6})")?', row) for row in
+                     re.findall(r"<tr>(.*?)</tr>", g)] for g in grids)
+    # rows A, B x columns 1, 2 in plate order, whatever the order of the results
+    assert checks == [["#7bc47f", "#e8746b"], ["#555555", "#d9d9de"]]
+    blue, red, white = bits[0][0], bits[0][1], bits[1][1]
+    assert int(blue[5:7], 16) > int(blue[1:3], 16) and int(red[1:3], 16) > int(red[5:7], 16)
+    assert max(abs(int(white[k:k + 2], 16) - int(white[1:3], 16)) for k in (3, 5)) < 40   # ~neutral at 0
+    assert 'href="p/A1/report.html"' in page and 'href="p/B1/result.json"' in page and "no spikes" in page
+
+
+def test_cli_fit_plate_errors_are_one_line(plate, tmp_path, capsys):
+    assert main(["fit-plate", str(tmp_path / "none.h5"), "--out", str(tmp_path)]) == 2
+    assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--scheduler", "tcp://x:1", "--workers", "2"]) == 2
+    assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--wells", "Z9", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "none.h5" in err[0] and "--workers" in err[1] and "Z9" in err[2]
