@@ -252,11 +252,32 @@ def _trim(rec):
     return rec.time_slice(t0, min(t1 + 1e-6, rec.t_stop)) if t1 > t0 else rec
 
 
+def _provenance(model) -> dict:
+    # fitted state is `provenance_` on scikit-learn-shaped estimators, `provenance` before
+    return getattr(model, "provenance_", None) or getattr(model, "provenance", None) or {}
+
+
 def _fit_figures(model) -> dict:
-    m = model.provenance.get("metrics", {})
+    prov = _provenance(model)
+    m = prov.get("metrics", {})
     return {"val_bits": m.get("final_val_bits", m.get("best_val_bits")), "fit_s": m.get("fit_s"),
             "uncoupled": m.get("uncoupled"), "refinement_rejected": m.get("refinement_rejected"),
-            "in_sample": model.provenance.get("in_sample")}
+            "in_sample": prov.get("in_sample")}
+
+
+def _network_options(job: Job, options: dict) -> tuple[dict, dict]:
+    """``(constructor, fit)`` arguments of the job's network: the job's seed for the model and its
+    fitting, no progress bar, then the user's options."""
+    from ..models import SpikingNetworkModel
+
+    init = inspect.signature(SpikingNetworkModel.__init__).parameters
+    opts = {"seed": job.seed, "progress": False, **options}
+    if "fit_seed" in init:   # fitting options live in the constructor
+        opts.setdefault("fit_seed", job.seed)
+    model_opts, fit_opts = split_options(opts)
+    if "max_epochs" not in init:   # fitting options (and the fit's seed) are arguments of fit
+        fit_opts.setdefault("seed", job.seed)
+    return model_opts, fit_opts
 
 
 def load_job_recording(job: Job, trim_silence: bool = True):
@@ -273,14 +294,11 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
     from ..models import SpikingNetworkModel
 
     rec = load_job_recording(job, trim_silence)
-    model_opts, fit_opts = split_options({"seed": job.seed, **options})
-    if "max_epochs" not in inspect.signature(SpikingNetworkModel.__init__).parameters:
-        # fitting options (and the fit's own seed) are still arguments of fit: seed it as `organoid-sim fit --seed`
-        fit_opts.setdefault("seed", job.seed)
+    model_opts, fit_opts = _network_options(job, options)
     model = SpikingNetworkModel(**model_opts)
     with warnings.catch_warnings(record=True) as caught:   # kept in the result, not printed by every worker
         warnings.simplefilter("always")
-        model.fit(rec, progress=False, **fit_opts)
+        model.fit(rec, **fit_opts)
     model.save(folder / MODEL_DIR)
     out = {"n_units": int(rec.n_units), "n_spikes": int(rec.n_spikes), "t_start": float(rec.t_start),
            "t_stop": float(rec.t_stop), "duration_s": float(rec.duration), **_fit_figures(model),
@@ -288,9 +306,11 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
     if evaluate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # the evaluation's notes say what its fits warned about
-            report = organoid_sim.evaluate(rec, split=split, seed=job.seed, network_options=model_opts,
-                                           fit_options={k: v for k, v in fit_opts.items() if k != "seed"},
-                                           trim_silence=False)
+            # the same network as the saved one (evaluate's own default has hidden neurons)
+            report = organoid_sim.evaluate(
+                rec, split=split, seed=job.seed, trim_silence=False,
+                network_options={"n_hidden": model.n_hidden, **model_opts},
+                fit_options={k: v for k, v in fit_opts.items() if k not in ("seed", "progress")})
         out["evaluation"] = _clean_json(report.to_dict())
         from .checks import fidelity_checks
 
