@@ -29,8 +29,9 @@ def _open_client(client, workers: int | None):
 
     if client is None:
         # one process per core, one thread each: a fit is single-threaded torch and NumPy work
+        # (Dask's nanny already sets OMP/MKL/OpenBLAS threads to 1 in its workers; numba's too)
         cluster = LocalCluster(n_workers=int(workers or _cpu_count()), threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+                               dashboard_address=":0", env={"NUMBA_NUM_THREADS": "1"})
         c = Client(cluster)
         return c, [c, cluster]
     if isinstance(client, str):
