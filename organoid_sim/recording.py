@@ -27,6 +27,7 @@ import numpy as np
 
 from .events import StimEvents
 from .neo_bridge import neo_fields, recording_to_neo
+from .si_bridge import recording_to_spikeinterface, spikeinterface_fields
 
 __all__ = ["SpikeRecording", "Electrodes"]
 
@@ -316,6 +317,35 @@ class SpikeRecording:
         fields.update(kwargs)
         return cls.from_spike_times(times, **fields)
 
+    @classmethod
+    def from_spikeinterface(cls, sorting, recording=None, *, segment_index: int = 0,
+                            metadata: Mapping[str, Any] | None = None) -> "SpikeRecording":
+        """Build from a SpikeInterface sorting (needs the ``interop`` extra).
+
+        Parameters
+        ----------
+        sorting : spikeinterface BaseSorting
+            Any sorting (``NumpySorting``, ``read_phy(...)``, a sorter's output).
+        recording : spikeinterface BaseRecording, optional
+            Gives the window (start time and duration, s) and, with its probe, the electrode
+            positions (um) of the units' main channels.
+        segment_index : int
+            Which segment of a multi-segment sorting.
+        metadata : dict, optional
+            Added to the recording's metadata.
+
+        Returns
+        -------
+        SpikeRecording
+            Times in s, ``sampling_rate`` the sorting's sampling frequency (Hz); see
+            :mod:`organoid_sim.si_bridge` for the unit and electrode rules.
+        """
+        times, fields = spikeinterface_fields(sorting, recording, segment_index=segment_index,
+                                              metadata=dict(metadata or {}))
+        if "electrodes" in fields:
+            fields["electrodes"] = Electrodes(*fields["electrodes"])
+        return cls.from_spike_times(times, **fields)
+
     def replace(self, **changes) -> "SpikeRecording":
         """A copy with some constructor fields replaced (``times``/``offsets`` go together)."""
         fields = dict(times=self._times, offsets=self._offsets, t_start=self._t_start, t_stop=self._t_stop,
@@ -492,6 +522,24 @@ class SpikeRecording:
         return self.replace(times=self._times[keep], offsets=offsets, t_start=t0, t_stop=t1,
                             stim=self._stim.time_slice(t0, t1 if t1 < self._t_stop else np.inf))
 
+    def trim_silence(self) -> "SpikeRecording":
+        """The recording cut to ``[first spike, last spike]`` (seconds; the last spike is kept).
+
+        A plate's clock can run long before its first spike (164 s on the DIV12 Axion plate):
+        that silence is not culture activity, so ``organoid-sim fit``/``evaluate`` and
+        :func:`organoid_sim.evaluate` fit on the trimmed window by default. Returns ``self``
+        when there are fewer than two distinct spike times.
+
+        Returns
+        -------
+        SpikeRecording
+            A new recording whose window is ``[first spike, min(last spike + 1 us, t_stop)]``.
+        """
+        if self.n_spikes == 0:
+            return self
+        t0, t1 = float(self._times.min()), float(self._times.max())
+        return self.time_slice(t0, min(t1 + 1e-6, self._t_stop)) if t1 > t0 else self
+
     def split(self, fraction: float = 0.75) -> tuple["SpikeRecording", "SpikeRecording"]:
         """Split in time into (first ``fraction``, rest): e.g. train and held-out windows."""
         if not 0 < fraction < 1:
@@ -548,6 +596,23 @@ class SpikeRecording:
     def to_neo(self) -> list:
         """One ``neo.SpikeTrain`` per unit (in unit order), times in s, with ids and positions annotated."""
         return recording_to_neo(self)
+
+    def to_spikeinterface(self, sampling_frequency: float | None = None):
+        """A SpikeInterface ``NumpySorting`` of this recording (needs the ``interop`` extra).
+
+        Parameters
+        ----------
+        sampling_frequency : float, optional
+            Frame rate in Hz; default the recording's ``sampling_rate``, else one over
+            :func:`organoid_sim.si_bridge.spike_time_resolution`. Times are rounded to frames
+            counted from ``t_start``.
+
+        Returns
+        -------
+        spikeinterface.core.NumpySorting
+            Same unit ids; properties ``electrode_id``, ``x_um``, ``y_um``, ``main_channel_id``.
+        """
+        return recording_to_spikeinterface(self, sampling_frequency)
 
     # ------------------------------------------------------------------ comparison and display
     def __eq__(self, other: object) -> bool:

@@ -51,6 +51,7 @@ def test_the_models_fit_circle_is_gone():
     for low in ("organoid_sim.fit", "organoid_sim.nn"):
         assert not g.chain_exists(importer=low, imported="organoid_sim.models", as_packages=True), low
     assert not g.chain_exists(importer="organoid_sim.neo_bridge", imported="organoid_sim.recording")
+    assert not g.chain_exists(importer="organoid_sim.si_bridge", imported="organoid_sim.recording")
 
 
 @pytest.mark.parametrize("target, line, contract", [

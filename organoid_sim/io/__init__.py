@@ -16,6 +16,8 @@ Formats (name: module):
 * ``axion``: :mod:`.axion` (Axion-style per-channel HDF5, one well per recording)
 * ``mcs``: :mod:`.mcs` (Multi Channel Systems HDF5 spike time stamps)
 * ``meanap``: :mod:`.meanap` (MEA-NAP ``.mat``, MATLAB v5 or v7.3)
+* ``axion_csv``: :mod:`.axion_csv` (Axion AxIS/Navigator spike-list CSV, ``.gz`` too)
+* ``phy``: :mod:`.phy` (phy/Kilosort output folders, through SpikeInterface)
 
 ``atomic_path(path)`` (a context manager yielding a temporary path that replaces ``path`` only
 on success) is public for other parts that write files.
@@ -27,6 +29,7 @@ dataset and problem; :class:`~organoid_sim.io.errors.UnknownFormatError` when no
 from __future__ import annotations
 
 import importlib
+import inspect
 import zipfile
 import zlib
 from pathlib import Path
@@ -39,7 +42,7 @@ __all__ = ["load", "save", "list_wells", "detect_format", "FORMATS", "RecordingF
 
 # format name -> module; HDF5 layouts are tried in this order (most specific first).
 FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion": "axion", "mcs": "mcs",
-           "meanap": "meanap", "npz": "generic", "csv": "csvfile"}
+           "meanap": "meanap", "npz": "generic", "csv": "csvfile", "axion_csv": "axion_csv", "phy": "phy"}
 HDF5_FORMATS = ("nwb", "generic_h5", "maxwell", "axion", "mcs", "meanap")
 WRITERS = {".nwb": "nwb", ".h5": "generic_h5", ".hdf5": "generic_h5", ".npz": "npz", ".csv": "csv"}
 LOW_LEVEL_ERRORS = (OSError, RuntimeError, KeyError, IndexError, ValueError, EOFError, AttributeError,
@@ -59,8 +62,9 @@ def _check_file(path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise RecordingFormatError(path, None, "is a directory, expected a recording file")
+    if path.is_dir() and not _module("phy").sniff_dir(path):
+        raise RecordingFormatError(path, None, "is a directory, expected a recording file or a phy/Kilosort "
+                                   "folder (params.py, spike_times.npy, spike_clusters.npy)")
     return path
 
 
@@ -74,6 +78,8 @@ def detect_format(path) -> str:
     Raises :class:`UnknownFormatError` listing the known formats when no reader fits.
     """
     path = _check_file(path)
+    if path.is_dir():
+        return "phy"
     head = read_head(path, 1024)
     if head.startswith(HDF5_SIGNATURE) or head[512:520] == HDF5_SIGNATURE:
         with open_h5(path) as f:
@@ -86,7 +92,7 @@ def detect_format(path) -> str:
                 if found:
                     return fmt
         raise _unknown(path, "an HDF5 file whose layout matches no known format")
-    for fmt in ("meanap", "npz", "csv"):
+    for fmt in ("meanap", "npz", "axion_csv", "csv"):
         if _module(fmt).sniff(path, head):
             return fmt
     if not head:
@@ -140,11 +146,12 @@ def load(path, well: str | None = None, detector: str | None = None, recording: 
                                    f"{type(exc).__name__}: {exc}") from None
 
 
-def save(recording, path, format: str | None = None, **options) -> Path:
+def save(recording, path, format: str | None = None, progress: bool | None = None, **options) -> Path:
     """Write ``recording`` to ``path`` atomically; the format comes from the extension or ``format``.
 
     ``.nwb`` NWB (pynwb), ``.h5``/``.hdf5`` our generic HDF5 layout, ``.npz``, ``.csv``.
-    ``load(save(rec, p)) == rec`` for every format. Returns the path written.
+    ``load(save(rec, p)) == rec`` for every format. Returns the path written. ``progress``: a tqdm
+    bar for writers slow enough to need one (CSV; None: only for large recordings).
     """
     from ..recording import SpikeRecording
 
@@ -161,6 +168,8 @@ def save(recording, path, format: str | None = None, **options) -> Path:
         raise ValueError(f"no writer for format {format!r}; writers: {', '.join(sorted(set(WRITERS.values())))}")
     module = _module(format)
     writer = getattr(module, f"write_{format}", None) or module.write
+    if "progress" in inspect.signature(writer).parameters:
+        options = {**options, "progress": progress}
     writer(recording, path, **options)
     return path
 
