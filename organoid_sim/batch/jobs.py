@@ -244,14 +244,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _trim(rec):
-    """Cut to first..last spike: a plate shares one clock, and a well's silent lead-in is not culture time."""
-    if rec.n_spikes == 0:
-        return rec
-    t0, t1 = float(rec.times.min()), float(rec.times.max())
-    return rec.time_slice(t0, min(t1 + 1e-6, rec.t_stop)) if t1 > t0 else rec
-
-
 def _provenance(model) -> dict:
     # fitted state is `provenance_` on scikit-learn-shaped estimators, `provenance` before
     return getattr(model, "provenance_", None) or getattr(model, "provenance", None) or {}
@@ -285,7 +277,7 @@ def load_job_recording(job: Job, trim_silence: bool = True):
     import organoid_sim
 
     rec = organoid_sim.load(job.path, well=job.well, progress=False)
-    return _trim(rec) if trim_silence else rec
+    return rec.trim_silence() if trim_silence else rec
 
 
 def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: float, trim_silence: bool,

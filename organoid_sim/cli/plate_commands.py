@@ -24,7 +24,8 @@ def register(subparsers) -> None:
                    help="local worker processes (default: one per core; 0 runs the jobs in this process)")
     p.add_argument("--evaluate", action="store_true",
                    help="also fit on 75 %% and judge on the rest (organoid_sim.evaluate) and check the fidelity bars")
-    p.add_argument("--hidden", type=int, default=0, help="hidden neurons per network (default 0)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden neurons per network (default: SpikingNetworkModel's, as 'organoid-sim fit')")
     p.add_argument("--dt-ms", type=float, default=5.0, help="time step in ms (default 5)")
     p.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
     p.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
@@ -80,8 +81,8 @@ def run_fit_plate(args) -> int:
     results = fit_many(args.paths, args.out, client=client, wells=args.wells, workers=args.workers, seed=args.seed,
                        derive_seeds=args.derive_seeds, evaluate=args.evaluate,
                        figures=None if args.no_figures else well_figures, progress=not args.no_progress,
-                       n_hidden=args.hidden, dt_ms=args.dt_ms, max_epochs=args.max_epochs,
-                       refine_steps=args.refine_steps, restarts=args.restarts)
+                       dt_ms=args.dt_ms, max_epochs=args.max_epochs, refine_steps=args.refine_steps,
+                       restarts=args.restarts, **({} if args.hidden is None else {"n_hidden": args.hidden}))
     page = plate_overview(results, Path(args.out) / "plate.html")
     failed = [r for r in results if r.get("status") != "ok"]
     skipped = sum(bool(r.get("skipped")) for r in results)
