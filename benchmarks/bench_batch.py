@@ -16,7 +16,7 @@ calibration_rounds=2``) instead of the defaults; the figures measure the batch m
 quality. Each job runs torch on one thread.
 
 Usage: ``python benchmarks/bench_batch.py [--plate P] [--wells N|all] [--workers 2] [--sizes 2,4]
-[--fast] [--json]``; with ``--json`` the last line printed is one JSON object with every figure.
+[--fast] [--hidden H] [--json]``; with ``--json`` the last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -89,13 +89,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sizes", default="2,4", help="extra plate sizes for the cluster runs (the largest is --wells)")
     ap.add_argument("--fast", action="store_true", help="cheap fitting options (see the module docstring)")
+    ap.add_argument("--hidden", type=int, default=None, help="hidden neurons (default: the estimator's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not args.plate.exists():
         print(f"plate not found: {args.plate}", file=sys.stderr)
         return 2
     n = None if args.wells == "all" else int(args.wells)
-    res = run(args.plate, n, args.workers, [int(s) for s in args.sizes.split(",") if s], FAST if args.fast else {})
+    options = {**(FAST if args.fast else {}), **({} if args.hidden is None else {"n_hidden": args.hidden})}
+    res = run(args.plate, n, args.workers, [int(s) for s in args.sizes.split(",") if s], options)
     print(f"{res['plate']}: {len(res['wells'])} wells, options {res['options'] or 'defaults'}, "
           f"{res['cpu_count']} CPUs, load average {res['load_average_start'][0]:.1f} at the start, "
           f"{res['load_average_end'][0]:.1f} at the end")
