@@ -15,7 +15,26 @@ __all__ = ["calibrate_rates", "simulated_rates"]
 
 def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np.ndarray, int]:
     """Rates (Hz) of all neurons over ``batch`` free trajectories of ``duration_s`` s each (after a
-    2 s burn-in from rest), and the number of saturated bins."""
+    2 s burn-in from rest), and the number of saturated bins.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network to simulate.
+    duration_s : float
+        Length (s) of each trajectory.
+    batch : int
+        Trajectories.
+    seed : int
+        Seed of the simulation.
+
+    Returns
+    -------
+    rates : np.ndarray
+        Rate (Hz) of each neuron.
+    n_saturated : int
+        Bins at the observation's count cap.
+    """
     dt = model.dt_ms
     n_steps = int(round(duration_s * 1000.0 / dt))
     events, _, n_sat = model.run(n_steps, batch=batch, seed=seed, burn_in_steps=int(2000.0 / dt))
@@ -30,6 +49,30 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 5, duration_s:
     Each round simulates ``batch`` trajectories of ``duration_s`` s: a bursting network's rates
     come in bursts, so short runs give noisy rates (30 s runs left A5 of the DIV12 plate 10-20 %
     off). ``gain`` < 1 damps the shifts, because recurrent excitation amplifies a bias change.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The fitted network; its recorded neurons' biases are moved in place.
+    counts : torch.Tensor
+        Recorded ``[T, n_recorded]`` counts (their rates are the target).
+    rounds : int
+        Simulate-and-shift rounds.
+    duration_s : float
+        Length (s) of each simulated trajectory.
+    batch : int
+        Trajectories per round.
+    gain : float
+        Fraction of the log-rate error corrected per round.
+    seed : int
+        Seed of the simulations.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``calibration_median_rel_err``: the median relative rate error of the kept biases.
     """
     nr = model.n_recorded
     target = counts.mean(0).cpu().numpy() / (model.dt_ms / 1000.0)
