@@ -274,15 +274,15 @@ def _network_options(job: Job, options: dict) -> tuple[dict, dict]:
 
 def load_job_recording(job: Job, trim_silence: bool = True):
     """The recording of ``job`` (cut to its first..last spike unless ``trim_silence=False``)."""
-    import organoid_sim
+    from ..io import load
 
-    rec = organoid_sim.load(job.path, well=job.well, progress=False)
+    rec = load(job.path, well=job.well, progress=False)
     return rec.trim_silence() if trim_silence else rec
 
 
 def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: float, trim_silence: bool,
                   figures: Callable | None) -> dict:
-    import organoid_sim
+    from ..evaluation import evaluate as evaluate_recording   # batch sits above evaluation
     from ..models import SpikingNetworkModel
 
     rec = load_job_recording(job, trim_silence)
@@ -299,7 +299,7 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # the evaluation's notes say what its fits warned about
             # the same network as the saved one (evaluate's own default has hidden neurons)
-            report = organoid_sim.evaluate(
+            report = evaluate_recording(
                 rec, split=split, seed=job.seed, trim_silence=False,
                 network_options={"n_hidden": model.n_hidden, **model_opts},
                 fit_options={k: v for k, v in fit_opts.items() if k not in ("seed", "progress")})
