@@ -24,7 +24,7 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
                 validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
                 refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None,
                 calibration_rounds: int = 5, max_likelihood_loss: float | None = 0.25, restarts: int = 1,
-                checkpoint_dir=None, seed: int = 0) -> "object":
+                checkpoint_dir=None, seed: int = 0, self_check: bool = True) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
     1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
@@ -58,6 +58,11 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     fitting window only). Refinement of a bursting network lands in different places from seed to
     seed; this picks the one that fits the data best. ``metrics["restart_discrepancies"]`` and
     ``metrics["restart_chosen"]`` record the choice.
+
+    Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
+    and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
+    result goes to ``model.provenance["self_check"]`` (saved with the model) and a missed bar
+    gives one ``RuntimeWarning`` naming each missed bar.
 
     ``device``: ``"cpu"``/``"cuda"`` (default: where the model is). ``seed`` fixes all randomness.
     ``checkpoint_dir``: where to keep interrupt-safe checkpoints. Timings and figures are stored in
@@ -96,6 +101,13 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
                                          seed, stages))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
+    if self_check:
+        from .self_check import in_sample_check, warn_if_missed
+
+        t3 = time.perf_counter()
+        model.provenance["self_check"] = in_sample_check(model, recording, seed=seed + 11)
+        metrics["self_check_s"] = time.perf_counter() - t3
+        warn_if_missed(model.provenance["self_check"], stacklevel=4)
     return model
 
 
