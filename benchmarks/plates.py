@@ -179,8 +179,11 @@ def run_plates(args) -> int:
     network_options = json.loads(args.network_options) if args.network_options else None
     plates = resolve(args.plates)
     jobs = []
+    only = {tuple(x.split(":")) for x in args.wells.split(",") if x} if getattr(args, "wells", None) else None
     for p in plates:
         wells, n_good = sample_wells(p, args.wells_per_plate, args.seed)
+        if only is not None:  # a subset of the sample (ablations): PLATE_PREFIX:WELL
+            wells = [w for w in wells if any(p.name.startswith(a) and w == b for a, b in only)]
         print(f"{p.name}: {n_good} eligible wells, sampled {', '.join(wells)}", flush=True)
         jobs += [(str(p), w) for w in wells]
     runs = []

@@ -18,7 +18,8 @@ from organoid_sim.models import SpikingNetworkModel
 
 
 def _ground_truth(n: int = 8, seed: int = 0) -> SpikingNetworkModel:
-    """A known coupled network (positive and negative couplings, ~4 Hz per neuron)."""
+    """A known coupled network (positive and negative couplings, adaptation): it bursts like a
+    culture (network bursts of ~90 ms about every 3 s, 1-2.5 Hz per neuron)."""
     xy = np.stack([200.0 * (np.arange(n) % 4), 200.0 * (np.arange(n) // 4)], axis=1)
     tmpl = SpikeRecording.from_spike_times([np.array([0.5])] * n, t_start=0.0, t_stop=1.0,
                                            electrode_ids=np.arange(n), positions=xy, metadata={"well": "T1"})
@@ -29,14 +30,14 @@ def _ground_truth(n: int = 8, seed: int = 0) -> SpikingNetworkModel:
         mask = (torch.rand(m.weight.shape, generator=g) < 0.5).float()
         m.weight.copy_(mask * torch.randn(m.weight.shape, generator=g) * 0.6)
         m.bias.copy_(torch.full((n,), 0.8) + 0.1 * torch.randn(n, generator=g))
-        m.beta_raw.fill_(-4.0)
+        m.beta_raw.fill_(math.log(math.expm1(0.5)))   # adaptation 0.5 threshold units per spike
     return m
 
 
 @pytest.fixture(scope="module")
 def truth():
     gt = _ground_truth()
-    rec = gt.simulate(120.0, seed=1).with_metadata(well="T1")
+    rec = gt.simulate(300.0, seed=1).with_metadata(well="T1")
     return gt, rec
 
 
@@ -79,7 +80,7 @@ def test_recovered_network_passes_and_the_check_is_saved(truth, tmp_path):
     _, rec = truth
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = SpikingNetworkModel(seed=0, n_hidden=0).fit(rec, refine_steps=0, calibration_rounds=2, progress=False)
+        m = SpikingNetworkModel(seed=0, n_hidden=0).fit(rec, refine_steps=0, calibration_rounds=4, progress=False)
     assert not [w for w in caught if "in-sample check" in str(w.message)]
     check = m.provenance["self_check"]
     assert check["missed"] == [] and check["capped_bin_fraction"] is not None

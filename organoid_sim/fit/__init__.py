@@ -23,7 +23,7 @@ __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
 def fit_network(model, recording, *, device=None, progress: bool = True, max_epochs: int = 30,
                 validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
                 refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None,
-                calibration_rounds: int = 5, max_likelihood_loss: float | None = 0.25, restarts: int = 1,
+                calibration_rounds: int = 8, max_likelihood_loss: float | None = 0.25, restarts: int = 1,
                 checkpoint_dir=None, seed: int = 0, self_check: bool = True) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
