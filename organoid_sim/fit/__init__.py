@@ -24,7 +24,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
                 validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
                 refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None,
                 calibration_rounds: int = 8, max_likelihood_loss: float | None = 0.25, restarts: int = 1,
-                checkpoint_dir=None, seed: int = 0, self_check: bool = True) -> "object":
+                checkpoint_dir=None, seed: int = 0, self_check: bool = True,
+                calibration_options: dict | None = None) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
     1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
@@ -41,7 +42,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
        :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);
     3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
-       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
+       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`,
+       ``calibration_options``: its other arguments).
 
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
     by more than ``max_likelihood_loss`` bits/spike, or below the uncoupled null's
@@ -95,7 +97,8 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
         stages = dict(refine_steps=refine_steps, refine_batch=refine_batch, refine_window_s=refine_window_s,
                       likelihood_weight=likelihood_weight,
                       refine_options=_with_burst_detector(refine_options, recording) if refine_steps > 0 else None,
-                      calibration_rounds=calibration_rounds, max_likelihood_loss=max_likelihood_loss,
+                      calibration_rounds=calibration_rounds, calibration_options=dict(calibration_options or {}),
+                      max_likelihood_loss=max_likelihood_loss,
                       validation_fraction=validation_fraction, progress=progress, checkpoint=ckpt)
         metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, int(restarts),
                                          seed, stages))
@@ -170,7 +173,7 @@ def _with_burst_detector(refine_options: dict | None, recording) -> dict:
 
 def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, *,
                          refine_steps, refine_batch, refine_window_s, likelihood_weight, refine_options,
-                         calibration_rounds, max_likelihood_loss, validation_fraction, progress,
+                         calibration_rounds, calibration_options, max_likelihood_loss, validation_fraction, progress,
                          checkpoint) -> dict:
     """Stages 2 (refinement) and 3 (rate calibration) and the likelihood guard, with ``seed``."""
     metrics = {}
@@ -187,7 +190,8 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
         from .calibrate import calibrate_rates
 
         t2 = time.perf_counter()
-        metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress))
+        metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress,
+                                       **calibration_options))
         metrics["calibrate_s"] = time.perf_counter() - t2
     if validation_fraction > 0:
         final = validation_bits(model, counts, validation_fraction, design=design)
