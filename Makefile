@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
+	# the one-way layer contracts of pyproject.toml first: a new back-arrow fails here
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -20,6 +20,9 @@ import time
 from dataclasses import dataclass, field
 
 from .recording import SpikeRecording
+from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
+from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .stats import compare
 
 __all__ = ["evaluate", "EvaluationReport", "FIGURES", "held_out_bars", "judge_evaluation"]
 
@@ -73,8 +76,6 @@ def held_out_bars():
     """The held-out bars of the network row: rate r >= 0.9, median rate error <= 20 %, burst rate
     and median burst duration within 25 %, correlation-matrix r >= 0.7 (each also met when no
     worse than the recording's own figure); bits/spike is judged by :func:`judge_evaluation`."""
-    from .fit.self_check import Bar
-
     return (Bar("rate_r", 0.9, "min", "rate r"), Bar("rate_median_rel_err", 0.20, "abs_max", "median rate error"),
             Bar("burst_rate_rel_err", 0.25, "abs_max", "burst rate"),
             Bar("burst_duration_rel_err", 0.25, "abs_max", "burst duration"),
@@ -96,8 +97,6 @@ def judge_evaluation(result: dict) -> dict:
     ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`) and
     ``in_sample_passed``.
     """
-    from .fit.self_check import judge
-
     net = result["network"]
     bits = net.get("bits_per_spike", float("nan"))
     glm_bits = result.get("glm", {}).get("bits_per_spike", float("-inf"))
@@ -111,8 +110,6 @@ def judge_evaluation(result: dict) -> dict:
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
-    from .stats import compare
-
     s = compare(held, candidate).summary
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
@@ -137,9 +134,6 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     the network's ``fit`` (e.g. ``refine_steps``). ``trim_silence`` first cuts the recording to
     its first..last spike. ``seed`` fixes fitting and simulation randomness.
     """
-    from .fit.self_check import capped_fraction, describe_misses, in_sample_check
-    from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
-
     if trim_silence:
         recording = _trim(recording)
     train, held = recording.split(split)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .events import StimEvents
+
 if TYPE_CHECKING:
     from .recording import SpikeRecording
 
@@ -60,12 +62,24 @@ def _trains_of(obj: Any) -> list:
     return trains
 
 
-def recording_from_neo(cls, obj: Any, **overrides) -> "SpikeRecording":
-    """Build a recording from neo objects; times are converted to seconds via quantities."""
-    import quantities as pq
+def neo_fields(obj: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Spike times and :meth:`SpikeRecording.from_spike_times` keywords of neo objects.
 
-    from .events import StimEvents
-    from .recording import Electrodes
+    Parameters
+    ----------
+    obj : neo.Block, neo.Segment, neo.SpikeTrain or list of neo.SpikeTrain
+        The spike trains (any time unit; converted to seconds via quantities).
+
+    Returns
+    -------
+    times : list of np.ndarray
+        Spike times per unit (s).
+    kwargs : dict
+        ``t_start``, ``t_stop`` (s), ``unit_ids``, ``electrode_ids``, ``positions`` (um) and, where
+        the trains carry them, ``stim``, ``metadata``, ``sampling_rate`` (Hz) and ``electrodes`` as
+        an ``(ids, x_um, y_um)`` tuple of arrays (the caller builds its layout object from it).
+    """
+    import quantities as pq
 
     trains = _trains_of(obj)
     if not trains:
@@ -80,15 +94,15 @@ def recording_from_neo(cls, obj: Any, **overrides) -> "SpikeRecording":
     if kind == "U":
         unit_ids = unit_ids.astype(str)
     kwargs: dict[str, Any] = dict(
-        unit_ids=unit_ids,
+        t_start=t_start, t_stop=t_stop, unit_ids=unit_ids,
         electrode_ids=np.array([int(t.annotations.get("electrode_id", -1)) for t in trains], dtype=np.int64),
         positions=np.array([[float(t.annotations.get("x_um", np.nan)), float(t.annotations.get("y_um", np.nan))]
                             for t in trains]),
     )
     if "organoid_sim_electrodes" in ann0:
         e = json.loads(ann0["organoid_sim_electrodes"])
-        kwargs["electrodes"] = Electrodes(np.asarray(e["ids"], dtype=np.int64), np.asarray(e["x"], float),
-                                          np.asarray(e["y"], float))
+        kwargs["electrodes"] = (np.asarray(e["ids"], dtype=np.int64), np.asarray(e["x"], float),
+                                np.asarray(e["y"], float))
     if "organoid_sim_stim" in ann0:
         kwargs["stim"] = StimEvents.from_dict(json.loads(ann0["organoid_sim_stim"]))
     if "organoid_sim_metadata" in ann0:
@@ -98,5 +112,4 @@ def recording_from_neo(cls, obj: Any, **overrides) -> "SpikeRecording":
         kwargs["sampling_rate"] = None if fs < 0 else fs
     elif getattr(trains[0], "sampling_rate", None) is not None:
         kwargs["sampling_rate"] = float(trains[0].sampling_rate.rescale(pq.Hz).magnitude)
-    kwargs.update(overrides)
-    return cls.from_spike_times(times, t_start=t_start, t_stop=t_stop, **kwargs)
+    return times, kwargs

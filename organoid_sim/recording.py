@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .events import StimEvents
+from .neo_bridge import neo_fields, recording_to_neo
+from .si_bridge import recording_to_spikeinterface, spikeinterface_fields
 
 __all__ = ["SpikeRecording", "Electrodes"]
 
@@ -309,9 +311,40 @@ class SpikeRecording:
     @classmethod
     def from_neo(cls, obj, **kwargs) -> "SpikeRecording":
         """Build from a ``neo.Block``, ``neo.Segment`` or list of ``neo.SpikeTrain`` (lossless)."""
-        from .neo_bridge import recording_from_neo
+        times, fields = neo_fields(obj)
+        if "electrodes" in fields:
+            fields["electrodes"] = Electrodes(*fields["electrodes"])
+        fields.update(kwargs)
+        return cls.from_spike_times(times, **fields)
 
-        return recording_from_neo(cls, obj, **kwargs)
+    @classmethod
+    def from_spikeinterface(cls, sorting, recording=None, *, segment_index: int = 0,
+                            metadata: Mapping[str, Any] | None = None) -> "SpikeRecording":
+        """Build from a SpikeInterface sorting (needs the ``interop`` extra).
+
+        Parameters
+        ----------
+        sorting : spikeinterface BaseSorting
+            Any sorting (``NumpySorting``, ``read_phy(...)``, a sorter's output).
+        recording : spikeinterface BaseRecording, optional
+            Gives the window (start time and duration, s) and, with its probe, the electrode
+            positions (um) of the units' main channels.
+        segment_index : int
+            Which segment of a multi-segment sorting.
+        metadata : dict, optional
+            Added to the recording's metadata.
+
+        Returns
+        -------
+        SpikeRecording
+            Times in s, ``sampling_rate`` the sorting's sampling frequency (Hz); see
+            :mod:`organoid_sim.si_bridge` for the unit and electrode rules.
+        """
+        times, fields = spikeinterface_fields(sorting, recording, segment_index=segment_index,
+                                              metadata=dict(metadata or {}))
+        if "electrodes" in fields:
+            fields["electrodes"] = Electrodes(*fields["electrodes"])
+        return cls.from_spike_times(times, **fields)
 
     def replace(self, **changes) -> "SpikeRecording":
         """A copy with some constructor fields replaced (``times``/``offsets`` go together)."""
@@ -544,9 +577,24 @@ class SpikeRecording:
 
     def to_neo(self) -> list:
         """One ``neo.SpikeTrain`` per unit (in unit order), times in s, with ids and positions annotated."""
-        from .neo_bridge import recording_to_neo
-
         return recording_to_neo(self)
+
+    def to_spikeinterface(self, sampling_frequency: float | None = None):
+        """A SpikeInterface ``NumpySorting`` of this recording (needs the ``interop`` extra).
+
+        Parameters
+        ----------
+        sampling_frequency : float, optional
+            Frame rate in Hz; default the recording's ``sampling_rate``, else one over
+            :func:`organoid_sim.si_bridge.spike_time_resolution`. Times are rounded to frames
+            counted from ``t_start``.
+
+        Returns
+        -------
+        spikeinterface.core.NumpySorting
+            Same unit ids; properties ``electrode_id``, ``x_um``, ``y_um``, ``main_channel_id``.
+        """
+        return recording_to_spikeinterface(self, sampling_frequency)
 
     # ------------------------------------------------------------------ comparison and display
     def __eq__(self, other: object) -> bool:

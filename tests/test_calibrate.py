@@ -8,7 +8,7 @@ import torch
 
 from organoid_sim import SpikeRecording, StimEvents
 from organoid_sim.models import SpikingNetworkModel
-from organoid_sim.models.stim_coupling import StimulusCoupling
+from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, conditions_of, default_params,
                                                 fit_neuron_gains, predict_evoked_responses, response_loss)

@@ -11,8 +11,8 @@ import torch
 
 from organoid_sim import SpikeRecording, load_model
 from organoid_sim.models import SpikingNetworkModel
-from organoid_sim.models.neurons import NetworkState, lif_step
-from organoid_sim.models.surrogate import ATan, FastSigmoid, StraightThrough
+from organoid_sim.nn.neurons import NetworkState, lif_step
+from organoid_sim.nn.surrogate import ATan, FastSigmoid, StraightThrough
 
 
 def _template(n: int, duration: float = 1.0) -> SpikeRecording:
@@ -194,7 +194,7 @@ def test_dale_files_from_before_the_option_keep_the_softplus_weights(tmp_path):
 def test_saturating_escape_rate_is_a_dead_time():
     """``exp(saturate(eta))`` is ``1 / (1 / mu + 1 / mu_max)`` (closed form), and a neuron driven far
     above threshold fires at its maximum rate, in the fast path and the torch step alike."""
-    from organoid_sim.models.neurons import saturate
+    from organoid_sim.nn.neurons import saturate
 
     eta = torch.linspace(-8.0, 8.0, 33, dtype=torch.float64)
     eta_max = torch.tensor(math.log(0.4), dtype=torch.float64)

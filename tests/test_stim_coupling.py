@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from organoid_sim.events import StimEvents
-from organoid_sim.models.stim_coupling import StimulusCoupling, charge_per_phase_nc
+from organoid_sim.nn.stim_coupling import StimulusCoupling, charge_per_phase_nc
 from organoid_sim.recording import Electrodes
 
 
@@ -183,7 +183,7 @@ def _silent_model():
 def test_direct_response_probability_is_one_minus_exp_of_minus_m():
     """With the network silenced, P(a neuron spikes after a pulse) = 1 - exp(-m) (closed form), on the
     NumPy fast path and on the torch step alike."""
-    from organoid_sim.models.neurons import NetworkState, lif_step
+    from organoid_sim.nn.neurons import NetworkState, lif_step
 
     model = _silent_model()
     coupling = model.stim_coupling

@@ -12,9 +12,14 @@ import copy
 import time
 import warnings
 
+import numpy as np
 import torch
 
+from ..stats import compare, detect_bursts
+from .calibrate import calibrate_rates
 from .checkpoint import Checkpointer
+from .refine import refine_free_running
+from .self_check import in_sample_check, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
 __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
@@ -105,8 +110,6 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     if self_check:
-        from .self_check import in_sample_check, warn_if_missed
-
         t3 = time.perf_counter()
         model.provenance["self_check"] = in_sample_check(model, recording, seed=seed + 11)
         metrics["self_check_s"] = time.perf_counter() - t3
@@ -164,8 +167,6 @@ def _with_burst_detector(refine_options: dict | None, recording) -> dict:
     (:func:`organoid_sim.stats.detect_bursts`) unless the caller set it; detected once for all restarts."""
     opts = dict(refine_options or {})
     if "burst" not in opts:
-        from ..stats import detect_bursts
-
         bp = detect_bursts(recording).params
         opts["burst"] = (bp["max_isi_n"], bp["n_spikes"])
     return opts
@@ -178,8 +179,6 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
     """Stages 2 (refinement) and 3 (rate calibration) and the likelihood guard, with ``seed``."""
     metrics = {}
     if refine_steps > 0:
-        from .refine import refine_free_running
-
         t1 = time.perf_counter()
         metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
                                            window_s=refine_window_s, likelihood_weight=likelihood_weight,
@@ -187,8 +186,6 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
                                            checkpoint=checkpoint, design=design, **refine_options))
         metrics["refine_s"] = time.perf_counter() - t1
     if calibration_rounds > 0:
-        from .calibrate import calibrate_rates
-
         t2 = time.perf_counter()
         metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress,
                                        **calibration_options))
@@ -217,10 +214,6 @@ def _discrepancy(model, recording, seed: int) -> float:
     error| + |median burst duration error| + (1 - correlation-matrix r) + median rate error``
     (:func:`organoid_sim.stats.compare`; undefined figures, e.g. no bursts on either side, count 0,
     an infinite one 1)."""
-    import numpy as np
-
-    from ..stats import compare
-
     sim = model.simulate(recording.duration, seed=seed + 7, t_start=recording.t_start, n_parallel=8,
                          burn_in_s=5.0)
     s = compare(recording, sim).summary

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import torch
 
 from ..atomic import atomic_write_bytes
-from ..models.base import load_tensors, save_tensors
+from ..nn.serialization import load_tensors, save_tensors
 
 __all__ = ["Checkpointer"]
 

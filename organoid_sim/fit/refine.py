@@ -3,7 +3,7 @@
 The network runs without teacher forcing: ``batch`` trajectories of ``window_s`` seconds,
 continued from one iteration to the next (truncated backpropagation through time, so the chains
 stay at the network's own stationary regime). Spikes are sampled exactly; gradients pass through
-the samples with the model's surrogate (:mod:`organoid_sim.models.surrogate`). The loss compares
+the samples with the model's surrogate (:mod:`organoid_sim.nn.surrogate`). The loss compares
 differentiable summary statistics of the recorded units (:mod:`organoid_sim.fit.summary`) with
 the same statistics of the data; all parameters move, including the hidden neurons' (which have
 no data of their own) and the depression/adaptation time constants that shape the bursts.
@@ -16,8 +16,9 @@ import copy
 import torch
 from tqdm.auto import tqdm
 
-from ..models.neurons import lif_step
+from ..nn.neurons import lif_step
 from .summary import data_windows, loss_weights, stats_loss, summary_stats
+from .teacher import _data_term, network_link, split_index
 
 __all__ = ["refine_free_running"]
 
@@ -65,8 +66,6 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = None
     if likelihood_weight > 0:
-        from .teacher import _data_term, network_link, split_index
-
         cut = split_index(counts.shape[0], validation_fraction)
         X = model.teacher_design(counts) if design is None else design
         X, y = X[:cut], counts[:cut]

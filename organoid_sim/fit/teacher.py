@@ -3,7 +3,7 @@ design matrix of filtered past spikes, ``eta = X A(params) + c(params)``.
 
 That covers the coupled GLM (``X`` = raised-cosine filtered spikes) and the teacher-forced
 :class:`SpikingNetworkModel` (``X`` = synaptic drives, resets and adaptation traces of the
-recorded spikes, :mod:`organoid_sim.models.filters`, passed through the network's saturating
+recorded spikes, :mod:`organoid_sim.nn.filters`, passed through the network's saturating
 escape-rate link): the likelihood of all bins is computed at once, without a loop over time. For
 Poisson observations without a link the data term is precomputed,
 ``sum(y * eta) = <X^T y, A> + <sum_t y, c>``, so each evaluation costs one product ``X A``
@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ..models.base import bits_per_spike
+from ..nn.observation import bits_per_spike
 from .solver import lbfgs_early_stopping
 
 __all__ = ["fit_linear_predictor", "fit_teacher_forced", "fit_uncoupled", "validation_bits", "split_index",

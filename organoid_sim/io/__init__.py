@@ -16,6 +16,8 @@ Formats (name: module):
 * ``axion``: :mod:`.axion` (Axion-style per-channel HDF5, one well per recording)
 * ``mcs``: :mod:`.mcs` (Multi Channel Systems HDF5 spike time stamps)
 * ``meanap``: :mod:`.meanap` (MEA-NAP ``.mat``, MATLAB v5 or v7.3)
+* ``axion_csv``: :mod:`.axion_csv` (Axion AxIS/Navigator spike-list CSV, ``.gz`` too)
+* ``phy``: :mod:`.phy` (phy/Kilosort output folders, through SpikeInterface)
 
 ``atomic_path(path)`` (a context manager yielding a temporary path that replaces ``path`` only
 on success) is public for other parts that write files.
@@ -39,7 +41,7 @@ __all__ = ["load", "save", "list_wells", "detect_format", "FORMATS", "RecordingF
 
 # format name -> module; HDF5 layouts are tried in this order (most specific first).
 FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion": "axion", "mcs": "mcs",
-           "meanap": "meanap", "npz": "generic", "csv": "csvfile"}
+           "meanap": "meanap", "npz": "generic", "csv": "csvfile", "axion_csv": "axion_csv", "phy": "phy"}
 HDF5_FORMATS = ("nwb", "generic_h5", "maxwell", "axion", "mcs", "meanap")
 WRITERS = {".nwb": "nwb", ".h5": "generic_h5", ".hdf5": "generic_h5", ".npz": "npz", ".csv": "csv"}
 LOW_LEVEL_ERRORS = (OSError, RuntimeError, KeyError, IndexError, ValueError, EOFError, AttributeError,
@@ -59,8 +61,9 @@ def _check_file(path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise RecordingFormatError(path, None, "is a directory, expected a recording file")
+    if path.is_dir() and not _module("phy").sniff_dir(path):
+        raise RecordingFormatError(path, None, "is a directory, expected a recording file or a phy/Kilosort "
+                                   "folder (params.py, spike_times.npy, spike_clusters.npy)")
     return path
 
 
@@ -74,6 +77,8 @@ def detect_format(path) -> str:
     Raises :class:`UnknownFormatError` listing the known formats when no reader fits.
     """
     path = _check_file(path)
+    if path.is_dir():
+        return "phy"
     head = read_head(path, 1024)
     if head.startswith(HDF5_SIGNATURE) or head[512:520] == HDF5_SIGNATURE:
         with open_h5(path) as f:
@@ -86,7 +91,7 @@ def detect_format(path) -> str:
                 if found:
                     return fmt
         raise _unknown(path, "an HDF5 file whose layout matches no known format")
-    for fmt in ("meanap", "npz", "csv"):
+    for fmt in ("meanap", "npz", "axion_csv", "csv"):
         if _module(fmt).sniff(path, head):
             return fmt
     if not head:

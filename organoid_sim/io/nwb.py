@@ -5,7 +5,11 @@ What is written (``save(rec, "x.nwb")``):
 * ``/units``: one row per unit; ``id`` = the unit id (string ids go to a ``unit_name`` column and
   ``id`` counts 0..N-1), ragged ``spike_times`` (s), ``obs_intervals`` = ``[[t_start, t_stop]]``,
   ragged ``electrodes`` (a region of the electrodes table; empty where the electrode is unknown),
-  ``pos_x_um``/``pos_y_um`` (unit position in um) and ``resolution = 1 / sampling_rate``;
+  ``pos_x_um``/``pos_y_um`` (unit position in um) and ``resolution`` (s: ``1 / sampling_rate``, else
+  the documented fallback of :func:`write`);
+* ``/general/subject``: a ``Subject`` (options or metadata, else documented "unknown" values), a
+  real ``session_start_time`` (UTC) and a session description, so nwbinspector reports no
+  CRITICAL or BEST_PRACTICE_VIOLATION message and SpikeInterface's ``read_nwb_sorting`` reads it;
 * ``/general/extracellular_ephys/electrodes``: one row per electrode of the layout, ``id`` = the
   electrode id, ``rel_x``/``rel_y`` = position on the array in um (NaN unknown), one
   ``ElectrodeGroup`` "array";
@@ -16,8 +20,10 @@ What is written (``save(rec, "x.nwb")``):
   unit id type, our metadata), so ``load(save(rec)) == rec`` exactly.
 
 The reader needs none of the scratch data: for a file written elsewhere it takes the window from
-``obs_intervals`` (else 0 .. last spike), positions from ``rel_x``/``rel_y`` (else ``x``/``y``)
-and stimulation from any ``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns.
+``obs_intervals`` (else 0 .. last spike; gaps are kept in the metadata and warned about), the unit's
+electrode from ``main_channel_id`` (else the first of its ``electrodes``), the sampling rate from
+``Units.resolution``, positions from ``rel_x``/``rel_y`` (else ``x``/``y``) and stimulation from any
+``/intervals/*`` table that has ``electrode`` and ``amplitude`` columns (rules in :func:`read`).
 It reads each ragged array (``spike_times`` + ``spike_times_index``) in one h5py call instead of
 one call per unit, which is what makes it much faster than pynwb or neo (see ``benchmarks/``).
 """
@@ -33,6 +39,7 @@ import numpy as np
 
 from ._util import (atomic_path, build, dataset_size, decode_strings, h5_read, offsets_from_index, open_h5,
                     parse_json, progress_bar)
+from ..si_bridge import DEFAULT_RESOLUTION_S, spike_time_resolution  # noqa: F401  (re-exported)
 from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "nwb"
@@ -48,15 +55,83 @@ def sniff_h5(f) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- writer
-def _session_start(metadata: dict) -> datetime.datetime:
-    text = metadata.get("session_start_time")
-    if isinstance(text, str):
+UNKNOWN_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_1"  # NCBI taxonomy root: "some organism"
+UNKNOWN_AGE = "P0D/"  # ISO 8601 open range: at least 0 days old (age unknown)
+SUBJECT_FIELDS = ("subject_id", "species", "age", "sex", "subject_description")
+
+
+def _utc(t: datetime.datetime) -> datetime.datetime:
+    return t.astimezone(datetime.timezone.utc) if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+
+
+def _parse_time(value) -> datetime.datetime | None:
+    if isinstance(value, datetime.datetime):
+        return _utc(value)
+    if isinstance(value, str):
         try:
-            t = datetime.datetime.fromisoformat(text)
-            return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+            return _utc(datetime.datetime.fromisoformat(value))
         except ValueError:
-            pass
-    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+            return None
+    return None
+
+
+def _session_start(metadata: dict, given=None) -> tuple[datetime.datetime, str]:
+    """(session start in UTC, where it came from); the rule is in :func:`write`."""
+    if given is not None:
+        t = _parse_time(given)
+        if t is None:
+            raise ReaderOptionError(f"session_start_time={given!r} is not a datetime or ISO 8601 text")
+        return t, "option"
+    t = _parse_time(metadata.get("session_start_time"))
+    if t is not None and t.year > 1970:  # 1970-01-01 is what files without a date carried
+        return t, "metadata"
+    source = metadata.get("source")
+    if isinstance(source, str) and Path(source).is_file():
+        mtime = Path(source).stat().st_mtime
+        return datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc), "source file modification time"
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0), "time of writing"
+
+
+def _resolution(rec, given=None) -> tuple[float, str]:
+    """(spike-time resolution in s, where it came from): :func:`organoid_sim.si_bridge.spike_time_resolution`."""
+    try:
+        return spike_time_resolution(rec, given)
+    except ValueError as exc:
+        raise ReaderOptionError(str(exc)) from None
+
+
+def _subject(md: dict, options: dict):
+    """A pynwb ``Subject`` from the writer options, else the metadata, else documented defaults."""
+    from pynwb.file import Subject
+
+    nested = md.get("subject") if isinstance(md.get("subject"), dict) else {}
+
+    def given(key: str):  # option, else metadata["subject"][key], else metadata[key]
+        short = "description" if key == "subject_description" else key
+        return options[key] if key in options else nested.get(short, md.get(key))
+
+    pick = {k: given(k) for k in SUBJECT_FIELDS}
+    simulated = "model" in md or md.get("format") == "synthetic"
+    default_id = md.get("well") or ("simulation" if simulated else "culture")
+    subject_id = str(pick["subject_id"] or default_id).replace("/", "_")
+    description = pick["subject_description"] or (
+        f"simulated by organoid_sim ({md.get('model') or md.get('source')}); no biological subject" if simulated
+        else "cultured neurons on a multi-electrode array" + (f", well {md['well']}" if md.get("well") else ""))
+    return Subject(subject_id=subject_id, species=str(pick["species"] or UNKNOWN_SPECIES),
+                   age=str(pick["age"] or UNKNOWN_AGE), sex=str(pick["sex"] or "U"), description=str(description))
+
+
+def _session_description(md: dict) -> str:
+    if md.get("description"):
+        return str(md["description"])
+    if "model" in md:
+        return f"spike trains simulated by organoid_sim {md['model']}"
+    parts = ["MEA spike recording"]
+    if md.get("well"):
+        parts.append(f"well {md['well']}")
+    if md.get("source"):
+        parts.append(f"from {Path(str(md['source'])).name}")
+    return ", ".join(parts)
 
 
 def _column(name: str, description: str, data):
@@ -105,7 +180,7 @@ def _add_electrodes(nwbfile, rec) -> dict:
     return {e: i for i, e in enumerate(ids.tolist())}
 
 
-def _add_units(nwbfile, rec, rows: dict) -> None:
+def _add_units(nwbfile, rec, rows: dict, resolution: tuple[float, str]) -> None:
     from hdmf.common import ElementIdentifiers
     from pynwb.misc import Units
 
@@ -127,9 +202,9 @@ def _add_units(nwbfile, rec, rows: dict) -> None:
     if str_ids:
         columns.append(_column("unit_name", "unit id as text", rec.unit_ids.tolist()))
     ids = np.arange(n) if str_ids else rec.unit_ids
-    nwbfile.units = Units(name="units", description="units recorded on the MEA (spike times in s)",
-                          id=ElementIdentifiers(name="id", data=ids), columns=columns,
-                          resolution=1.0 / rec.sampling_rate if rec.sampling_rate else -1.0,
+    nwbfile.units = Units(name="units", description=f"units recorded on the MEA (spike times in s; resolution "
+                          f"{resolution[0]:g} s from the {resolution[1]})",
+                          id=ElementIdentifiers(name="id", data=ids), columns=columns, resolution=resolution[0],
                           electrode_table=nwbfile.electrodes if rows and known.any() else None)
 
 
@@ -151,26 +226,63 @@ def _add_stim(nwbfile, stim) -> None:
                                              id=ElementIdentifiers(name="id", data=np.arange(len(stim)))))
 
 
-def write(rec, path, *, session_description: str | None = None, **options) -> None:
+def write(rec, path, *, session_description: str | None = None, session_start_time=None,
+          identifier: str | None = None, resolution: float | None = None, subject_id: str | None = None,
+          species: str | None = None, age: str | None = None, sex: str | None = None,
+          subject_description: str | None = None, **options) -> None:
     """Write a :class:`SpikeRecording` to an NWB file with pynwb (atomic: temp file + rename).
 
     Spike times and the window are in seconds, positions in um, stimulation amplitudes in
-    ``rec.stim.amplitude_unit``. The file passes ``pynwb.validate``.
+    ``rec.stim.amplitude_unit``. The file passes ``pynwb.validate`` and nwbinspector reports no
+    CRITICAL or BEST_PRACTICE_VIOLATION message.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The recording.
+    path : str or Path
+        Output ``.nwb`` file.
+    session_description, identifier : str, optional
+        NWB file fields; default ``metadata["description"]`` (else built from the well, source
+        file or model) and ``metadata["identifier"]`` (else a new UUID).
+    session_start_time : datetime or ISO 8601 str, optional
+        Start of the session (naive times are taken as UTC). Default, in this order: the
+        metadata's ``session_start_time`` (readers fill it from the file), the modification time
+        of ``metadata["source"]`` when that file exists, else the time of writing (UTC).
+    resolution : float, optional
+        ``Units.resolution``, the smallest possible difference between spike times in **s**.
+        Default: ``1 / sampling_rate``, else ``metadata["time_resolution_s"]``, else the
+        simulation step ``metadata["dt_ms"] / 1000``, else ``DEFAULT_RESOLUTION_S`` (1 us).
+    subject_id, species, age, sex, subject_description : str, optional
+        The NWB ``Subject``. Default: the same keys in ``metadata`` (or ``metadata["subject"]``),
+        else ``subject_id`` = the well (or ``"culture"``/``"simulation"``), ``species`` = the NCBI
+        taxonomy root ``UNKNOWN_SPECIES`` (organism unknown; give e.g. ``"Rattus norvegicus"``),
+        ``age`` = ``"P0D/"`` (ISO 8601 open range: unknown), ``sex`` = ``"U"`` (unknown).
+
+    Returns
+    -------
+    None
+        The file is written; where the start time and resolution came from is kept in the
+        ``/scratch/organoid_sim`` JSON (``session_start_time_source``, ``resolution_source``).
     """
     from pynwb import NWBHDF5IO, NWBFile
 
     if options:
         raise ReaderOptionError(f"unexpected options for the NWB writer: {sorted(options)}")
     md = rec.metadata
-    nwbfile = NWBFile(session_description=session_description or str(md.get("description", "MEA recording")),
-                      identifier=str(md.get("identifier", uuid.uuid4())),
-                      session_start_time=_session_start(md))
+    start, start_source = _session_start(md, session_start_time)
+    res = _resolution(rec, resolution)
+    subject = _subject(md, {k: v for k, v in dict(subject_id=subject_id, species=species, age=age, sex=sex,
+                                                  subject_description=subject_description).items() if v is not None})
+    nwbfile = NWBFile(session_description=session_description or _session_description(md),
+                      identifier=str(identifier or md.get("identifier") or uuid.uuid4()),
+                      session_start_time=start, subject=subject)
     rows = _add_electrodes(nwbfile, rec)
-    _add_units(nwbfile, rec, rows)
+    _add_units(nwbfile, rec, rows, res)
     _add_stim(nwbfile, rec.stim)
     extra = {"t_start": rec.t_start, "t_stop": rec.t_stop, "sampling_rate": rec.sampling_rate,
              "unit_id_kind": rec.unit_ids.dtype.kind, "amplitude_unit": rec.stim.amplitude_unit,
-             "metadata": md}
+             "session_start_time_source": start_source, "resolution_source": res[1], "metadata": md}
     nwbfile.add_scratch(json.dumps(extra), name=SCRATCH, description="organoid_sim fields NWB has no place for")
     with atomic_path(path) as tmp:
         with NWBHDF5IO(str(tmp), "w") as io:
@@ -204,9 +316,40 @@ def _electrodes(path, f) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return ids, cols[0], cols[1], layout
 
 
+def _channel_names(path, f, n_rows: int) -> np.ndarray | None:
+    """The electrodes table's ``channel_name`` column (SpikeInterface/neuroconv files), or None."""
+    names = h5_read(path, f, f"{ELECTRODES}/channel_name", kinds="SUOiu", ndim=1, optional=True)
+    if names is None or len(names) != n_rows:
+        return None
+    return decode_strings(names) if names.dtype.kind in "SUO" else names.astype(str)
+
+
+def _main_channels(path, f, n: int, table_ids: np.ndarray) -> np.ndarray | None:
+    """Electrode id of each unit from a ``main_channel_id`` column (a channel name or electrode id)."""
+    col = "units/main_channel_id"
+    values = h5_read(path, f, col, kinds="SUOiu", ndim=1, optional=True)
+    if values is None:
+        return None
+    if len(values) != n:
+        raise RecordingFormatError(path, col, f"has {len(values)} rows for {n} units")
+    values = decode_strings(values) if values.dtype.kind in "SUO" else values.astype(str)
+    lookup = {str(e): e for e in table_ids.tolist()}  # electrode ids as text
+    names = _channel_names(path, f, len(table_ids))
+    if names is not None:
+        lookup.update({name: e for name, e in zip(names.tolist(), table_ids.tolist())})  # names win
+    missing = sorted(set(values.tolist()) - set(lookup))
+    if missing:
+        raise RecordingFormatError(path, col, f"names channels that are not in the electrodes table: {missing[:5]}")
+    return np.array([lookup[v] for v in values.tolist()], dtype=np.int64)
+
+
 def _unit_electrodes(path, f, n: int, table_ids: np.ndarray) -> np.ndarray:
-    """Electrode id of each unit (first electrode of its row; -1 when none)."""
+    """Electrode id of each unit: its ``main_channel_id`` when the file has that column, else the
+    first electrode of its ``electrodes`` row (-1 when none)."""
     out = np.full(n, -1, np.int64)
+    main = _main_channels(path, f, n, table_ids)
+    if main is not None:
+        return main
     if "units/electrodes" not in f:
         return out
     if "units/electrodes_index" in f:
@@ -224,17 +367,40 @@ def _unit_electrodes(path, f, n: int, table_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window(path, f, times: np.ndarray, scratch: dict) -> tuple[float, float]:
+def _merge_intervals(iv: np.ndarray) -> np.ndarray:
+    """Union of ``(K, 2)`` intervals as sorted, disjoint ``(M, 2)`` intervals."""
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    out = [list(iv[0])]
+    for a, b in iv[1:].tolist():
+        if a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return np.array(out, dtype=np.float64)
+
+
+def _obs_intervals(path, f) -> np.ndarray | None:
+    """The union of every unit's ``obs_intervals`` (s), or None when the file has none."""
+    if "units/obs_intervals" not in f:
+        return None
+    iv = h5_read(path, f, "units/obs_intervals", kinds="fiu")
+    if iv.ndim != 2 or iv.shape[1:] != (2,):
+        raise RecordingFormatError(path, "units/obs_intervals", f"has shape {iv.shape}, expected (K, 2)")
+    if not len(iv):
+        return None
+    if not np.all(np.isfinite(iv)) or np.any(iv[:, 1] < iv[:, 0]):
+        raise RecordingFormatError(path, "units/obs_intervals", "has intervals that are not finite or end "
+                                   "before they start")
+    return _merge_intervals(iv.astype(np.float64))
+
+
+def _window(path, times: np.ndarray, scratch: dict, observed: np.ndarray | None) -> tuple[float, float]:
     if "t_start" in scratch and "t_stop" in scratch:
         return float(scratch["t_start"]), float(scratch["t_stop"])
-    if "units/obs_intervals" in f:
-        iv = h5_read(path, f, "units/obs_intervals", kinds="fiu")
-        if iv.ndim != 2 or iv.shape[1:] != (2,):
-            raise RecordingFormatError(path, "units/obs_intervals", f"has shape {iv.shape}, expected (K, 2)")
-        if len(iv):
-            return float(min(iv[:, 0].min(), times.min(initial=np.inf))), float(
-                max(iv[:, 1].max(), times.max(initial=-np.inf)))
-    return 0.0, float(times.max()) if len(times) else 0.0
+    if observed is not None:
+        return float(min(observed[0, 0], times.min(initial=np.inf))), float(
+            max(observed[-1, 1], times.max(initial=-np.inf)))
+    return min(0.0, times.min(initial=0.0)), float(times.max()) if len(times) else 0.0
 
 
 def _amplitude_unit(path, f, column: str, default: str) -> str:
@@ -334,11 +500,79 @@ def _unit_positions(path, f, n: int):
     return np.stack([c.astype(np.float64) for c in cols], axis=1)
 
 
+class ObservationGapWarning(UserWarning):
+    """An NWB file's ``obs_intervals`` leave gaps: rates over the whole window count them as silence."""
+
+
+def _sampling_rate(path, f, scratch: dict) -> float | None:
+    """Sampling rate (Hz): ours from the scratch data, else ``1 / Units.resolution`` when positive."""
+    from ._util import h5_attr
+
+    if scratch:
+        return scratch.get("sampling_rate")
+    if "units/spike_times" not in f:
+        return None
+    res = h5_attr(path, f["units/spike_times"], "resolution", -1.0)
+    try:
+        res = float(res)
+    except (TypeError, ValueError):
+        raise RecordingFormatError(path, "units/spike_times@resolution", f"is not a number: {res!r}") from None
+    return float(f"{1.0 / res:.9g}") if np.isfinite(res) and res > 0 else None
+
+
+def _warn_gaps(path, observed: np.ndarray | None, t_start: float, t_stop: float) -> None:
+    if observed is None:
+        return
+    covered = float(np.sum(observed[:, 1] - observed[:, 0]))
+    gap = (t_stop - t_start) - covered
+    if len(observed) > 1 and gap > 0:
+        import warnings
+
+        spans = ", ".join(f"[{a:g}, {b:g}]" for a, b in observed[:5].tolist())
+        warnings.warn(f"{path}: units/obs_intervals cover {covered:g} s of the {t_stop - t_start:g} s window "
+                      f"({spans}{', ...' if len(observed) > 5 else ''}); the {gap:g} s of gaps count as silence in "
+                      f"rates over the whole window. The intervals are in metadata['obs_intervals']; use "
+                      f"rec.time_slice(a, b) for one observed part.", ObservationGapWarning, stacklevel=3)
+
+
+def _shift_to_zero(path, times, t_start, t_stop, stim, observed):
+    """Move a foreign file that starts before 0 s (NWB allows times before session start) so that
+    its window starts at 0 s; returns the shifted values and the offset (s) that was removed."""
+    import warnings
+
+    offset = min(t_start, stim.time.min(initial=t_start))
+    if offset >= 0:
+        return times, t_start, t_stop, stim, observed, 0.0
+    warnings.warn(f"{path}: times start at {offset:g} s (before session_start_time); every time is shifted by "
+                  f"{-offset:g} s so the window starts at 0 s (metadata['time_offset_s'] = {offset:g}: add it "
+                  f"to get the file's times back)", UserWarning, stacklevel=3)
+    observed = None if observed is None else observed - offset
+    return times - offset, t_start - offset, t_stop - offset, stim.shifted(-offset), observed, float(offset)
+
+
 def read(path, progress=None, sort: bool = False, **options):
     """Load the ``/units`` table of an NWB file as a :class:`SpikeRecording` (times in s, um).
 
-    ``sort=True`` sorts spike times within each unit (NWB does not require sorted times; by
-    default unsorted times raise :class:`RecordingFormatError`).
+    Parameters
+    ----------
+    path : str or Path
+        The NWB file.
+    progress : bool, optional
+        Show a tqdm bar (None: only for large files).
+    sort : bool
+        Sort spike times within each unit (NWB does not require sorted times; by default
+        unsorted times raise :class:`RecordingFormatError`).
+
+    Returns
+    -------
+    SpikeRecording
+        For a file written elsewhere: a unit's electrode is its ``main_channel_id`` (matched to
+        the electrodes table's ``channel_name``, else its id) when that column exists, else the
+        first electrode of its ``electrodes`` row; the sampling rate is ``1 / Units.resolution``;
+        several ``obs_intervals`` are kept merged in ``metadata["obs_intervals"]`` and gaps raise
+        an :class:`ObservationGapWarning`; times before 0 s are shifted (with a warning) so the
+        window starts at 0, the shift kept in ``metadata["time_offset_s"]``. A file without a
+        ``/units`` table raises :class:`RecordingFormatError`.
     """
     from ..recording import Electrodes, SpikeRecording
 
@@ -346,6 +580,9 @@ def read(path, progress=None, sort: bool = False, **options):
         raise ReaderOptionError(f"unexpected options for the NWB reader: {sorted(options)}")
     with open_h5(path) as f:
         scratch = _scratch(path, f)
+        if "units" not in f and not scratch:  # ours always has scratch data, even with no units
+            raise RecordingFormatError(path, "units", "the file has no Units table (no spike times to load; "
+                                       "raw voltage NWB files need spike sorting first)")
         with progress_bar(progress, dataset_size(f, "units/spike_times"), f"reading {Path(path).name}") as bar:
             if "units" in f:
                 times, offsets = _ragged(path, f, "units/spike_times", kinds="f", bar=bar)
@@ -358,13 +595,11 @@ def read(path, progress=None, sort: bool = False, **options):
         unit_ids = _unit_ids(path, f, n, scratch)
         electrode_ids = _unit_electrodes(path, f, n, e_ids)
         positions = _unit_positions(path, f, n)
-        t_start, t_stop = _window(path, f, times, scratch)
+        observed = None if scratch else _obs_intervals(path, f)
+        t_start, t_stop = _window(path, times, scratch, observed)
         stim = _stim_tables(path, f, e_ids, scratch)
         session = _session_fields(path, f)
-        fs = scratch.get("sampling_rate")
-        if fs is None and not scratch and "units" in f:
-            res = f["units"].attrs.get("resolution", -1.0)
-            fs = 1.0 / float(res) if np.isscalar(res) and float(res) > 0 else None
+        fs = _sampling_rate(path, f, scratch)
     if sort and len(times):
         unit_of = np.repeat(np.arange(n), np.diff(offsets))
         times = times[np.lexsort((times, unit_of))]
@@ -372,6 +607,12 @@ def read(path, progress=None, sort: bool = False, **options):
     # the provenance fields every reader writes.
     if "metadata" not in scratch:
         metadata = {"source": str(path), "format": FORMAT, **session}
+        times, t_start, t_stop, stim, observed, shift = _shift_to_zero(path, times, t_start, t_stop, stim, observed)
+        if shift:
+            metadata["time_offset_s"] = shift
+        if observed is not None:
+            metadata["obs_intervals"] = observed.tolist()
+        _warn_gaps(path, observed, t_start, t_stop)
     else:
         metadata = scratch["metadata"]
     layout = build(path, ELECTRODES, Electrodes, e_ids[in_layout], ex[in_layout], ey[in_layout])

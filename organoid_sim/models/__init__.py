@@ -9,20 +9,12 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
+from ..nn.observation import BernoulliObservation, PoissonObservation
+from ..nn.surrogate import ATan, FastSigmoid, StraightThrough, Triangle
 from .base import load_model
+from .glm import CoupledGLM
 from .network import SpikingNetworkModel
-from .observation import BernoulliObservation, PoissonObservation
-from .surrogate import ATan, FastSigmoid, StraightThrough, Triangle
+from .poisson import PoissonModel
 
 __all__ = ["PoissonModel", "CoupledGLM", "SpikingNetworkModel", "load_model", "PoissonObservation",
            "BernoulliObservation", "FastSigmoid", "ATan", "Triangle", "StraightThrough"]
-
-_LAZY = {"PoissonModel": ".poisson", "CoupledGLM": ".glm"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'organoid_sim.models' has no attribute {name!r}")

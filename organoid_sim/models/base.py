@@ -18,7 +18,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .. import __version__
 from ..atomic import atomic_write_bytes
+from ..nn.observation import bits_per_spike
+from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
 
 __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256"]
@@ -29,23 +32,6 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------- small helpers
-def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Atomically write tensors (moved to CPU, made contiguous) as safetensors."""
-    from safetensors.torch import save
-
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(Path(path), save(flat, metadata=dict(metadata or {})))
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file (no code is executed)."""
-    from safetensors.torch import load_file
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: model weights file not found")
-    return load_file(str(path))
-
-
 def file_sha256(path) -> str | None:
     """SHA-256 hex digest of a file, or None when it cannot be read."""
     try:
@@ -56,13 +42,6 @@ def file_sha256(path) -> str | None:
         return h.hexdigest()
     except (OSError, TypeError):
         return None
-
-
-def bits_per_spike(ll_model: float, ll_null: float, n_spikes: float) -> float:
-    """``(LL_model - LL_null) / (n_spikes * ln 2)``: information gain over the null model per spike."""
-    if n_spikes <= 0:
-        return float("nan")
-    return float((ll_model - ll_null) / (n_spikes * math.log(2.0)))
 
 
 def _json_default(o: Any) -> Any:
@@ -162,6 +141,13 @@ class ModelBase:
 
     layout: dict | None = None
     provenance: dict
+    #: every concrete subclass by class name (the ``class`` entry of ``model.json``); filled by
+    #: :meth:`__init_subclass__`, so this module never imports its subclasses
+    registry: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        ModelBase.registry[cls.__name__] = cls
 
     def _require_fitted(self) -> None:
         if self.layout is None:
@@ -203,8 +189,6 @@ class ModelBase:
 
     # ------------------------------------------------------------------ provenance and files
     def _set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
-        from .. import __version__
-
         md = rec.metadata
         src = md.get("source")
         self.provenance = {"source": src, "source_sha256": file_sha256(src) if src else None,
@@ -214,8 +198,6 @@ class ModelBase:
 
     def save(self, directory) -> Path:
         """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path."""
-        from .. import __version__
-
         self._require_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -229,11 +211,8 @@ class ModelBase:
 
 
 def _registry() -> dict:
-    from .glm import CoupledGLM
-    from .network import SpikingNetworkModel
-    from .poisson import PoissonModel
-
-    return {c.__name__: c for c in (PoissonModel, CoupledGLM, SpikingNetworkModel)}
+    """Model classes by name: every subclass of :class:`ModelBase` registers itself when defined."""
+    return dict(ModelBase.registry)
 
 
 def load_model(directory, device=None):

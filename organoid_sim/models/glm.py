@@ -7,7 +7,7 @@ For unit ``i`` in bin ``t`` (bins of ``dt_ms``):
 where ``phi_k`` are ``n_basis`` raised cosines on a logarithmic time axis covering lags
 ``1..history_ms`` (Pillow et al. 2008, Nature 454:995): ``j = i`` is the self-history filter,
 ``j != i`` the coupling filters. Observation: Poisson counts or Bernoulli spikes
-(:mod:`organoid_sim.models.observation`). Penalty: ``l2 * sum w^2 + l1 * sum sqrt(w^2 + eps)``
+(:mod:`organoid_sim.nn.observation`). Penalty: ``l2 * sum w^2 + l1 * sum sqrt(w^2 + eps)``
 (a smooth L1). Maximum likelihood with L-BFGS and early stopping on a held-out part of the
 fitting window (:mod:`organoid_sim.fit.solver`).
 
@@ -26,9 +26,11 @@ import torch
 from scipy.signal import oaconvolve
 from torch import nn
 
+from ..fit.checkpoint import Checkpointer
+from ..fit.teacher import fit_linear_predictor
+from ..nn.observation import get_observation, saturated_bins
 from ..recording import SpikeRecording
 from .base import ModelBase, counts_to_recording, layout_of
-from .observation import get_observation, saturated_bins
 
 __all__ = ["CoupledGLM", "raised_cosine_basis"]
 
@@ -119,9 +121,6 @@ class CoupledGLM(ModelBase, nn.Module):
     def fit(self, recording: SpikeRecording, *, progress: bool = True, device=None, checkpoint_dir=None,
             **_ignored) -> "CoupledGLM":
         """Maximum-likelihood fit (L-BFGS, penalised, early-stopped on the held-out end of the window)."""
-        from ..fit.checkpoint import Checkpointer
-        from ..fit.teacher import fit_linear_predictor
-
         if recording.n_units == 0 or recording.n_spikes == 0:
             raise ValueError(f"cannot fit a GLM to a recording without spikes ({recording!r})")
         self._build(recording.n_units)

@@ -1,13 +1,13 @@
 """`SpikingNetworkModel`: a recurrent network of stochastic leaky integrate-and-fire neurons.
 
 One model neuron per recorded unit (at its electrode's position) plus optional hidden excitatory
-and inhibitory neurons. Dynamics (per time step ``dt``; see :mod:`organoid_sim.models.neurons`
+and inhibitory neurons. Dynamics (per time step ``dt``; see :mod:`organoid_sim.nn.neurons`
 for the full equations): exponential synaptic currents of ``n_syn`` types (time constants
 ``tau_syn_ms``) through weights ``W_k``, a leaky membrane (``tau_mem_ms``) with subtractive
 reset by the per-neuron threshold ``theta``, per-neuron bias ``b``, spike-frequency adaptation
 (``beta``, ``tau_adapt_ms``), Tsodyks-Markram short-term depression (``U``, ``tau_rec_ms``) and
 exponential escape noise (``delta_u``) saturating at a per-neuron maximum rate, feeding an observation model (Poisson counts or Bernoulli
-spikes per bin, :mod:`organoid_sim.models.observation`). Stimulation enters the membrane through
+spikes per bin, :mod:`organoid_sim.nn.observation`). Stimulation enters the membrane through
 :attr:`stim_coupling` (threshold units per step; its direct pathway adds evoked spikes to the
 expected count of a step).
 
@@ -29,12 +29,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..fit import fit_network
+from ..nn.filters import teacher_features
+from ..nn.neurons import NetworkState, StepParams, lif_step, saturate
+from ..nn.observation import get_observation, saturated_bins
+from ..nn.stim_coupling import StimulusCoupling
+from ..nn.surrogate import get_surrogate
 from ..recording import SpikeRecording
 from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
-from .filters import teacher_features
-from .neurons import NetworkState, StepParams, lif_step, saturate
-from .observation import get_observation, saturated_bins
-from .surrogate import get_surrogate
 
 __all__ = ["SpikingNetworkModel"]
 
@@ -188,12 +190,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         return self
 
     def _make_coupling(self) -> None:
-        """Create the stimulation coupling prior (lazily imported; absent until that module exists)."""
-        try:
-            from .stim_coupling import StimulusCoupling
-        except ImportError:  # pragma: no cover - stimulation part not installed
-            self.stim_coupling = None
-            return
+        """Create the stimulation coupling prior."""
         self.stim_coupling = StimulusCoupling.from_prior(self.neuron_xy_um.cpu().numpy(), self.electrodes).to(
             self.neuron_xy_um.device)
 
@@ -270,7 +267,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     def teacher_design(self, counts: torch.Tensor) -> torch.Tensor:
         """Teacher-forced design matrix ``X = [F1, F2, F3]`` (``[T, (n_syn + 2) * n_recorded]``) of
         recorded counts ``[T, n_recorded]``: synaptic drives per type, own resets and adaptation
-        traces (see :mod:`organoid_sim.models.filters`), for the current time constants."""
+        traces (see :mod:`organoid_sim.nn.filters`), for the current time constants."""
         nr = self.n_recorded
         with torch.no_grad():
             f = teacher_features(counts.detach().cpu().double().numpy(), self.dt_ms, self.hparams["tau_mem_ms"],
@@ -321,8 +318,6 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ``refine_steps``, ``refine_batch``, ``refine_window_s``, ``calibration_rounds``,
         ``max_likelihood_loss``, ``checkpoint_dir``, ``seed``. ``device``: ``"cpu"`` or ``"cuda"``.
         """
-        from ..fit import fit_network  # fitting machinery sits above models in the import order
-
         return fit_network(self, recording, device=device, progress=progress, **options)
 
     def attach_recording(self, recording: SpikeRecording) -> None:
@@ -339,8 +334,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         dev = self._device()
         if stim is not None and len(stim):
             if self.stim_coupling is None:
-                raise RuntimeError("this model has no stimulation coupling (organoid_sim.models.stim_coupling "
-                                   "is missing or the model was never fitted to a recording with electrodes)")
+                raise RuntimeError("this model has no stimulation coupling (it was never fitted to a recording "
+                                   "with electrodes)")
             # computed chunk by chunk inside run: long stimulated runs never hold [n_steps, n_neurons]
             ext, direct = self.stim_coupling.lazy_inputs(stim, n_steps, dt_ms / 1000.0, t_start)
         if input_current is not None:
@@ -497,8 +492,6 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         coupling_cfg = cfg.pop("stim_coupling", None)
         model = cls(**cfg)
         if coupling_cfg is not None:
-            from .stim_coupling import StimulusCoupling
-
             model.stim_coupling = StimulusCoupling.from_config(coupling_cfg)
         model.load_state_dict(dict(tensors))
         return model

@@ -7,9 +7,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from ..nn.observation import PoissonObservation
 from ..recording import SpikeRecording
-from .base import ModelBase, layout_of, positions_from_layout, unit_ids_from_layout, electrodes_from_layout
-from .observation import PoissonObservation
+from .base import ModelBase, electrodes_from_layout, layout_of, positions_from_layout, unit_ids_from_layout
 
 __all__ = ["PoissonModel"]
 

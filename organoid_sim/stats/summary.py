@@ -129,9 +129,21 @@ def _nanmedian(x) -> float:
     return float(np.median(x)) if len(x) else float("nan")
 
 
+def _check_one_well(rec, allow: bool) -> None:
+    wells = rec.metadata.get("wells")
+    if not isinstance(wells, list) or len(wells) < 2:
+        return
+    text = (f"the recording holds {len(wells)} wells ({', '.join(map(str, wells[:8]))}"
+            f"{', ...' if len(wells) > 8 else ''}), separate cultures that describe() would treat as one network")
+    if not allow:
+        raise ValueError(f"{text}; load one well (load(path, well=...)) or pass allow_multi_well=True")
+    warnings.warn(text, UserWarning, stacklevel=3)
+
+
 def describe(rec, *, corr_bin_ms: float = 10.0, sttc_dt: float = 0.01, sttc_rtol: float = 0.0,
              fano_bin_ms: float = 1000.0,
-             min_spikes: int = 10, burst_params: dict | None = None, avalanche_bin_ms: float | None = None) -> Description:
+             min_spikes: int = 10, burst_params: dict | None = None, avalanche_bin_ms: float | None = None,
+             allow_multi_well: bool = False) -> Description:
     """Describe a recording with the standard MEA statistics (one :class:`Description`).
 
     Per-unit statistics need ``min_spikes`` spikes (units below are NaN and listed in ``skipped``,
@@ -140,7 +152,13 @@ def describe(rec, *, corr_bin_ms: float = 10.0, sttc_dt: float = 0.01, sttc_rtol
     depend on the time origin, so recordings starting at different times compare fairly); Fano factors ``fano_bin_ms`` ms
     windows; network bursts :func:`detect_bursts` with ``burst_params``; avalanches
     ``avalanche_bin_ms`` (default: mean population ISI).
+
+    A recording of several wells (``metadata["wells"]`` lists more than one, e.g. an Axion plate
+    loaded with ``well="all"``) holds separate cultures: pairwise statistics and network bursts
+    across wells mean nothing, so it raises ``ValueError`` unless ``allow_multi_well=True``
+    (then a ``UserWarning``). Load one well instead (``load(path, well="D3")``).
     """
+    _check_one_well(rec, allow_multi_well)
     burst_params = dict(burst_params or {})
     counts = rec.spike_counts
     low = counts < min_spikes

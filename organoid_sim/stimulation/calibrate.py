@@ -1,7 +1,7 @@
 """Fit a model's stimulation coupling to a recorded calibration session: :func:`calibrate`.
 
 The recurrent network stays fixed; the global parameters of
-:class:`~organoid_sim.models.stim_coupling.StimulusCoupling` (membrane pathway: ``gain``,
+:class:`~organoid_sim.nn.stim_coupling.StimulusCoupling` (membrane pathway: ``gain``,
 ``q50_nc``, ``hill``, ``length_um``, ``tau_ms``, ``distance_power``; direct pathway, when the
 coupling has it: ``direct_gain``, ``direct_q50_nc``, ``direct_hill``, ``direct_length_um``,
 ``direct_power``, ``direct_tau_ms``, ``velocity_um_per_ms``, ``direct_local_fraction``; see
@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 from ..events import COLUMNS, StimEvents
+from ..models.base import counts_to_recording
+from ..stats import evoked_responses
 
 #: default response window (s after the pulse): the same as the virtual organoid's true responses
 WINDOW = (0.002, 0.050)
@@ -112,9 +114,6 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
     analysed by :func:`organoid_sim.stats.evoked_responses` with ``window`` (s), grouped by amplitude.
     """
     from tqdm.auto import tqdm
-
-    from ..models.base import counts_to_recording
-    from ..stats import evoked_responses
 
     coupling = model.stim_coupling
     if coupling is None:
@@ -243,8 +242,6 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     """
     from scipy.optimize import minimize
     from tqdm.auto import tqdm
-
-    from ..stats import evoked_responses
 
     _check(model, recording)
     coupling = model.stim_coupling

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..events import StimEvents
+from ..models.base import counts_to_recording
+from ..nn.observation import saturated_bins
 from ..recording import SpikeRecording
 from .protocol import as_events
 
@@ -73,9 +75,6 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s:
 def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int, seed: int, burn_in_s: float,
                     progress: bool) -> list[SpikeRecording]:
     """All trials as one batch of ``model.run`` (same input, independent noise per trajectory)."""
-    from ..models.base import counts_to_recording
-    from ..models.observation import saturated_bins
-
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if getattr(model, "layout", None) is None:

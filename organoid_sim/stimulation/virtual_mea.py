@@ -38,6 +38,8 @@ import numpy as np
 import torch
 
 from ..events import StimEvents
+from ..models.base import unit_ids_from_layout
+from ..nn.stim_coupling import KERNEL_SPAN_TAU
 from ..recording import SpikeRecording
 from ..tensor import bin_index
 from .devices import DeviceProfile, get_profile
@@ -138,7 +140,7 @@ class Tick:
 # ---------------------------------------------------------------------------------- stepping the model
 class ModelStepper:
     """Advances a :class:`~organoid_sim.models.SpikingNetworkModel` over consecutive windows, carrying
-    its explicit :class:`~organoid_sim.models.neurons.NetworkState` from one window to the next.
+    its explicit :class:`~organoid_sim.nn.neurons.NetworkState` from one window to the next.
 
     Pulses are turned into input current once, when they are scheduled (:meth:`add_events`):
     ``model.stim_coupling(events, n, dt_s, t0)`` (and its ``direct_input``, the directly evoked spikes)
@@ -170,8 +172,6 @@ class ModelStepper:
         if callable(getattr(coupling, "span_s", None)):
             return max(coupling.span_s(), self.MIN_SPAN_S)
         try:
-            from ..models.stim_coupling import KERNEL_SPAN_TAU
-
             return max(KERNEL_SPAN_TAU * coupling.values()["tau_ms"] * 1e-3, self.MIN_SPAN_S)
         except (ImportError, AttributeError, KeyError):
             return 0.25
@@ -413,8 +413,6 @@ class Neurons:
 
 def _recorded_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(unit_ids, electrode_ids)`` of the model's recorded units (from the fitted layout)."""
-    from ..models.base import unit_ids_from_layout
-
     return unit_ids_from_layout(model.layout), np.asarray(model.layout["electrode_ids"], dtype=np.int64)
 
 

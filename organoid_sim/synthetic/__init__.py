@@ -8,7 +8,7 @@ Three independent parts, each in its own module:
   low rates in between, like the cortical cultures in ``../shared/data/real``.
 - :mod:`.physics` - how a pulse activates neurons: axonal and somatic threshold charge growing
   with distance (current-distance law), direct spikes 2-6 ms after the pulse. It shares nothing
-  with the model's :class:`~organoid_sim.models.stim_coupling.StimulusCoupling`, so fitting a
+  with the model's :class:`~organoid_sim.nn.stim_coupling.StimulusCoupling`, so fitting a
   model to it is an honest test.
 - :mod:`.observe` - the recording model: each electrode picks up nearby neurons as one
   multi-unit channel, detection falling with distance, artefact blanking after pulses.

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..events import StimEvents
-from ..models.stim_coupling import charge_per_phase_nc
+from ..nn.stim_coupling import charge_per_phase_nc
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Teacher-forced features of the spiking network: its state variables as filters of recorded spikes.
+
+Given the recorded spike counts ``s`` (``[T, N]``), every state variable of
+:func:`organoid_sim.nn.neurons.lif_step` except the depression ``x`` is a linear,
+time-invariant filter of ``s``, and ``x`` only matters at the bins where the presynaptic neuron
+spikes. So the whole teacher-forced trajectory is computed without a Python loop over time:
+
+* exponential filters with ``scipy.signal.lfilter`` (a compiled IIR filter, exact);
+* the Tsodyks-Markram resources at spike bins, event by event: between spikes ``x`` recovers
+  as ``1 - (1 - x+) alpha_rec^(bins since the last spike)``.
+
+The features are ``F1_k = lag0_m(lag1_syn_k(x * s))`` (synaptic drive of type ``k`` seen by
+the membrane), ``F2 = lag1_m(s)`` (own resets) and ``F3 = lag1_a(s)`` (adaptation), with
+
+    eta = log(r0 dt) + (b - theta + sum_k W_k F1_k - theta F2 - beta F3) / delta_u.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = ["exp_filter", "depression_at_spikes", "teacher_features"]
+
+
+def exp_filter(u: np.ndarray, alpha, lag: int) -> np.ndarray:
+    """Causal exponential filter along axis 0.
+
+    ``lag=1``: ``y_t = alpha y_{t-1} + u_{t-1}``; ``lag=0``: ``y_t = alpha y_{t-1} + (1 - alpha) u_t``.
+    ``alpha`` is a scalar or one value per column.
+    """
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (u.shape[1],))
+    out = np.empty_like(u, dtype=np.float64)
+    groups = {}
+    for j, a in enumerate(alpha.tolist()):
+        groups.setdefault(a, []).append(j)
+    for a, cols in groups.items():
+        b = [0.0, 1.0] if lag == 1 else [1.0 - a]
+        out[:, cols] = lfilter(b, [1.0, -a], u[:, cols], axis=0)
+    return out
+
+
+def depression_at_spikes(counts: np.ndarray, alpha_rec, use) -> np.ndarray:
+    """Resources ``x`` just before each bin's spikes, zero where no spike (``[T, N]``).
+
+    ``x`` starts full (1); a bin with ``c`` spikes leaves ``x (1 - U)^c``; between spikes ``x``
+    recovers by ``1 - x <- alpha_rec (1 - x)`` per bin.
+    """
+    T, n = counts.shape
+    alpha_rec = np.broadcast_to(np.asarray(alpha_rec, np.float64), (n,))
+    use = np.broadcast_to(np.asarray(use, np.float64), (n,))
+    out = np.zeros((T, n))
+    for j in range(n):
+        bins = np.flatnonzero(counts[:, j])
+        if len(bins) == 0:
+            continue
+        c = counts[bins, j]
+        gaps = np.diff(bins, prepend=bins[0]).astype(np.float64)
+        rec = alpha_rec[j] ** gaps
+        keep = (1.0 - use[j]) ** c
+        xs = np.empty(len(bins))
+        x = 1.0
+        # one pass over this unit's spikes (event-driven: cost ~ number of spikes, not bins)
+        for k in range(len(bins)):
+            x = 1.0 - rec[k] * (1.0 - x)
+            xs[k] = x
+            x = x * keep[k]
+        out[bins, j] = xs
+    return out
+
+
+def teacher_features(counts: np.ndarray, dt_ms: float, tau_mem_ms: float, tau_syn_ms, tau_adapt_ms,
+                     tau_rec_ms, use) -> dict[str, np.ndarray]:
+    """Features ``F1`` (``[n_syn, T, N]``), ``F2``, ``F3`` (``[T, N]``) of recorded counts (see module doc).
+
+    Time constants in ms (``tau_adapt_ms``, ``tau_rec_ms``, ``use`` per unit or scalar).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    dt = float(dt_ms)
+    a_m = np.exp(-dt / tau_mem_ms)
+    x = depression_at_spikes(counts, np.exp(-dt / np.asarray(tau_rec_ms, np.float64)), use)
+    e = x * counts
+    f1 = np.stack([exp_filter(exp_filter(e, np.exp(-dt / ts), 1), a_m, 0) for ts in np.atleast_1d(tau_syn_ms)])
+    f2 = exp_filter(counts, a_m, 1)
+    f3 = exp_filter(counts, np.exp(-dt / np.asarray(tau_adapt_ms, np.float64)), 1)
+    return {"F1": f1, "F2": f2, "F3": f3}

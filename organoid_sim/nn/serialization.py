@@ -1,0 +1,54 @@
+"""Named tensors in safetensors files: raw arrays only, so loading never executes code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..atomic import atomic_write_bytes
+
+__all__ = ["save_tensors", "load_tensors"]
+
+
+def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    """Atomically write tensors (moved to CPU, made contiguous) as safetensors.
+
+    Parameters
+    ----------
+    path : Path
+        File to write (replaced atomically).
+    tensors : Mapping[str, torch.Tensor]
+        Named tensors; any device, any layout.
+    metadata : Mapping[str, str], optional
+        String metadata stored in the file's header.
+
+    Returns
+    -------
+    None
+    """
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(Path(path), save(flat, metadata=dict(metadata or {})))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (no code is executed).
+
+    Parameters
+    ----------
+    path : Path
+        A file written by :func:`save_tensors`.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        The named tensors, on the CPU.
+    """
+    from safetensors.torch import load_file
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: model weights file not found")
+    return load_file(str(path))
