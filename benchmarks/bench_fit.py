@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wells-per-plate", type=int, default=4, help="plate mode: wells sampled per plate")
     ap.add_argument("--seed", type=int, default=0, help="plate mode: seed of the sample and of every fit")
     ap.add_argument("--wells", default=None, help="plate mode: only these sampled wells, PLATE_PREFIX:WELL,...")
+    ap.add_argument("--calibration-arms", default=None,
+                    help="plate mode: JSON {name: calibrate_rates options}; refinement once per well, every arm after it")
     ap.add_argument("--jobs", type=int, default=1, help="plate mode: fits run side by side (1 thread each)")
     ap.add_argument("--out", default=None, help="plate mode: also write the JSON result to this file")
     ap.add_argument("--fit-options", default=None, help="plate mode: JSON dict of network fit options")
@@ -156,9 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds of evaluate; tables show the median")
     args = ap.parse_args(argv)
     if args.plates:
-        from plates import run_plates
+        from plates import run_arms, run_plates
 
-        return run_plates(args)
+        return run_arms(args) if args.calibration_arms else run_plates(args)
     result = {"machine": {"torch": torch.__version__, "cpu_threads_available": torch.get_num_threads()}}
     if not args.skip_eval:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x)

@@ -210,3 +210,97 @@ def run_plates(args) -> int:
     if args.json:
         print(text)
     return 0
+
+
+def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
+    """Like :func:`fit_well`, for several rate-calibration settings at once (``arms``: name ->
+    :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, ``rounds`` included): the
+    teacher-forced stage and refinement run once (the calibration comes after them and they do not
+    depend on it), then per arm the calibration, the likelihood guard of
+    :func:`organoid_sim.fit.fit_network`, the self-check and ``evaluate``'s figures, as a single
+    default fit would give them. Returns ``{"arms": {name: evaluate-like dict with "bars"}}``."""
+    import copy
+    import warnings
+
+    import organoid_sim
+    from organoid_sim.evaluation import _figures, _trim, judge_evaluation
+    from organoid_sim.fit.calibrate import calibrate_rates
+    from organoid_sim.fit.self_check import capped_fraction, in_sample_check
+    from organoid_sim.fit.teacher import validation_bits
+    from organoid_sim.models import SpikingNetworkModel
+
+    _init_worker()
+    rec = organoid_sim.load(path, well=well)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base_rep = organoid_sim.evaluate(rec, split=0.75, seed=seed, models=("poisson", "glm")).to_dict()
+        train, held = _trim(rec).split(0.75)
+        t0 = time.perf_counter()
+        base = SpikingNetworkModel(seed=seed, n_hidden=8).fit(train, progress=False, seed=seed, calibration_rounds=0,
+                                                              max_likelihood_loss=None, self_check=False)
+        base_s = time.perf_counter() - t0
+        tf = None
+        mt = base.provenance["metrics"]
+        counts = base.observation.prepare(base._binned(train))
+        design = base.teacher_design(counts)
+        out = {"plate": Path(path).name, "well": well, "n_units": rec.n_units, "arms": {}}
+        for name, opts in arms.items():
+            m = copy.deepcopy(base)
+            t1 = time.perf_counter()
+            opts = dict(opts)
+            calibrate_rates(m, counts, seed=seed, progress=False, **opts)
+            final = validation_bits(m, counts, 0.1, design=design)
+            rejected = final < mt["best_val_bits"] - 0.25 or final < mt.get("uncoupled_val_bits", float("-inf"))
+            if rejected:  # the guard: back to the teacher-forced parameters (same seed, same stage 1)
+                if tf is None:
+                    tf = SpikingNetworkModel(seed=seed, n_hidden=8).fit(train, progress=False, seed=seed,
+                                                                        refine_steps=0, calibration_rounds=0,
+                                                                        self_check=False)
+                m = copy.deepcopy(tf)
+            fit_s = base_s + time.perf_counter() - t1
+            check = in_sample_check(m, train, seed=seed + 11)
+            sim = m.simulate(4.0 * held.duration, seed=seed, t_start=held.t_start, n_parallel=8, burn_in_s=5.0)
+            d = {k: base_rep[k] for k in ("poisson", "glm", "recording")}
+            d["network"] = {"bits_per_spike": m.score(held), **_figures(held, sim),
+                            "capped_bin_fraction": capped_fraction(sim, m)}
+            d["in_sample"] = {"bits_per_spike": m.score(train), **{k: check["figures"][k] for k in HELD[1:]}}
+            d["timings_s"] = {"network_fit": fit_s}
+            d["refinement_rejected"] = bool(rejected)
+            d["bars"] = judge_evaluation(d)
+            cf = d["network"]["capped_bin_fraction"]
+            d["bars"]["capped_ok"] = bool(cf is None or cf < CAP_BAR)
+            d.update(plate=out["plate"], well=well, n_units=rec.n_units)
+            out["arms"][name] = d
+    return out
+
+
+def run_arms(args) -> int:
+    """``bench_fit.py --plates ... --calibration-arms JSON``: every arm on every sampled well, one
+    table per arm (see :func:`fit_well_arms`)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    arms = json.loads(args.calibration_arms)
+    jobs = []
+    for p in resolve(args.plates):
+        wells, n_good = sample_wells(p, args.wells_per_plate, args.seed)
+        print(f"{p.name}: {n_good} eligible wells, sampled {', '.join(wells)}", flush=True)
+        jobs += [(str(p), w) for w in wells]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as ex:
+        futs = [ex.submit(fit_well_arms, p, w, args.seed, arms) for p, w in jobs]
+        runs = []
+        for f in futs:
+            runs.append(f.result())
+            print(f"done {runs[-1]['plate']} {runs[-1]['well']}", flush=True)
+    result = {"plates": args.plates, "wells_per_plate": args.wells_per_plate, "seed": args.seed, "arms": arms,
+              "machine": {"cpu_count": os.cpu_count(), "jobs": args.jobs, "threads_per_fit": 1,
+                          "load_avg_at_end": os.getloadavg()}, "totals": {}, "wells": runs}
+    for name in arms:
+        print(f"\n== arm {name}: {arms[name]}")
+        result["totals"][name] = print_table([r["arms"][name] for r in runs])
+    if args.out:
+        from organoid_sim.atomic import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), json.dumps(result, indent=1, default=float).encode())
+    return 0
