@@ -34,6 +34,7 @@ def one_well(path: str, well: str, seed: int = 0) -> dict:
     from organoid_sim.fit.calibrate import calibrate_rates
     from organoid_sim.fit.self_check import in_sample_check, judge
     from organoid_sim.models import SpikingNetworkModel
+    from organoid_sim.models.network import DEFAULT_N_HIDDEN
     from plates import _init_worker
 
     _init_worker()
@@ -42,7 +43,7 @@ def one_well(path: str, well: str, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        base = SpikingNetworkModel(seed=seed, n_hidden=8).fit(train, progress=False, seed=seed, calibration_rounds=0,
+        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed, calibration_rounds=0,
                                                               self_check=False)
     out = {"plate": Path(path).name, "well": well, "fit_s": time.perf_counter() - t0, "arms": {}}
     counts = base.observation.prepare(base._binned(train))

@@ -77,7 +77,7 @@ def _random_network(n: int, dt_ms: float, device: str):
     from organoid_sim import SpikeRecording
     from organoid_sim.models import SpikingNetworkModel
 
-    m = SpikingNetworkModel(dt_ms=dt_ms, tau_syn_ms=(5.0,), seed=0)
+    m = SpikingNetworkModel(n_hidden=0, dt_ms=dt_ms, tau_syn_ms=(5.0,), seed=0)
     xy = np.random.default_rng(0).random((n, 2)) * 2000.0
     tmpl = SpikeRecording.from_spike_times([np.array([0.5])] * n, t_start=0.0, t_stop=1.0,
                                            electrode_ids=np.arange(n), positions=xy)

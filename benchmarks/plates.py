@@ -228,6 +228,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     from organoid_sim.fit.self_check import capped_fraction, in_sample_check
     from organoid_sim.fit.teacher import validation_bits
     from organoid_sim.models import SpikingNetworkModel
+    from organoid_sim.models.network import DEFAULT_N_HIDDEN
 
     _init_worker()
     rec = organoid_sim.load(path, well=well)
@@ -236,7 +237,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
         base_rep = organoid_sim.evaluate(rec, split=0.75, seed=seed, models=("poisson", "glm")).to_dict()
         train, held = _trim(rec).split(0.75)
         t0 = time.perf_counter()
-        base = SpikingNetworkModel(seed=seed, n_hidden=8).fit(train, progress=False, seed=seed, calibration_rounds=0,
+        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed, calibration_rounds=0,
                                                               max_likelihood_loss=None, self_check=False)
         base_s = time.perf_counter() - t0
         tf = None
@@ -253,7 +254,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             rejected = final < mt["best_val_bits"] - 0.25 or final < mt.get("uncoupled_val_bits", float("-inf"))
             if rejected:  # the guard: back to the teacher-forced parameters (same seed, same stage 1)
                 if tf is None:
-                    tf = SpikingNetworkModel(seed=seed, n_hidden=8).fit(train, progress=False, seed=seed,
+                    tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed,
                                                                         refine_steps=0, calibration_rounds=0,
                                                                         self_check=False)
                 m = copy.deepcopy(tf)

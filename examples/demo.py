@@ -6,7 +6,8 @@
 4. calibrate the model's stimulation coupling on the calibration session (half of the electrodes);
 5. probe electrodes the calibration never stimulated, at an amplitude it never used, and compare the
    predicted responses with the organoid's true ones;
-6. write everything to an HTML report (figures + tables) in ``demo_out/`` and print its path.
+6. write everything to an HTML report (figures + tables) in ``demo_out/``; print the headline figures
+   (checks passed, probe r and latency error) and every file written.
 
 ``--quick`` shortens every stage (used by the tests); ``--out DIR`` changes the output folder.
 """
@@ -26,6 +27,7 @@ import _common  # noqa: E402
 
 import organoid_sim  # noqa: E402
 from organoid_sim import stats  # noqa: E402
+from organoid_sim.atomic import atomic_write_text  # noqa: E402
 from organoid_sim.report import Report  # noqa: E402
 from organoid_sim.stimulation import CL1, concat_trials, probe_electrodes, run_trials  # noqa: E402
 
@@ -97,9 +99,33 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_heading("Run time (s, this machine)")
     rep.add_table({k: round(v, 1) for k, v in timings.items()})
     path = rep.save(out / "report.html")
-    (out / "summary.json").write_text(json.dumps({"timings_s": timings, **figures}, indent=1))
+    passed = sum(ok for _, ok in cmp.checks.values())
+    headline = {"checks_passed": passed, "checks": len(cmp.checks), "verdict": cmp.verdict, **figures}
+    summary_path = atomic_write_text(out / "summary.json", json.dumps({"timings_s": timings, **headline}, indent=1))
     print(f"[5/5] report written: {path}")
+    _print_headline(headline)
+    _print_outputs(out, path, summary_path)
     return 0
+
+
+def _print_headline(h: dict) -> None:
+    """The figures a reader wants first: the model's checks and the probe's agreement with the truth."""
+    print(f"model vs held-out recording: {h['checks_passed']}/{h['checks']} checks pass")
+    if "response_probability_r" in h:
+        print(f"probe of {len(h['probe_electrodes'])} electrodes never used in calibration: response-probability "
+              f"r = {h['response_probability_r']:.2f}, median latency error "
+              f"{h['latency_median_abs_err_ms']:.1f} ms ({h['n_trials']} trials)")
+
+
+def _print_outputs(out: Path, report: Path, summary: Path) -> None:
+    """Every file the demo wrote, one per line."""
+    listed = {report.resolve(), summary.resolve()}
+    print("outputs:")
+    print(f"  {report}  (HTML report: figures and tables)")
+    print(f"  {summary.resolve()}  (headline figures and timings, JSON)")
+    for p in sorted(out.resolve().rglob("*")):
+        if p.is_file() and p not in listed:
+            print(f"  {p}")
 
 
 def _section_recording(rep: Report, rec, desc, sample, figs: Path) -> None:
@@ -121,8 +147,7 @@ def _section_model(rep: Report, model, held, sim, cmp, figs: Path) -> None:
     rep.add_text(f"SpikingNetworkModel, {model.n_recorded} recorded + {model.n_hidden} hidden neurons, "
                  f"dt = {model.dt_ms:g} ms. Free-running simulation of {sim.duration:.0f} s compared with the "
                  f"last {held.duration:.0f} s of the recording, which the fit never saw.")
-    rep.add_table({k: v for k, v in cmp.summary.items()}, caption="compare(held-out, simulated).summary")
-    rep.add_pre(str(cmp))
+    rep.add_pre(str(cmp))  # every statistic, its distance, the notes and the verdict
     rep.add_figure(plot.comparison(cmp, held, sim, labels=("recording (held out)", "model")),
                    "Recording (left) vs model (right)", png_path=figs / "comparison.png")
 
@@ -145,9 +170,8 @@ def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: b
     if truth is not None:
         candidates = np.intersect1d(candidates, truth.electrodes)
     chosen = candidates[:: max(1, len(candidates) // (4 if quick else 8))][: 4 if quick else 8]
-    protocol = probe_electrodes(chosen, amplitude=PROBE_AMPLITUDE_UA, phase_us=PHASE_US,
-                                n_repeats=1, interval_s=0.25, seed=seed, name="probe held-out electrodes")
-    CL1.validate(protocol)
+    protocol = CL1.assign(probe_electrodes(chosen, amplitude=PROBE_AMPLITUDE_UA, phase_us=PHASE_US, n_repeats=1,
+                                           interval_s=0.25, seed=seed, name="probe held-out electrodes"))
     protocol.save(out / "probe.yaml")
     n_trials = 10 if quick else 40
     print(f"[5/5] probing {len(chosen)} electrodes x {n_trials} trials at {PROBE_AMPLITUDE_UA} uA ...")
@@ -156,7 +180,7 @@ def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: b
     window = tuple(truth.window) if truth is not None else (0.002, 0.100)
     pred = stats.evoked_responses(evoked, window=window)
     rep.add_heading("4. Virtual stimulation: probing electrodes the calibration never used")
-    rep.add_text(f"Protocol {protocol!r} (saved as probe.yaml, valid on the CL1 profile), {n_trials} trials, "
+    rep.add_text(f"The {protocol} (saved as probe.yaml, valid on the CL1 profile), {n_trials} trials, "
                  f"biphasic {PROBE_AMPLITUDE_UA} uA x {PHASE_US:g} us per phase. Evoked recording: evoked.nwb.")
     p = stats.psth(evoked, evoked.stim.time, window=(-0.02, 0.1), bin_ms=2.0)
     rep.add_figure(plot.psth(p, window=window), "PSTH of the model's responses to the probe pulses",
@@ -172,22 +196,28 @@ def _response_maps(pred, truth, a: int, electrodes):
     from matplotlib.figure import Figure
 
     n = len(pred.electrodes)
-    fig = Figure(figsize=(2.6 * n + 1, 5.2), layout="constrained")
-    axes = fig.subplots(2, n, squeeze=False)
+    ncol = min(n, 4)  # at most four maps a row, so that titles stay legible in the report
+    nrow = 2 * int(np.ceil(n / ncol))
+    fig = Figure(figsize=(2.9 * ncol + 1, 2.7 * nrow), layout="constrained")
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for g in range(n, (nrow // 2) * ncol):  # empty places of the last row pair
+        axes[2 * (g // ncol), g % ncol].set_axis_off()
+        axes[2 * (g // ncol) + 1, g % ncol].set_axis_off()
     xy = electrodes.position_of(np.asarray(pred.unit_ids, np.int64))
     im = None
     for g, e in enumerate(pred.electrodes):
         row = int(np.flatnonzero(truth.electrodes == e)[0])
         cols = [int(np.flatnonzero(truth.unit_ids == u)[0]) for u in pred.unit_ids]
-        for ax, p, label in ((axes[0, g], pred.response_probability[g], "model"),
-                             (axes[1, g], truth.response_probability[row, a, cols], "truth")):
+        r0, c0 = 2 * (g // ncol), g % ncol
+        for ax, p, label in ((axes[r0, c0], pred.response_probability[g], "model"),
+                             (axes[r0 + 1, c0], truth.response_probability[row, a, cols], "truth")):
             im = ax.scatter(xy[:, 0], xy[:, 1], c=p, vmin=0, vmax=1, s=60, cmap="viridis", marker="s")
             ax.plot(*electrodes.position_of([e])[0], marker="*", mfc="none", mec="red", mew=1.5, ms=16)
             ax.set_aspect("equal")
             ax.invert_yaxis()
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{label}, electrode {e}", fontsize=9)
+            ax.set_title(f"{label}: stimulated electrode {e}", fontsize=10)
     fig.colorbar(im, ax=axes, label="P(response)", shrink=0.8)
     return fig
 
@@ -222,13 +252,15 @@ def _against_truth(rep: Report, pred, truth, electrodes, figs: Path) -> dict:
     ax2.plot(lim, lim, color="0.5", lw=1)
     ax2.set_xlabel("true median first-spike latency (ms)")
     ax2.set_ylabel("model median latency (ms)")
-    ax2.set_title(f"median |error| = {lat_err:.1f} ms ({int(both.sum())} pairs)")
+    lat_r = (float(np.corrcoef(l_true[both], l_pred[both])[0, 1])
+             if both.sum() > 2 and np.std(l_true[both]) > 0 and np.std(l_pred[both]) > 0 else float("nan"))
+    ax2.set_title(f"r = {lat_r:.2f}, median |error| = {lat_err:.1f} ms ({int(both.sum())} pairs)")
     rep.add_figure(fig, "Predicted vs true evoked responses on electrodes and amplitude never used in calibration",
                    png_path=figs / "probe_vs_truth.png")
     rep.add_figure(_response_maps(pred, truth, a, electrodes), "Response probability on the array for each probed "
                    "electrode (star): model (top) vs ground truth (bottom)", png_path=figs / "probe_maps.png")
-    figures = {"response_probability_r": r, "latency_median_abs_err_ms": lat_err, "n_pairs": int(len(p_pred)),
-               "n_latency_pairs": int(both.sum())}
+    figures = {"response_probability_r": r, "latency_median_abs_err_ms": lat_err, "latency_r": lat_r,
+               "n_pairs": int(len(p_pred)), "n_latency_pairs": int(both.sum())}
     rep.add_table(figures, caption="Prediction vs ground truth (held-out electrodes, unseen amplitude)")
     return figures
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from .recording import SpikeRecording
 from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .models.network import DEFAULT_N_HIDDEN
 from .stats import compare
 
 __all__ = ["evaluate", "EvaluationReport", "FIGURES", "held_out_bars", "judge_evaluation"]
@@ -29,8 +30,6 @@ __all__ = ["evaluate", "EvaluationReport", "FIGURES", "held_out_bars", "judge_ev
 FIGURES = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
            "corr_matrix_r")
 ROWS = ("poisson", "glm", "network", "recording", "in_sample")
-#: hidden neurons of the evaluated network unless ``network_options`` says otherwise
-DEFAULT_HIDDEN = 8
 
 
 @dataclass
@@ -110,16 +109,13 @@ def judge_evaluation(result: dict) -> dict:
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
-    s = compare(held, candidate).summary
+    s = compare(held, candidate, noise_floor=False).summary  # the figures only, not the verdict
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
 
 def _trim(recording: SpikeRecording) -> SpikeRecording:
-    """The recording cut to ``[first spike, last spike]`` (silent lead-in/out is not culture time)."""
-    if recording.n_spikes == 0:
-        return recording
-    t0, t1 = float(recording.times.min()), float(recording.times.max())
-    return recording.time_slice(t0, min(t1 + 1e-6, recording.t_stop)) if t1 > t0 else recording
+    """The recording cut to ``[first spike, last spike]`` (:meth:`SpikeRecording.trim_silence`)."""
+    return recording.trim_silence()
 
 
 def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, sim_factor: float = 4.0,
@@ -132,8 +128,13 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     the model side from being the noisy one). ``network_options`` / ``glm_options``: constructor
     arguments of :class:`SpikingNetworkModel` (default ``n_hidden=8``) / :class:`CoupledGLM`; ``fit_options``: arguments of
     the network's ``fit`` (e.g. ``refine_steps``). ``trim_silence`` first cuts the recording to
-    its first..last spike. ``seed`` fixes fitting and simulation randomness.
+    its first..last spike (:meth:`SpikeRecording.trim_silence`, the rule of ``organoid-sim fit``
+    too; ``False`` keeps the silence). ``seed`` fixes fitting and simulation randomness.
+    ``progress``: a tqdm bar over the stages (each model's fit and simulation), with the fits' and
+    simulations' own bars below it.
     """
+    from tqdm.auto import tqdm
+
     if trim_silence:
         recording = _trim(recording)
     train, held = recording.split(split)
@@ -143,10 +144,12 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     sim_s = sim_factor * held.duration
     builders = {"poisson": lambda: PoissonModel(**({"dt_ms": (network_options or {}).get("dt_ms", 5.0)})),
                 "glm": lambda: CoupledGLM(**(glm_options or {})),
-                "network": lambda: SpikingNetworkModel(**{"seed": seed, "n_hidden": DEFAULT_HIDDEN,
+                "network": lambda: SpikingNetworkModel(**{"seed": seed, "n_hidden": DEFAULT_N_HIDDEN,
                                                           **(network_options or {})})}
     rows, timings, notes = {}, {}, []
+    bar = tqdm(total=2 * len(models), desc="evaluate", unit="stage", disable=not progress)
     for name in models:
+        bar.set_postfix_str(f"fitting {name}")
         t0 = time.perf_counter()
         model = builders[name]()
         kwargs = {"progress": progress}
@@ -156,10 +159,13 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
             kwargs["device"] = device
         model.fit(train, **kwargs)
         timings[f"{name}_fit"] = time.perf_counter() - t0
+        bar.update()
+        bar.set_postfix_str(f"simulating {name}")
         t1 = time.perf_counter()
-        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, **({} if name == "poisson" else
-                                                                        {"n_parallel": 8, "burn_in_s": 5.0}))
+        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, progress=progress,
+                             **({} if name == "poisson" else {"n_parallel": 8, "burn_in_s": 5.0}))
         timings[f"{name}_simulate"] = time.perf_counter() - t1
+        bar.update()
         rows[name] = {"bits_per_spike": model.score(held), **_figures(held, sim)}
         if name == "network":
             rows[name]["capped_bin_fraction"] = capped_fraction(sim, model)
@@ -180,6 +186,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
                          "bits/spike), so the uncoupled network was kept")
         if fit_metrics.get("refinement_rejected"):
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
+    bar.close()
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
     if "network" in rows:
         rows["in_sample"] = in_row

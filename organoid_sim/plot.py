@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from .atomic import atomic_path
 
@@ -120,39 +120,78 @@ def _offdiag_lim(*mats) -> float:
     return float(vals.max()) if len(vals) and vals.max() > 0 else 1.0
 
 
-def _matrix_on(ax, fig, m: np.ndarray, labels, title: str, lim: float | None = None, cmap="RdBu_r") -> None:
+def _matrix_on(ax, fig, m: np.ndarray, labels, title: str, lim: float | None = None, cmap="RdBu_r",
+               value_label: str = "pairwise value") -> None:
     m = np.array(m, dtype=float)
     np.fill_diagonal(m, np.nan)  # the diagonal (1) would dominate the colour scale
     lim = _offdiag_lim(m) if lim is None else lim
     im = ax.imshow(m, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=value_label)
     if labels is not None and len(labels) <= 32:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels([str(x) for x in labels], rotation=90, fontsize=6)
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels([str(x) for x in labels], fontsize=6)
+        ax.set_xlabel("unit id")
+        ax.set_ylabel("unit id")
+    else:
+        ax.set_xlabel("unit index")
+        ax.set_ylabel("unit index")
     ax.set_title(title)
 
 
-def pairwise_matrix(m: np.ndarray, unit_ids=None, title: str = "pairwise correlation") -> Figure:
-    """Heat map of an ``N x N`` pairwise matrix (correlation or STTC), diagonal blanked."""
+def pairwise_matrix(m: np.ndarray, unit_ids=None, title: str = "pairwise correlation",
+                    value_label: str | None = None) -> Figure:
+    """Heat map of an ``N x N`` pairwise matrix (correlation or STTC), diagonal blanked.
+
+    ``value_label`` names the colour bar (default: from ``title``: "STTC" or "Pearson correlation")."""
+    if value_label is None:
+        value_label = "STTC" if "sttc" in title.lower() else "Pearson correlation of binned counts"
     fig = Figure(figsize=(5.8, 5), layout="constrained")
-    _matrix_on(fig.subplots(), fig, m, unit_ids, title)
+    _matrix_on(fig.subplots(), fig, m, unit_ids, title, value_label=value_label)
     return fig
 
 
-def _hist_on(ax, values, label: str, log: bool = False, bins: int = 40, **kw) -> None:
-    """Histogram as the fraction of values per bin (log-spaced bins on a log axis when ``log``)."""
+def _hist_edges(log: bool, bins: int, *samples) -> np.ndarray | int:
+    """Bin edges covering every sample (so that two sides of a comparison share them)."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in samples]) if samples else np.zeros(0)
+    v = v[np.isfinite(v) & ((v > 0) if log else True)]
+    if len(v) == 0 or v.min() == v.max():
+        return bins
+    return np.geomspace(v.min(), v.max() * 1.0001, bins) if log else np.linspace(v.min(), v.max(), bins)
+
+
+def _log_ticks(ax) -> None:
+    """Labelled ticks on a log x axis: powers of ten over a wide range, 1-2-5 or finer steps over a
+    short one (where no power of ten, or only one, falls inside and the axis would be left unlabelled)."""
+    lo, hi = ax.get_xlim()
+    if not (lo > 0 and hi > lo):
+        return
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), tuple(range(1, 10))):  # >= 3 ticks
+        ticks = [m * 10.0 ** k for k in decades for m in subs if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) >= 3:
+            break
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _hist_on(ax, values, label: str, log: bool = False, bins: int = 40, edges=None, **kw) -> None:
+    """Histogram as the fraction of values per bin (log-spaced bins on a log axis when ``log``);
+    ``edges`` fixes the bins (and the x range)."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v) & ((v > 0) if log else True)]
+    edges = _hist_edges(log, bins, v) if edges is None else edges
     if len(v) == 0:
         ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
     else:
-        edges = np.geomspace(v.min(), v.max() * 1.0001, bins) if log and v.min() < v.max() else bins
         ax.hist(v, bins=edges, weights=np.full(len(v), 1.0 / len(v)), **kw)
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+    if not np.isscalar(edges):
+        ax.set_xlim(edges[0], edges[-1])
+    if log and (len(v) or not np.isscalar(edges)):
+        ax.set_xscale("log")
+        _log_ticks(ax)
     ax.set_xlabel(label)
     ax.set_ylabel("fraction")
 
@@ -188,7 +227,10 @@ def _loglog_on(ax, values, fit, label: str, color="tab:blue", name: str = "") ->
     dens = counts / (len(v) * np.diff(edges))  # mean probability of each integer in the bin
     ok = counts > 0
     ax.loglog(centers[ok], dens[ok], "o", ms=4, color=color, alpha=0.8, label=name or "data")
-    if fit is not None:
+    if fit is not None and not getattr(fit, "fitted", True):
+        ax.text(0.97, 0.95, "power law not fitted\n(exponent at its search bound)", ha="right", va="top",
+                fontsize=7, transform=ax.transAxes)
+    elif fit is not None:
         x = np.arange(fit.xmin, v.max() + 1)
         ax.loglog(x, fit.n_tail / len(v) * fit.pmf(x), "-", color=color, lw=1.2,
                   label=f"{name} fit alpha={fit.alpha:.2f}, xmin={fit.xmin}".strip())
@@ -215,10 +257,12 @@ def psth(p, units=None, title: str | None = None, window=None) -> Figure:
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     a, b = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
     t_ms = p.bin_edges_s * 1000.0
-    a.stairs(p.population_rate_hz, t_ms, color="tab:blue")
-    a.axvline(0, color="tab:red", lw=1)
+    a.stairs(p.population_rate_hz, t_ms, color="tab:blue", label="population rate")
+    a.axvline(0, color="tab:red", lw=1, label="stimulus onset")
     if window is not None:
-        a.axvspan(window[0] * 1e3, window[1] * 1e3, color="0.85", zorder=0)
+        a.axvspan(window[0] * 1e3, window[1] * 1e3, color="0.85", zorder=0,
+                  label=f"response window {window[0] * 1e3:g}-{window[1] * 1e3:g} ms")
+    a.legend(fontsize=7, loc="upper right")
     a.set_ylabel("population rate (Hz)")
     rates = p.rate_hz if units is None else p.rate_hz[:, units]
     im = b.pcolormesh(t_ms, np.arange(rates.shape[1] + 1), rates.T, cmap="magma", shading="flat")
@@ -254,6 +298,9 @@ def comparison(cmp, ref_rec=None, cand_rec=None, labels=("reference", "candidate
             axes[r, c].set_title(f"{labels[c]}: raster, first 30 s, bursts shaded")
         r += 1
     vmax = max(np.nanmax(d.per_unit["rate_hz"]) if len(d.per_unit["rate_hz"]) else 1.0 for d in descs)
+    # one set of bins for both sides, so that their histograms can be read against each other
+    isi_edges = _hist_edges(True, 40, *(d.isi_s for d in descs))
+    burst_edges = _hist_edges(True, 30, *(d.bursts.duration for d in descs))
     for c in range(2):
         rate = descs[c].per_unit["rate_hz"]
         axes[r, c].bar(np.arange(len(rate)), rate, color="tab:blue")
@@ -261,13 +308,15 @@ def comparison(cmp, ref_rec=None, cand_rec=None, labels=("reference", "candidate
         axes[r, c].set_xlabel("unit index")
         axes[r, c].set_ylabel("rate (Hz)")
         axes[r, c].set_title(f"{labels[c]}: rates (r={s['rate_r']:.3f}, median rel. err {s['rate_median_rel_err']:.3f})")
-        _hist_on(axes[r + 1, c], descs[c].isi_s, "inter-spike interval (s)", log=True, color="tab:gray")
+        _hist_on(axes[r + 1, c], descs[c].isi_s, "inter-spike interval (s)", log=True, color="tab:gray",
+                 edges=isi_edges)
         axes[r + 1, c].set_title(f"{labels[c]}: ISI (KS {s['isi_ks']:.3f})")
         _matrix_on(axes[r + 2, c], fig, descs[c].corr, None, f"{labels[c]}: correlation (r={s['corr_matrix_r']:.3f})",
-                   _offdiag_lim(*(d.corr for d in descs)))
+                   _offdiag_lim(*(d.corr for d in descs)), value_label="Pearson correlation")
         _matrix_on(axes[r + 3, c], fig, descs[c].sttc, None, f"{labels[c]}: STTC (r={s['sttc_matrix_r']:.3f})",
-                   _offdiag_lim(*(d.sttc for d in descs)))
-        _hist_on(axes[r + 4, c], descs[c].bursts.duration, "burst duration (s)", log=True, color="tab:red")
+                   _offdiag_lim(*(d.sttc for d in descs)), value_label="STTC")
+        _hist_on(axes[r + 4, c], descs[c].bursts.duration, "burst duration (s)", log=True, color="tab:red",
+                 edges=burst_edges)
         axes[r + 4, c].set_title(f"{labels[c]}: {len(descs[c].bursts)} bursts (rate rel. err "
                                  f"{s['burst_rate_rel_err']:+.3f}, duration {s['burst_duration_rel_err']:+.3f})")
         av = descs[c].avalanches

@@ -522,6 +522,24 @@ class SpikeRecording:
         return self.replace(times=self._times[keep], offsets=offsets, t_start=t0, t_stop=t1,
                             stim=self._stim.time_slice(t0, t1 if t1 < self._t_stop else np.inf))
 
+    def trim_silence(self) -> "SpikeRecording":
+        """The recording cut to ``[first spike, last spike]`` (seconds; the last spike is kept).
+
+        A plate's clock can run long before its first spike (164 s on the DIV12 Axion plate):
+        that silence is not culture activity, so ``organoid-sim fit``/``evaluate`` and
+        :func:`organoid_sim.evaluate` fit on the trimmed window by default. Returns ``self``
+        when there are fewer than two distinct spike times.
+
+        Returns
+        -------
+        SpikeRecording
+            A new recording whose window is ``[first spike, min(last spike + 1 us, t_stop)]``.
+        """
+        if self.n_spikes == 0:
+            return self
+        t0, t1 = float(self._times.min()), float(self._times.max())
+        return self.time_slice(t0, min(t1 + 1e-6, self._t_stop)) if t1 > t0 else self
+
     def split(self, fraction: float = 0.75) -> tuple["SpikeRecording", "SpikeRecording"]:
         """Split in time into (first ``fraction``, rest): e.g. train and held-out windows."""
         if not 0 < fraction < 1:

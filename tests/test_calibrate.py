@@ -127,7 +127,7 @@ def test_bad_inputs_are_refused(session):
     with pytest.raises(ValueError, match="unknown coupling parameters"):
         calibrate(model, session, params=("gain", "speed"), progress=False)
     with pytest.raises(ValueError, match="9 units"):
-        other = SpikingNetworkModel(dt_ms=2.0)
+        other = SpikingNetworkModel(n_hidden=0, dt_ms=2.0)
         other.attach_recording(session.select_units(index=np.arange(4)))
         calibrate(other, session, progress=False)
 

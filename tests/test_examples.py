@@ -29,11 +29,28 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory) -> Path:
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
     proc = _run("demo.py", "--quick", "--out", str(out))
     assert f"report written: {out / 'report.html'}" in proc.stdout
-    return out
+    return out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_out(demo_run) -> Path:
+    return demo_run[0]
+
+
+def test_demo_prints_its_headline_figures_and_every_output(demo_run):
+    out, stdout = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"{summary['checks_passed']}/{summary['checks']} checks pass" in stdout
+    assert f"response-probability r = {summary['response_probability_r']:.2f}" in stdout
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) >= 8
+    for p in written:
+        assert str(p.resolve()) in stdout, p
+    assert Protocol.load(out / "probe.yaml").device == "cl1"
 
 
 class _Images(HTMLParser):

@@ -75,7 +75,7 @@ def test_refinement_moves_rates_towards_data():
     rates = np.array([2.0, 4.0, 8.0, 1.0])
     trains = [np.sort(rng.random(rng.poisson(r * 60)) * 60) for r in rates]
     rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=60.0)
-    m = SpikingNetworkModel(dt_ms=5.0, tau_syn_ms=(10.0,))
+    m = SpikingNetworkModel(n_hidden=0, dt_ms=5.0, tau_syn_ms=(10.0,))
     m.attach_recording(rec)
     with torch.no_grad():
         m.bias.fill_(0.2)  # start far too quiet (~0.7 Hz)

@@ -23,7 +23,7 @@ def _template(n: int, duration: float = 1.0) -> SpikeRecording:
 
 def _network(n: int = 6, seed: int = 0, **kw) -> SpikingNetworkModel:
     torch.manual_seed(seed)
-    m = SpikingNetworkModel(seed=seed, **kw)
+    m = SpikingNetworkModel(seed=seed, **{"n_hidden": 0, **kw})
     m.attach_recording(_template(n))
     with torch.no_grad():
         g = torch.Generator().manual_seed(seed)
@@ -106,7 +106,7 @@ def test_stimulation_input_drives_the_targeted_neurons():
 def test_ground_truth_weights_are_recovered():
     truth = _network(8, seed=4, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
-    fitted = SpikingNetworkModel(tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
+    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
     fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
     assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_true = truth.effective_weight().detach().numpy().ravel()
@@ -162,7 +162,7 @@ def test_dale_network_weights_are_recovered_and_keep_their_signs(tmp_path):
         truth.bias.sub_(0.3)
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
     assert rec.metadata["saturated_bins"] < 0.005 * rec.n_spikes
-    fitted = SpikingNetworkModel(tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True)
+    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True)
     fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
     assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_fit = fitted.effective_weight().detach().numpy()
@@ -236,12 +236,12 @@ def test_restarts_keep_the_candidate_closest_to_the_data_and_reproduce_it():
     rec = _network(6, seed=4, tau_syn_ms=(10.0,)).simulate(60.0, seed=5, n_parallel=4, burn_in_s=1.0)
     small = dict(max_epochs=3, refine_steps=3, refine_batch=2, refine_window_s=0.5, calibration_rounds=1,
                  progress=False)
-    both = SpikingNetworkModel(tau_syn_ms=(10.0,), seed=0).fit(rec, restarts=2, seed=0, **small)
+    both = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0).fit(rec, restarts=2, seed=0, **small)
     met = both.provenance["metrics"]
     scores = met["restart_discrepancies"]
     assert len(scores) == 2 and met["restart_chosen"] == int(np.argmin(scores))
-    alone = SpikingNetworkModel(tau_syn_ms=(10.0,), seed=0).fit(rec, seed=1000 * met["restart_chosen"], **small)
+    alone = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0).fit(rec, seed=1000 * met["restart_chosen"], **small)
     for name, value in both.state_dict().items():
         assert torch.equal(value, alone.state_dict()[name]), name
     with pytest.raises(ValueError, match="restarts must be >= 1"):
-        SpikingNetworkModel(seed=0).fit(rec, restarts=0, **small)
+        SpikingNetworkModel(n_hidden=0, seed=0).fit(rec, restarts=0, **small)

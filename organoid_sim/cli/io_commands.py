@@ -120,6 +120,6 @@ def run_convert(args: argparse.Namespace) -> int:
     if suffix not in WRITERS:
         raise CLIError(f"{args.output}: unknown output extension {suffix!r}; use one of {', '.join(WRITERS)}")
     rec = _load(args)
-    organoid_sim.save(rec, args.output)
+    organoid_sim.save(rec, args.output, progress=False if args.no_progress else None)
     print(f"{args.input} -> {args.output}: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration:.3f} s")
     return 0

@@ -2,47 +2,81 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from . import CLIError, add_selection_arguments, load_recording
+from . import CLIError, add_limit_argument, add_selection_arguments, apply_limit, load_recording, number
+
+CHECKPOINT = "checkpoint"
+
+
+def _add_trim_argument(p) -> None:
+    p.add_argument("--keep-silence", action="store_true",
+                   help="keep the silence before the first and after the last spike (default: the recording "
+                        "is trimmed to first..last spike, as a plate's clock may start long before its culture "
+                        "fires)")
+
+
+def _hidden_default() -> int:
+    from ..models.network import DEFAULT_N_HIDDEN
+
+    return DEFAULT_N_HIDDEN
 
 
 def register(subparsers) -> None:
     """Add the ``fit``, ``simulate`` and ``evaluate`` commands."""
     f = subparsers.add_parser("fit", help="fit a spiking network model to a recording",
                               description="Fit a SpikingNetworkModel (teacher-forced likelihood, free-running "
-                                          "refinement, rate calibration) and save it to MODEL_DIR.")
+                                          "refinement, rate calibration) to the recording, trimmed to its first.."
+                                          "last spike, and save it to MODEL_DIR. The fit keeps interrupt-safe "
+                                          "checkpoints in MODEL_DIR/checkpoint and removes them when it ends, "
+                                          "finished or interrupted (Ctrl-C): an interrupted fit saves nothing "
+                                          "and is run again from the start.")
     f.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
     add_selection_arguments(f)
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the saved model")
-    f.add_argument("--hidden", type=int, default=0, help="number of hidden neurons (default 0)")
+    hidden = _hidden_default()
+    f.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=hidden,
+                   help=f"number of hidden neurons (default {hidden})")
+    _add_trim_argument(f)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
-    f.add_argument("--dt-ms", type=float, default=5.0, help="time step in ms (default 5)")
-    f.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
-    f.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
-    f.add_argument("--restarts", type=int, default=1,
+    f.add_argument("--dt-ms", type=number(low=0), default=5.0, help="time step in ms (default 5)")
+    f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=30,
+                   help="teacher-forced L-BFGS epochs (default 30)")
+    f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=60,
+                   help="free-running refinement steps (default 60)")
+    f.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=1,
                    help="refinement restarts; the one closest to the recording is kept (default 1)")
+    f.add_argument("--calibration-rounds", type=number(low=0, low_open=False, integer=True), default=5,
+                   help="rounds of rate calibration after refinement (default 5; 0 skips it)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     f.set_defaults(func=run_fit)
 
     s = subparsers.add_parser("simulate", help="free-running simulation of a saved model",
                               description="Simulate a saved model and write the spikes (.nwb, .h5, .npz, .csv).")
     s.add_argument("model_dir", metavar="MODEL_DIR", help="directory written by 'organoid-sim fit'")
-    s.add_argument("--duration", type=float, default=600.0, help="seconds to simulate (default 600)")
+    s.add_argument("--duration", type=number(low=0), default=600.0, help="seconds to simulate (default 600)")
     s.add_argument("--out", required=True, metavar="OUT", help="output file; format from the extension")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_limit_argument(s)
     s.set_defaults(func=run_simulate)
 
     e = subparsers.add_parser("evaluate", help="fit Poisson, GLM and network on 75 %% and judge them on the rest",
                               description="Held-out bits/spike and free-running statistics of the three models "
-                                          "next to the recording's own noise floor.")
+                                          "next to the recording's own noise floor; the recording is trimmed "
+                                          "to its first..last spike first, as by 'fit'.")
     e.add_argument("path", metavar="PATH", help="recording file")
-    add_selection_arguments(e, progress=False)
-    e.add_argument("--split", type=float, default=0.75, help="fraction used for fitting (default 0.75)")
+    add_selection_arguments(e)
+    e.add_argument("--split", type=number(low=0, high=0.999), default=0.75,
+                   help="fraction used for fitting (default 0.75)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    e.add_argument("--hidden", type=int, default=8, help="hidden neurons of the network (default 8)")
-    e.add_argument("--restarts", type=int, default=1, help="refinement restarts of the network fit (default 1)")
+    e.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=hidden,
+                   help=f"hidden neurons of the network (default {hidden})")
+    _add_trim_argument(e)
+    e.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=1,
+                   help="refinement restarts of the network fit (default 1)")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=run_evaluate)
 
@@ -59,12 +93,23 @@ def run_fit(args) -> int:
 
         if not torch.cuda.is_available():
             raise CLIError("--device cuda: no CUDA device is available")
-    rec = _load(args)
+    rec = _trimmed(_load(args), args)
     model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed)
-    model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
-              refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
-              checkpoint_dir=Path(args.out) / "checkpoint")
-    out = model.save(args.out)
+    out_dir = Path(args.out)
+    ckpt = out_dir / CHECKPOINT
+    made_dir = not out_dir.exists()
+    try:
+        model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
+                  refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
+                  calibration_rounds=args.calibration_rounds, checkpoint_dir=ckpt)
+    except KeyboardInterrupt:
+        # an interrupted fit is not resumed: its checkpoints go, and so does a folder the fit made
+        shutil.rmtree(ckpt, ignore_errors=True)
+        if made_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    out = model.save(out_dir)
+    shutil.rmtree(ckpt, ignore_errors=True)  # the saved model replaces them
     m = model.provenance.get("metrics", {})
     # the saved model's figure: after refinement and calibration when they ran, else the teacher-forced one
     val = m.get("final_val_bits", m.get("best_val_bits", float("nan")))
@@ -87,13 +132,28 @@ def run_fit(args) -> int:
     return 0
 
 
+def _trimmed(rec, args):
+    """``rec`` trimmed to its first..last spike unless ``--keep-silence``; says what was cut."""
+    if args.keep_silence:
+        return rec
+    out = rec.trim_silence()
+    cut = rec.duration - out.duration
+    if cut > 1.0:
+        print(f"trimmed {out.t_start - rec.t_start:.1f} s of silence before the first spike and "
+              f"{rec.t_stop - out.t_stop:.1f} s after the last (fitting {out.t_start:.3f}-{out.t_stop:.3f} s; "
+              "--keep-silence keeps them)")
+    return out
+
+
 def run_simulate(args) -> int:
     import organoid_sim
 
     if not (Path(args.model_dir) / "model.json").exists():
         raise CLIError(f"{args.model_dir}: not a saved model (no model.json)")
+    apply_limit(args)
     model = organoid_sim.load_model(args.model_dir, device=args.device)
-    sim = model.simulate(args.duration, seed=args.seed)
+    kwargs = {"progress": False} if args.no_progress else {}
+    sim = model.simulate(args.duration, seed=args.seed, **kwargs)
     organoid_sim.save(sim, args.out)
     print(f"wrote {args.out}: {sim!r}")
     return 0
@@ -104,6 +164,7 @@ def run_evaluate(args) -> int:
 
     rec = _load(args)
     report = organoid_sim.evaluate(rec, split=args.split, seed=args.seed, network_options={"n_hidden": args.hidden},
-                                   fit_options={"restarts": args.restarts})
+                                   fit_options={"restarts": args.restarts}, trim_silence=not args.keep_silence,
+                                   progress=not args.no_progress)
     print(report.to_json() if args.json else report)
     return 0

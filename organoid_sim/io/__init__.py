@@ -29,6 +29,7 @@ dataset and problem; :class:`~organoid_sim.io.errors.UnknownFormatError` when no
 from __future__ import annotations
 
 import importlib
+import inspect
 import zipfile
 import zlib
 from pathlib import Path
@@ -145,11 +146,12 @@ def load(path, well: str | None = None, detector: str | None = None, recording: 
                                    f"{type(exc).__name__}: {exc}") from None
 
 
-def save(recording, path, format: str | None = None, **options) -> Path:
+def save(recording, path, format: str | None = None, progress: bool | None = None, **options) -> Path:
     """Write ``recording`` to ``path`` atomically; the format comes from the extension or ``format``.
 
     ``.nwb`` NWB (pynwb), ``.h5``/``.hdf5`` our generic HDF5 layout, ``.npz``, ``.csv``.
-    ``load(save(rec, p)) == rec`` for every format. Returns the path written.
+    ``load(save(rec, p)) == rec`` for every format. Returns the path written. ``progress``: a tqdm
+    bar for writers slow enough to need one (CSV; None: only for large recordings).
     """
     from ..recording import SpikeRecording
 
@@ -166,6 +168,8 @@ def save(recording, path, format: str | None = None, **options) -> Path:
         raise ValueError(f"no writer for format {format!r}; writers: {', '.join(sorted(set(WRITERS.values())))}")
     module = _module(format)
     writer = getattr(module, f"write_{format}", None) or module.write
+    if "progress" in inspect.signature(writer).parameters:
+        options = {**options, "progress": progress}
     writer(recording, path, **options)
     return path
 

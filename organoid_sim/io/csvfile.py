@@ -21,10 +21,11 @@ from __future__ import annotations
 import csv as _csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 
-from ._util import atomic_path, build
+from ._util import CHUNK_VALUES, atomic_path, build, progress_bar
 from .errors import ReaderOptionError, RecordingFormatError
 
 FORMAT = "csv"
@@ -79,7 +80,7 @@ def _header(path, lines) -> dict:
     return {}
 
 
-def _pairs(path, lines, text_ids: bool = False):
+def _pairs(path, lines, text_ids: bool = False, progress=None):
     """(times s, unit ids) from the lines after the header; bad lines are named by number."""
     hdr = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")), None)
     if hdr is None:
@@ -95,8 +96,16 @@ def _pairs(path, lines, text_ids: bool = False):
         if text_ids:
             raise ValueError("text unit ids")  # "007" must stay "007"
         kw = dict(delimiter=delim, ndmin=1, quotechar='"', comments="#")
-        return (np.loadtxt(data, dtype=np.float64, usecols=(ti,), **kw),
-                np.loadtxt(data, dtype=np.int64, usecols=(ui,), **kw))
+        step = CHUNK_VALUES // 4  # lines per parse: a few seconds of work between bar updates
+        parts_t, parts_u = [], []
+        with progress_bar(progress, len(data), f"reading {Path(path).name}") as bar:
+            for lo in range(0, len(data), step):
+                chunk = [ln for ln in data[lo:lo + step] if ln.strip() and not ln.startswith("#")]
+                if chunk:
+                    parts_t.append(np.loadtxt(chunk, dtype=np.float64, usecols=(ti,), **kw))
+                    parts_u.append(np.loadtxt(chunk, dtype=np.int64, usecols=(ui,), **kw))
+                bar.update(min(step, len(data) - lo))
+        return np.concatenate(parts_t), np.concatenate(parts_u)
     except (ValueError, IndexError):
         pass
     body = [(hdr + 2 + i, ln) for i, ln in enumerate(data) if ln.strip() and not ln.startswith("#")]
@@ -137,7 +146,7 @@ def read(path, progress=None, **options):
     lines = _read_lines(path)
     head = _header(path, lines)
     kind = head.get("unit_id_kind")
-    times, units = _pairs(path, lines, text_ids=kind == "U")
+    times, units = _pairs(path, lines, text_ids=kind == "U", progress=progress)
     units = _as_ids(path, units, kind)
     kw = {"metadata": head.get("metadata", {"source": str(path), "format": FORMAT})}
     if "unit_ids" in head:
@@ -157,8 +166,10 @@ def read(path, progress=None, **options):
     return build(path, "time,unit", SpikeRecording.from_pairs, times, units, **kw)
 
 
-def write(rec, path, **options) -> None:
-    """Write ``(time s, unit)`` pairs, unit after unit, with the JSON header line (atomic)."""
+def write(rec, path, progress=None, **options) -> None:
+    """Write ``(time s, unit)`` pairs, unit after unit, with the JSON header line (atomic).
+
+    ``progress``: a tqdm bar of the spikes written (None: only above ``CHUNK_VALUES`` spikes)."""
     if options:
         raise ReaderOptionError(f"unexpected options for the CSV writer: {sorted(options)}")
     head = {"t_start": rec.t_start, "t_stop": rec.t_stop, "sampling_rate": rec.sampling_rate,
@@ -171,8 +182,13 @@ def write(rec, path, **options) -> None:
     buf.write(MARKER + json.dumps(head) + "\n")
     writer = _csv.writer(buf, lineterminator="\n")
     writer.writerow(["time", "unit"])
-    ids = rec.unit_ids[rec.unit_index].tolist()
-    writer.writerows(zip(map(repr, rec.times.tolist()), ids))
+    step = CHUNK_VALUES // 4
+    with progress_bar(progress, rec.n_spikes, f"writing {Path(path).name}") as bar:
+        for lo in range(0, rec.n_spikes, step):
+            hi = min(lo + step, rec.n_spikes)
+            ids = rec.unit_ids[rec.unit_index[lo:hi]].tolist()
+            writer.writerows(zip(map(repr, rec.times[lo:hi].tolist()), ids))
+            bar.update(hi - lo)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(buf.getvalue())

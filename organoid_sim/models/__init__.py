@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from ..nn.observation import BernoulliObservation, PoissonObservation
 from ..nn.surrogate import ATan, FastSigmoid, StraightThrough, Triangle
-from .base import load_model
+from .base import ModelFileError, load_model
 from .glm import CoupledGLM
 from .network import SpikingNetworkModel
 from .poisson import PoissonModel
 
-__all__ = ["PoissonModel", "CoupledGLM", "SpikingNetworkModel", "load_model", "PoissonObservation",
+__all__ = ["PoissonModel", "CoupledGLM", "SpikingNetworkModel", "load_model", "ModelFileError", "PoissonObservation",
            "BernoulliObservation", "FastSigmoid", "ATan", "Triangle", "StraightThrough"]

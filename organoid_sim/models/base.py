@@ -24,11 +24,19 @@ from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
 
-__all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256"]
+__all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256", "ModelFileError"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
+
+    def __init__(self, path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -210,6 +218,20 @@ class ModelBase:
         return directory
 
 
+def _check_layout(path: Path, model, layout: Mapping) -> None:
+    """The layout's units must be the model's recorded neurons (one per unit)."""
+    n = getattr(model, "n_recorded", None)
+    if n is None:
+        n = getattr(model, "n_units", None)
+    ids = layout.get("unit_ids")
+    if not isinstance(ids, list) or not isinstance(layout.get("electrode_ids"), list):
+        raise ModelFileError(path, "layout has no 'unit_ids'/'electrode_ids' lists")
+    if n is not None and len(ids) != n:
+        raise ModelFileError(path, f"layout lists {len(ids)} units but the model has {n} recorded neurons")
+    if len(layout["electrode_ids"]) != len(ids):
+        raise ModelFileError(path, f"layout lists {len(ids)} units but {len(layout['electrode_ids'])} electrode ids")
+
+
 def _registry() -> dict:
     """Model classes by name: every subclass of :class:`ModelBase` registers itself when defined."""
     return dict(ModelBase.registry)
@@ -226,17 +248,31 @@ def load_model(directory, device=None):
         raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: model.json is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelFileError(path, "model.json must hold a JSON object")
     cls_name = doc.get("class")
     reg = _registry()
     if cls_name not in reg:
-        raise ValueError(f"{path}: unknown model class {cls_name!r}; expected one of {sorted(reg)}")
+        raise ModelFileError(path, f"unknown model class {cls_name!r}; expected one of {sorted(reg)}")
     for key in ("config", "layout"):
-        if key not in doc:
-            raise ValueError(f"{path}: model.json has no {key!r} entry")
-    tensors = load_tensors(directory / WEIGHTS)
-    model = reg[cls_name]._from_files(doc["config"], tensors)
+        if not isinstance(doc.get(key), dict):
+            raise ModelFileError(path, f"model.json has no {key!r} object")
+    try:
+        tensors = load_tensors(directory / WEIGHTS)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ValueError)
+        raise ModelFileError(directory / WEIGHTS, "not a complete safetensors file (truncated or damaged?): "
+                             f"{exc}") from None
+    try:
+        model = reg[cls_name]._from_files(doc["config"], tensors)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        # e.g. an edited n_recorded: the tensors' shapes no longer fit the config
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(path, f"its config does not match {WEIGHTS} ({first})") from None
+    _check_layout(path, model, doc["layout"])
     model.layout = doc["layout"]
     model.provenance = doc.get("provenance", {})
     if hasattr(model, "finish_loading"):

@@ -146,14 +146,17 @@ class CoupledGLM(ModelBase, nn.Module):
 
     @torch.no_grad()
     def simulate(self, duration_s: float, seed: int = 0, t_start: float = 0.0, *, n_parallel: int = 1,
-                 burn_in_s: float = 0.0, **_ignored) -> SpikeRecording:
+                 burn_in_s: float = 0.0, progress: bool = False, **_ignored) -> SpikeRecording:
         """Free-running simulation (the model fed its own samples) as a :class:`SpikeRecording`.
 
         ``n_parallel`` independent trajectories of ``duration_s / n_parallel`` run side by side and
         are joined in time; ``burn_in_s`` seconds from silence are discarded first. Metadata
         ``saturated_bins`` counts bins at the count cap (a run-away GLM shows up there); None for
-        a Bernoulli observation (its cap of one spike per bin is every spike).
+        a Bernoulli observation (its cap of one spike per bin is every spike). ``progress``: a
+        tqdm bar of the steps.
         """
+        from tqdm.auto import tqdm
+
         self._require_fitted()
         if duration_s <= 0:
             raise ValueError(f"duration_s must be positive seconds, got {duration_s}")
@@ -176,7 +179,10 @@ class CoupledGLM(ModelBase, nn.Module):
         # Poisson: the intensity stops at the count cap; Bernoulli: p = 1 - exp(-mu) needs no cap
         # (the bound only keeps exp finite)
         eta_cap = 30.0 if bern else math.log(float(cap))
+        bar = tqdm(total=total, disable=not progress, desc="simulate GLM", unit="step", unit_scale=True)
         for t in range(total):
+            if t % 1000 == 999:
+                bar.update(1000)
             slot = t % H
             mu = np.exp(np.minimum(bias + drive[slot], eta_cap))
             drive[slot] = 0.0
@@ -188,6 +194,8 @@ class CoupledGLM(ModelBase, nn.Module):
             rows = (t + 1 + lags) % H              # ring slots of steps t+1..t+H
             for b, j in zip(*np.nonzero(yt)):
                 drive[rows, b] += yt[b, j] * filt[j]
+        bar.update(total - bar.n)
+        bar.close()
         out = y[H + burn:].transpose(1, 0, 2).reshape(B * per, n)[:n_steps]
         md = {"model": "CoupledGLM", "seed": int(seed), "dt_ms": self.dt_ms,
               "saturated_bins": saturated_bins(int((out >= cap).sum()), self.observation)}

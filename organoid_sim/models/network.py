@@ -41,6 +41,10 @@ from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout
 __all__ = ["SpikingNetworkModel"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold
+#: hidden neurons unless asked otherwise: the estimator, ``evaluate`` and ``organoid-sim fit``/``evaluate``
+DEFAULT_N_HIDDEN = 8
+#: ``simulate(progress=None)`` shows a bar above this many neuron-steps (a few seconds of work)
+PROGRESS_NEURON_STEPS = 20_000_000
 
 
 def _inv_softplus(y: float) -> float:
@@ -63,7 +67,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     Parameters (all keyword; times in ms, positions in um)
     ----------
-    n_hidden : number of hidden (unrecorded) neurons; ``hidden_inhibitory_fraction`` of them inhibitory.
+    n_hidden : number of hidden (unrecorded) neurons (default 8, :data:`DEFAULT_N_HIDDEN`);
+        ``hidden_inhibitory_fraction`` of them inhibitory.
     dt_ms : time step (ms) of fitting and simulation.
     tau_mem_ms : membrane time constant.
     tau_syn_ms : synaptic current time constants, one per synapse type (e.g. fast and slow).
@@ -86,7 +91,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     n_recorded : number of recorded neurons; normally set by :meth:`fit` from the recording.
     """
 
-    def __init__(self, *, n_hidden: int = 0, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
+    def __init__(self, *, n_hidden: int = DEFAULT_N_HIDDEN, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
                  tau_syn_ms=(3.0, 20.0, 100.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
                  tau_rec_ms: float = 300.0, use: float = 0.5, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
@@ -423,7 +428,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     def simulate(self, duration_s: float, seed: int = 0, stim=None, input_current=None, t_start: float = 0.0,
                  dt_ms: float | None = None, *, burn_in_s: float = 0.0, n_parallel: int = 1,
-                 include_hidden: bool = False, progress: bool = False) -> SpikeRecording:
+                 include_hidden: bool = False, progress: bool | None = None) -> SpikeRecording:
         """Free-running simulation of ``duration_s`` seconds as a :class:`SpikeRecording`.
 
         ``stim`` (:class:`StimEvents`, absolute times in s) drives the neurons through
@@ -436,22 +441,32 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ``duration_s / n_parallel`` each side by side and joins them in time (faster; no stim).
         Metadata ``saturated_bins`` counts bins at the observation's count cap (run-away activity);
         None for a Bernoulli observation, whose cap of one spike per bin is every spike.
+        ``progress``: a tqdm bar of the steps (``None``: only for long runs, more than
+        :data:`PROGRESS_NEURON_STEPS` neuron-steps). A run whose ``steps x neurons`` counts pass the
+        request-size limit is refused first (:mod:`organoid_sim.limits`).
         """
+        from ..limits import BYTES_PER_COUNT, check_request
+
         self._require_built()
         dt = self.dt_ms if dt_ms is None else float(dt_ms)
-        if duration_s <= 0:
-            raise ValueError(f"duration_s must be positive seconds, got {duration_s}")
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"duration_s must be a positive, finite number of seconds, got {duration_s}")
         n_parallel = int(n_parallel)
         if n_parallel > 1 and (stim is not None and len(stim) or input_current is not None):
             raise ValueError("n_parallel > 1 cannot be combined with stim or input_current")
         n_steps = int(round(duration_s * 1000.0 / dt))
+        n_out = self.n_neurons if include_hidden else self.n_recorded
+        check_request(f"simulate({duration_s:g} s)", float(n_steps) * n_out * BYTES_PER_COUNT,
+                      f"{n_steps:,} steps of {dt:g} ms x {n_out} neurons")
         per = int(math.ceil(n_steps / n_parallel))
+        burn = int(round(burn_in_s * 1000.0 / dt))
+        if progress is None:
+            progress = (per + burn) * n_parallel * self.n_neurons > PROGRESS_NEURON_STEPS
         ext, direct = self._external_input(n_steps, dt, t_start, stim, input_current)
         events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext, direct=direct,
-                                    burn_in_steps=int(round(burn_in_s * 1000.0 / dt)), progress=progress)
+                                    burn_in_steps=burn, progress=progress)
         step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time
         keep = step < n_steps
-        n_out = self.n_neurons if include_hidden else self.n_recorded
         keep &= events[:, 2] < n_out
         counts = np.zeros((n_steps, n_out), dtype=np.int64)
         np.add.at(counts, (step[keep], events[keep, 2]), events[keep, 3])

@@ -5,7 +5,10 @@ population train, as Beggs & Plenz did); an avalanche is a run of non-empty bins
 bins. Its size is the number of spikes in it, its duration the number of bins times the bin width.
 Exponents are fitted by discrete maximum likelihood with the lower cut-off ``xmin`` chosen by the
 Kolmogorov-Smirnov criterion (Clauset, Shalizi & Newman 2009, SIAM Rev. 51:661), with scipy's
-Hurwitz zeta as normaliser. For a critical branching process the size exponent is 3/2 and the
+Hurwitz zeta as normaliser, the exponent searched in ``(1, 6]``; an estimate that stops at either end
+of that interval is no power-law fit (the tail falls faster, or slower, than any exponent allowed) and is
+reported as not fitted (``PowerLawFit.fitted`` False, NaN in :func:`~organoid_sim.stats.describe`).
+For a critical branching process the size exponent is 3/2 and the
 duration exponent 2. The branching ratio is the mean of ``n(t+1) / n(t)`` over the bins of all
 avalanches (1 at criticality).
 """
@@ -25,12 +28,16 @@ __all__ = ["Avalanches", "avalanches", "PowerLawFit", "fit_power_law", "branchin
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """Discrete power law ``P(x) ~ x^-alpha`` for ``x >= xmin``: exponent, cut-off, tail size, KS distance."""
+    """Discrete power law ``P(x) ~ x^-alpha`` for ``x >= xmin``: exponent, cut-off, tail size, KS distance.
+
+    ``fitted`` is False when the maximum-likelihood exponent stopped at a bound of its search
+    interval :data:`ALPHA_BOUNDS` (then ``alpha`` is that bound, not an estimate)."""
 
     alpha: float
     xmin: int
     n_tail: int
     ks: float
+    fitted: bool = True
 
     def pmf(self, x: np.ndarray) -> np.ndarray:
         """Fitted probability of each integer ``x >= xmin`` (tail-normalised)."""
@@ -38,12 +45,21 @@ class PowerLawFit:
         return x ** -self.alpha / zeta(self.alpha, self.xmin)
 
 
+#: search interval of the exponent; an estimate within ``_AT_BOUND`` of either end is "not fitted"
+ALPHA_BOUNDS = (1.0001, 6.0)
+_AT_BOUND = 1e-3
+
+
 def _alpha_mle(x: np.ndarray, xmin: int) -> float:
     s = np.sum(np.log(x))
     n = len(x)
-    res = minimize_scalar(lambda a: n * np.log(zeta(a, xmin)) + a * s, bounds=(1.0001, 6.0), method="bounded",
+    res = minimize_scalar(lambda a: n * np.log(zeta(a, xmin)) + a * s, bounds=ALPHA_BOUNDS, method="bounded",
                           options={"xatol": 1e-6})
     return float(res.x)
+
+
+def _at_bound(alpha: float) -> bool:
+    return alpha <= ALPHA_BOUNDS[0] + _AT_BOUND or alpha >= ALPHA_BOUNDS[1] - _AT_BOUND
 
 
 def _ks(x: np.ndarray, alpha: float, xmin: int) -> float:
@@ -58,7 +74,8 @@ def fit_power_law(x, xmin: int | None = None, min_tail: int = 50, max_candidates
 
     With ``xmin=None`` the cut-off is the candidate (among the smallest distinct values, keeping at
     least ``min_tail`` samples in the tail) whose fit has the smallest KS distance. Raises
-    ``ValueError`` with fewer than ``min_tail`` samples.
+    ``ValueError`` with fewer than ``min_tail`` samples. Check ``fitted`` on the result: an exponent
+    at a bound of :data:`ALPHA_BOUNDS` is no estimate.
     """
     x = np.asarray(x)
     x = x[x >= 1].astype(np.int64)
@@ -67,14 +84,14 @@ def fit_power_law(x, xmin: int | None = None, min_tail: int = 50, max_candidates
     if xmin is not None:
         tail = x[x >= xmin]
         a = _alpha_mle(tail, xmin)
-        return PowerLawFit(a, int(xmin), len(tail), _ks(tail, a, xmin))
+        return PowerLawFit(a, int(xmin), len(tail), _ks(tail, a, xmin), not _at_bound(a))
     best = None
     for cand in np.unique(x)[:max_candidates]:
         tail = x[x >= cand]
         if len(tail) < min_tail:
             break
         a = _alpha_mle(tail, int(cand))
-        fit = PowerLawFit(a, int(cand), len(tail), _ks(tail, a, int(cand)))
+        fit = PowerLawFit(a, int(cand), len(tail), _ks(tail, a, int(cand)), not _at_bound(a))
         if best is None or fit.ks < best.ks:
             best = fit
     return best

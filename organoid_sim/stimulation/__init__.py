@@ -11,7 +11,8 @@ import types
 from importlib import import_module
 
 from .builders import amplitude_sweep, frequency_sweep, paired_pulse, poisson_stimulation, probe_electrodes
-from .devices import CL1, GENERIC, GENERIC_VOLTAGE, MAXONE, DeviceLimitError, DeviceProfile, get_profile
+from .devices import (CL1, GENERIC, GENERIC_VOLTAGE, MAXONE, DeviceLimitError, DeviceProfile, default_profile,
+                      get_profile)
 from .protocol import Protocol, PulseTrain, as_events, merge
 from .pulses import PulseDesign
 
@@ -28,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = ["PulseDesign", "PulseTrain", "Protocol", "as_events", "merge", "DeviceProfile",
-           "DeviceLimitError", "CL1", "MAXONE", "GENERIC", "GENERIC_VOLTAGE", "get_profile",
+           "DeviceLimitError", "CL1", "MAXONE", "GENERIC", "GENERIC_VOLTAGE", "get_profile", "default_profile",
            "probe_electrodes", "amplitude_sweep", "frequency_sweep", "paired_pulse", "poisson_stimulation",
            *_LAZY]
 

@@ -1,7 +1,8 @@
 """Builders for common stimulation experiments; each returns a :class:`Protocol`.
 
 Times in seconds, amplitudes in uA (or mV with ``unit="mV"``), phase durations in us, rates in Hz.
-Every builder that randomises (trial order, jitter, Poisson times) takes a ``seed``.
+Every builder that randomises (trial order, jitter, Poisson times) takes a ``seed``. Each one counts
+its pulses first and refuses a protocol past the request-size limit (:mod:`organoid_sim.limits`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from typing import Sequence
 
 import numpy as np
 
+from ..limits import BYTES_PER_PULSE, check_request
 from .protocol import Protocol, PulseTrain
 from .pulses import PulseDesign
+
+
+def _check_count(name: str, n_pulses: float) -> None:
+    """Refuse a protocol whose pulse count passes the request-size limit before building it."""
+    check_request(f"protocol {name!r}", float(n_pulses) * BYTES_PER_PULSE, f"{n_pulses:,.0f} pulses")
 
 
 def _design(amplitude: float, phase_us: float, n_phases: int, unit: str) -> PulseDesign:
@@ -41,6 +48,7 @@ def probe_electrodes(electrodes: Sequence[int], amplitude: float = 2.0, phase_us
     """Single pulses on one electrode at a time, each electrode ``n_repeats`` times in random order,
     one pulse every ``interval_s`` s (plus uniform jitter up to ``jitter_s``)."""
     d = _design(amplitude, phase_us, n_phases, unit)
+    _check_count(name, len(electrodes) * n_repeats)
     sched = _schedule([int(e) for e in electrodes], n_repeats, interval_s, start_s, jitter_s, seed)
     return Protocol(tuple(PulseTrain(d, (e,), round(t, 9)) for t, e in sched), name=name)
 
@@ -49,6 +57,7 @@ def amplitude_sweep(electrodes: Sequence[int], amplitudes: Sequence[float], phas
                     n_repeats: int = 10, interval_s: float = 0.5, start_s: float = 0.2, jitter_s: float = 0.0,
                     n_phases: int = 2, unit: str = "uA", seed: int = 0, name: str = "amplitude sweep") -> Protocol:
     """Every (electrode, amplitude) pair ``n_repeats`` times in random order, one pulse per trial."""
+    _check_count(name, len(electrodes) * len(amplitudes) * n_repeats)
     conds = [(int(e), float(a)) for e in electrodes for a in amplitudes]
     sched = _schedule(conds, n_repeats, interval_s, start_s, jitter_s, seed)
     return Protocol(tuple(PulseTrain(_design(a, phase_us, n_phases, unit), (e,), round(t, 9))
@@ -62,6 +71,7 @@ def frequency_sweep(electrodes: Sequence[int], frequencies_hz: Sequence[float], 
     """Trains of ``n_pulses`` at each frequency on the electrode set, ``rest_s`` s between trains."""
     d = _design(amplitude, phase_us, n_phases, unit)
     el = tuple(int(e) for e in electrodes)
+    _check_count(name, len(el) * len(frequencies_hz) * n_repeats * n_pulses)
     rng = np.random.default_rng(seed)
     freqs = [float(f) for _ in range(n_repeats) for f in frequencies_hz]
     t, trains = start_s, []
@@ -78,6 +88,7 @@ def paired_pulse(electrodes: Sequence[int], intervals_s: Sequence[float], amplit
     """Two pulses ``interval`` s apart on the electrode set, for each interval, in random order."""
     d = _design(amplitude, phase_us, n_phases, unit)
     el = tuple(int(e) for e in electrodes)
+    _check_count(name, 2 * len(el) * len(intervals_s) * n_repeats)
     sched = _schedule([float(i) for i in intervals_s], n_repeats, trial_interval_s, start_s, 0.0, seed)
     return Protocol(tuple(PulseTrain(d, el, round(t, 9), 2, 1.0 / isi) for t, isi in sched), name=name)
 
@@ -90,6 +101,7 @@ def poisson_stimulation(electrodes: Sequence[int], rate_hz: float, duration_s: f
     if rate_hz <= 0 or duration_s <= 0:
         raise ValueError(f"need rate_hz > 0 and duration_s > 0, got {rate_hz}, {duration_s}")
     d = _design(amplitude, phase_us, n_phases, unit)
+    _check_count(name, len(electrodes) * (rate_hz * duration_s * 2 + 10))
     rng = np.random.default_rng(seed)
     trains = []
     mean_gap = 1.0 / rate_hz

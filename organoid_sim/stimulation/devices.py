@@ -11,7 +11,11 @@ electrode) and the limit. Profiles:
   amplitudes are whole steps of the 2.9 mV stimulation DAC, ``|V| <= 1.48 V`` (+-512 steps), phases are
   multiples of the 50 us sample period (20 kHz), at most 32 electrodes at once (stimulation units),
   alternating polarity, at most 1 kHz per electrode.
-* ``GENERIC``: any electrode id, current or voltage, phases > 0, pulses on one electrode may not overlap.
+* ``GENERIC`` / ``GENERIC_VOLTAGE``: any electrode id, pulses on one electrode may not overlap, and
+  the physical limits of a generic MEA stimulator on 10-30 um electrodes (the upper ends of what
+  commercial MEA stimulators deliver safely there, not one rig's datasheet): ``|I| <= 100 uA``,
+  ``<= 100 nC`` per phase, ``|V| <= 3000 mV``, phases of at most 10 ms. A protocol that names no
+  device is checked against these by default (:func:`default_profile`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class DeviceProfile:
     alternating_polarity: bool = False
     charge_balanced: bool = False
     max_simultaneous: int | None = None      # electrodes pulsing at the same instant
+    max_phase_us: float | None = None        # longest phase
 
     @property
     def n_electrodes(self) -> int | None:
@@ -79,6 +84,25 @@ class DeviceProfile:
         self._check_timing(pulses)
         return protocol
 
+    def assign(self, protocol: Protocol) -> Protocol:
+        """``protocol`` written for this device: validated (:class:`DeviceLimitError` if it does not
+        fit) and returned as a copy whose ``device`` field names this profile, so a file saved
+        from it says where it may run.
+
+        Parameters
+        ----------
+        protocol : Protocol
+            The protocol to check.
+
+        Returns
+        -------
+        Protocol
+            A copy with ``device`` set to this profile's lower-case name.
+        """
+        self.validate(protocol)
+        return Protocol(protocol.trains, protocol.duration_s, protocol.name, self.name.lower(),
+                        dict(protocol.metadata))
+
     def _fail(self, limit: str, where: str, detail: str) -> None:
         raise DeviceLimitError(self.name, limit, where, detail)
 
@@ -99,6 +123,11 @@ class DeviceProfile:
                 if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
                     self._fail("phase duration step", where, f"phase {k} lasts {p:g} us, not a positive "
                                f"multiple of {self.phase_step_us:g} us")
+        if self.max_phase_us is not None:
+            for k, p in enumerate(d.phase_us):
+                if p > self.max_phase_us * (1 + _TOL):
+                    self._fail("maximum phase duration", where, f"phase {k} lasts {p:g} us > "
+                               f"{self.max_phase_us:g} us")
         if self.max_amplitude is not None:
             for k, a in enumerate(d.amplitudes):
                 if abs(a) > self.max_amplitude * (1 + _TOL):
@@ -170,8 +199,8 @@ CL1 = DeviceProfile("CL1", "uA", n_rows=8, n_cols=8, pitch_um=200.0, phase_step_
 MAXONE = DeviceProfile("MaxOne", "mV", n_rows=120, n_cols=220, pitch_um=17.5, phase_step_us=50.0,
                        max_amplitude=512 * 2.9, dac_step=2.9, max_frequency_hz=1000.0,
                        alternating_polarity=True, max_simultaneous=32)
-GENERIC = DeviceProfile("generic", "uA")
-GENERIC_VOLTAGE = DeviceProfile("generic-voltage", "mV")
+GENERIC = DeviceProfile("generic", "uA", max_amplitude=100.0, max_charge_nC=100.0, max_phase_us=10_000.0)
+GENERIC_VOLTAGE = DeviceProfile("generic-voltage", "mV", max_amplitude=3000.0, max_phase_us=10_000.0)
 
 PROFILES = {p.name.lower(): p for p in (CL1, MAXONE, GENERIC, GENERIC_VOLTAGE)}
 
@@ -182,3 +211,23 @@ def get_profile(name: str) -> DeviceProfile:
         return PROFILES[name.lower()]
     except KeyError:
         raise ValueError(f"unknown device profile {name!r}; known: {sorted(PROFILES)}") from None
+
+
+def default_profile(protocol: Protocol) -> DeviceProfile:
+    """The profile a protocol is checked against when none is chosen: the one its ``device`` field
+    names, else the generic profile of its amplitude unit (``GENERIC`` for uA, ``GENERIC_VOLTAGE``
+    for mV), whose physical limits stop e.g. a 1000 uA pulse of 200 ms phases.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        The protocol to run.
+
+    Returns
+    -------
+    DeviceProfile
+        The profile to validate it with.
+    """
+    if protocol.device:
+        return get_profile(protocol.device)
+    return GENERIC_VOLTAGE if protocol.unit == "mV" else GENERIC

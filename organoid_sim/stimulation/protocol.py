@@ -60,8 +60,10 @@ class PulseTrain:
 
     @property
     def end_s(self) -> float:
-        """End of the last pulse in seconds."""
-        return float(self.pulse_times[-1] + self.design.duration_s)
+        """End of the last pulse in seconds (computed, not from :attr:`pulse_times`: a huge train is
+        refused by :meth:`Protocol.check_size` before any array of it exists)."""
+        last = 0.0 if self.n_pulses == 1 else (self.n_pulses - 1) / float(self.frequency_hz)
+        return float(self.start_s + last + self.design.duration_s)
 
     def to_dict(self) -> dict:
         """Plain dict (YAML/JSON)."""
@@ -113,8 +115,24 @@ class Protocol:
         """Amplitude unit of the protocol's pulses (``"uA"`` when empty)."""
         return self.trains[0].design.unit if self.trains else "uA"
 
+    @property
+    def n_pulses(self) -> int:
+        """Delivered pulses: each train's ``n_pulses`` times its number of electrodes, summed."""
+        return sum(t.n_pulses * len(t.electrodes) for t in self.trains)
+
+    def check_size(self) -> None:
+        """Refuse a protocol too large to flatten and check (:mod:`organoid_sim.limits`: about
+        ``BYTES_PER_PULSE`` bytes per delivered pulse against the request-size limit)."""
+        from ..limits import BYTES_PER_PULSE, check_request
+
+        check_request(f"protocol {self.name!r}", self.n_pulses * BYTES_PER_PULSE, f"{self.n_pulses:,} pulses")
+
     def iter_pulses(self) -> Iterator[tuple[int, int, float, int, PulseDesign]]:
-        """Yield ``(train index, pulse index, time s, electrode, design)`` for every delivered pulse."""
+        """Yield ``(train index, pulse index, time s, electrode, design)`` for every delivered pulse.
+
+        Raises :class:`~organoid_sim.limits.RequestTooLargeError` first when the protocol passes the
+        request-size limit (:meth:`check_size`)."""
+        self.check_size()
         for ti, train in enumerate(self.trains):
             for pi, t in enumerate(train.pulse_times):
                 for e in train.electrodes:
@@ -185,9 +203,14 @@ class Protocol:
             raise ValueError(f"{path}: {exc}") from exc
 
     def __repr__(self) -> str:
-        n = sum(t.n_pulses * len(t.electrodes) for t in self.trains)
-        return (f"Protocol({self.name!r}: {len(self.trains)} trains, {n} pulses, "
+        return (f"Protocol({self.name!r}: {len(self.trains)} trains, {self.n_pulses} pulses, "
                 f"{self.duration_s:.3f} s, unit {self.unit})")
+
+    def __str__(self) -> str:
+        """One line for reports: name, trains, pulses, duration and the device it was written for."""
+        trains = f"{len(self.trains)} train{'s' if len(self.trains) != 1 else ''}"
+        device = f", device {self.device}" if self.device else ""
+        return f"protocol '{self.name}': {trains}, {self.n_pulses:,} pulses, {self.duration_s:.3f} s{device}"
 
 
 def as_events(protocol_or_events) -> tuple[StimEvents, float]:

@@ -17,6 +17,18 @@ import numpy as np
 AMPLITUDE_UNITS = ("uA", "mV")
 
 
+def _numbers(values, key: str, what: str) -> tuple[float, ...]:
+    """``values`` as a tuple of floats; a clear error naming ``key`` when one is not a number."""
+    try:
+        flat = np.atleast_1d(np.asarray(values, dtype=object)).ravel().tolist()
+        # text and booleans are no durations or amplitudes, even where float() would take them
+        if any(isinstance(v, (str, bytes, bool)) for v in flat):
+            raise TypeError
+        return tuple(float(v) for v in flat)
+    except (TypeError, ValueError):
+        raise ValueError(f"pulse design: {key} must be numbers ({what}), got {values!r}") from None
+
+
 @dataclass(frozen=True)
 class PulseDesign:
     """One pulse: ``phase_us[i]`` microseconds at ``amplitudes[i]`` (``unit``: ``"uA"`` or ``"mV"``).
@@ -29,8 +41,8 @@ class PulseDesign:
     unit: str = "uA"
 
     def __post_init__(self) -> None:
-        ph = tuple(float(p) for p in np.atleast_1d(self.phase_us))
-        am = tuple(float(a) for a in np.atleast_1d(self.amplitudes))
+        ph = _numbers(self.phase_us, "phase_us", "phase durations in us")
+        am = _numbers(self.amplitudes, "amplitudes", f"amplitudes in {self.unit}")
         if len(ph) != len(am) or not ph:
             raise ValueError(f"pulse design: {len(ph)} phase durations but {len(am)} amplitudes "
                              "(need one amplitude per phase, at least one phase)")

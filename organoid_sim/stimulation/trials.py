@@ -29,7 +29,7 @@ def trial_seeds(seed: int, n_trials: int) -> list[int]:
 
 
 def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s: float = 1.0,
-               device_profile=None, batched: bool | None = None, progress: bool = True,
+               device_profile="auto", batched: bool | None = None, progress: bool = True,
                **stimulate_kwargs) -> list[SpikeRecording]:
     """Run ``protocol`` ``n_trials`` times on ``model``.
 
@@ -38,8 +38,10 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s:
     (``burn_in_s=0`` starts the protocol from rest).
 
     ``protocol``: a :class:`~organoid_sim.stimulation.Protocol`, any object with ``to_events()`` and
-    ``duration_s`` (seconds), or a bare ``StimEvents``. ``device_profile`` (optional) validates the
-    protocol first.
+    ``duration_s`` (seconds), or a bare ``StimEvents``. ``device_profile`` validates a
+    :class:`Protocol` first: ``"auto"`` (default) the profile its ``device`` field names, else the
+    generic profile's physical limits (:func:`~organoid_sim.stimulation.devices.default_profile`);
+    a :class:`DeviceProfile` or its name; ``None`` skips the check (an explicit opt-out).
 
     ``batched=True`` (default when the model has the explicit-state ``run`` method of
     :class:`~organoid_sim.models.SpikingNetworkModel`): all trials run side by side as one batch on
@@ -54,10 +56,7 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s:
     if not hasattr(model, "stimulate"):
         raise TypeError(f"{type(model).__name__} has no stimulate(protocol, seed=...) method; "
                         "use a SpikingNetworkModel (organoid_sim.models)")
-    if device_profile is not None:
-        if isinstance(protocol, StimEvents):
-            raise ValueError("device_profile validation needs a Protocol, not bare StimEvents")
-        device_profile.validate(protocol)
+    _validate(protocol, device_profile)
     events, duration_s = as_events(protocol)
     if batched is None:
         batched = callable(getattr(model, "run", None)) and not stimulate_kwargs
@@ -72,6 +71,22 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s:
     return out
 
 
+def _validate(protocol, device_profile) -> None:
+    """Check ``protocol`` against ``device_profile`` (see :func:`run_trials`)."""
+    from .devices import default_profile, get_profile
+    from .protocol import Protocol
+
+    if device_profile is None:
+        return
+    if device_profile == "auto":
+        if isinstance(protocol, Protocol):
+            default_profile(protocol).validate(protocol)
+        return
+    if isinstance(protocol, StimEvents):
+        raise ValueError("device_profile validation needs a Protocol, not bare StimEvents")
+    (get_profile(device_profile) if isinstance(device_profile, str) else device_profile).validate(protocol)
+
+
 def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int, seed: int, burn_in_s: float,
                     progress: bool) -> list[SpikeRecording]:
     """All trials as one batch of ``model.run`` (same input, independent noise per trajectory)."""
@@ -81,6 +96,11 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
         raise ValueError("the model is not fitted yet: call model.fit(recording) first")
     dt_ms = float(model.dt_ms)
     n_steps = int(round(duration_s * 1000.0 / dt_ms))
+    from ..limits import BYTES_PER_COUNT, check_request
+
+    n_rec = int(model.n_recorded)
+    check_request(f"{n_trials} trials", 2.0 * n_steps * n_rec * n_trials * BYTES_PER_COUNT,
+                  f"{n_trials} x {n_steps:,} steps x {n_rec} neurons (counts and spikes)")
     ext = direct = None
     if len(events):
         if model.stim_coupling is None:
@@ -89,7 +109,6 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
     burn = int(round(burn_in_s * 1000.0 / dt_ms))
     out, _, n_sat = model.run(n_steps, batch=n_trials, seed=seed, ext=ext, direct=direct, burn_in_steps=burn,
                               progress=progress)
-    n_rec = int(model.n_recorded)
     out = out[out[:, 2] < n_rec]
     jitter = np.random.SeedSequence(seed).generate_state(n_trials, dtype=np.uint32)
     recs = []
