@@ -294,6 +294,9 @@ def run_arms(args) -> int:
         for f in futs:
             runs.append(f.result())
             print(f"done {runs[-1]['plate']} {runs[-1]['well']}", flush=True)
+            if args.out:  # one JSON line per finished well: an interrupted run keeps what it finished
+                with open(f"{args.out}.partial.jsonl", "a") as fh:
+                    fh.write(json.dumps(runs[-1], default=float) + "\n")
     result = {"plates": args.plates, "wells_per_plate": args.wells_per_plate, "seed": args.seed, "arms": arms,
               "machine": {"cpu_count": os.cpu_count(), "jobs": args.jobs, "threads_per_fit": 1,
                           "load_avg_at_end": os.getloadavg()}, "totals": {}, "wells": runs}
