@@ -283,8 +283,11 @@ def run_arms(args) -> int:
 
     arms = json.loads(args.calibration_arms)
     jobs = []
+    only = {tuple(x.split(":")) for x in args.wells.split(",") if x} if getattr(args, "wells", None) else None
     for p in resolve(args.plates):
         wells, n_good = sample_wells(p, args.wells_per_plate, args.seed)
+        if only is not None:  # a subset of the sample (e.g. the wells an interrupted run did not finish)
+            wells = [w for w in wells if any(p.name.startswith(a) and w == b for a, b in only)]
         print(f"{p.name}: {n_good} eligible wells, sampled {', '.join(wells)}", flush=True)
         jobs += [(str(p), w) for w in wells]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn"),
