@@ -43,8 +43,8 @@ def one_well(path: str, well: str, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed, calibration_rounds=0,
-                                                              self_check=False)
+        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
+                                   calibration_rounds=0, self_check=False).fit(train)
     out = {"plate": Path(path).name, "well": well, "fit_s": time.perf_counter() - t0, "arms": {}}
     counts = base.observation.prepare(base._binned(train))
     for name, opts in ARMS.items():

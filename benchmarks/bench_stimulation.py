@@ -102,9 +102,10 @@ def main(argv=None) -> dict:
 
     from organoid_sim.models import SpikingNetworkModel
 
-    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed)
+    model = SpikingNetworkModel(n_hidden=a.hidden, dt_ms=a.dt_ms, seed=a.seed, max_epochs=a.epochs,
+                                refine_steps=a.refine_steps, progress=not a.json, fit_seed=a.seed)
     train = spont.time_slice(spont.t_start, spont.t_start + a.fit_s)
-    model.fit(train, max_epochs=a.epochs, refine_steps=a.refine_steps, progress=not a.json, seed=a.seed)
+    model.fit(train)
     t_fit = time.perf_counter() - t0
     held = held_out_events(truth, meta["calibration_electrodes"], meta["calibration_amplitudes_uA"])
 

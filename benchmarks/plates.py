@@ -237,8 +237,8 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
         base_rep = organoid_sim.evaluate(rec, split=0.75, seed=seed, models=("poisson", "glm")).to_dict()
         train, held = _trim(rec).split(0.75)
         t0 = time.perf_counter()
-        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed, calibration_rounds=0,
-                                                              max_likelihood_loss=None, self_check=False)
+        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
+                                   calibration_rounds=0, max_likelihood_loss=None, self_check=False).fit(train)
         base_s = time.perf_counter() - t0
         tf = None
         mt = base.provenance["metrics"]
@@ -254,9 +254,8 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             rejected = final < mt["best_val_bits"] - 0.25 or final < mt.get("uncoupled_val_bits", float("-inf"))
             if rejected:  # the guard: back to the teacher-forced parameters (same seed, same stage 1)
                 if tf is None:
-                    tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN).fit(train, progress=False, seed=seed,
-                                                                        refine_steps=0, calibration_rounds=0,
-                                                                        self_check=False)
+                    tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
+                                             refine_steps=0, calibration_rounds=0, self_check=False).fit(train)
                 m = copy.deepcopy(tf)
             fit_s = base_s + time.perf_counter() - t1
             check = in_sample_check(m, train, seed=seed + 11)

@@ -65,7 +65,7 @@ def fit_model(rec: organoid_sim.SpikeRecording, *, quick: bool, seed: int = 0, p
     if settings["seconds"] and rec.duration > settings["seconds"]:
         rec = rec.time_slice(rec.t_start, rec.t_start + settings["seconds"])
     t0 = time.perf_counter()
-    model = SpikingNetworkModel(n_hidden=0, seed=seed).fit(rec, progress=progress, seed=seed, **settings["options"])
+    model = SpikingNetworkModel(n_hidden=0, seed=seed, fit_seed=seed, progress=progress, **settings["options"]).fit(rec)
     return model, time.perf_counter() - t0
 
 

@@ -23,6 +23,18 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
     ``path``'s extension (so writers that pick a format from it still work). On any error (or
     Ctrl-C) it is removed and ``path`` is left untouched. ``make_parents`` creates missing folders;
     otherwise a missing folder raises ``FileNotFoundError``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    make_parents : bool
+        Create missing parent folders.
+
+    Yields
+    ------
+    Path
+        The temporary path to write to.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
@@ -47,12 +59,38 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating missing folders; returns the path."""
+    """Write ``data`` to ``path`` atomically, creating missing folders; returns the path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    data : bytes
+        Its content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     with atomic_path(path, make_parents=True) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically, creating missing folders; returns the path."""
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating missing folders; returns the path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    text : str
+        Its content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return atomic_write_bytes(path, text.encode("utf-8"))

@@ -18,7 +18,9 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
+from .jsonable import finite_or_none
 from .recording import SpikeRecording
 from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
@@ -30,6 +32,9 @@ __all__ = ["evaluate", "EvaluationReport", "FIGURES", "held_out_bars", "judge_ev
 FIGURES = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
            "corr_matrix_r")
 ROWS = ("poisson", "glm", "network", "recording", "in_sample")
+#: free-running simulations: trajectories side by side and burn-in (s) from rest
+SIM_PARALLEL = 8
+SIM_BURN_IN_S = 5.0
 
 
 @dataclass
@@ -49,15 +54,7 @@ class EvaluationReport:
 
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict` (NaN written as null)."""
-        def clean(o):
-            if isinstance(o, float) and not math.isfinite(o):
-                return None
-            if isinstance(o, dict):
-                return {k: clean(v) for k, v in o.items()}
-            if isinstance(o, list):
-                return [clean(v) for v in o]
-            return o
-        return json.dumps(clean(self.to_dict()), indent=2)
+        return json.dumps(finite_or_none(self.to_dict()), indent=2)
 
     def __str__(self) -> str:
         head = f"{'':<10}" + "".join(f"{f:>24}" for f in FIGURES)
@@ -118,6 +115,26 @@ def _trim(recording: SpikeRecording) -> SpikeRecording:
     return recording.trim_silence()
 
 
+def _estimators(models, seed: int, network_options, glm_options, fit_options, device, progress) -> dict:
+    """Name -> unfitted estimator: ``models`` itself when it maps names to estimators, else the
+    default estimator of each name (``"poisson"``, ``"glm"``, ``"network"``) with the options."""
+    if isinstance(models, Mapping):
+        return dict(models)
+    net = {"seed": seed, "n_hidden": DEFAULT_N_HIDDEN, **(network_options or {})}
+    fit = {SpikingNetworkModel.legacy_fit_names.get(k, k): v for k, v in (fit_options or {}).items()}
+    defaults = {
+        "poisson": lambda: PoissonModel(dt_ms=net.get("dt_ms", 5.0)),
+        "glm": lambda: CoupledGLM(**{"progress": progress, "device": device, **(glm_options or {})}),
+        "network": lambda: SpikingNetworkModel(**{"fit_seed": seed, "device": device, "progress": progress,
+                                                  **net, **fit}),
+    }
+    unknown = [m for m in models if m not in defaults]
+    if unknown:
+        raise ValueError(f"evaluate: unknown model name(s) {unknown}; expected some of {list(defaults)} "
+                         "or a mapping of names to estimators")
+    return {name: defaults[name]() for name in models}
+
+
 def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, sim_factor: float = 4.0,
              network_options: dict | None = None, glm_options: dict | None = None, fit_options: dict | None = None,
              models=("poisson", "glm", "network"), trim_silence: bool = True, device=None,
@@ -126,12 +143,40 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
 
     ``sim_factor``: free-running simulation length in units of the held-out duration (>= 4 keeps
     the model side from being the noisy one). ``network_options`` / ``glm_options``: constructor
-    arguments of :class:`SpikingNetworkModel` (default ``n_hidden=8``) / :class:`CoupledGLM`; ``fit_options``: arguments of
-    the network's ``fit`` (e.g. ``refine_steps``). ``trim_silence`` first cuts the recording to
-    its first..last spike (:meth:`SpikeRecording.trim_silence`, the rule of ``organoid-sim fit``
-    too; ``False`` keeps the silence). ``seed`` fixes fitting and simulation randomness.
-    ``progress``: a tqdm bar over the stages (each model's fit and simulation), with the fits' and
-    simulations' own bars below it.
+    arguments of :class:`SpikingNetworkModel` (default ``n_hidden=8``) / :class:`CoupledGLM`;
+    ``fit_options``: the network's fit options (constructor parameters such as ``refine_steps``;
+    ``seed`` is taken as ``fit_seed``). ``trim_silence`` first cuts the recording to its
+    first..last spike (:meth:`SpikeRecording.trim_silence`, the rule of ``organoid-sim fit`` too;
+    ``False`` keeps the silence). ``seed`` fixes fitting and simulation randomness. ``progress``:
+    a tqdm bar over the stages (each model's fit and simulation), with the fits' and simulations'
+    own bars below it.
+
+    Parameters
+    ----------
+    recording : SpikeRecording
+        The recording to split in time.
+    split : float
+        Fraction of the (trimmed) recording used for fitting.
+    seed : int
+        Seed of fitting and simulation.
+    sim_factor : float
+        Simulation length in held-out durations.
+    network_options, glm_options, fit_options : dict, optional
+        Constructor arguments of the default estimators (see above).
+    models : sequence of str or Mapping[str, estimator]
+        Names of default estimators (``"poisson"``, ``"glm"``, ``"network"``), or name ->
+        unfitted estimator (anything with ``fit(recording)``, ``score`` and ``simulate``).
+    trim_silence : bool
+        Cut the recording to its first..last spike first.
+    device : str, optional
+        Where the default GLM and network fit (``"cpu"``/``"cuda"``).
+    progress : bool
+        Progress bars of the default estimators.
+
+    Returns
+    -------
+    EvaluationReport
+        One row per estimator plus ``"recording"`` (the fitting part judged against the held-out part).
     """
     from tqdm.auto import tqdm
 
@@ -142,32 +187,23 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
         raise ValueError(f"evaluate: no spikes in the {'held-out' if held.n_spikes == 0 else 'fitting'} part "
                          f"of {recording!r}")
     sim_s = sim_factor * held.duration
-    builders = {"poisson": lambda: PoissonModel(**({"dt_ms": (network_options or {}).get("dt_ms", 5.0)})),
-                "glm": lambda: CoupledGLM(**(glm_options or {})),
-                "network": lambda: SpikingNetworkModel(**{"seed": seed, "n_hidden": DEFAULT_N_HIDDEN,
-                                                          **(network_options or {})})}
-    rows, timings, notes = {}, {}, []
-    bar = tqdm(total=2 * len(models), desc="evaluate", unit="stage", disable=not progress)
-    for name in models:
+    estimators = _estimators(models, seed, network_options, glm_options, fit_options, device, progress)
+    rows, timings, notes, in_row = {}, {}, [], None
+    bar = tqdm(total=2 * len(estimators), desc="evaluate", unit="stage", disable=not progress)
+    for name, model in estimators.items():
         bar.set_postfix_str(f"fitting {name}")
         t0 = time.perf_counter()
-        model = builders[name]()
-        kwargs = {"progress": progress}
-        if name == "network":
-            kwargs.update({"seed": seed, "device": device, **(fit_options or {})})
-        elif name == "glm":
-            kwargs["device"] = device
-        model.fit(train, **kwargs)
+        model.fit(train)
         timings[f"{name}_fit"] = time.perf_counter() - t0
         bar.update()
         bar.set_postfix_str(f"simulating {name}")
         t1 = time.perf_counter()
-        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, progress=progress,
-                             **({} if name == "poisson" else {"n_parallel": 8, "burn_in_s": 5.0}))
+        sim = model.simulate(sim_s, seed=seed, t_start=held.t_start, n_parallel=SIM_PARALLEL, burn_in_s=SIM_BURN_IN_S,
+                             progress=progress)
         timings[f"{name}_simulate"] = time.perf_counter() - t1
         bar.update()
         rows[name] = {"bits_per_spike": model.score(held), **_figures(held, sim)}
-        if name == "network":
+        if isinstance(model, SpikingNetworkModel):
             rows[name]["capped_bin_fraction"] = capped_fraction(sim, model)
             in_sample = model.provenance.get("self_check") or in_sample_check(model, train, seed=seed + 11)
             in_row = {"bits_per_spike": model.score(train),
@@ -188,7 +224,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
     bar.close()
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
-    if "network" in rows:
+    if in_row is not None:
         rows["in_sample"] = in_row
     settings = {"split": split, "seed": seed, "sim_factor": sim_factor, "fit_window_s": [train.t_start, train.t_stop],
                 "held_out_window_s": [held.t_start, held.t_stop], "source": recording.metadata.get("source"),

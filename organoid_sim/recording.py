@@ -26,10 +26,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .events import StimEvents
+from .jsonable import json_default
 from .neo_bridge import neo_fields, recording_to_neo
 from .si_bridge import recording_to_spikeinterface, spikeinterface_fields
 
-__all__ = ["SpikeRecording", "Electrodes"]
+__all__ = ["SpikeRecording", "Electrodes", "index_of"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -39,23 +40,37 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, bytes):
-        return o.decode("utf-8", "replace")
-    raise TypeError(f"metadata value of type {type(o).__name__} is not JSON-serialisable")
+def index_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each ``wanted`` id in ``ids`` (ids unique, any order; one sorted search).
+
+    Parameters
+    ----------
+    ids : np.ndarray
+        The ids of the rows (unique).
+    wanted : np.ndarray
+        Ids to look up.
+
+    Returns
+    -------
+    rows : np.ndarray
+        int64 row in ``ids`` of each wanted id (0 where it is missing).
+    found : np.ndarray
+        bool, whether each wanted id is in ``ids``.
+    """
+    ids, wanted = np.asarray(ids), np.asarray(wanted)
+    if len(ids) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids, wanted, sorter=order), 0, len(ids) - 1)
+    rows = order[pos].astype(np.int64)
+    return rows, ids[rows] == wanted
 
 
 def _normalise_metadata(md: Mapping[str, Any] | None) -> dict:
     if md is None:
         return {}
     try:
-        return json.loads(json.dumps(dict(md), default=_json_default, allow_nan=True))
+        return json.loads(json.dumps(dict(md), default=json_default, allow_nan=True))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
 
@@ -120,12 +135,8 @@ class Electrodes:
         """Positions ``(K, 2)`` in um for the given electrode ids (NaN where not in the layout)."""
         electrode_ids = np.asarray(electrode_ids, dtype=np.int64)
         out = np.full((len(electrode_ids), 2), np.nan)
-        if len(self.ids):
-            order = np.argsort(self.ids)
-            pos = np.searchsorted(self.ids, electrode_ids, sorter=order)
-            pos = np.clip(pos, 0, len(self.ids) - 1)
-            hit = self.ids[order[pos]] == electrode_ids
-            out[hit] = self.positions[order[pos[hit]]]
+        rows, hit = index_of(self.ids, electrode_ids)
+        out[hit] = self.positions[rows[hit]]
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -280,12 +291,10 @@ class SpikeRecording:
             unit_ids, inverse = np.unique(units, return_inverse=True)
         else:
             unit_ids = np.asarray(unit_ids)
-            order = np.argsort(unit_ids, kind="stable")
-            pos = np.clip(np.searchsorted(unit_ids, units, sorter=order), 0, max(len(unit_ids) - 1, 0))
             if len(unit_ids) == 0 and len(units):
                 raise ValueError("spikes given but unit_ids is empty")
-            inverse = order[pos] if len(unit_ids) else pos
-            missing = unit_ids[inverse] != units if len(units) else np.zeros(0, bool)
+            inverse, found = index_of(unit_ids, units)
+            missing = ~found
             if np.any(missing):
                 raise ValueError(f"spikes belong to units not in unit_ids: {np.unique(units[missing])[:10].tolist()}")
         order = np.lexsort((times, inverse))

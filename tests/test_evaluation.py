@@ -87,7 +87,7 @@ def test_cli_fit_simulate(tmp_path, network_recording, capsys):
 def test_network_fits_and_simulates_on_cuda(network_recording):
     from organoid_sim.models import SpikingNetworkModel
 
-    m = SpikingNetworkModel(n_hidden=0).fit(network_recording, device="cuda", progress=False, **FAST)
+    m = SpikingNetworkModel(n_hidden=0, device="cuda", progress=False, **FAST).fit(network_recording)
     assert m.bias.device.type == "cuda"
     a, b = m.simulate(5.0, seed=3), m.simulate(5.0, seed=3)
     assert a == b and np.isfinite(m.score(network_recording))

@@ -31,7 +31,7 @@ def test_validation_bits_equal_scipy_poisson_on_the_last_part():
     rec = _poisson_recording()
     m = SpikingNetworkModel(n_hidden=0, seed=0)
     m.attach_recording(rec)
-    counts = m._binned(rec, device=m._device())
+    counts = m.binned(rec, device=m.torch_device())
     with torch.no_grad():
         eta = m.teacher_eta(m.teacher_design(counts)).double().numpy()
     y = counts.double().numpy()
@@ -54,7 +54,7 @@ def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
     said = any("keeping the teacher-forced parameters" in str(w.message) for w in caught)
     assert said == (max_loss is not None)
     met = m.provenance["metrics"]
-    counts = m._binned(rec, device=m._device())
+    counts = m.binned(rec, device=m.torch_device())
     now = validation_bits(m, counts, 0.1)
     # the final figure always describes the parameters the model keeps
     assert now == pytest.approx(met["final_val_bits"], abs=1e-6)
@@ -71,7 +71,7 @@ def test_uncoupled_null_is_the_homogeneous_maximum_likelihood_model(observation,
     rec = _poisson_recording(seed=2)
     m = SpikingNetworkModel(n_hidden=2, seed=0, observation=observation, max_rate_hz=max_rate)
     m.attach_recording(rec)
-    counts = m.observation.prepare(m._binned(rec, device=m._device()))
+    counts = m.observation.prepare(m.binned(rec, device=m.torch_device()))
     fit_uncoupled(m, counts, validation_fraction=0.2)
     assert torch.all(m.effective_weight()[:, :6, :6] == 0)
     with torch.no_grad():
@@ -93,8 +93,8 @@ def test_structureless_data_keep_the_uncoupled_network():
     assert met["uncoupled"] and met["coupled_val_bits"] < met["uncoupled_val_bits"]
     assert any("keeping the uncoupled network" in str(w.message) for w in caught)
     # the kept model is the homogeneous Poisson model of the fitting window (scipy's log-pmf)
-    m_counts = m._binned(held, device=m._device()).double().numpy()
-    rate = m._binned(train, device=m._device()).double().numpy().mean(0)
+    m_counts = m.binned(held, device=m.torch_device()).double().numpy()
+    rate = m.binned(train, device=m.torch_device()).double().numpy().mean(0)
     ll = poisson.logpmf(m_counts, rate).sum()
     ll0 = poisson.logpmf(m_counts, m_counts.mean(0)).sum()
     assert m.score(held) == pytest.approx((ll - ll0) / np.log(2) / m_counts.sum(), abs=1e-4)

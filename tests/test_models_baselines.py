@@ -90,7 +90,7 @@ def test_glm_recovers_known_filters(tmp_path):
         truth.filters[range(4), range(4)] = -1.0  # refractory self-history keeps it stable
     rec = truth.simulate(400.0, seed=2, n_parallel=8)
     assert rec.metadata["saturated_bins"] < 0.001 * rec.n_spikes
-    fitted = CoupledGLM(dt_ms=5.0, history_ms=100.0, n_basis=4, l2=1e-5).fit(rec, progress=False)
+    fitted = CoupledGLM(dt_ms=5.0, history_ms=100.0, n_basis=4, l2=1e-5, progress=False).fit(rec)
     r = np.corrcoef(truth.coupling_filters().ravel(), fitted.coupling_filters().ravel())[0, 1]
     assert r >= 0.9
     back = load_model(fitted.save(tmp_path / "glm"))

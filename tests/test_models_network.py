@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from organoid_sim import SpikeRecording, load_model
+from organoid_sim.fit.config import RESTART_SEED_STRIDE
 from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.neurons import NetworkState, lif_step
 from organoid_sim.nn.surrogate import ATan, FastSigmoid, StraightThrough
@@ -55,8 +56,8 @@ def test_save_load_gives_identical_simulation_and_score(tmp_path):
     m = _network(6, n_hidden=3)
     sim = m.simulate(20.0, seed=3).with_metadata(well="T1")
     assert sim.n_units == 6 and sim.n_spikes > 0
-    m.fit(sim, max_epochs=3, refine_steps=2, refine_window_s=0.5, refine_batch=2, calibration_rounds=1,
-          progress=False)
+    m.set_params(max_epochs=3, refine_steps=2, refine_window_s=0.5, refine_batch=2, calibration_rounds=1,
+                 progress=False).fit(sim)
     m.save(tmp_path / "net")
     back = load_model(tmp_path / "net")
     assert isinstance(back, SpikingNetworkModel) and back.n_hidden == 3
@@ -106,8 +107,9 @@ def test_stimulation_input_drives_the_targeted_neurons():
 def test_ground_truth_weights_are_recovered():
     truth = _network(8, seed=4, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
-    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
-    fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
+    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, max_epochs=15, refine_steps=0,
+                                 calibration_rounds=0, progress=False)
+    fitted.fit(rec)
     assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_true = truth.effective_weight().detach().numpy().ravel()
     w_fit = fitted.effective_weight().detach().numpy().ravel()
@@ -162,8 +164,9 @@ def test_dale_network_weights_are_recovered_and_keep_their_signs(tmp_path):
         truth.bias.sub_(0.3)
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)
     assert rec.metadata["saturated_bins"] < 0.005 * rec.n_spikes
-    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True)
-    fitted.fit(rec, max_epochs=15, refine_steps=0, calibration_rounds=0, progress=False)
+    fitted = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5, dale=True, max_epochs=15,
+                                 refine_steps=0, calibration_rounds=0, progress=False)
+    fitted.fit(rec)
     assert not fitted.provenance["metrics"]["uncoupled"]   # coupling beats the uncoupled null here
     w_fit = fitted.effective_weight().detach().numpy()
     assert (w_fit >= 0).all()
@@ -181,8 +184,8 @@ def test_dale_files_from_before_the_option_keep_the_softplus_weights(tmp_path):
     path = m.save(tmp_path / "old")
     cfg_file = next(p for p in path.iterdir() if p.suffix == ".json")
     cfg = json.loads(cfg_file.read_text())
-    node = cfg["config"] if "config" in cfg else cfg
-    node.pop("dale_weights")
+    cfg["config"].pop("dale_weights")  # the layout of format 1 files written before the option
+    cfg["format_version"] = 1
     cfg_file.write_text(json.dumps(cfg))
     old = load_model(path)
     raw = old.weight.detach()
@@ -215,7 +218,8 @@ def test_files_from_before_the_saturating_rate_load_without_it(tmp_path):
     path = m.save(tmp_path / "old")
     cfg_file = next(p for p in path.iterdir() if p.suffix == ".json")
     cfg = json.loads(cfg_file.read_text())
-    (cfg["config"] if "config" in cfg else cfg).pop("max_rate_hz")
+    cfg["config"].pop("max_rate_hz")  # the layout of format 1 files written before the option
+    cfg["format_version"] = 1
     cfg_file.write_text(json.dumps(cfg))
     old = load_model(path)
     assert old.hparams["max_rate_hz"] is None and old.eta_max() is None
@@ -236,12 +240,13 @@ def test_restarts_keep_the_candidate_closest_to_the_data_and_reproduce_it():
     rec = _network(6, seed=4, tau_syn_ms=(10.0,)).simulate(60.0, seed=5, n_parallel=4, burn_in_s=1.0)
     small = dict(max_epochs=3, refine_steps=3, refine_batch=2, refine_window_s=0.5, calibration_rounds=1,
                  progress=False)
-    both = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0).fit(rec, restarts=2, seed=0, **small)
+    both = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0, restarts=2, fit_seed=0, **small).fit(rec)
     met = both.provenance["metrics"]
     scores = met["restart_discrepancies"]
     assert len(scores) == 2 and met["restart_chosen"] == int(np.argmin(scores))
-    alone = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0).fit(rec, seed=1000 * met["restart_chosen"], **small)
+    alone = SpikingNetworkModel(n_hidden=0, tau_syn_ms=(10.0,), seed=0,
+                                fit_seed=RESTART_SEED_STRIDE * met["restart_chosen"], **small).fit(rec)
     for name, value in both.state_dict().items():
         assert torch.equal(value, alone.state_dict()[name]), name
     with pytest.raises(ValueError, match="restarts must be >= 1"):
-        SpikingNetworkModel(n_hidden=0, seed=0).fit(rec, restarts=0, **small)
+        SpikingNetworkModel(n_hidden=0, seed=0, restarts=0, **small).fit(rec)

@@ -80,7 +80,7 @@ def test_recovered_network_passes_and_the_check_is_saved(truth, tmp_path):
     _, rec = truth
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = SpikingNetworkModel(seed=0, n_hidden=0).fit(rec, refine_steps=0, calibration_rounds=4, progress=False)
+        m = SpikingNetworkModel(seed=0, n_hidden=0, refine_steps=0, calibration_rounds=4, progress=False).fit(rec)
     assert not [w for w in caught if "in-sample check" in str(w.message)]
     check = m.provenance["self_check"]
     assert check["missed"] == [] and check["capped_bin_fraction"] is not None

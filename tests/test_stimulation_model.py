@@ -21,8 +21,8 @@ def small_fitted_model():
     rng = np.random.default_rng(7)
     spikes = [np.sort(rng.uniform(0, 20.0, rng.integers(40, 80))) for _ in UNITS]
     rec = SpikeRecording.from_spike_times(spikes, t_stop=20.0, electrode_ids=UNITS, electrodes=CL1.electrodes())
-    return models.SpikingNetworkModel(n_hidden=0, dt_ms=2.0).fit(rec, max_epochs=2, refine_steps=0, calibration_rounds=0,
-                                                     progress=False, seed=0)
+    return models.SpikingNetworkModel(n_hidden=0, dt_ms=2.0, max_epochs=2, refine_steps=0, calibration_rounds=0,
+                                      progress=False, fit_seed=0).fit(rec)
 
 
 def test_fitted_model_has_the_stimulation_port():

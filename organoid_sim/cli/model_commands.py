@@ -94,14 +94,15 @@ def run_fit(args) -> int:
         if not torch.cuda.is_available():
             raise CLIError("--device cuda: no CUDA device is available")
     rec = _trimmed(_load(args), args)
-    model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed)
     out_dir = Path(args.out)
     ckpt = out_dir / CHECKPOINT
+    model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed, device=args.device,
+                                progress=not args.no_progress, max_epochs=args.max_epochs,
+                                refine_steps=args.refine_steps, restarts=args.restarts, fit_seed=args.seed,
+                                calibration_rounds=args.calibration_rounds, checkpoint_dir=ckpt)
     made_dir = not out_dir.exists()
     try:
-        model.fit(rec, device=args.device, progress=not args.no_progress, max_epochs=args.max_epochs,
-                  refine_steps=args.refine_steps, restarts=args.restarts, seed=args.seed,
-                  calibration_rounds=args.calibration_rounds, checkpoint_dir=ckpt)
+        model.fit(rec)
     except KeyboardInterrupt:
         # an interrupted fit is not resumed: its checkpoints go, and so does a folder the fit made
         shutil.rmtree(ckpt, ignore_errors=True)

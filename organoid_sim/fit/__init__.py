@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -18,19 +19,16 @@ import torch
 from ..stats import compare, detect_bursts
 from .calibrate import calibrate_rates
 from .checkpoint import Checkpointer
+from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, RESTART_SEED_STRIDE,
+                     SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
 from .refine import refine_free_running
 from .self_check import in_sample_check, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
-__all__ = ["fit_network", "fit_teacher_forced", "Checkpointer"]
+__all__ = ["fit_network", "fit_teacher_forced", "Checkpointer", "FitConfig", "RefineConfig"]
 
 
-def fit_network(model, recording, *, device=None, progress: bool = True, max_epochs: int = 30,
-                validation_fraction: float = 0.1, refine_steps: int = 60, refine_batch: int = 16,
-                refine_window_s: float = 2.0, likelihood_weight: float = 1.0, refine_options: dict | None = None,
-                calibration_rounds: int = 8, max_likelihood_loss: float | None = 0.25, restarts: int = 1,
-                checkpoint_dir=None, seed: int = 0, self_check: bool = True,
-                calibration_options: dict | None = None) -> "object":
+def fit_network(model, recording, config: FitConfig | None = None, **options) -> "object":
     """Fit ``model`` to ``recording`` in three stages and return it.
 
     1. teacher-forced maximum likelihood of the recorded neurons, early-stopped on the last
@@ -50,6 +48,11 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
        each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`,
        ``calibration_options``: its other arguments).
 
+    Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
+    and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
+    result goes to ``model.provenance["self_check"]`` (saved with the model) and a missed bar
+    gives one ``RuntimeWarning`` naming each missed bar.
+
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
     by more than ``max_likelihood_loss`` bits/spike, or below the uncoupled null's
     (``metrics["uncoupled_val_bits"]``), they are undone: the model keeps the stage-1
@@ -66,52 +69,53 @@ def fit_network(model, recording, *, device=None, progress: bool = True, max_epo
     seed; this picks the one that fits the data best. ``metrics["restart_discrepancies"]`` and
     ``metrics["restart_chosen"]`` record the choice.
 
-    Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
-    and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
-    result goes to ``model.provenance["self_check"]`` (saved with the model) and a missed bar
-    gives one ``RuntimeWarning`` naming each missed bar.
-
     ``device``: ``"cpu"``/``"cuda"`` (default: where the model is). ``seed`` fixes all randomness.
     ``checkpoint_dir``: where to keep interrupt-safe checkpoints. Timings and figures are stored in
     ``model.provenance["metrics"]``.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network to fit (built for ``recording`` here).
+    recording : SpikeRecording
+        The fitting window.
+    config : FitConfig, optional
+        All options (default: ``FitConfig()``).
+    **options
+        :class:`FitConfig` fields that replace those of ``config`` (unknown names raise TypeError).
+
+    Returns
+    -------
+    SpikingNetworkModel
+        ``model``, fitted.
     """
+    cfg = replace(config or FitConfig(), **options)
     if recording.n_units == 0 or recording.n_spikes == 0:
         raise ValueError(f"cannot fit a network to a recording without spikes ({recording!r})")
-    if int(restarts) < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    torch.manual_seed(seed)
-    settings = dict(max_epochs=max_epochs, validation_fraction=validation_fraction, refine_steps=refine_steps,
-                    refine_batch=refine_batch, refine_window_s=refine_window_s, likelihood_weight=likelihood_weight,
-                    calibration_rounds=calibration_rounds, restarts=restarts, seed=seed)
+    torch.manual_seed(cfg.seed)
     model.attach_recording(recording)
-    if device is not None:
-        model.to(device)
-    model._set_provenance(recording, {**settings, "device": str(model._device())})
-    ckpt = Checkpointer(checkpoint_dir)
-    counts = model.observation.prepare(model._binned(recording, device=model._device()))
+    if cfg.device is not None:
+        model.to(cfg.device)
+    model.set_provenance(recording, {**cfg.settings(), "device": str(model.torch_device())})
+    ckpt = Checkpointer(cfg.checkpoint_dir)
+    counts = model.observation.prepare(model.binned(recording, device=model.torch_device()))
     t0 = time.perf_counter()
     # refinement and calibration leave the time constants and U alone, so one design serves all stages
     design = model.teacher_design(counts)
-    metrics = fit_teacher_forced(model, counts, validation_fraction=validation_fraction, max_epochs=max_epochs,
-                                 progress=progress, checkpoint=ckpt, design=design)
-    if validation_fraction > 0:
-        _keep_coupling_if_it_helps(model, counts, metrics, validation_fraction, design)
+    metrics = fit_teacher_forced(model, counts, validation_fraction=cfg.validation_fraction,
+                                 max_epochs=cfg.max_epochs, progress=cfg.progress, checkpoint=ckpt, design=design)
+    if cfg.validation_fraction > 0:
+        _keep_coupling_if_it_helps(model, counts, metrics, cfg.validation_fraction, design)
     metrics["teacher_forced_s"] = time.perf_counter() - t0
     after_tf = copy.deepcopy(model.state_dict())
-    if refine_steps > 0 or calibration_rounds > 0:
-        stages = dict(refine_steps=refine_steps, refine_batch=refine_batch, refine_window_s=refine_window_s,
-                      likelihood_weight=likelihood_weight,
-                      refine_options=_with_burst_detector(refine_options, recording) if refine_steps > 0 else None,
-                      calibration_rounds=calibration_rounds, calibration_options=dict(calibration_options or {}),
-                      max_likelihood_loss=max_likelihood_loss,
-                      validation_fraction=validation_fraction, progress=progress, checkpoint=ckpt)
-        metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, int(restarts),
-                                         seed, stages))
+    if cfg.refine_steps > 0 or cfg.calibration_rounds > 0:
+        refine = _with_burst_detector(cfg, recording) if cfg.refine_steps > 0 else None
+        metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
-    if self_check:
+    if cfg.self_check:
         t3 = time.perf_counter()
-        model.provenance["self_check"] = in_sample_check(model, recording, seed=seed + 11)
+        model.provenance["self_check"] = in_sample_check(model, recording, seed=cfg.seed + SELF_CHECK_SEED_OFFSET)
         metrics["self_check_s"] = time.perf_counter() - t3
         warn_if_missed(model.provenance["self_check"], stacklevel=4)
     return model
@@ -138,18 +142,20 @@ def _keep_coupling_if_it_helps(model, counts: torch.Tensor, metrics: dict, valid
         metrics["best_val_bits"] = validation_bits(model, counts, validation_fraction, design=design)
 
 
-def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_tf: dict, restarts: int,
-                      seed: int, stages: dict) -> dict:
+def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_tf: dict, cfg: FitConfig,
+                      refine: RefineConfig | None, checkpoint: Checkpointer) -> dict:
     """Stages 2-3 from ``after_tf`` once per restart; the model ends with the candidate closest to
     ``recording`` (see :func:`fit_network`). Returns the chosen candidate's metrics. An interrupt
     keeps the best candidate finished so far."""
     best, scores = None, []
+    restarts = int(cfg.restarts)
     try:
         for k in range(restarts):
             if k:
                 model.load_state_dict(after_tf)
-            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed + 1000 * k, **stages)
-            score = _discrepancy(model, recording, seed + 1000 * k) if restarts > 1 else 0.0
+            seed_k = cfg.seed + RESTART_SEED_STRIDE * k
+            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed_k, cfg, refine, checkpoint)
+            score = _discrepancy(model, recording, seed_k) if restarts > 1 else 0.0
             scores.append(score)
             if best is None or score < best[0]:
                 best = (score, cand, copy.deepcopy(model.state_dict()), k)
@@ -162,33 +168,30 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
     return metrics
 
 
-def _with_burst_detector(refine_options: dict | None, recording) -> dict:
-    """``refine_options`` with ``burst`` = the recording's ISI_N detector ``(max_isi_n s, n_spikes)``
-    (:func:`organoid_sim.stats.detect_bursts`) unless the caller set it; detected once for all restarts."""
-    opts = dict(refine_options or {})
-    if "burst" not in opts:
-        bp = detect_bursts(recording).params
-        opts["burst"] = (bp["max_isi_n"], bp["n_spikes"])
-    return opts
+def _with_burst_detector(cfg: FitConfig, recording) -> RefineConfig:
+    """Stage 2's :class:`RefineConfig`, with ``burst`` = the recording's ISI_N detector
+    ``(max_isi_n s, n_spikes)`` (:func:`organoid_sim.stats.detect_bursts`) unless the caller set it
+    in ``refine_options``; detected once for all restarts."""
+    if "burst" in (cfg.refine_options or {}):
+        return cfg.refine_config()
+    bp = detect_bursts(recording).params
+    return cfg.refine_config(burst=(bp["max_isi_n"], bp["n_spikes"]))
 
 
-def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, *,
-                         refine_steps, refine_batch, refine_window_s, likelihood_weight, refine_options,
-                         calibration_rounds, calibration_options, max_likelihood_loss, validation_fraction, progress,
-                         checkpoint) -> dict:
-    """Stages 2 (refinement) and 3 (rate calibration) and the likelihood guard, with ``seed``."""
+def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
+                         refine: RefineConfig | None, checkpoint: Checkpointer) -> dict:
+    """Stages 2 (refinement, ``refine``) and 3 (rate calibration) and the likelihood guard, with ``seed``."""
     metrics = {}
-    if refine_steps > 0:
+    max_likelihood_loss, validation_fraction = cfg.max_likelihood_loss, cfg.validation_fraction
+    if refine is not None:
         t1 = time.perf_counter()
-        metrics.update(refine_free_running(model, counts, steps=refine_steps, batch=refine_batch,
-                                           window_s=refine_window_s, likelihood_weight=likelihood_weight,
-                                           validation_fraction=validation_fraction, seed=seed, progress=progress,
-                                           checkpoint=checkpoint, design=design, **refine_options))
+        metrics.update(refine_free_running(model, counts, refine, seed=seed, progress=cfg.progress,
+                                           checkpoint=checkpoint, design=design))
         metrics["refine_s"] = time.perf_counter() - t1
-    if calibration_rounds > 0:
+    if cfg.calibration_rounds > 0:
         t2 = time.perf_counter()
-        metrics.update(calibrate_rates(model, counts, rounds=calibration_rounds, seed=seed, progress=progress,
-                                       **calibration_options))
+        metrics.update(calibrate_rates(model, counts, rounds=cfg.calibration_rounds, seed=seed,
+                                       progress=cfg.progress, **dict(cfg.calibration_options or {})))
         metrics["calibrate_s"] = time.perf_counter() - t2
     if validation_fraction > 0:
         final = validation_bits(model, counts, validation_fraction, design=design)
@@ -214,8 +217,8 @@ def _discrepancy(model, recording, seed: int) -> float:
     error| + |median burst duration error| + (1 - correlation-matrix r) + median rate error``
     (:func:`organoid_sim.stats.compare`; undefined figures, e.g. no bursts on either side, count 0,
     an infinite one 1)."""
-    sim = model.simulate(recording.duration, seed=seed + 7, t_start=recording.t_start, n_parallel=8,
-                         burn_in_s=5.0)
+    sim = model.simulate(recording.duration, seed=seed + DISCREPANCY_SEED_OFFSET, t_start=recording.t_start,
+                         n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
     s = compare(recording, sim).summary
     terms = [abs(s.get("burst_rate_rel_err", np.nan)), abs(s.get("burst_duration_rel_err", np.nan)),
              1.0 - s.get("corr_matrix_r", np.nan), s.get("rate_median_rel_err", np.nan)]

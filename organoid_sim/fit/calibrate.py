@@ -15,7 +15,26 @@ __all__ = ["calibrate_rates", "simulated_rates"]
 
 def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np.ndarray, int]:
     """Rates (Hz) of all neurons over ``batch`` free trajectories of ``duration_s`` s each (after a
-    2 s burn-in from rest), and the number of saturated bins."""
+    2 s burn-in from rest), and the number of saturated bins.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network to simulate.
+    duration_s : float
+        Length (s) of each trajectory.
+    batch : int
+        Trajectories.
+    seed : int
+        Seed of the simulation.
+
+    Returns
+    -------
+    rates : np.ndarray
+        Rate (Hz) of each neuron.
+    n_saturated : int
+        Bins at the observation's count cap.
+    """
     dt = model.dt_ms
     n_steps = int(round(duration_s * 1000.0 / dt))
     events, _, n_sat = model.run(n_steps, batch=batch, seed=seed, burn_in_steps=int(2000.0 / dt))

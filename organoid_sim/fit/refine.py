@@ -12,22 +12,23 @@ no data of their own) and the depression/adaptation time constants that shape th
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
 
 from ..nn.neurons import lif_step
+from .config import (CHECKPOINT_EVERY, GRAD_CLIP_NORM, LOSS_SMOOTHING, MIN_BEST_STEP, REFINE_BURN_IN_SEED_OFFSET,
+                     REFINE_NOISE_SEED_OFFSET, RefineConfig)
 from .summary import data_windows, loss_weights, stats_loss, summary_stats
-from .teacher import _data_term, network_link, split_index
+from .teacher import data_term, network_link, split_index
 
 __all__ = ["refine_free_running"]
 
 
-def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: int = 16, window_s: float = 2.0,
-                        bin_ms: float = 10.0, n_lags: int = 100, lr: float = 0.01, burn_in_s: float = 2.0, weights: dict | None = None,
-                        likelihood_weight: float = 1.0, validation_fraction: float = 0.0, seed: int = 0,
-                        burst: tuple[float, int] | None = None, persistence_ms: float = 60.0,
-                        average_from: float | None = None, progress: bool = True, checkpoint=None, design: torch.Tensor | None = None) -> dict:
+def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None = None, *, seed: int = 0,
+                        progress: bool = True, checkpoint=None, design: torch.Tensor | None = None,
+                        **options) -> dict:
     """Adam steps on the summary-statistics loss. ``counts``: recorded ``[T, n_recorded]`` counts
     (prepared).
 
@@ -35,9 +36,8 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     ``average_from`` (a fraction of ``steps``) it ends instead with the average of the parameters
     after each step from ``average_from * steps`` on (Polyak-Ruppert averaging of the noise that
     gradients from short random runs carry; an interruption before the averaging starts keeps the
-    best iterate). Measured on three wells in docs/models.md: it raised F2's correlations but
-    made D1's bursts too frequent, and with few steps it averages unconverged iterates, so it is
-    off by default.
+    best iterate). With few steps it averages unconverged iterates; it is off by default
+    (docs/benchmarks.md has the measured effect).
 
     ``likelihood_weight`` adds the teacher-forced negative log-likelihood per spike (nats, minus
     its value at the start) to the loss, so refinement fixes the free-running statistics without
@@ -50,69 +50,76 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
     ``burst``: ``(max_isi_n in s, n_spikes)`` of the data's ISI_N burst detector
     (:func:`organoid_sim.stats.detect_bursts`); with it the loss also matches the burst
     persistence over ``persistence_ms`` (:mod:`organoid_sim.fit.summary`).
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network (built and teacher-forced fitted); updated in place.
+    counts : torch.Tensor
+        Recorded ``[T, n_recorded]`` counts, prepared by the observation model.
+    config : RefineConfig, optional
+        The options (default ``RefineConfig()``).
+    seed : int
+        Seed of the simulated trajectories.
+    progress : bool
+        Show a progress bar.
+    checkpoint : Checkpointer, optional
+        Where to leave checkpoints.
+    design : torch.Tensor, optional
+        ``model.teacher_design(counts)`` when the caller has it.
+    **options
+        :class:`RefineConfig` fields replacing those of ``config``.
+
+    Returns
+    -------
+    dict
+        ``refine_loss``, ``refine_best_step``, ``refine_averaged`` and the loss terms
+        (``refine_<term>``) of the last step.
     """
+    c = replace(config or RefineConfig(), **options)
     dt = model.dt_ms
-    L = max(2, int(round(window_s * 1000.0 / dt)))
-    nr = model.n_recorded
-    stat_kw = {}
-    if burst is not None and loss_weights(weights)["burst_persistence"] > 0:
-        # (ISI_N window in s, N) -> (steps, spikes); skipped when a window cannot hold the lags
-        win, lags = max(1, int(round(burst[0] * 1000.0 / dt))), max(1, int(round(persistence_ms / dt)))
-        if win + lags < L:
-            stat_kw = {"burst": (win, float(burst[1])), "persistence_lags": lags}
+    L = max(2, int(round(c.window_s * 1000.0 / dt)))
+    stat_kw = _stat_options(c, dt, L)
     with torch.no_grad():
-        target = summary_stats(data_windows(counts, L), dt, bin_ms, n_lags, **stat_kw)
+        target = summary_stats(data_windows(counts, L), dt, c.bin_ms, c.n_lags, **stat_kw)
     frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
-    anchor = None
-    if likelihood_weight > 0:
-        cut = split_index(counts.shape[0], validation_fraction)
-        X = model.teacher_design(counts) if design is None else design
-        X, y = X[:cut], counts[:cut]
-        ll_fn = _data_term(X, y, model.observation, network_link(model))
-        n_spk = max(float(y.sum()), 1.0)
-        with torch.no_grad():
-            ll_start = float(ll_fn(*model.teacher_readout()))
-        anchor = (ll_fn, ll_start, n_spk)
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator(device=model._device())
-    gen.manual_seed(int(seed) + 1)
-    _, state, _ = model.run(int(round(burn_in_s * 1000.0 / dt)), batch=batch, seed=seed + 2, record=False)
+    anchor = _likelihood_anchor(model, counts, c.validation_fraction, design) if c.likelihood_weight > 0 else None
+    opt = torch.optim.Adam(params, lr=c.lr)
+    gen = torch.Generator(device=model.torch_device())
+    gen.manual_seed(int(seed) + REFINE_NOISE_SEED_OFFSET)
+    _, state, _ = model.run(int(round(c.burn_in_s * 1000.0 / dt)), batch=c.batch,
+                            seed=seed + REFINE_BURN_IN_SEED_OFFSET, record=False)
     best = {"loss": float("inf"), "state": copy.deepcopy(model.state_dict()), "step": -1}
     smooth, parts = None, {}
     prev_state, averaged = best["state"], None
-    avg_start = None if average_from is None else int(average_from * steps)
-    bar = tqdm(range(steps), disable=not progress, desc="free-running refinement", unit="step")
+    avg_start = None if c.average_from is None else int(c.average_from * c.steps)
+    bar = tqdm(range(c.steps), disable=not progress, desc="free-running refinement", unit="step")
     try:
         for it in bar:
-            p = model.step_params()
-            u = torch.rand((L, batch, model.n_neurons), generator=gen, device=model._device())
-            out = []
-            st = state
-            for k in range(L):
-                st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
-                out.append(st.s[:, :nr])
-            sim = summary_stats(torch.stack(out), dt, bin_ms, n_lags, **stat_kw)
-            loss, parts = stats_loss(sim, target, weights)
+            u = torch.rand((L, c.batch, model.n_neurons), generator=gen, device=model.torch_device())
+            st, spikes = _free_run(model, state, u)
+            sim = summary_stats(spikes, dt, c.bin_ms, c.n_lags, **stat_kw)
+            loss, parts = stats_loss(sim, target, c.weights)
             if anchor is not None:
                 lost = (anchor[1] - anchor[0](*model.teacher_readout())) / anchor[2]
-                loss = loss + likelihood_weight * lost
+                loss = loss + c.likelihood_weight * lost
                 parts["nll_increase"] = float(lost.detach())
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
             opt.step()
             state = st.detach()
-            smooth = parts if smooth is None else {k: 0.7 * smooth[k] + 0.3 * v for k, v in parts.items()}
+            smooth = _smoothed(smooth, parts)
             total = sum(smooth.values())
             # the loss was measured with the parameters before this step
-            if total < best["loss"] and it >= 3:
+            if total < best["loss"] and it >= MIN_BEST_STEP:
                 best = {"loss": total, "state": prev_state, "step": it}
             prev_state = copy.deepcopy(model.state_dict())
             if avg_start is not None and it >= avg_start:
                 averaged = _running_mean(averaged, prev_state, it - avg_start)
             bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()})
-            if checkpoint is not None and it % 10 == 9:
+            if checkpoint is not None and it % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
                 checkpoint.save(model, "refine", it, smooth)
     finally:  # also on KeyboardInterrupt: keep the averaged (or best) parameters and leave a checkpoint
         if averaged is not None:
@@ -124,6 +131,48 @@ def refine_free_running(model, counts: torch.Tensor, *, steps: int = 60, batch: 
         bar.close()
     return {"refine_loss": best["loss"], "refine_best_step": best["step"], "refine_averaged": averaged is not None,
             **{f"refine_{k}": v for k, v in parts.items()}}
+
+
+def _stat_options(c: RefineConfig, dt: float, L: int) -> dict:
+    """Keywords of :func:`summary_stats` for the burst persistence: the data's ISI_N window
+    ``(s, N)`` turned into ``(steps, spikes)``; none without a detector, with a zero weight, or
+    when a window of ``L`` steps cannot hold the window and its lags."""
+    if c.burst is None or loss_weights(c.weights)["burst_persistence"] <= 0:
+        return {}
+    win, lags = max(1, int(round(c.burst[0] * 1000.0 / dt))), max(1, int(round(c.persistence_ms / dt)))
+    return {"burst": (win, float(c.burst[1])), "persistence_lags": lags} if win + lags < L else {}
+
+
+def _likelihood_anchor(model, counts: torch.Tensor, validation_fraction: float, design: torch.Tensor | None):
+    """``(log-likelihood function of the readout, its value now, spikes)`` of the teacher-forced
+    likelihood on the bins before the held-out part."""
+    cut = split_index(counts.shape[0], validation_fraction)
+    X = model.teacher_design(counts) if design is None else design
+    X, y = X[:cut], counts[:cut]
+    ll_fn = data_term(X, y, model.observation, network_link(model))
+    n_spk = max(float(y.sum()), 1.0)
+    with torch.no_grad():
+        ll_start = float(ll_fn(*model.teacher_readout()))
+    return ll_fn, ll_start, n_spk
+
+
+def _free_run(model, state, u: torch.Tensor):
+    """``len(u)`` differentiable steps from ``state`` with the uniform numbers ``u``
+    (``[L, batch, n_neurons]``); returns the last state and the recorded neurons' spikes
+    ``[L, batch, n_recorded]``."""
+    p = model.step_params()
+    out = []
+    st = state
+    for k in range(len(u)):
+        st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
+        out.append(st.s[:, :model.n_recorded])
+    return st, torch.stack(out)
+
+
+def _smoothed(smooth: dict | None, parts: dict) -> dict:
+    """Exponentially smoothed loss terms (:data:`~organoid_sim.fit.config.LOSS_SMOOTHING`)."""
+    keep, new = LOSS_SMOOTHING
+    return parts if smooth is None else {k: keep * smooth[k] + new * v for k, v in parts.items()}
 
 
 def _running_mean(mean: dict | None, state: dict, k: int) -> dict:

@@ -129,8 +129,20 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
 
 
 def capped_fraction(sim, model) -> float | None:
-    """Fraction of a simulation's bins (all neurons, hidden included) at the count cap, from its
-    ``saturated_bins`` metadata; None where the observation caps every spike (Bernoulli)."""
+    """Fraction of a simulation's bins (all neurons, hidden included) at the count cap.
+
+    Parameters
+    ----------
+    sim : SpikeRecording
+        A simulation of ``model`` (its ``saturated_bins`` metadata is read).
+    model : SpikingNetworkModel
+        The simulated network (step ``dt_ms`` and number of neurons).
+
+    Returns
+    -------
+    float or None
+        The fraction (0-1); None where the observation caps every spike (Bernoulli).
+    """
     sat = sim.metadata.get("saturated_bins")
     if sat is None:
         return None
@@ -139,7 +151,18 @@ def capped_fraction(sim, model) -> float | None:
 
 
 def describe_misses(check: dict) -> str | None:
-    """One readable line naming each missed in-sample bar, or None when all are met."""
+    """One readable line naming each missed in-sample bar.
+
+    Parameters
+    ----------
+    check : dict
+        A result of :func:`in_sample_check`.
+
+    Returns
+    -------
+    str or None
+        The line, or None when every bar is met.
+    """
     if not check or not check.get("missed"):
         return None
     n = len(check["missed"])
@@ -148,14 +171,37 @@ def describe_misses(check: dict) -> str | None:
 
 
 def warn_if_missed(check: dict, stacklevel: int = 3) -> None:
-    """Issue a ``RuntimeWarning`` with :func:`describe_misses` when a bar is missed."""
+    """Issue a ``RuntimeWarning`` with :func:`describe_misses` when a bar is missed.
+
+    Parameters
+    ----------
+    check : dict
+        A result of :func:`in_sample_check`.
+    stacklevel : int
+        ``warnings.warn`` stack level (the caller to blame).
+
+    Returns
+    -------
+    None
+    """
     line = describe_misses(check)
     if line:
         warnings.warn(line, RuntimeWarning, stacklevel=stacklevel)
 
 
 def table(check: dict) -> str:
-    """The check as a small text table: one row per bar with value, bar and pass/miss."""
+    """The check as a small text table: one row per bar with value, bar and pass/miss.
+
+    Parameters
+    ----------
+    check : dict
+        A result of :func:`in_sample_check`.
+
+    Returns
+    -------
+    str
+        The table (a header, one line per bar, and the capped-bin fraction when known).
+    """
     rows = [f"{'in-sample bar':<20}{'value':>10}{'bar':>10}  result"]
     for b in IN_SAMPLE_BARS:
         v = check["figures"].get(b.figure, float("nan"))

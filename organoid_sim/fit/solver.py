@@ -27,6 +27,32 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
     ``metrics()`` returns a dict with ``"train_bits"`` and ``"val_bits"`` (bits/spike; the latter
     drives early stopping, or the former when the latter is NaN). The starting parameters count
     as epoch 0: if no epoch beats them on the held-out part, they are kept.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Owner of ``params`` (its state is checkpointed and restored).
+    params : list of torch.Tensor
+        The tensors to optimise.
+    objective : callable
+        ``objective() -> scalar tensor`` to minimise.
+    metrics : callable
+        ``metrics() -> dict`` with ``train_bits`` and ``val_bits``.
+    max_epochs, iters_per_epoch, patience : int
+        L-BFGS epochs, iterations per epoch, epochs without improvement before stopping.
+    progress : bool
+        Show a progress bar (``desc`` its label).
+    desc : str
+        Progress-bar label.
+    checkpoint : Checkpointer, optional
+        Where to save each epoch (``stage`` its name).
+    stage : str
+        Checkpoint stage name.
+
+    Returns
+    -------
+    dict
+        The last epoch's metrics, ``best_val_bits`` (of the kept parameters) and ``epochs``.
     """
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters_per_epoch, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)

@@ -26,14 +26,35 @@ import torch
 __all__ = ["summary_stats", "burst_persistence", "data_windows", "stats_loss", "loss_weights", "LOSS_WEIGHTS"]
 
 #: default weights of the refinement loss's parts (``stats_loss``); chosen by looking at the fit
-#: benchmark on wells D1, A5 and F2 of the DIV12 file, see docs/models.md ("How the default was chosen")
+#: benchmark on wells D1, A5 and F2 of the DIV12 file, see docs/benchmarks.md ("How the default was chosen")
 LOSS_WEIGHTS = {"rate": 1.0, "corr": 2.5, "pop_acov": 3.0, "burst_persistence": 6.0}
 
 
 def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: int = 25,
                   burst: tuple[int, float] | None = None, persistence_lags: int = 12) -> dict:
     """Summary statistics of ``s`` (``[L, B, N]``), differentiable in ``s``; ``burst`` and
-    ``persistence_lags`` (steps) configure ``burst_persistence`` (module docstring)."""
+    ``persistence_lags`` (steps) configure ``burst_persistence`` (module docstring).
+
+    Parameters
+    ----------
+    s : torch.Tensor
+        Spike counts ``[L, B, N]`` (steps, trajectories, units).
+    dt_ms : float
+        Step (ms).
+    bin_ms : float
+        Bin (ms) of rates and correlations.
+    n_lags : int
+        Lags (bins) of the population-rate autocovariance.
+    burst : tuple of (int, float), optional
+        ``(window steps, n_spikes)`` of the burst detector.
+    persistence_lags : int
+        Lags (steps) of the burst persistence.
+
+    Returns
+    -------
+    dict
+        ``rate``, ``corr``, ``pop_acov`` and, with ``burst``, ``burst_persistence`` tensors.
+    """
     L, B, N = s.shape
     nb = max(1, int(round(bin_ms / dt_ms)))
     nbins = L // nb
@@ -56,7 +77,24 @@ def summary_stats(s: torch.Tensor, dt_ms: float, bin_ms: float = 20.0, n_lags: i
 
 def burst_persistence(pop: torch.Tensor, window_steps: int, n_spikes: float, n_lags: int) -> torch.Tensor:
     """``E[h(t) h(t+k)] / E[h(t)]`` for ``k = 1..n_lags`` of the soft burst indicator ``h``
-    (module docstring); ``pop``: population counts ``[L, B]``."""
+    (module docstring); ``pop``: population counts ``[L, B]``.
+
+    Parameters
+    ----------
+    pop : torch.Tensor
+        Population counts ``[L, B]``.
+    window_steps : int
+        ISI_N window of the detector (steps).
+    n_spikes : float
+        Spikes the window must hold.
+    n_lags : int
+        Lags (steps).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n_lags]`` persistence.
+    """
     c = torch.cumsum(torch.nn.functional.pad(pop, (0, 0, 1, 0)), 0)
     moving = c[window_steps:] - c[:-window_steps]                     # spikes in each window
     h = torch.sigmoid(moving - n_spikes + 0.5)
@@ -66,7 +104,20 @@ def burst_persistence(pop: torch.Tensor, window_steps: int, n_spikes: float, n_l
 
 
 def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
-    """Recorded counts ``[T, N]`` cut into ``floor(T / L)`` windows: ``[L, W, N]``."""
+    """Recorded counts ``[T, N]`` cut into ``floor(T / L)`` windows: ``[L, W, N]``.
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        ``[T, N]`` counts.
+    L : int
+        Window length (steps).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[L, W, N]`` windows.
+    """
     W = counts.shape[0] // L
     if W < 1:
         raise ValueError(f"recording too short for refinement windows of {L} steps ({counts.shape[0]} steps)")
@@ -74,13 +125,39 @@ def data_windows(counts: torch.Tensor, L: int) -> torch.Tensor:
 
 
 def loss_weights(weights: dict | None = None) -> dict:
-    """:data:`LOSS_WEIGHTS` updated by ``weights`` (the weights :func:`stats_loss` uses)."""
+    """:data:`LOSS_WEIGHTS` updated by ``weights`` (the weights :func:`stats_loss` uses).
+
+    Parameters
+    ----------
+    weights : dict, optional
+        Weights replacing the defaults.
+
+    Returns
+    -------
+    dict
+        Term name -> weight.
+    """
     return {**LOSS_WEIGHTS, **(weights or {})}
 
 
 def stats_loss(sim: dict, target: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Weighted squared differences of the statistics (``weights`` update :data:`LOSS_WEIGHTS`;
-    ``burst_persistence`` counts when ``target`` has it); returns the total and each part (floats)."""
+    ``burst_persistence`` counts when ``target`` has it); returns the total and each part (floats).
+
+    Parameters
+    ----------
+    sim, target : dict
+        Statistics of :func:`summary_stats` (simulated, recorded).
+    weights : dict, optional
+        Weights replacing those of :data:`LOSS_WEIGHTS`.
+
+    Returns
+    -------
+    total : torch.Tensor
+        The weighted loss.
+    parts : dict
+        Each term as a float.
+    """
     w = loss_weights(weights)
     n = target["corr"].shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=target["corr"].device)

@@ -28,7 +28,20 @@ TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight", "log_max_
 
 def split_index(n_bins: int, validation_fraction: float) -> int:
     """First bin of the held-out part: the last ``validation_fraction`` of ``n_bins`` bins is held
-    out (early stopping, the likelihood guard); refinement's likelihood anchor uses the bins before."""
+    out (early stopping, the likelihood guard); refinement's likelihood anchor uses the bins before.
+
+    Parameters
+    ----------
+    n_bins : int
+        Bins of the window.
+    validation_fraction : float
+        Held-out fraction (0: none).
+
+    Returns
+    -------
+    int
+        Index of the first held-out bin (``n_bins`` when nothing is held out).
+    """
     return int(n_bins * (1.0 - validation_fraction)) if validation_fraction > 0 else n_bins
 
 
@@ -38,7 +51,7 @@ def _poisson_data_term(X: torch.Tensor, y: torch.Tensor):
     return lambda A, c: (XtY * A).sum() + (ysum * c).sum() - torch.exp(X @ A + c).sum() - const
 
 
-def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
+def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     """``(A, c) -> log-likelihood`` of ``y`` under ``eta = link(X A + c)``; the fast Poisson form
     without a link."""
     if observation.name == "poisson" and link is None:
@@ -48,7 +61,7 @@ def _data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
 
 
 def network_link(model):
-    """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`_data_term`: its
+    """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`data_term`: its
     saturation, or None without one (so Poisson keeps the precomputed data term)."""
     return model.teacher_link if model.eta_max() is not None else None
 
@@ -65,6 +78,40 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     log-likelihood per spike; ``link`` (differentiable) maps ``X A + c`` to ``eta`` (identity if
     None). Returns train/held-out bits/spike (each against its own part's homogeneous null) and
     the number of epochs used.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Owner of ``params``.
+    X : torch.Tensor
+        ``[T, F]`` design matrix.
+    y : torch.Tensor
+        ``[T, N]`` prepared counts.
+    readout : callable
+        ``readout() -> (A, c)``.
+    params : list of torch.Tensor
+        The tensors to optimise.
+    penalty : callable
+        ``penalty() -> scalar tensor``.
+    observation : PoissonObservation or BernoulliObservation
+        The count model.
+    link : callable, optional
+        Differentiable map of ``X A + c`` to ``eta``.
+    validation_fraction : float
+        Last part of the bins held out for early stopping.
+    max_epochs, iters_per_epoch, patience : int
+        See :func:`organoid_sim.fit.solver.lbfgs_early_stopping`.
+    progress : bool
+        Show a progress bar.
+    desc, stage : str
+        Progress-bar label and checkpoint stage name.
+    checkpoint : Checkpointer, optional
+        Where to save each epoch.
+
+    Returns
+    -------
+    dict
+        ``train_bits``, ``val_bits``, ``best_val_bits`` (bits/spike) and ``epochs``.
     """
     cut = split_index(y.shape[0], validation_fraction)
     X_tr, y_tr, X_va, y_va = X[:cut], y[:cut], X[cut:], y[cut:]
@@ -72,7 +119,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         ll0_tr = float(observation.null_log_likelihood(y_tr))
         ll0_va = float(observation.null_log_likelihood(y_va)) if len(y_va) else 0.0
-    ll_tr = _data_term(X_tr, y_tr, observation, link)
+    ll_tr = data_term(X_tr, y_tr, observation, link)
     link = link or (lambda e: e)
 
     def objective() -> torch.Tensor:
@@ -95,7 +142,32 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
     """Fit a :class:`SpikingNetworkModel`'s recorded-neuron parameters (bias, threshold, escape
     noise, maximum rate, adaptation strength, weights) to ``counts`` (``[T, n_recorded]``, prepared by the
     observation model, on the model's device) by teacher-forced maximum likelihood. ``design``:
-    ``model.teacher_design(counts)`` when the caller already has it."""
+    ``model.teacher_design(counts)`` when the caller already has it.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The built network (updated in place).
+    counts : torch.Tensor
+        ``[T, n_recorded]`` prepared counts.
+    validation_fraction : float
+        Last part held out for early stopping.
+    max_epochs : int
+        L-BFGS epochs.
+    progress : bool
+        Show a progress bar.
+    checkpoint : Checkpointer, optional
+        Where to save each epoch.
+    design : torch.Tensor, optional
+        The teacher-forced design of ``counts``.
+    **kwargs
+        More arguments of :func:`fit_linear_predictor`.
+
+    Returns
+    -------
+    dict
+        The metrics of :func:`fit_linear_predictor`.
+    """
     X = model.teacher_design(counts) if design is None else design
     nr = model.n_recorded
     params = [getattr(model, p) for p in TF_PARAMS if hasattr(model, p)]
@@ -111,7 +183,24 @@ def fit_uncoupled(model, counts: torch.Tensor, *, validation_fraction: float = 0
     neurons without weights, reset or adaptation (:meth:`uncouple_recorded`), biases fitted by
     maximum likelihood to ``counts`` (``[T, n_recorded]``, prepared) and early-stopped like
     :func:`fit_teacher_forced`. Returns the same metrics; ``best_val_bits`` is the held-out
-    figure (bits/spike) that a coupled fit has to beat."""
+    figure (bits/spike) that a coupled fit has to beat.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The built network (updated in place).
+    counts : torch.Tensor
+        ``[T, n_recorded]`` prepared counts.
+    validation_fraction : float
+        Last part held out for early stopping.
+    max_epochs : int
+        L-BFGS epochs.
+
+    Returns
+    -------
+    dict
+        The metrics of :func:`fit_linear_predictor`.
+    """
     model.uncouple_recorded()
     nr = model.n_recorded
     with torch.no_grad():  # start at the closed-form optimum: c = the link's inverse at the mean count
@@ -137,7 +226,24 @@ def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.
     """Teacher-forced bits/spike of a :class:`SpikingNetworkModel` on the last ``validation_fraction``
     of ``counts`` (``[T, n_recorded]``, prepared), against that part's homogeneous null; the
     held-out figure :func:`fit_teacher_forced` early-stops on (NaN when the part has no spikes).
-    ``design``: ``model.teacher_design(counts)`` when the caller already has it."""
+    ``design``: ``model.teacher_design(counts)`` when the caller already has it.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network.
+    counts : torch.Tensor
+        ``[T, n_recorded]`` prepared counts.
+    validation_fraction : float
+        The held-out last part.
+    design : torch.Tensor, optional
+        The teacher-forced design of ``counts``.
+
+    Returns
+    -------
+    float
+        Bits per spike.
+    """
     cut = split_index(counts.shape[0], validation_fraction)
     y = counts[cut:]
     n = float(y.sum())
@@ -149,3 +255,6 @@ def validation_bits(model, counts: torch.Tensor, validation_fraction: float = 0.
         ll = float(model.observation.log_likelihood(y, eta))
         ll0 = float(model.observation.null_log_likelihood(y))
     return bits_per_spike(ll, ll0, n)
+
+
+_data_term = data_term  # the earlier private name, kept for one release

@@ -10,8 +10,9 @@ Loading never unpickles: safetensors holds raw arrays only and JSON is data.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import math
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,28 +21,29 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_write_bytes
+from ..jsonable import json_default
+from ..model_files import FORMAT_VERSION, MODEL_JSON, WEIGHTS, ModelFileError, read_document
 from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
 
 __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256", "ModelFileError"]
 
-WEIGHTS = "weights.safetensors"
-MODEL_JSON = "model.json"
-FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A saved model that cannot be loaded: ``path`` names the file, the message the problem."""
-
-    def __init__(self, path, problem: str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{path}: {problem}")
 
 
 # ---------------------------------------------------------------------------- small helpers
 def file_sha256(path) -> str | None:
-    """SHA-256 hex digest of a file, or None when it cannot be read."""
+    """SHA-256 hex digest of a file, or None when it cannot be read.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    str or None
+    """
     try:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
@@ -52,21 +54,21 @@ def file_sha256(path) -> str | None:
         return None
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
 # ---------------------------------------------------------------------------- the layout
 def layout_of(rec: SpikeRecording) -> dict:
-    """JSON-able description of the units and electrodes a model is fitted to."""
+    """JSON-able description of the units and electrodes a model is fitted to.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The recording.
+
+    Returns
+    -------
+    dict
+        ``unit_ids``, ``unit_ids_kind``, ``electrode_ids``, ``positions`` (um), ``electrodes`` and
+        ``sampling_rate``.
+    """
     ids = rec.unit_ids
     pos = np.where(np.isfinite(rec.positions), rec.positions, None).tolist() if rec.n_units else []
     ex = rec.electrodes
@@ -102,6 +104,37 @@ def unit_ids_from_layout(layout: Mapping) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64 if layout.get("unit_ids_kind", "i") in "iu" else str)
 
 
+def add_event_counts(counts: np.ndarray, events: np.ndarray, *, steps_per_trajectory: int | None = None,
+                     first_trajectory: int = 0) -> np.ndarray:
+    """Add the spike events of ``run`` into a ``[rows, units]`` count array, in place.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        int64 ``[rows, units]`` array to add to.
+    events : np.ndarray
+        Rows ``(step, trajectory, neuron, count)`` as ``SpikingNetworkModel.run`` returns them.
+    steps_per_trajectory : int, optional
+        With it, trajectory ``b``'s step ``s`` lands on row ``(b + first_trajectory) *
+        steps_per_trajectory + s`` (trajectories one after the other in time); without it, on
+        row ``s`` whatever the trajectory.
+    first_trajectory : int
+        Trajectory index of the events' trajectory 0.
+
+    Returns
+    -------
+    np.ndarray
+        ``counts``; events beyond its rows or of neurons beyond its units are left out.
+    """
+    events = np.asarray(events)
+    rows = events[:, 0]
+    if steps_per_trajectory is not None:
+        rows = rows + (events[:, 1] + first_trajectory) * steps_per_trajectory
+    keep = (rows < counts.shape[0]) & (events[:, 2] < counts.shape[1])
+    np.add.at(counts, (rows[keep], events[keep, 2]), events[keep, 3])
+    return counts
+
+
 def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_start: float = 0.0,
                         seed: int = 0, stim=None, metadata: Mapping | None = None,
                         refractory_ms: float = 1.0) -> SpikeRecording:
@@ -113,6 +146,29 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
     of ``k`` spikes, so that the times stay random when ``dt_ms`` is not much longer than the dead
     time): the ``k`` spikes of a bin are uniform order statistics on the bin minus ``k`` gaps (the
     spacing transform), kept half a gap away from both bin edges.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        ``[T, N]`` spike counts.
+    dt_ms : float
+        Bin (ms).
+    layout : Mapping
+        The units' layout (:func:`layout_of`).
+    t_start : float
+        Start (s) of the first bin.
+    seed : int
+        Seed of the spike times.
+    stim : StimEvents, optional
+        Stimulation events carried by the result.
+    metadata : Mapping, optional
+        Metadata of the result.
+    refractory_ms : float
+        Smallest gap (ms) between two spikes of a unit.
+
+    Returns
+    -------
+    SpikeRecording
     """
     counts = np.asarray(counts)
     n_bins, n = counts.shape
@@ -140,43 +196,169 @@ def counts_to_recording(counts: np.ndarray, dt_ms: float, layout: Mapping, *, t_
 
 # ---------------------------------------------------------------------------- the base class
 class ModelBase:
-    """Mixin with the parts every model shares (layout, scoring, files).
+    """Mixin with the parts every model shares (parameters, layout, scoring, files).
 
-    Subclasses set ``self.dt_ms``, ``self.layout`` (after fitting), ``self.observation``, and define
+    scikit-learn's estimator shape: every hyperparameter, fit options included, is an ``__init__``
+    argument, kept as given (:meth:`get_params`, :meth:`set_params`); ``fit(recording)`` takes the
+    data only; fitted state ends in ``_`` (``layout_``, ``provenance_``).
+
+    Subclasses call ``self._store_params(locals())`` first in ``__init__``, set ``self.dt_ms``,
+    ``self.observation``, list their fit-only arguments in :attr:`fit_options`, and define
     ``_eta(counts)`` (teacher-forced ``log`` expected count per bin, ``[T, N]``), ``config()``,
-    ``_tensors()`` and ``_from_files(config, tensors)``.
+    ``_tensors()`` and ``_from_files(config, tensors)``; older model files reach
+    ``_from_files`` upgraded (:data:`organoid_sim.model_files.MIGRATIONS`).
     """
 
-    layout: dict | None = None
-    provenance: dict
+    layout_: dict | None = None
     #: every concrete subclass by class name (the ``class`` entry of ``model.json``); filled by
     #: :meth:`__init_subclass__`, so this module never imports its subclasses
     registry: dict[str, type] = {}
+    #: ``__init__`` arguments that steer ``fit`` only (changing them keeps the fitted state)
+    fit_options: tuple[str, ...] = ()
+    #: keywords that ``fit(recording, **options)`` accepted before, by parameter name they map to
+    legacy_fit_names: Mapping[str, str] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         ModelBase.registry[cls.__name__] = cls
 
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The ``__init__`` arguments, in signature order."""
+        sig = inspect.signature(cls.__init__)
+        return [n for n, p in sig.parameters.items()
+                if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def _store_params(self, values: Mapping[str, Any]) -> None:
+        """Keep the ``__init__`` arguments as given (call with ``locals()``)."""
+        self._params = {n: values[n] for n in self._get_param_names()}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` arguments, as given.
+
+        Parameters
+        ----------
+        deep : bool
+            Accepted for scikit-learn compatibility (no parameter is itself an estimator).
+
+        Returns
+        -------
+        dict
+            Parameter name -> value; ``type(model)(**model.get_params())`` is an unfitted copy.
+        """
+        return dict(self._params)
+
+    def set_params(self, **params) -> "ModelBase":
+        """Change ``__init__`` arguments.
+
+        Changing only :attr:`fit_options` keeps the fitted state; any other argument rebuilds the
+        model from its new arguments (unfitted), as a new instance would be.
+
+        Parameters
+        ----------
+        **params
+            Parameter name -> new value; unknown names raise ``TypeError``.
+
+        Returns
+        -------
+        ModelBase
+            ``self``.
+        """
+        valid = self._get_param_names()
+        unknown = [k for k in params if k not in valid]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown parameter(s) {unknown}; valid parameters: {valid}")
+        new = {**self._params, **params}
+        if all(k in self.fit_options for k in params):
+            self._params = new
+        else:
+            type(self).__init__(self, **new)
+        return self
+
+    def _legacy_fit_options(self, options: Mapping[str, Any]) -> None:
+        """``fit(recording, **options)`` of earlier releases: map the options onto parameters
+        (``set_params``) with a FutureWarning; unknown options raise ``TypeError``."""
+        if not options:
+            return
+        mapped = {self.legacy_fit_names.get(k, k): v for k, v in options.items()}
+        unknown = [k for k in options if self.legacy_fit_names.get(k, k) not in self.fit_options]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit: unknown option(s) {unknown}; fit options are "
+                            f"constructor parameters: {list(self.fit_options)}")
+        warnings.warn(f"{type(self).__name__}.fit(recording, {', '.join(options)}=...) is deprecated and will be "
+                      "removed in the next release: pass fit options to the constructor or to set_params(); "
+                      f"applied now as set_params({', '.join(f'{k}=...' for k in mapped)})",
+                      FutureWarning, stacklevel=3)
+        self.set_params(**mapped)
+
+    # ------------------------------------------------------------------ fitted state
+    @property
+    def layout(self) -> dict | None:
+        """Same as :attr:`layout_` (the units and electrodes the model was fitted to)."""
+        return self.layout_
+
+    @layout.setter
+    def layout(self, value) -> None:
+        self.layout_ = value
+
+    @property
+    def provenance(self) -> dict:
+        """Same as :attr:`provenance_` (source, fit window, settings and metrics of the fit)."""
+        return self.__dict__.setdefault("provenance_", {})
+
+    @provenance.setter
+    def provenance(self, value) -> None:
+        self.provenance_ = value
+
     def _require_fitted(self) -> None:
-        if self.layout is None:
+        if self.layout_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(recording) first")
 
     def _check_units(self, rec: SpikeRecording) -> None:
-        ids = unit_ids_from_layout(self.layout)
+        ids = unit_ids_from_layout(self.layout_)
         if rec.n_units != len(ids) or not np.array_equal(rec.unit_ids.astype(ids.dtype), ids):
             raise ValueError(f"recording has units {rec.unit_ids[:8].tolist()}... ({rec.n_units}) but the model was "
                              f"fitted to {ids[:8].tolist()}... ({len(ids)}); select the same units")
 
-    def _binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+    def binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+        """``rec`` as a ``[T, N]`` float32 count tensor in the model's ``dt_ms`` bins.
+
+        Parameters
+        ----------
+        rec : SpikeRecording
+            Spikes to bin.
+        device : str or torch.device, optional
+            Where the tensor goes (default CPU).
+
+        Returns
+        -------
+        torch.Tensor
+            Spike counts per bin and unit.
+        """
         return rec.to_tensor(self.dt_ms, dtype=torch.float32, device=device)
 
     def log_likelihood(self, recording: SpikeRecording) -> tuple[float, float, int]:
-        """Teacher-forced one-step-ahead log-likelihood (nats) of ``recording``, the homogeneous
-        null's log-likelihood (each unit's own mean count in the window) and the spike count."""
+        """Teacher-forced one-step-ahead log-likelihood of ``recording`` and of its homogeneous null.
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            Spikes of the units the model was fitted to.
+
+        Returns
+        -------
+        ll : float
+            The model's log-likelihood (nats).
+        ll_null : float
+            The null's (each unit's own mean count in the window).
+        n_spikes : int
+            Spikes in the binned window.
+        """
         self._require_fitted()
         self._check_units(recording)
         with torch.no_grad():
-            counts = self.observation.prepare(self._binned(recording, device=self._device()))
+            counts = self.observation.prepare(self.binned(recording, device=self.torch_device()))
             eta = self._eta(counts)
             ll = float(self.observation.log_likelihood(counts, eta))
             ll0 = float(self.observation.null_log_likelihood(counts))
@@ -188,21 +370,60 @@ class ModelBase:
         Teacher-forced and one step ahead: each bin of ``recording`` (binned at ``dt_ms``) is
         predicted from the recorded spikes before it. The null model fires each unit at its own
         mean rate over ``recording``, so a model must beat the held-out mean rate to score > 0.
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            Held-out spikes of the units the model was fitted to.
+
+        Returns
+        -------
+        float
+            Bits per spike.
         """
         ll, ll0, n = self.log_likelihood(recording)
         return bits_per_spike(ll, ll0, n)
 
-    def _device(self):
+    def torch_device(self) -> torch.device:
+        """Where the model's tensors are.
+
+        Returns
+        -------
+        torch.device
+        """
         return torch.device("cpu")
 
-    # ------------------------------------------------------------------ provenance and files
+    # private spellings of earlier releases, kept for one release
+    def _device(self) -> torch.device:
+        return self.torch_device()
+
+    def _binned(self, rec: SpikeRecording, device=None) -> torch.Tensor:
+        return self.binned(rec, device=device)
+
     def _set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
+        self.set_provenance(rec, settings)
+
+    # ------------------------------------------------------------------ provenance and files
+    def set_provenance(self, rec: SpikeRecording, settings: Mapping[str, Any]) -> None:
+        """Record where the fit came from in :attr:`provenance_` (metrics start empty).
+
+        Parameters
+        ----------
+        rec : SpikeRecording
+            The fitting window (its ``metadata["source"]`` file is hashed).
+        settings : Mapping
+            The fit settings to record.
+
+        Returns
+        -------
+        None
+        """
         md = rec.metadata
         src = md.get("source")
-        self.provenance = {"source": src, "source_sha256": file_sha256(src) if src else None,
-                           "well": md.get("well"), "fit_window_s": [rec.t_start, rec.t_stop],
-                           "n_spikes": int(rec.n_spikes), "fit_settings": dict(settings), "metrics": {},
-                           "package_version": __version__}
+        self.provenance_ = {"source": src, "source_sha256": file_sha256(src) if src else None,
+                            "well": md.get("well"), "fit_window_s": [rec.t_start, rec.t_stop],
+                            "n_spikes": int(rec.n_spikes), "fit_settings": dict(settings), "metrics": {},
+                            "package_version": __version__}
 
     def save(self, directory) -> Path:
         """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path."""
@@ -211,9 +432,8 @@ class ModelBase:
         directory.mkdir(parents=True, exist_ok=True)
         save_tensors(directory / WEIGHTS, self._tensors(), {"class": type(self).__name__})
         doc = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": self.config(),
-               "layout": self.layout, "provenance": {**getattr(self, "provenance", {}),
-                                                    "package_version": __version__}}
-        text = json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
+               "layout": self.layout_, "provenance": {**self.provenance, "package_version": __version__}}
+        text = json.dumps(doc, indent=2, default=json_default, allow_nan=True)
         atomic_write_bytes(directory / MODEL_JSON, text.encode("utf-8"))
         return directory
 
@@ -241,24 +461,26 @@ def load_model(directory, device=None):
     """Load a model saved with ``model.save(directory)`` (safetensors + JSON; nothing is unpickled).
 
     ``device`` (e.g. ``"cuda"``) places a :class:`SpikingNetworkModel` on that device.
+
+    Parameters
+    ----------
+    directory : path-like
+        A folder written by ``model.save``.
+    device : str or torch.device, optional
+        Where to put a torch model.
+
+    Returns
+    -------
+    PoissonModel, CoupledGLM or SpikingNetworkModel
+        The model, fitted state included.
     """
     directory = Path(directory)
     path = directory / MODEL_JSON
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved organoid-sim model (model.json missing)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(path, f"model.json is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ModelFileError(path, "model.json must hold a JSON object")
+    doc = read_document(directory)
     cls_name = doc.get("class")
     reg = _registry()
     if cls_name not in reg:
         raise ModelFileError(path, f"unknown model class {cls_name!r}; expected one of {sorted(reg)}")
-    for key in ("config", "layout"):
-        if not isinstance(doc.get(key), dict):
-            raise ModelFileError(path, f"model.json has no {key!r} object")
     try:
         tensors = load_tensors(directory / WEIGHTS)
     except FileNotFoundError:
@@ -273,8 +495,8 @@ def load_model(directory, device=None):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(path, f"its config does not match {WEIGHTS} ({first})") from None
     _check_layout(path, model, doc["layout"])
-    model.layout = doc["layout"]
-    model.provenance = doc.get("provenance", {})
+    model.layout_ = doc["layout"]
+    model.provenance_ = doc.get("provenance", {})
     if hasattr(model, "finish_loading"):
         model.finish_loading()
     if device is not None and isinstance(model, torch.nn.Module):

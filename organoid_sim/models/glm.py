@@ -41,6 +41,22 @@ def raised_cosine_basis(n_basis: int, n_lags: int, first_peak: float = 1.0, last
 
     Peaks are equally spaced in ``log(lag + offset)`` from ``first_peak`` to ``last_peak``
     (default 60 % of the window); neighbours overlap by half so the basis sums to ~1 in between.
+
+    Parameters
+    ----------
+    n_basis : int
+        Basis functions.
+    n_lags : int
+        Lags (bins).
+    first_peak, last_peak : float
+        Lags of the first and last peaks.
+    offset : float
+        Offset of the log stretch.
+
+    Returns
+    -------
+    np.ndarray
+        ``[n_lags, n_basis]`` basis.
     """
     if n_basis < 1 or n_lags < 1:
         raise ValueError(f"need n_basis >= 1 and n_lags >= 1, got {n_basis}, {n_lags}")
@@ -59,13 +75,19 @@ class CoupledGLM(ModelBase, nn.Module):
 
     Parameters: ``dt_ms`` bin (ms); ``history_ms`` filter length (ms); ``n_basis`` raised cosines;
     ``observation`` ``"poisson"``/``"bernoulli"``; ``l2``, ``l1`` penalties (per spike of data);
-    ``max_epochs`` L-BFGS epochs of 10 iterations; ``validation_fraction`` held out for early stopping.
+    ``max_epochs`` L-BFGS epochs of 10 iterations; ``validation_fraction`` held out for early stopping;
+    ``max_count`` the Poisson count cap per bin. Fit options: ``progress`` (progress bar), ``device``
+    (``"cpu"``/``"cuda"``; default where the model is), ``checkpoint_dir`` (interrupt-safe checkpoints).
     """
+
+    fit_options = ("max_epochs", "validation_fraction", "progress", "device", "checkpoint_dir")
 
     def __init__(self, *, dt_ms: float = 5.0, history_ms: float = 200.0, n_basis: int = 8,
                  observation: str = "poisson", l2: float = 1e-3, l1: float = 0.0, max_epochs: int = 20,
-                 validation_fraction: float = 0.1, max_count: int = 4) -> None:
+                 validation_fraction: float = 0.1, max_count: int = 4, progress: bool = True, device=None,
+                 checkpoint_dir=None) -> None:
         nn.Module.__init__(self)
+        self._store_params(locals())
         if dt_ms <= 0 or history_ms < dt_ms:
             raise ValueError(f"need dt_ms > 0 and history_ms >= dt_ms, got {dt_ms}, {history_ms}")
         self.hparams = dict(dt_ms=float(dt_ms), history_ms=float(history_ms), n_basis=int(n_basis),
@@ -77,8 +99,8 @@ class CoupledGLM(ModelBase, nn.Module):
             self.observation.max_count = int(max_count)
         self.n_lags = max(1, int(round(history_ms / dt_ms)))
         self.register_buffer("basis", torch.tensor(raised_cosine_basis(n_basis, self.n_lags), dtype=torch.float32))
-        self.layout = None
-        self.provenance = {}
+        self.layout_ = None
+        self.provenance_ = {}
         self.n_units = 0
 
     def _build(self, n: int) -> None:
@@ -115,20 +137,42 @@ class CoupledGLM(ModelBase, nn.Module):
         w = self.filters
         return self.hparams["l2"] * (w ** 2).sum() + self.hparams["l1"] * torch.sqrt(w ** 2 + 1e-8).sum()
 
-    def _device(self):
+    def torch_device(self) -> torch.device:
+        """Where the model's tensors are.
+
+        Returns
+        -------
+        torch.device
+        """
         return self.basis.device
 
-    def fit(self, recording: SpikeRecording, *, progress: bool = True, device=None, checkpoint_dir=None,
-            **_ignored) -> "CoupledGLM":
-        """Maximum-likelihood fit (L-BFGS, penalised, early-stopped on the held-out end of the window)."""
+    def fit(self, recording: SpikeRecording, **legacy_options) -> "CoupledGLM":
+        """Maximum-likelihood fit (L-BFGS, penalised, early-stopped on the held-out end of the window).
+
+        Fit options are constructor parameters; passing them here still works for one release
+        (FutureWarning).
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            The fitting window.
+
+        Returns
+        -------
+        CoupledGLM
+            ``self``, fitted.
+        """
+        self._legacy_fit_options(legacy_options)
+        progress, device, checkpoint_dir = (self._params[k] for k in ("progress", "device", "checkpoint_dir"))
+        # fit options that steer the solver only (max_epochs, validation_fraction) are read below
         if recording.n_units == 0 or recording.n_spikes == 0:
             raise ValueError(f"cannot fit a GLM to a recording without spikes ({recording!r})")
         self._build(recording.n_units)
         if device is not None:
             self.to(device)
-        self.layout = layout_of(recording)
-        self._set_provenance(recording, dict(self.hparams))
-        y = self.observation.prepare(self._binned(recording, device=self._device()))
+        self.layout_ = layout_of(recording)
+        self.set_provenance(recording, dict(self.hparams))
+        y = self.observation.prepare(self.binned(recording, device=self.torch_device()))
         with torch.no_grad():
             self.bias.copy_(torch.log(y.mean(0).clamp_min(1e-6)))
         X = self.design(y)
@@ -137,7 +181,7 @@ class CoupledGLM(ModelBase, nn.Module):
                                    validation_fraction=self.hparams["validation_fraction"],
                                    max_epochs=self.hparams["max_epochs"], progress=progress, desc="GLM fit",
                                    checkpoint=Checkpointer(checkpoint_dir), stage="glm")
-        self.provenance["metrics"] = out
+        self.provenance_["metrics"] = out
         return self
 
     def coupling_filters(self) -> np.ndarray:
@@ -146,7 +190,7 @@ class CoupledGLM(ModelBase, nn.Module):
 
     @torch.no_grad()
     def simulate(self, duration_s: float, seed: int = 0, t_start: float = 0.0, *, n_parallel: int = 1,
-                 burn_in_s: float = 0.0, progress: bool = False, **_ignored) -> SpikeRecording:
+                 burn_in_s: float = 0.0, progress: bool = False) -> SpikeRecording:
         """Free-running simulation (the model fed its own samples) as a :class:`SpikeRecording`.
 
         ``n_parallel`` independent trajectories of ``duration_s / n_parallel`` run side by side and
@@ -199,7 +243,7 @@ class CoupledGLM(ModelBase, nn.Module):
         out = y[H + burn:].transpose(1, 0, 2).reshape(B * per, n)[:n_steps]
         md = {"model": "CoupledGLM", "seed": int(seed), "dt_ms": self.dt_ms,
               "saturated_bins": saturated_bins(int((out >= cap).sum()), self.observation)}
-        return counts_to_recording(out.astype(np.int64), self.dt_ms, self.layout, t_start=t_start, seed=seed,
+        return counts_to_recording(out.astype(np.int64), self.dt_ms, self.layout_, t_start=t_start, seed=seed,
                                    metadata=md)
 
     def config(self) -> dict:

@@ -22,6 +22,7 @@ Fitting (``fit``) and refinement live in :mod:`organoid_sim.fit`; this module ho
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -29,18 +30,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..fit import fit_network
+from ..fit import FitConfig, fit_network
 from ..nn.filters import teacher_features
 from ..nn.neurons import NetworkState, StepParams, lif_step, saturate
 from ..nn.observation import get_observation, saturated_bins
 from ..nn.stim_coupling import StimulusCoupling
 from ..nn.surrogate import get_surrogate
 from ..recording import SpikeRecording
-from .base import ModelBase, counts_to_recording, electrodes_from_layout, layout_of
+from .base import ModelBase, add_event_counts, counts_to_recording, electrodes_from_layout, layout_of
 
 __all__ = ["SpikingNetworkModel"]
 
 LOG_R0 = math.log(10.0)  # escape rate (Hz) at threshold
+_FIT = FitConfig()  # the defaults of the fit options
 #: hidden neurons unless asked otherwise: the estimator, ``evaluate`` and ``organoid-sim fit``/``evaluate``
 DEFAULT_N_HIDDEN = 8
 #: ``simulate(progress=None)`` shows a bar above this many neuron-steps (a few seconds of work)
@@ -79,17 +81,30 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     surrogate : surrogate gradient for free-running refinement (name, config dict or module).
     dale : enforce Dale's law (see module docstring).
     dale_weights : how Dale's law keeps a weight's sign: ``"abs"`` (``sign * |raw|``, the default:
-        the same conditioning as unconstrained weights) or ``"softplus"`` (``sign * softplus(raw)``,
-        files saved before 2026-11-30; its tiny gradients near zero left teacher-forced fits stuck).
+        the same conditioning as unconstrained weights) or ``"softplus"`` (``sign * softplus(raw)``;
+        its gradients vanish near zero, which can leave teacher-forced fits stuck).
     max_rate_hz : initial per-neuron maximum firing rate (Hz) of the saturating escape rate
         ``lambda' = 1 / (1 / lambda + 1 / lambda_max)`` (a dead time of ``1 / lambda_max``), learned
-        with the other parameters; ``None`` for the plain exponential escape rate (files saved
-        before 2026-11-30). Without it, free-running bursts run up to the count cap.
+        with the other parameters; ``None`` for the plain exponential escape rate. Without it,
+        free-running bursts run up to the count cap.
     distance_um : length scale of the distance prior; ``l2`` its strength.
     autapses : let recorded units excite themselves (an electrode's unit is usually several cells).
     seed : seed of the initial hidden weights and positions.
     n_recorded : number of recorded neurons; normally set by :meth:`fit` from the recording.
+
+    Fit options (see :func:`organoid_sim.fit.fit_network` and :class:`organoid_sim.fit.FitConfig`,
+    where their defaults live): ``max_epochs``, ``validation_fraction``, ``refine_steps``,
+    ``refine_batch``, ``refine_window_s``, ``likelihood_weight``, ``refine_options``,
+    ``calibration_rounds``, ``max_likelihood_loss``, ``restarts``, ``checkpoint_dir``,
+    ``fit_seed`` (seed of all fitting randomness), ``device`` (``"cpu"``/``"cuda"``; default
+    where the model is), ``progress``, ``calibration_options`` and ``self_check`` (after fitting,
+    judge a simulation of the fitting window with the in-sample bars, :mod:`organoid_sim.fit.self_check`).
     """
+
+    fit_options = ("max_epochs", "validation_fraction", "refine_steps", "refine_batch", "refine_window_s",
+                   "likelihood_weight", "refine_options", "calibration_rounds", "max_likelihood_loss", "restarts",
+                   "checkpoint_dir", "fit_seed", "device", "progress", "calibration_options", "self_check")
+    legacy_fit_names = {"seed": "fit_seed"}
 
     def __init__(self, *, n_hidden: int = DEFAULT_N_HIDDEN, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
                  tau_syn_ms=(3.0, 20.0, 100.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
@@ -97,8 +112,18 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
                  autapses: bool = True, dale_weights: str = "abs", max_rate_hz: float | None = 300.0,
-                 seed: int = 0, n_recorded: int | None = None) -> None:
+                 seed: int = 0, n_recorded: int | None = None,
+                 max_epochs: int = _FIT.max_epochs, validation_fraction: float = _FIT.validation_fraction,
+                 refine_steps: int = _FIT.refine_steps, refine_batch: int = _FIT.refine_batch,
+                 refine_window_s: float = _FIT.refine_window_s, likelihood_weight: float = _FIT.likelihood_weight,
+                 refine_options: Mapping | None = _FIT.refine_options,
+                 calibration_rounds: int = _FIT.calibration_rounds,
+                 max_likelihood_loss: float | None = _FIT.max_likelihood_loss, restarts: int = _FIT.restarts,
+                 checkpoint_dir=_FIT.checkpoint_dir, fit_seed: int = _FIT.seed, device=_FIT.device,
+                 progress: bool = _FIT.progress, calibration_options: Mapping | None = _FIT.calibration_options,
+                 self_check: bool = _FIT.self_check) -> None:
         nn.Module.__init__(self)
+        self._store_params(locals())
         if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:
             raise ValueError("dt_ms and all time constants must be positive milliseconds")
         if not 0 < use < 1:
@@ -122,8 +147,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         self.dt_ms = float(dt_ms)
         self.n_hidden = int(n_hidden)
         self.n_recorded = 0
-        self.layout = None
-        self.provenance = {}
+        self.layout_ = None
+        self.provenance_ = {}
         self.stim_coupling = None
         self.electrodes = None
         if n_recorded is not None:
@@ -309,25 +334,51 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     def _eta(self, counts: torch.Tensor) -> torch.Tensor:
         return self.teacher_eta(self.teacher_design(counts))
 
-    def _device(self):
+    def torch_device(self) -> torch.device:
+        """Where the parameters are (CPU before the model is built).
+
+        Returns
+        -------
+        torch.device
+        """
         return self.bias.device if self.n_recorded else torch.device("cpu")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, recording: SpikeRecording, *, device=None, progress: bool = True, **options) -> "SpikingNetworkModel":
+    def fit(self, recording: SpikeRecording, **legacy_options) -> "SpikingNetworkModel":
         """Fit to ``recording``: teacher-forced maximum likelihood with early stopping on a held-out
         window, then free-running refinement of summary statistics and rate calibration (undone
         if they cost more than ``max_likelihood_loss`` bits/spike on the held-out window).
-        Returns ``self``.
 
-        Options (see :func:`organoid_sim.fit.fit_network`): ``max_epochs``, ``validation_fraction``,
-        ``refine_steps``, ``refine_batch``, ``refine_window_s``, ``calibration_rounds``,
-        ``max_likelihood_loss``, ``checkpoint_dir``, ``seed``. ``device``: ``"cpu"`` or ``"cuda"``.
+        The fit options are constructor parameters (:meth:`set_params`); passing them here, as
+        earlier releases did, still works for one release (FutureWarning; ``seed`` maps onto
+        ``fit_seed``).
+
+        Parameters
+        ----------
+        recording : SpikeRecording
+            The fitting window.
+
+        Returns
+        -------
+        SpikingNetworkModel
+            ``self``, fitted.
         """
-        return fit_network(self, recording, device=device, progress=progress, **options)
+        self._legacy_fit_options(legacy_options)
+        return fit_network(self, recording, self.fit_config())
+
+    def fit_config(self) -> FitConfig:
+        """The fit options as a :class:`organoid_sim.fit.FitConfig`.
+
+        Returns
+        -------
+        FitConfig
+        """
+        p = self._params
+        return FitConfig(**{f.name: p["fit_seed" if f.name == "seed" else f.name] for f in fields(FitConfig)})
 
     def attach_recording(self, recording: SpikeRecording) -> None:
         """Build parameters and layout for ``recording``'s units (first step of fitting)."""
-        self.layout = layout_of(recording)
+        self.layout_ = layout_of(recording)
         self.build(recording.n_units, recording.positions, recording.electrodes, recording.firing_rates())
 
     # ------------------------------------------------------------------ simulation
@@ -336,7 +387,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         currents, and the directly evoked spikes per step (None without them); ``[n_steps,
         n_neurons]`` tensors or, with stim events, sources that :meth:`run` reads chunk by chunk."""
         ext = direct = None
-        dev = self._device()
+        dev = self.torch_device()
         if stim is not None and len(stim):
             if self.stim_coupling is None:
                 raise RuntimeError("this model has no stimulation coupling (it was never fitted to a recording "
@@ -377,7 +428,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         if engine not in ("auto", "torch"):
             raise ValueError(f"engine must be 'auto' or 'torch', got {engine!r}")
         self._require_built()
-        dev = self._device()
+        dev = self.torch_device()
         p = self.step_params(dt_ms)
         st = state or NetworkState.rest(batch, self.n_neurons, self.n_syn, device=dev)
         cap = float(self.observation.max_count)
@@ -465,17 +516,14 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ext, direct = self._external_input(n_steps, dt, t_start, stim, input_current)
         events, _, n_sat = self.run(per, batch=n_parallel, seed=seed, dt_ms=dt, ext=ext, direct=direct,
                                     burn_in_steps=burn, progress=progress)
-        step = events[:, 0] + events[:, 1] * per  # trajectory b follows trajectory b-1 in time
-        keep = step < n_steps
-        keep &= events[:, 2] < n_out
-        counts = np.zeros((n_steps, n_out), dtype=np.int64)
-        np.add.at(counts, (step[keep], events[keep, 2]), events[keep, 3])
+        # trajectory b follows trajectory b-1 in time
+        counts = add_event_counts(np.zeros((n_steps, n_out), dtype=np.int64), events, steps_per_trajectory=per)
         layout = self.layout
         if include_hidden:
             layout = _with_hidden(layout, self.n_hidden, self.neuron_xy_um[self.n_recorded:].cpu().numpy())
         md = {"model": "SpikingNetworkModel", "seed": int(seed), "dt_ms": dt,
               "saturated_bins": saturated_bins(n_sat, self.observation),
-              "source_model": self.provenance.get("source"), "well": self.provenance.get("well")}
+              "source_model": self.provenance_.get("source"), "well": self.provenance_.get("well")}
         return counts_to_recording(counts, dt, layout, t_start=t_start, seed=seed, stim=stim, metadata=md)
 
     def stimulate(self, protocol, seed: int = 0, **kwargs) -> SpikeRecording:
@@ -501,9 +549,6 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     @classmethod
     def _from_files(cls, config: Mapping, tensors: Mapping[str, torch.Tensor]) -> "SpikingNetworkModel":
         cfg = dict(config)
-        if cfg.get("dale") and "dale_weights" not in cfg:
-            cfg["dale_weights"] = "softplus"  # files from before the parametrization was configurable
-        cfg.setdefault("max_rate_hz", None)  # files from before the saturating escape rate
         coupling_cfg = cfg.pop("stim_coupling", None)
         model = cls(**cfg)
         if coupling_cfg is not None:
@@ -513,8 +558,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     def finish_loading(self) -> None:
         """Restore the electrode layout after :func:`load_model` set ``layout``."""
-        if self.layout is not None:
-            self.electrodes = electrodes_from_layout(self.layout)
+        if self.layout_ is not None:
+            self.electrodes = electrodes_from_layout(self.layout_)
 
 
 def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:

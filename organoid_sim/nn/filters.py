@@ -28,6 +28,20 @@ def exp_filter(u: np.ndarray, alpha, lag: int) -> np.ndarray:
 
     ``lag=1``: ``y_t = alpha y_{t-1} + u_{t-1}``; ``lag=0``: ``y_t = alpha y_{t-1} + (1 - alpha) u_t``.
     ``alpha`` is a scalar or one value per column.
+
+    Parameters
+    ----------
+    u : np.ndarray
+        ``[T, ...]`` input.
+    alpha : float or np.ndarray
+        Decay per step, scalar or per column.
+    lag : int
+        1 (input of the previous step) or 0 (this step's, weighted ``1 - alpha``).
+
+    Returns
+    -------
+    np.ndarray
+        The filtered input, shaped like ``u``.
     """
     alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (u.shape[1],))
     out = np.empty_like(u, dtype=np.float64)
@@ -45,6 +59,20 @@ def depression_at_spikes(counts: np.ndarray, alpha_rec, use) -> np.ndarray:
 
     ``x`` starts full (1); a bin with ``c`` spikes leaves ``x (1 - U)^c``; between spikes ``x``
     recovers by ``1 - x <- alpha_rec (1 - x)`` per bin.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        ``[T, N]`` spike counts.
+    alpha_rec : float or np.ndarray
+        Recovery decay per step (per unit or scalar).
+    use : float or np.ndarray
+        Utilisation ``U`` (per unit or scalar).
+
+    Returns
+    -------
+    np.ndarray
+        ``[T, N]`` resources before each spiking bin.
     """
     T, n = counts.shape
     alpha_rec = np.broadcast_to(np.asarray(alpha_rec, np.float64), (n,))
@@ -74,6 +102,24 @@ def teacher_features(counts: np.ndarray, dt_ms: float, tau_mem_ms: float, tau_sy
     """Features ``F1`` (``[n_syn, T, N]``), ``F2``, ``F3`` (``[T, N]``) of recorded counts (see module doc).
 
     Time constants in ms (``tau_adapt_ms``, ``tau_rec_ms``, ``use`` per unit or scalar).
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        ``[T, N]`` recorded counts.
+    dt_ms, tau_mem_ms : float
+        Step and membrane time constant (ms).
+    tau_syn_ms : sequence of float
+        Synaptic time constants (ms), one per synapse type.
+    tau_adapt_ms, tau_rec_ms : float or np.ndarray
+        Adaptation and depression recovery time constants (ms).
+    use : float or np.ndarray
+        Utilisation ``U``.
+
+    Returns
+    -------
+    dict
+        ``F1`` (synaptic drives), ``F2`` (resets), ``F3`` (adaptation traces).
     """
     counts = np.asarray(counts, dtype=np.float64)
     dt = float(dt_ms)

@@ -83,6 +83,18 @@ def saturate(eta: torch.Tensor, eta_max: torch.Tensor | None) -> torch.Tensor:
     The rate of a neuron with dead time ``1 / lambda_max`` driven at ``lambda`` (a refractory
     period): close to ``mu`` for weak drive, never above ``mu_max``. ``eta_max=None`` leaves
     ``eta`` unchanged.
+
+    Parameters
+    ----------
+    eta : torch.Tensor
+        Log expected counts per step.
+    eta_max : torch.Tensor, optional
+        Log of the largest expected count per step.
+
+    Returns
+    -------
+    torch.Tensor
+        Saturated ``eta``.
     """
     if eta_max is None:
         return eta
@@ -117,6 +129,32 @@ def lif_step(p: StepParams, st: NetworkState, ext: torch.Tensor | None, uniform:
 
     ``ext``: membrane input (threshold units); ``direct``: expected directly evoked spikes in this
     step (``>= 0``), added to the expected count ``exp(eta)``.
+
+    Parameters
+    ----------
+    p : StepParams
+        Resolved parameters of the step.
+    st : NetworkState
+        State before the step.
+    ext : torch.Tensor, optional
+        ``[B, n]`` membrane input.
+    uniform : torch.Tensor
+        ``[B, n]`` uniform numbers of the spike draw.
+    observation : PoissonObservation or BernoulliObservation
+        The count model.
+    spike_fn : Surrogate
+        Spike nonlinearity with its surrogate gradient.
+    sparse : bool
+        Use sparse products for the recurrent input.
+    direct : torch.Tensor, optional
+        ``[B, n]`` expected directly evoked spikes.
+
+    Returns
+    -------
+    state : NetworkState
+        State after the step (its ``s`` the spikes).
+    eta : torch.Tensor
+        ``[B, n]`` log expected counts.
     """
     s = st.s
     e = st.x * s

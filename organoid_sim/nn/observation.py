@@ -116,7 +116,17 @@ class BernoulliObservation(PoissonObservation):
 
 
 def get_observation(name: str):
-    """The observation model called ``name`` (``"poisson"`` or ``"bernoulli"``)."""
+    """The observation model called ``name`` (``"poisson"`` or ``"bernoulli"``).
+
+    Parameters
+    ----------
+    name : str
+        ``"poisson"`` or ``"bernoulli"``.
+
+    Returns
+    -------
+    PoissonObservation or BernoulliObservation
+    """
     table = {"poisson": PoissonObservation, "bernoulli": BernoulliObservation}
     try:
         return table[name]()
@@ -126,5 +136,17 @@ def get_observation(name: str):
 
 def saturated_bins(n_at_cap: int, observation) -> int | None:
     """A simulation's count of bins at the observation's count cap (run-away activity), or None
-    where the cap is one spike per bin (Bernoulli: every spike is at the cap, so it says nothing)."""
+    where the cap is one spike per bin (Bernoulli: every spike is at the cap, so it says nothing).
+
+    Parameters
+    ----------
+    n_at_cap : int
+        Bins at the cap.
+    observation : PoissonObservation or BernoulliObservation
+        The count model.
+
+    Returns
+    -------
+    int or None
+    """
     return int(n_at_cap) if observation.max_count > 1 else None

@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from ..events import StimEvents
-from ..recording import Electrodes
+from ..recording import Electrodes, index_of
 from ..tensor import bin_index
 
 __all__ = ["StimulusCoupling", "StepInput", "charge_per_phase_nc", "UA_PER_MV", "KERNEL_SPAN_TAU"]
@@ -93,7 +93,20 @@ _LOGIT = ("direct_local_fraction",)
 
 
 def charge_per_phase_nc(events: StimEvents, ua_per_mv: float = UA_PER_MV) -> np.ndarray:
-    """Charge per phase in nC of each event: ``|I uA| * phase_us * 1e-3`` (mV converted by ``ua_per_mv``)."""
+    """Charge per phase in nC of each event: ``|I uA| * phase_us * 1e-3`` (mV converted by ``ua_per_mv``).
+
+    Parameters
+    ----------
+    events : StimEvents
+        The pulses.
+    ua_per_mv : float
+        uA per mV for voltage-mode pulses.
+
+    Returns
+    -------
+    np.ndarray
+        Charge per phase (nC) of each event.
+    """
     amp = np.abs(events.amplitude)
     if events.amplitude_unit == "mV":
         amp = amp * ua_per_mv
@@ -229,22 +242,35 @@ class StimulusCoupling(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ physics
-    def _electrode_rows(self, electrode: np.ndarray) -> torch.Tensor:
+    def electrode_rows(self, electrode: np.ndarray) -> torch.Tensor:
+        """Row of each electrode id in the coupling's electrode layout.
+
+        Parameters
+        ----------
+        electrode : np.ndarray
+            Electrode ids.
+
+        Returns
+        -------
+        torch.Tensor
+            int64 rows, on the coupling's device; an id outside the layout raises ValueError.
+        """
         ids = self.electrode_ids.cpu().numpy()
-        order = np.argsort(ids)
-        pos = np.clip(np.searchsorted(ids, electrode, sorter=order), 0, max(len(ids) - 1, 0))
-        rows = order[pos] if len(ids) else pos
-        bad = (ids[rows] != electrode) if len(ids) else np.ones(len(electrode), bool)
+        electrode = np.asarray(electrode)
+        rows, found = index_of(ids, electrode)
+        bad = ~found
         if np.any(bad):
             raise ValueError(f"stimulation events use electrodes {np.unique(electrode[bad])[:10].tolist()} "
                              f"that are not in the model's electrode layout ({len(ids)} electrodes)")
         return torch.as_tensor(rows, device=self.electrode_ids.device)
 
+    _electrode_rows = electrode_rows  # the earlier private name, kept for one release
+
     def _charge_and_d2(self, events: StimEvents) -> tuple[torch.Tensor, torch.Tensor]:
         """``q`` ``[K]`` (nC) and squared distances ``[K, N]`` (um^2; inf for unknown electrode positions)."""
         dev = self.log_gain.device
         q = torch.as_tensor(charge_per_phase_nc(events, self.ua_per_mv), dtype=torch.float32, device=dev)
-        rows = self._electrode_rows(np.asarray(events.electrode))
+        rows = self.electrode_rows(np.asarray(events.electrode))
         d2 = ((self.electrode_xy_um[rows][:, None, :] - self.neuron_xy_um[None, :, :]) ** 2).sum(-1)
         # electrodes without a known position reach no neuron (NaN distance -> zero drive)
         return q, torch.nan_to_num(d2, nan=float("inf"))

@@ -105,7 +105,18 @@ _TABLE = {c.name: c for c in (FastSigmoid, ATan, Triangle, StraightThrough)}
 
 
 def get_surrogate(spec) -> Surrogate:
-    """A surrogate from a name, a ``config()`` dict or an instance (returned as is)."""
+    """A surrogate from a name, a ``config()`` dict or an instance (returned as is).
+
+    Parameters
+    ----------
+    spec : str, dict or Surrogate
+        ``"fast_sigmoid"``, ``"atan"``, ``"triangle"``, ``"straight_through"``, a ``config()``
+        dict or an instance.
+
+    Returns
+    -------
+    Surrogate
+    """
     if isinstance(spec, Surrogate):
         return spec
     if isinstance(spec, str):

@@ -76,6 +76,21 @@ def fit_power_law(x, xmin: int | None = None, min_tail: int = 50, max_candidates
     least ``min_tail`` samples in the tail) whose fit has the smallest KS distance. Raises
     ``ValueError`` with fewer than ``min_tail`` samples. Check ``fitted`` on the result: an exponent
     at a bound of :data:`ALPHA_BOUNDS` is no estimate.
+
+    Parameters
+    ----------
+    x : array-like of int
+        Positive values (bins or spikes).
+    xmin : int, optional
+        Lower cut-off; None: chosen by the smallest KS distance.
+    min_tail : int
+        Fewest samples kept above the cut-off.
+    max_candidates : int
+        Distinct values tried as the cut-off.
+
+    Returns
+    -------
+    PowerLawFit
     """
     x = np.asarray(x)
     x = x[x >= 1].astype(np.int64)
@@ -127,7 +142,18 @@ def _runs_of_activity(counts: np.ndarray):
 
 
 def branching_ratio(counts: np.ndarray) -> float:
-    """Mean ``n(t+1) / n(t)`` over bins with ``n(t) > 0`` of a population count series (Beggs & Plenz)."""
+    """Mean ``n(t+1) / n(t)`` over bins with ``n(t) > 0`` of a population count series (Beggs & Plenz).
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        Population spike counts per bin.
+
+    Returns
+    -------
+    float
+        The branching ratio (NaN without active bins).
+    """
     counts = np.asarray(counts, dtype=float)
     if len(counts) < 2:
         return float("nan")
@@ -141,6 +167,21 @@ def avalanches(rec, bin_ms: float | None = None, fit: bool = True, min_tail: int
 
     ``bin_ms`` defaults to the mean inter-spike interval of the merged population train (ms).
     Avalanches touching the window edges are dropped (their extent is unknown).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float, optional
+        Bin (ms); default the mean inter-spike interval of the merged train.
+    fit : bool
+        Fit power laws to sizes and durations.
+    min_tail : int
+        Smallest tail a power-law fit keeps.
+
+    Returns
+    -------
+    Avalanches
     """
     if bin_ms is None:
         t, _ = merged_times(rec)

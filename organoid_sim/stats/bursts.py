@@ -36,6 +36,22 @@ def population_rate(rec, bin_ms: float = 10.0, per_unit: bool = False) -> tuple[
 
     The rate is the summed spike count of all units divided by the bin width (Hz); with
     ``per_unit=True`` it is divided by the number of units as well (mean rate per unit).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Bin (ms).
+    per_unit : bool
+        Divide by the number of units too.
+
+    Returns
+    -------
+    bin_start_s : np.ndarray
+        Start of each bin (s).
+    rate_hz : np.ndarray
+        Rate in each bin (Hz).
     """
     c = population_counts(rec, bin_ms).astype(float)
     rate = c / (bin_ms / 1000.0)
@@ -103,12 +119,19 @@ def detect_bursts(rec, n_spikes: int = 10, max_isi_n: float | None = None, min_i
 
     Parameters
     ----------
+    rec : SpikeRecording
+        The spikes.
     n_spikes : N of ISI_N: spikes (all units together) that must fall within ``max_isi_n``.
     max_isi_n : seconds; default ``min(0.1, gamma.ppf(alpha, n_spikes, scale=1 / mean population rate))``.
     min_ibi : bursts closer than this many seconds (stop to start) are merged.
     min_recruitment : minimal fraction of the active units (units with spikes) a burst must recruit.
     min_units : minimal number of recruited units; overrides ``min_recruitment`` when given.
     alpha : chance level that sets the default ``max_isi_n`` (see the module docstring).
+
+    Returns
+    -------
+    NetworkBursts
+        Start and stop times (s), spikes and units of each burst, and the detector's ``params``.
     """
     if n_spikes < 2:
         raise ValueError(f"n_spikes must be >= 2, got {n_spikes}")
@@ -164,6 +187,20 @@ def burst_statistics(rec, bursts: NetworkBursts | None = None, **params) -> dict
     its first spike in the bursts it joins; NaN for units never in a burst). Values that need more
     bursts than there are (e.g. ``cv_ibi`` with fewer than 3 bursts) are NaN and listed in
     ``undefined``.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bursts : NetworkBursts, optional
+        Detected bursts (default: :func:`detect_bursts` with ``params``).
+    **params
+        Detector options of :func:`detect_bursts`.
+
+    Returns
+    -------
+    dict
+        The figures listed above.
     """
     if bursts is None:
         bursts = detect_bursts(rec, **params)

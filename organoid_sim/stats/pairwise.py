@@ -41,6 +41,22 @@ def correlation_matrix(rec, bin_ms: float = 10.0, binary: bool = False, warn: bo
     ``binary=True`` clips counts to 0/1 first. Memory scales with the number of spikes, not of bins:
     the products are exact integer sums of a sparse count matrix. Units without spikes (zero variance)
     get NaN rows and a warning naming them.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Bin (ms).
+    binary : bool
+        Clip counts to 0/1 first.
+    warn : bool
+        Warn naming the units left undefined.
+
+    Returns
+    -------
+    np.ndarray
+        ``N x N`` correlations (NaN rows for silent units).
     """
     if rec.n_units == 0:
         return np.zeros((0, 0))
@@ -63,6 +79,18 @@ def tiling_fraction(rec, dt: float = 0.01) -> np.ndarray:
 
     Computed as in Cutts & Eglen's C code (and elephant): each ISI contributes ``min(ISI, 2 dt)``, the
     first and last spikes add at most ``dt`` towards the window edges. NaN for units without spikes.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    dt : float
+        Window (s).
+
+    Returns
+    -------
+    np.ndarray
+        Per-unit fraction of the window (NaN for silent units).
     """
     d = np.diff(rec.times)
     u = rec.unit_index
@@ -177,6 +205,24 @@ def sttc(rec, dt: float = 0.01, *, rtol: float = 1e-5, warn: bool = True, progre
     Cost: one merge of all spikes with their window bounds, then per unit vectorised work
     proportional to the number of spikes near its spikes. ``progress`` shows a tqdm bar over units
     (default: only from 500 units on).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    dt : float
+        Synchrony window (s).
+    rtol : float
+        Relative widening of the window per second of spike time (elephant's ``isclose``).
+    warn : bool
+        Warn naming the units left undefined.
+    progress : bool, optional
+        Show a progress bar (default: from 500 units on).
+
+    Returns
+    -------
+    np.ndarray
+        ``N x N`` STTC (diagonal 1; NaN rows for silent units).
     """
     if dt <= 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
@@ -210,6 +256,26 @@ def cross_correlogram(rec, unit_a, unit_b, bin_ms: float = 1.0, max_lag_ms: floa
     ``+max_lag_ms``. Equals ``elephant...cross_correlation_histogram(binned_a, binned_b,
     window=[-K, K])`` with ``K = max_lag_ms / bin_ms``. Units by id (or by position with
     ``by_index=True``).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    unit_a, unit_b : int or str
+        The two units (ids, or positions with ``by_index=True``).
+    bin_ms : float
+        Bin (ms).
+    max_lag_ms : float
+        Largest lag (ms).
+    by_index : bool
+        Take ``unit_a``/``unit_b`` as positions.
+
+    Returns
+    -------
+    lags_ms : np.ndarray
+        Lags (ms).
+    counts : np.ndarray
+        Spike pairs per lag.
     """
     k = int(round(max_lag_ms / bin_ms))
     if k < 0 or not np.isclose(k * bin_ms, max_lag_ms):
@@ -234,6 +300,19 @@ def jitter(rec, jitter_ms: float = 25.0, seed: int = 0):
     """Surrogate recording: each spike moved uniformly within ``+-jitter_ms`` ms (reflected at the edges).
 
     Keeps each unit's spike count and slow rate profile while destroying fine timing between units.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    jitter_ms : float
+        Largest shift (ms).
+    seed : int
+        Seed of the shifts.
+
+    Returns
+    -------
+    SpikeRecording
     """
     rng = np.random.default_rng(seed)
     t = rec.times + rng.uniform(-jitter_ms, jitter_ms, rec.n_spikes) / 1000.0
@@ -254,6 +333,32 @@ def functional_connectivity(rec, measure: str = "sttc", dt: float = 0.01, bin_ms
     jitters every spike by up to ``jitter_ms`` ms (:func:`jitter`, seeds ``seed .. seed+n-1``). Returns
     a dict with ``value`` (N x N), ``p_value`` (one-sided, ``(1 + #surrogates >= value) / (1 + n)``),
     ``significant`` (``p_value < alpha``, diagonal False) and ``surrogate_mean``.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    measure : str
+        ``"sttc"`` or ``"correlation"``.
+    dt : float
+        STTC window (s).
+    bin_ms : float
+        Correlation bin (ms).
+    n_surrogates : int
+        Jitter surrogates.
+    jitter_ms : float
+        Largest jitter (ms).
+    alpha : float
+        Significance level.
+    seed : int
+        Seed of the first surrogate.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``value``, ``p_value``, ``significant``, ``surrogate_mean`` (``N x N`` each).
     """
     funcs = {"sttc": lambda r: sttc(r, dt, warn=False),
              "correlation": lambda r: correlation_matrix(r, bin_ms, warn=False)}

@@ -18,7 +18,18 @@ __all__ = ["firing_rates", "isi", "isi_per_unit", "cv_isi", "lv", "fano_factor",
 
 
 def firing_rates(rec) -> np.ndarray:
-    """Mean firing rate of each unit in Hz over the recording window ``[t_start, t_stop]``."""
+    """Mean firing rate of each unit in Hz over the recording window ``[t_start, t_stop]``.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+
+    Returns
+    -------
+    np.ndarray
+        Rate of each unit (Hz).
+    """
     return rec.firing_rates()
 
 
@@ -26,6 +37,18 @@ def isi(rec) -> tuple[np.ndarray, np.ndarray]:
     """All inter-spike intervals (s) and the unit index of each, without Python loops over units.
 
     Returns ``(intervals_s, unit_index)``; unit ``i`` contributes ``spike_counts[i] - 1`` intervals.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+
+    Returns
+    -------
+    intervals_s : np.ndarray
+        The intervals (s).
+    unit_index : np.ndarray
+        The unit of each.
     """
     t, u = rec.times, rec.unit_index
     d = np.diff(t)
@@ -34,7 +57,18 @@ def isi(rec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def isi_per_unit(rec) -> list[np.ndarray]:
-    """Inter-spike intervals (s) of each unit, in unit order."""
+    """Inter-spike intervals (s) of each unit, in unit order.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+
+    Returns
+    -------
+    list of np.ndarray
+        Intervals (s) per unit.
+    """
     return [np.diff(st) for st in rec.spike_times]
 
 
@@ -50,6 +84,20 @@ def cv_isi(rec, min_spikes: int = 3, warn: bool = True) -> np.ndarray:
 
     ``std / mean`` with ddof 0 (``elephant.statistics.cv``). NaN (and a warning) for units with fewer
     than ``min_spikes`` spikes (at least 3, i.e. two intervals, is needed for a spread).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    min_spikes : int
+        Fewest spikes for a value.
+    warn : bool
+        Warn naming the units left undefined.
+
+    Returns
+    -------
+    np.ndarray
+        CV per unit.
     """
     d, u, ok = _per_unit_intervals(rec, min_spikes, "ISI CV", warn)
     n = np.bincount(u, minlength=rec.n_units).astype(float)
@@ -66,6 +114,20 @@ def lv(rec, min_spikes: int = 3, warn: bool = True) -> np.ndarray:
 
     ``3 / (n-1) * sum(((I_k - I_{k+1}) / (I_k + I_{k+1}))^2)`` as ``elephant.statistics.lv``; NaN
     (and a warning) for units with fewer than ``min_spikes`` (>= 3) spikes.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    min_spikes : int
+        Fewest spikes for a value.
+    warn : bool
+        Warn naming the units left undefined.
+
+    Returns
+    -------
+    np.ndarray
+        LV per unit.
     """
     d, u, ok = _per_unit_intervals(rec, max(min_spikes, 3), "LV", warn)
     same = u[1:] == u[:-1]
@@ -83,6 +145,22 @@ def fano_factor(rec, bin_ms: float = 1000.0, min_spikes: int = 1, warn: bool = T
     Windows of ``bin_ms`` milliseconds tile ``[t_start, t_stop)`` (a partial last window is dropped),
     binned with the core rule (elephant's). 1 for a Poisson process. NaN (and a warning) for units
     with fewer than ``min_spikes`` spikes in the windows.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Window (ms).
+    min_spikes : int
+        Fewest spikes for a value.
+    warn : bool
+        Warn naming the units left undefined.
+
+    Returns
+    -------
+    np.ndarray
+        Fano factor per unit.
     """
     c = binned_counts(rec, bin_ms).astype(float)
     if c.shape[0] < 2:
@@ -104,6 +182,26 @@ def burstiness_index(rec, bin_ms: float = 1000.0, top_fraction: float = 0.15, mi
     windows holding the most spikes: 0 for perfectly regular activity, towards 1 when all spikes sit
     in a few windows. Per unit (array; NaN plus a warning below ``min_spikes``), or for the summed
     population activity with ``population=True`` (float).
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Window (ms).
+    top_fraction : float
+        Fraction of the fullest windows.
+    min_spikes : int
+        Fewest spikes for a value.
+    warn : bool
+        Warn naming the units left undefined.
+    population : bool
+        One index of the summed population activity instead.
+
+    Returns
+    -------
+    np.ndarray or float
+        Per unit, or the population's.
     """
     if not 0 < top_fraction < 1:
         raise ValueError(f"top_fraction must lie in (0, 1), got {top_fraction}")

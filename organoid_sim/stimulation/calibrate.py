@@ -35,13 +35,20 @@ import numpy as np
 import torch
 
 from ..events import COLUMNS, StimEvents
-from ..models.base import counts_to_recording
+from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
 
 #: default response window (s after the pulse): the same as the virtual organoid's true responses
 WINDOW = (0.002, 0.050)
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 LATENCY_SCALE_S = 0.025
+#: Nelder-Mead search in log-parameter space: first simplex step (a factor of 2 per parameter) and
+#: the tolerances on the log-parameters and on the loss
+SIMPLEX_STEP = math.log(2.0)
+NM_XATOL = 0.02
+NM_FATOL = 1e-5
+#: seed offsets of the spontaneous start states, of the trials' noise and of the spike-time jitter
+STATES_SEED_OFFSET, TRIALS_SEED_OFFSET, JITTER_SEED_OFFSET = 1, 2, 3
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -130,7 +137,7 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
     onset = pre_s + rng.random(n_total) * dt_s            # pulse time inside the trial (s)
     which = np.repeat(np.arange(len(cond)), n_trials)
     if states is None:
-        states = _spontaneous_states(model, n_trials, burn_in_s, seed + 1)
+        states = _spontaneous_states(model, n_trials, burn_in_s, seed + STATES_SEED_OFFSET)
     counts = np.zeros((n_total * n_steps, model.n_recorded), np.int64)
     with torch.no_grad():
         for lo in tqdm(range(0, n_total, max_batch), disable=not progress, desc="predict responses"):
@@ -138,14 +145,13 @@ def predict_evoked_responses(model, events: StimEvents, *, n_trials: int = 16, w
             offs = torch.arange(n_steps, dtype=torch.float64)[:, None] * dt_s - torch.as_tensor(onset[lo:hi])
             ext, direct = coupling.pulse_inputs(cond.take(which[lo:hi]), offs, dt_s)    # [T, b, N] each
             if direct is not None:
-                direct = direct.to(model._device())
-            ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + 2 + lo, ext=ext.to(model._device()),
-                                 direct=direct, state=_repeat_state(states, lo, hi))
-            ev = ev[ev[:, 2] < model.n_recorded]
-            np.add.at(counts, ((ev[:, 1] + lo) * n_steps + ev[:, 0], ev[:, 2]), ev[:, 3])
+                direct = direct.to(model.torch_device())
+            ev, _, _ = model.run(n_steps, batch=hi - lo, seed=seed + TRIALS_SEED_OFFSET + lo,
+                                 ext=ext.to(model.torch_device()), direct=direct, state=_repeat_state(states, lo, hi))
+            add_event_counts(counts, ev, steps_per_trajectory=n_steps, first_trajectory=lo)
     t_pulse = np.arange(n_total) * trial_s + onset
     stim = StimEvents(t_pulse, *(getattr(cond, c)[which] for c in COLUMNS[1:]), amplitude_unit=cond.amplitude_unit)
-    rec = counts_to_recording(counts, model.dt_ms, model.layout, seed=seed + 3, stim=stim)
+    rec = counts_to_recording(counts, model.dt_ms, model.layout, seed=seed + JITTER_SEED_OFFSET, stim=stim)
     return evoked_responses(rec, window=window, by_amplitude=True)
 
 
@@ -185,7 +191,7 @@ def _check(model, recording) -> None:
 
 def _near_weights(coupling, observed, n_units: int, radius_um: float) -> np.ndarray:
     """``[condition, unit]`` 1 where the condition's electrode lies within ``radius_um`` of the unit, else 0."""
-    rows = coupling._electrode_rows(np.asarray(observed.electrodes, dtype=np.int64)).cpu().numpy()
+    rows = coupling.electrode_rows(np.asarray(observed.electrodes, dtype=np.int64)).cpu().numpy()
     exy = coupling.electrode_xy_um.cpu().numpy()[rows]
     uxy = coupling.neuron_xy_um.cpu().numpy()[:n_units]
     d = np.sqrt(((exy[:, None, :] - uxy[None]) ** 2).sum(-1))
@@ -252,7 +258,7 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {tuple(names)}")
     observed = evoked_responses(recording, window=window, by_amplitude=True)
     events = recording.stim
-    states = _spontaneous_states(model, n_trials, burn_in_s, seed + 1)
+    states = _spontaneous_states(model, n_trials, burn_in_s, seed + STATES_SEED_OFFSET)
     logs = [getattr(coupling, "log_" + p) for p in params]
     x0 = np.array([float(v.detach()) for v in logs])
     before = coupling.values()
@@ -280,12 +286,12 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     interrupted, loss0 = False, float("nan")
     try:
         loss0 = objective(x0)
-        simplex = np.vstack([x0] + [x0 + np.eye(len(x0))[i] * math.log(2.0) for i in range(len(x0))])
+        simplex = np.vstack([x0] + [x0 + np.eye(len(x0))[i] * SIMPLEX_STEP for i in range(len(x0))])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             minimize(objective, x0, method="Nelder-Mead",
                      options={"maxfev": max(1, max_evaluations - 1), "initial_simplex": simplex,
-                              "xatol": 0.02, "fatol": 1e-5})
+                              "xatol": NM_XATOL, "fatol": NM_FATOL})
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..events import StimEvents
-from ..models.base import counts_to_recording
+from ..models.base import add_event_counts, counts_to_recording
 from ..nn.observation import saturated_bins
 from ..recording import SpikeRecording
 from .protocol import as_events
@@ -113,9 +113,7 @@ def _batched_trials(model, events: StimEvents, duration_s: float, n_trials: int,
     jitter = np.random.SeedSequence(seed).generate_state(n_trials, dtype=np.uint32)
     recs = []
     for k in range(n_trials):
-        mine = out[out[:, 1] == k]
-        counts = np.zeros((n_steps, n_rec), dtype=np.int64)
-        np.add.at(counts, (mine[:, 0], mine[:, 2]), mine[:, 3])
+        counts = add_event_counts(np.zeros((n_steps, n_rec), dtype=np.int64), out[out[:, 1] == k])
         md = {"model": type(model).__name__, "seed": seed, "dt_ms": dt_ms, "trial": k, "n_trials": n_trials,
               "batched": True, "burn_in_s": burn_in_s, "saturated_bins": saturated_bins(n_sat, model.observation)}
         recs.append(counts_to_recording(counts, dt_ms, model.layout, t_start=0.0, seed=int(jitter[k]),
