@@ -11,7 +11,7 @@ import pytest
 
 import organoid_sim
 
-PACKAGES = ("organoid_sim.nn", "organoid_sim.fit", "organoid_sim.models")
+PACKAGES = ("organoid_sim.nn", "organoid_sim.engine", "organoid_sim.fit", "organoid_sim.models")
 MODULES = ("organoid_sim.evaluation", "organoid_sim.atomic", "organoid_sim.jsonable", "organoid_sim.model_files", "organoid_sim.stats.single_unit",
            "organoid_sim.stats.pairwise", "organoid_sim.stats.bursts", "organoid_sim.stats.avalanches")
 
@@ -21,7 +21,7 @@ def _modules():
     for pkg in PACKAGES:
         mod = importlib.import_module(pkg)
         names += [m.name for m in pkgutil.walk_packages(mod.__path__, pkg + ".")]
-    return [n for n in names if not n.endswith("fastsim")]  # the engine's predecessor, replaced there
+    return names
 
 
 def _public_functions():

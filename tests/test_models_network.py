@@ -119,11 +119,11 @@ def test_ground_truth_weights_are_recovered():
 @pytest.mark.parametrize("batch, n_rec, bias, max_rate, direct", [
     (1, 6, None, None, False), (2, 6, None, None, False), (1, 12, 2.0, None, False),
     (1, 12, 3.0, 400.0, False), (2, 12, 3.0, 400.0, True), (1, 6, None, 150.0, True)])
-def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias, max_rate, direct):
+def test_engine_equals_torch_step_with_same_uniforms(batch, n_rec, bias, max_rate, direct):
     """Same uniforms -> same counts as stepping :func:`lif_step` in torch; the high-rate case
     exercises bins with several spikes and steps where many neurons fire at once, with and
     without a saturating escape rate and directly evoked spikes."""
-    from organoid_sim.models.fastsim import run_numpy
+    from organoid_sim.engine import Simulator
 
     m = _network(n_rec, n_hidden=2, max_rate_hz=max_rate)
     n = m.n_neurons
@@ -137,8 +137,9 @@ def test_numpy_fast_path_equals_torch_step_with_same_uniforms(batch, n_rec, bias
         dr = np.zeros((2000, n))
         dr[::100] = np.random.default_rng(1).exponential(0.5, (20, n))
     chunks = iter([u[:700], u[700:1400], u[1400:]])  # crosses chunk boundaries
-    events, st, _ = run_numpy(p, NetworkState.rest(batch, n, m.n_syn), 2000, seed=0,
-                              uniforms=lambda shape: next(chunks), chunk_steps=700, direct=dr)
+    sim = Simulator(m.to_engine(), batch=batch, chunk_steps=700)
+    events = sim.run(2000, direct=dr, uniforms=lambda shape: next(chunks))
+    st = NetworkState(**{k: torch.from_numpy(v) for k, v in sim.state.items()})
     ref = NetworkState.rest(batch, n, m.n_syn)
     counts = []
     with torch.no_grad():

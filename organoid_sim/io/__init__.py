@@ -16,6 +16,7 @@ Formats (name: module):
 * ``axion``: :mod:`.axion` (Axion-style per-channel HDF5, one well per recording)
 * ``mcs``: :mod:`.mcs` (Multi Channel Systems HDF5 spike time stamps)
 * ``meanap``: :mod:`.meanap` (MEA-NAP ``.mat``, MATLAB v5 or v7.3)
+* ``cl1``: :mod:`.cl1` (Cortical Labs CL1 / cl-sdk ``neurons.record()`` HDF5)
 * ``axion_csv``: :mod:`.axion_csv` (Axion AxIS/Navigator spike-list CSV, ``.gz`` too)
 * ``phy``: :mod:`.phy` (phy/Kilosort output folders, through SpikeInterface)
 
@@ -42,8 +43,9 @@ __all__ = ["load", "save", "list_wells", "detect_format", "FORMATS", "RecordingF
 
 # format name -> module; HDF5 layouts are tried in this order (most specific first).
 FORMATS = {"nwb": "nwb", "generic_h5": "generic", "maxwell": "maxwell", "axion": "axion", "mcs": "mcs",
-           "meanap": "meanap", "npz": "generic", "csv": "csvfile", "axion_csv": "axion_csv", "phy": "phy"}
-HDF5_FORMATS = ("nwb", "generic_h5", "maxwell", "axion", "mcs", "meanap")
+           "meanap": "meanap", "npz": "generic", "csv": "csvfile", "axion_csv": "axion_csv", "phy": "phy",
+           "cl1": "cl1"}
+HDF5_FORMATS = ("nwb", "generic_h5", "cl1", "maxwell", "axion", "mcs", "meanap")
 WRITERS = {".nwb": "nwb", ".h5": "generic_h5", ".hdf5": "generic_h5", ".npz": "npz", ".csv": "csv"}
 LOW_LEVEL_ERRORS = (OSError, RuntimeError, KeyError, IndexError, ValueError, EOFError, AttributeError,
                     zlib.error, zipfile.BadZipFile, UnicodeError, OverflowError)

@@ -22,7 +22,7 @@ Fitting (``fit``) and refinement live in :mod:`organoid_sim.fit`; this module ho
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -89,6 +89,12 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         free-running bursts run up to the count cap.
     distance_um : length scale of the distance prior; ``l2`` its strength.
     autapses : let recorded units excite themselves (an electrode's unit is usually several cells).
+    in_degree, density : sparse connectivity (both None: all-to-all, an ``n x n`` weight matrix
+        per synapse type). ``in_degree=k``: every neuron receives synapses from ``k`` distinct
+        others drawn at random; ``density=p``: from each other neuron with probability ``p``. Sparse
+        models store one weight per synapse and type (``weight [n_syn, n_synapses]``, ``syn_pre``,
+        ``syn_post``), so they are built, saved, loaded and simulated in O(synapses) memory; no
+        autapses. :meth:`effective_weight` still returns the dense matrix (small networks only).
     seed : seed of the initial hidden weights and positions.
     n_recorded : number of recorded neurons; normally set by :meth:`fit` from the recording.
 
@@ -112,7 +118,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,
                  hidden_inhibitory_fraction: float = 0.2, distance_um: float = 500.0, l2: float = 1e-3,
                  autapses: bool = True, dale_weights: str = "abs", max_rate_hz: float | None = 300.0,
-                 seed: int = 0, n_recorded: int | None = None,
+                 seed: int = 0, n_recorded: int | None = None, in_degree: int | None = None,
+                 density: float | None = None,
                  max_epochs: int = _FIT.max_epochs, validation_fraction: float = _FIT.validation_fraction,
                  refine_steps: int = _FIT.refine_steps, refine_batch: int = _FIT.refine_batch,
                  refine_window_s: float = _FIT.refine_window_s, likelihood_weight: float = _FIT.likelihood_weight,
@@ -134,6 +141,12 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             raise ValueError(f"max_rate_hz must be positive (Hz) or None, got {max_rate_hz}")
         if dale_weights not in ("abs", "softplus"):
             raise ValueError(f"dale_weights must be 'abs' or 'softplus', got {dale_weights!r}")
+        if in_degree is not None and density is not None:
+            raise ValueError("give in_degree or density for a sparse network, not both")
+        if in_degree is not None and int(in_degree) < 1:
+            raise ValueError(f"in_degree must be >= 1 synapses per neuron, got {in_degree}")
+        if density is not None and not 0 < density <= 1:
+            raise ValueError(f"density must lie in (0, 1] (probability of a connection), got {density}")
         self.hparams = dict(n_hidden=int(n_hidden), dt_ms=float(dt_ms), tau_mem_ms=float(tau_mem_ms),
                             tau_syn_ms=[float(t) for t in np.atleast_1d(tau_syn_ms)],
                             tau_adapt_ms=float(tau_adapt_ms), beta=float(beta), tau_rec_ms=float(tau_rec_ms),
@@ -141,7 +154,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                             dale=bool(dale), hidden_inhibitory_fraction=float(hidden_inhibitory_fraction),
                             distance_um=float(distance_um), l2=float(l2), autapses=bool(autapses),
                             dale_weights=str(dale_weights),
-                            max_rate_hz=None if max_rate_hz is None else float(max_rate_hz), seed=int(seed))
+                            max_rate_hz=None if max_rate_hz is None else float(max_rate_hz), seed=int(seed),
+                            in_degree=None if in_degree is None else int(in_degree),
+                            density=None if density is None else float(density))
         self.surrogate = get_surrogate(surrogate)
         self.observation = get_observation(observation)
         self.dt_ms = float(dt_ms)
@@ -165,13 +180,19 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Number of synapse types (one per ``tau_syn_ms``)."""
         return len(self.hparams["tau_syn_ms"])
 
+    @property
+    def sparse(self) -> bool:
+        """True when the synapses are a list (``in_degree`` or ``density``), not a dense matrix."""
+        return self.hparams.get("in_degree") is not None or self.hparams.get("density") is not None
+
     def build(self, n_recorded: int, unit_xy_um: np.ndarray | None = None, electrodes=None,
-              rates_hz: np.ndarray | None = None) -> "SpikingNetworkModel":
+              rates_hz: np.ndarray | None = None, synapses=None) -> "SpikingNetworkModel":
         """Allocate parameters for ``n_recorded`` recorded neurons (called by :meth:`fit`).
 
         ``unit_xy_um`` places the recorded neurons (um); hidden neurons go uniformly inside the
         bounding box of the electrodes (or of the units). ``rates_hz`` sets the initial biases so
-        that each neuron starts at its recorded rate.
+        that each neuron starts at its recorded rate. ``synapses`` (sparse models): ``(pre, post)``
+        index arrays to use instead of drawing them (loading a saved model).
         """
         hp = self.hparams
         n_rec = int(n_recorded)
@@ -193,10 +214,18 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         self.register_buffer("sign", torch.tensor(sign, dtype=torch.float32))
         # An electrode's unit is usually several neurons exciting each other, so recorded units may
         # keep a self-connection (``autapses``); hidden neurons never do.
-        mask = 1.0 - torch.eye(n)
-        if hp["autapses"]:
-            mask[:n_rec, :n_rec] = 1.0
-        self.register_buffer("mask", mask)
+        if self.sparse:
+            pre, post = (np.asarray(v, np.int64) for v in synapses) if synapses is not None else \
+                sample_synapses(n, gen, hp.get("in_degree"), hp.get("density"))
+            self.register_buffer("syn_pre", torch.from_numpy(pre.astype(np.int32)))
+            self.register_buffer("syn_post", torch.from_numpy(post.astype(np.int32)))
+            w_shape = (self.n_syn, len(pre))
+        else:
+            mask = 1.0 - torch.eye(n)
+            if hp["autapses"]:
+                mask[:n_rec, :n_rec] = 1.0
+            self.register_buffer("mask", mask)
+            w_shape = (self.n_syn, n, n)
         self.register_buffer("tau_syn_ms", torch.tensor(hp["tau_syn_ms"], dtype=torch.float32))
         rates = np.full(n, 1.0) if rates_hz is None else np.concatenate(
             [np.maximum(np.asarray(rates_hz, float), 0.01), np.full(self.n_hidden, max(float(np.mean(rates_hz)), 0.1))])
@@ -210,9 +239,9 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         self.log_tau_adapt_ms = nn.Parameter(torch.full((n,), math.log(hp["tau_adapt_ms"])))
         if hp["max_rate_hz"] is not None:
             self.log_max_rate = nn.Parameter(torch.full((n,), math.log(hp["max_rate_hz"])))
-        w0 = gen.normal(0.0, 0.01, (self.n_syn, n, n))
+        w0 = gen.normal(0.0, 0.01, w_shape)
         if hp["dale"]:
-            w0 = np.abs(w0) if hp["dale_weights"] == "abs" else np.full((self.n_syn, n, n), -5.0)
+            w0 = np.abs(w0) if hp["dale_weights"] == "abs" else np.full(w_shape, -5.0)
         self.weight = nn.Parameter(torch.tensor(w0, dtype=torch.float32))
         if electrodes is not None:
             self.electrodes = electrodes
@@ -254,8 +283,19 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         return self.log_max_rate + math.log(dt / 1000.0)
 
     def effective_weight(self) -> torch.Tensor:
-        """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0."""
+        """``[n_syn, n_post, n_pre]`` signed weights (threshold units per presynaptic spike), diagonal 0.
+
+        Sparse models scatter their synapses into this dense matrix (O(n^2) memory: small networks
+        only; simulation goes through :meth:`to_engine`, which never forms it)."""
         w = self.weight
+        if self.sparse:
+            n = self.n_neurons
+            pre, post = self.syn_pre.long(), self.syn_post.long()
+            if self.hparams["dale"]:
+                w = (w.abs() if self.hparams["dale_weights"] == "abs" else F.softplus(w)) * self.sign[pre]
+            k = torch.arange(self.n_syn, device=w.device)[:, None].expand_as(w)
+            dense = torch.zeros(self.n_syn, n, n, dtype=w.dtype, device=w.device)
+            return dense.index_put((k, post.expand_as(w), pre.expand_as(w)), w)
         if self.hparams["dale"]:
             w = (w.abs() if self.hparams["dale_weights"] == "abs" else F.softplus(w)) * self.sign
         return w * self.mask
@@ -290,7 +330,10 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         at 0) but hardly the threshold and adaptation (softplus gradient ~1e-13)."""
         nr = self.n_recorded
         off = -30.0 if self.hparams["dale"] and self.hparams["dale_weights"] == "softplus" else 0.0
-        self.weight[:, :nr, :nr] = off
+        if self.sparse:
+            self.weight[:, (self.syn_pre < nr) & (self.syn_post < nr)] = off
+        else:
+            self.weight[:, :nr, :nr] = off
         self.theta_raw[:nr] = -30.0   # softplus: ~1e-13, so no residual refractoriness biases the rates
         self.beta_raw[:nr] = -30.0
 
@@ -417,32 +460,34 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         trajectories, or ``[n_steps, batch, n_neurons]``); ``direct``: expected directly evoked
         spikes per step, same shapes, added to each step's expected count (the coupling's direct
         pathway, :meth:`StimulusCoupling.direct_input`). ``ext``/``direct`` may also be sources
-        with ``rows(lo, hi)``, read one chunk at a time. ``engine="auto"``: on the CPU the NumPy
-        fast path runs (:mod:`organoid_sim.models.fastsim`, NumPy generator seeded with ``seed``);
-        elsewhere the step-by-step torch loop with a ``torch.Generator`` on the device.
+        with ``rows(lo, hi)``, read one chunk at a time. ``engine="auto"``: on the CPU the compiled
+        engine runs (:class:`organoid_sim.engine.Simulator`, set up once per parameter values and
+        cached on the model; its random stream is seeded with ``seed``); elsewhere the
+        step-by-step torch loop with a ``torch.Generator`` on the device. The two give the same
+        spikes for the same uniforms and the same statistics for a seed (different streams).
         ``engine="torch"`` runs that loop on any device (the CPU too: the accelerator code path,
         testable without one).
         """
         from tqdm.auto import tqdm
 
+        from ..engine import input_rows
+
         if engine not in ("auto", "torch"):
             raise ValueError(f"engine must be 'auto' or 'torch', got {engine!r}")
         self._require_built()
         dev = self.torch_device()
-        p = self.step_params(dt_ms)
-        st = state or NetworkState.rest(batch, self.n_neurons, self.n_syn, device=dev)
         cap = float(self.observation.max_count)
-        out, n_sat = [], 0
         total = burn_in_steps + n_steps
         bar = tqdm(total=total, disable=not progress, desc="simulate", unit="step", unit_scale=True)
-        from .fastsim import input_rows, run_numpy
-
         if dev.type == "cpu" and engine == "auto":
-
-            res = run_numpy(p, st, n_steps, seed=seed, ext=ext, max_count=int(cap), burn_in_steps=burn_in_steps,
-                            record=record, chunk_steps=chunk_steps, progress_bar=bar, direct=direct)
-            bar.close()
-            return res
+            try:
+                return self._run_engine(n_steps, batch, seed, dt_ms, ext, direct, state, burn_in_steps,
+                                        chunk_steps, record, bar)
+            finally:
+                bar.close()
+        p = self.step_params(dt_ms)
+        st = state or NetworkState.rest(batch, self.n_neurons, self.n_syn, device=dev)
+        out, n_sat = [], 0
         gen = torch.Generator(device=dev)
         gen.manual_seed(int(seed))
         sparse = False  # on accelerators a dense product beats gathering the columns of spiking neurons
@@ -471,6 +516,73 @@ class SpikingNetworkModel(ModelBase, nn.Module):
             bar.update(c1 - c0)
         bar.close()
         events = (np.concatenate(out) if out else np.zeros((0, 4), np.int64)) if record else None
+        return events, st, n_sat
+
+    def to_engine(self, dt_ms: float | None = None):
+        """This network as a torch-free :class:`organoid_sim.engine.NetworkSpec`.
+
+        Parameters
+        ----------
+        dt_ms : step size (ms) to resolve the decays for; default the model's ``dt_ms``.
+
+        Returns
+        -------
+        NetworkSpec
+            The same arrays :func:`organoid_sim.engine.load_network` reads from ``model.save(dir)``.
+        """
+        from ..engine import spec_from_arrays
+
+        self._require_built()
+        tensors = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()
+                   if not k.startswith("stim_coupling.")}
+        spec = spec_from_arrays(self.config(), tensors, self.layout_, dt_ms)
+        if spec.max_count != self.observation.max_count:
+            spec = replace(spec, max_count=int(self.observation.max_count))
+        return spec
+
+    def _engine_key(self, dt_ms: float) -> tuple:
+        """Changes whenever a parameter or buffer is replaced or modified in place (``_version``)."""
+        return (float(dt_ms), self.observation.max_count,
+                tuple((id(t), t._version) for t in (*self.parameters(), *self.buffers())))
+
+    def engine_simulator(self, dt_ms: float | None = None, seed: int = 0, batch: int = 1):
+        """The cached :class:`organoid_sim.engine.Simulator` of this network, reset to rest with
+        ``seed`` and ``batch`` trajectories (set up again only after the parameters changed).
+
+        Parameters
+        ----------
+        dt_ms : step size (ms); default the model's.
+        seed : seed of the escape noise.
+        batch : number of trajectories.
+
+        Returns
+        -------
+        Simulator
+        """
+        from ..engine import Simulator
+
+        dt = self.dt_ms if dt_ms is None else float(dt_ms)
+        key = self._engine_key(dt)
+        cached = self.__dict__.get("_engine_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, Simulator(self.to_engine(dt), seed=seed, batch=batch))
+            self.__dict__["_engine_cache"] = cached
+        sim = cached[1]
+        sim.reset(seed=seed, batch=batch)
+        return sim
+
+    def _run_engine(self, n_steps, batch, seed, dt_ms, ext, direct, state, burn_in_steps, chunk_steps, record, bar):
+        """:meth:`run` on the compiled engine (CPU)."""
+        sim = self.engine_simulator(dt_ms, seed, batch)
+        sim.chunk_steps = int(chunk_steps)
+        if state is not None:
+            sim.state = {f.name: getattr(state, f.name).detach().cpu().numpy() for f in fields(state)}
+        if burn_in_steps:
+            sim.run(int(burn_in_steps), record=False, progress_bar=bar)
+        events = sim.run(int(n_steps), ext=_as_numpy_rows(ext), direct=_as_numpy_rows(direct), record=record,
+                         progress_bar=bar)
+        n_sat = int((events[:, 3] >= self.observation.max_count).sum()) if record else 0
+        st = NetworkState(**{k: torch.from_numpy(v) for k, v in sim.state.items()})
         return events, st, n_sat
 
     def _require_built(self) -> None:
@@ -550,7 +662,11 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     def _from_files(cls, config: Mapping, tensors: Mapping[str, torch.Tensor]) -> "SpikingNetworkModel":
         cfg = dict(config)
         coupling_cfg = cfg.pop("stim_coupling", None)
+        n_rec = cfg.pop("n_recorded", None)
         model = cls(**cfg)
+        if n_rec is not None:
+            syn = (tensors["syn_pre"], tensors["syn_post"]) if model.sparse else None
+            model.build(int(n_rec), synapses=None if syn is None else tuple(np.asarray(v) for v in syn))
         if coupling_cfg is not None:
             model.stim_coupling = StimulusCoupling.from_config(coupling_cfg)
         model.load_state_dict(dict(tensors))
@@ -560,6 +676,73 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         """Restore the electrode layout after :func:`load_model` set ``layout``."""
         if self.layout_ is not None:
             self.electrodes = electrodes_from_layout(self.layout_)
+
+
+def sample_synapses(n: int, gen: np.random.Generator, in_degree: int | None = None,
+                    density: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(pre, post)`` int64 indices of random synapses among ``n`` neurons, sorted by ``post``
+    then ``pre``, no self-connections, no duplicates: ``in_degree`` distinct presynaptic partners
+    per neuron, or each ordered pair with probability ``density``. O(synapses) memory.
+
+    Parameters
+    ----------
+    n : number of neurons.
+    gen : random generator.
+    in_degree : synapses received per neuron (capped at ``n - 1``).
+    density : connection probability of each ordered pair.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+    """
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if in_degree is not None:
+        deg = np.full(n, min(int(in_degree), n - 1), np.int64)
+    else:
+        deg = gen.binomial(n - 1, float(density), size=n)
+    post = np.repeat(np.arange(n, dtype=np.int64), deg)
+    if deg.max() > (n - 1) // 2:  # dense rows: a random subset of each row, without rejection
+        order = np.argsort(gen.random((n, n - 1)), axis=1)
+        pre = np.concatenate([order[i, :deg[i]] for i in range(n)]).astype(np.int64)
+        pre += pre >= post
+    else:  # sparse rows: draw with replacement and redraw the duplicates (few per row)
+        pre = gen.integers(0, n - 1, size=len(post))
+        pre += pre >= post
+        todo = np.arange(len(post))
+        while len(todo):
+            key = post * n + pre
+            order = np.argsort(key, kind="stable")
+            dup = np.zeros(len(key), bool)
+            dup[order[1:]] = key[order[1:]] == key[order[:-1]]
+            todo = np.flatnonzero(dup)
+            redraw = gen.integers(0, n - 1, size=len(todo))
+            pre[todo] = redraw + (redraw >= post[todo])
+    order = np.lexsort((pre, post))
+    return pre[order], post[order]
+
+
+class _NumpyRows:
+    """A row source (``rows(lo, hi)``) whose rows come back as NumPy arrays (detached tensors)."""
+
+    def __init__(self, src) -> None:
+        self.src = src
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        r = self.src.rows(lo, hi) if hasattr(self.src, "rows") else self.src[lo:hi]
+        return r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r)
+
+
+def _as_numpy_rows(src):
+    """Per-step input for the engine: None, a NumPy array, or a row source giving NumPy rows."""
+    if src is None or isinstance(src, np.ndarray):
+        return src
+    if isinstance(src, torch.Tensor):
+        return src.detach().cpu().numpy()
+    return _NumpyRows(src)
 
 
 def _with_hidden(layout: Mapping, n_hidden: int, xy: np.ndarray) -> dict:

@@ -1,0 +1,210 @@
+"""The compiled step loop (numba): many steps of :func:`organoid_sim.nn`'s ``lif_step`` per call.
+
+Per step and trajectory:
+
+1. the spikes of the last step travel along their neurons' outgoing CSR rows (event-driven: only
+   neurons that fired are touched; ``e = x * s`` as in the torch step);
+2. one pass over the neurons decays the synaptic currents, updates membrane, adaptation and
+   depression (resets for the neurons that fired), forms ``eta`` and draws the escape noise.
+
+Escape noise with the torch path's distribution at the cost of a compare: a neuron spikes when its
+uniform ``u < P(y >= 1) = 1 - exp(-mu)``, ``mu = exp(eta') + m`` (``eta'`` saturated, ``m`` directly
+evoked spikes). Since ``P(y >= 1) <= mu <= exp(eta) + m``, a cheap upper bound of ``exp(eta)``
+(a power of two from a table times the chord ``1 + f`` of ``2^f`` on ``[0, 1]``) rules out almost
+every neuron; only the few with ``u`` under the bound get the exact test (saturation, ``expm1``,
+the Poisson counts up to ``max_count``). The accepted spikes are exactly those of the exact
+inverse-CDF test, so the distribution is unchanged.
+
+Random numbers: a SplitMix64 stream per trajectory (Steele, Lea & Flood 2014; passes BigCrush),
+its state seeded from ``numpy.random.SeedSequence(seed)`` by the caller and carried between calls,
+so a run is reproducible and independent of threads; 53-bit uniforms as in NumPy. Tests can feed
+the uniforms instead (``has_uni``), which makes a run comparable draw for draw with the torch step.
+
+Synaptic input trick: ``I_t = alpha * I_{t-1} + W e_{t-1}`` is computed as ``alpha * (I_{t-1} + (W /
+alpha) e_{t-1})`` so the spikes can be added before the single decay-and-update pass; the weights
+are stored divided by their type's ``alpha`` (see :mod:`organoid_sim.engine.simulator`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["run_chunk", "pow2_table", "POW2_OFFSET"]
+
+POW2_OFFSET = 1100
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0
+_LOG2E = 1.4426950408889634
+_LOG50 = math.log(50.0)
+
+
+def pow2_table() -> np.ndarray:
+    """``2 ** k`` for ``k = -POW2_OFFSET .. 0`` (float64; below 2**-1074 it is 0)."""
+    return np.ldexp(1.0, np.arange(-POW2_OFFSET, 1)).astype(np.float64)
+
+
+@njit(cache=True, inline="always")
+def _exp_bound(x, pow2):
+    """An upper bound of ``exp(x)`` (>= 1 when ``x >= 0``), within a factor 1.07."""
+    t = x * _LOG2E
+    if t >= 0.0:
+        return 2.0
+    if t < -1075.0:
+        return 0.0
+    fl = math.floor(t)
+    return pow2[int(fl) + POW2_OFFSET] * (1.0 + (t - fl)) * 1.000001
+
+
+@njit(cache=True, inline="always")
+def _count(eta, mdir, u, has_sat, eta_max, max_count):
+    """Exact inverse-CDF spike count for uniform ``u`` (as the torch observation's ``sample``)."""
+    if has_sat:
+        z = eta - eta_max
+        eta = eta - (z if z > 20.0 else math.log1p(math.exp(z)))   # eta - softplus(eta - eta_max)
+    mu = math.exp(eta) + mdir
+    if max_count == 1:
+        return 1 if u < -math.expm1(-mu) else 0
+    if mu > 50.0:
+        mu = 50.0
+    term = math.exp(-mu)
+    cdf = term
+    c = 0
+    for k in range(1, max_count + 1):
+        p = 1.0 - cdf
+        if p < 0.0:
+            p = 0.0
+        if not u < p:
+            break
+        c += 1
+        term = term * mu / k
+        cdf = cdf + term
+    return c
+
+
+@njit(cache=True, inline="always")
+def _uniform(st, i):
+    """The ``i``-th uniform (0-based) after stream position ``st``: SplitMix64 is counter-based, so
+    the draws of a step are independent of each other and the loop over neurons vectorises."""
+    z = st + _GAMMA * np.uint64(i + 1)
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    z = z ^ (z >> _S31)
+    return float(z >> _S11) * _INV53
+
+
+@njit(cache=True)
+def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx, new_cnt, rng,
+              alpha_syn, alpha_m, alpha_a, alpha_rec, qpow, theta, beta, c0, inv, eta_max, has_sat,
+              syn_ptr, syn_post, syn_wsc, ext, has_ext, direct, has_dir, uni, has_uni, max_count, pow2,
+              ev, n_ev, tot, etab, cand, xold):
+    """Advance every trajectory by up to ``n_steps`` steps in place; returns ``(steps_done, n_ev)``.
+
+    State (modified in place): ``I [B, K, n]``, ``w, a, x [B, n]`` float32, ``s [B, n]`` int32 last
+    counts, ``sp_idx/sp_cnt [B, n]`` and ``n_sp [B]`` the same spikes as lists, ``rng [B]`` uint64
+    stream positions. Inputs ``ext``/``direct`` ``[n_steps, 1 or B, n]`` float32 and ``uni
+    [n_steps, B, n]`` float64 are read only where their flag is set. With ``record`` the spikes of
+    steps ``t0 + j >= 0`` go to ``ev [cap, 4]`` rows ``(step, trajectory, neuron, count)`` from row
+    ``n_ev``; the loop stops early (at a step boundary) when a step might not fit. ``tot, etab,
+    cand, xold`` are ``[n]`` work buffers.
+
+    The neuron passes are branch-free over all neurons (so LLVM vectorises them); the few neurons
+    that spiked in the last step get their reset, adaptation and depression afterwards.
+    """
+    B, K, n = I.shape
+    gm = 1.0 - alpha_m
+    eb_many = ext.shape[1] > 1
+    db_many = direct.shape[1] > 1
+    for j in range(n_steps):
+        if record and n_ev + B * n > ev.shape[0]:
+            return j, n_ev
+        t = t0 + j
+        for b in range(B):
+            # 1. last step's spikes along their outgoing synapses (weights pre-divided by alpha_k)
+            for q in range(n_sp[b]):
+                pj = sp_idx[b, q]
+                xold[q] = x[b, pj]
+                amp = x[b, pj] * sp_cnt[b, q]
+                for k in range(K):
+                    for p in range(syn_ptr[k, pj], syn_ptr[k, pj + 1]):
+                        I[b, k, syn_post[p]] += syn_wsc[p] * amp
+            # 2. decay the currents and sum them over types
+            Ib = I[b]
+            al = alpha_syn[0]
+            for i in range(n):
+                v = Ib[0, i] * al
+                Ib[0, i] = v
+                tot[i] = v
+            for k in range(1, K):
+                al = alpha_syn[k]
+                for i in range(n):
+                    v = Ib[k, i] * al
+                    Ib[k, i] = v
+                    tot[i] += v
+            if has_ext:
+                e = ext[j, b if eb_many else 0]
+                for i in range(n):
+                    tot[i] = gm * tot[i] + e[i]
+            else:
+                for i in range(n):
+                    tot[i] = gm * tot[i]
+            # 3. membrane, adaptation, depression and eta as if nobody had spiked ...
+            wb, ab, xb = w[b], a[b], x[b]
+            for i in range(n):
+                wv = alpha_m * wb[i] + tot[i]
+                av = alpha_a[i] * ab[i]
+                wb[i] = wv
+                ab[i] = av
+                xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
+                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
+            # ... then the last step's spiking neurons: reset, adaptation, depression
+            for q in range(n_sp[b]):
+                i = sp_idx[b, q]
+                c = sp_cnt[b, q]
+                wv = wb[i] - theta[i] * c
+                av = ab[i] + c
+                wb[i] = wv
+                ab[i] = av
+                xb[i] = 1.0 - alpha_rec[i] * (1.0 - xold[q] * qpow[c, i])
+                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
+            # 4. escape noise: a cheap bound rules out nearly every neuron, the rest get the exact test
+            st = rng[b]
+            d = direct[j if has_dir else 0, b if db_many else 0]
+            if has_uni or has_dir:   # separate loops: a flag inside the loop would stop vectorisation
+                for i in range(n):
+                    u = uni[j, b, i] if has_uni else _uniform(st, i)
+                    cand[i] = u < _exp_bound(etab[i], pow2) + (d[i] if has_dir else 0.0)
+            else:
+                for i in range(n):
+                    cand[i] = _uniform(st, i) < _exp_bound(etab[i], pow2)
+            m_new = 0
+            for i in range(n):
+                if cand[i]:
+                    u = uni[j, b, i] if has_uni else _uniform(st, i)
+                    cnt = _count(etab[i], d[i] if has_dir else 0.0, u, has_sat, eta_max[i], max_count)
+                    if cnt > 0:
+                        new_idx[b, m_new] = i
+                        new_cnt[b, m_new] = cnt
+                        m_new += 1
+            rng[b] = st + _GAMMA * np.uint64(n)
+            # 5. this step's spikes become the state's last counts (and events)
+            for q in range(n_sp[b]):
+                s[b, sp_idx[b, q]] = 0
+            for q in range(m_new):
+                i = new_idx[b, q]
+                s[b, i] = new_cnt[b, q]
+                sp_idx[b, q] = i
+                sp_cnt[b, q] = new_cnt[b, q]
+                if record and t >= 0:
+                    ev[n_ev, 0] = t
+                    ev[n_ev, 1] = b
+                    ev[n_ev, 2] = i
+                    ev[n_ev, 3] = new_cnt[b, q]
+                    n_ev += 1
+            n_sp[b] = m_new
+    return n_steps, n_ev
