@@ -30,7 +30,7 @@ from typing import Mapping
 import numpy as np
 
 from ..engine import Simulator, load_network
-from ..engine.spec import read_model_json
+from ..model_files import read_document
 from ..engine.stimulus import Coupling
 from ..events import StimEvents
 from .channels import ChannelMapping, map_channels
@@ -38,7 +38,7 @@ from .signal import FPS, POST_FRAMES, PRE_FRAMES, Signal
 
 
 def _layout(model_dir: Path) -> dict:
-    doc = read_model_json(model_dir)
+    doc = read_document(model_dir)
     path = model_dir / "model.json"
     lay = doc.get("layout")
     if not isinstance(lay, dict) or "electrode_ids" not in lay or "electrodes" not in lay:

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..events import StimEvents
-from .spec import read_model_json
+from ..model_files import read_document
 
 #: default conversion of voltage-mode amplitudes: uA per mV (1 MOhm electrode impedance)
 UA_PER_MV = 1e-3
@@ -166,7 +166,7 @@ class Coupling:
         from safetensors.numpy import load_file
 
         model_dir = Path(model_dir)
-        doc = read_model_json(model_dir)
+        doc = read_document(model_dir)
         cfg = (doc.get("config") or {}).get("stim_coupling")
         if cfg is None:
             return None
