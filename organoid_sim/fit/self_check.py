@@ -195,7 +195,7 @@ def table(check: dict) -> str:
     Parameters
     ----------
     check : dict
-        A result of :func:`in_sample_check`.
+        What :func:`in_sample_check` returned (figures, pass per bar, capped fraction).
 
     Returns
     -------
