@@ -10,6 +10,11 @@
 
 Run: ``python benchmarks/bench_fit.py [--datasets D1,A5,F2,NGN2] [--seeds 0,1,2] [--skip-eval] [--json]``
 (with several seeds the tables show the median over seeds and the JSON holds every seed).
+
+Plate mode: ``python benchmarks/bench_fit.py --plates tune|validation|FILE1,FILE2 --wells-per-plate K
+--seed S [--jobs 2] [--json] [--out result.json]`` fits single wells of whole Axion plates with the
+defaults and judges them on the bars (:mod:`plates`, next to this file, holds the split, the
+eligibility rule, the sample and the bars).
 """
 
 from __future__ import annotations
@@ -134,12 +139,28 @@ def bench_gpu(n: int = 10000, seconds: float = 10.0) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plates", default=None,
+                    help="plate mode: 'tune', 'validation' or comma-separated plate files (names in "
+                         "../shared/data/real/plates/ or paths)")
+    ap.add_argument("--wells-per-plate", type=int, default=4, help="plate mode: wells sampled per plate")
+    ap.add_argument("--seed", type=int, default=0, help="plate mode: seed of the sample and of every fit")
+    ap.add_argument("--wells", default=None, help="plate mode: only these sampled wells, PLATE_PREFIX:WELL,...")
+    ap.add_argument("--calibration-arms", default=None,
+                    help="plate mode: JSON {name: calibrate_rates options}; refinement once per well, every arm after it")
+    ap.add_argument("--jobs", type=int, default=1, help="plate mode: fits run side by side (1 thread each)")
+    ap.add_argument("--out", default=None, help="plate mode: also write the JSON result to this file")
+    ap.add_argument("--fit-options", default=None, help="plate mode: JSON dict of network fit options")
+    ap.add_argument("--network-options", default=None, help="plate mode: JSON dict of network options")
     ap.add_argument("--datasets", default="D1,A5,F2,NGN2")
     ap.add_argument("--skip-eval", action="store_true", help="only the simulation-speed parts")
     ap.add_argument("--steps", type=int, default=2000, help="steps for the snnTorch comparison")
     ap.add_argument("--json", action="store_true", help="print one JSON document at the end")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds of evaluate; tables show the median")
     args = ap.parse_args(argv)
+    if args.plates:
+        from plates import run_arms, run_plates
+
+        return run_arms(args) if args.calibration_arms else run_plates(args)
     result = {"machine": {"torch": torch.__version__, "cpu_threads_available": torch.get_num_threads()}}
     if not args.skip_eval:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x)

@@ -5,27 +5,33 @@ For each model: held-out teacher-forced bits/spike (``model.score``) and a free-
 simulation of ``sim_factor`` times the held-out duration compared with the held-out spikes by
 :func:`organoid_sim.stats.compare` (per-unit rates, network bursts, pairwise correlations). The
 ``"recording"`` row compares the fitting part itself with the held-out part: how different two
-stretches of the same culture are, the floor under which no model can be judged.
+stretches of the same culture are, the floor under which no model can be judged. The
+``"in_sample"`` row is the network's self-check (:mod:`organoid_sim.fit.self_check`): its
+free-running simulation against the fitting part itself (bits/spike teacher-forced on the fitting
+part), and ``rows["network"]["capped_bin_fraction"]`` the fraction of the network's simulated bins
+(all neurons) at the count cap.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from .jsonable import finite_or_none
 from .recording import SpikeRecording
+from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
 from .models.network import DEFAULT_N_HIDDEN
 from .stats import compare
 
-__all__ = ["evaluate", "EvaluationReport", "FIGURES"]
+__all__ = ["evaluate", "EvaluationReport", "FIGURES", "held_out_bars", "judge_evaluation"]
 
 FIGURES = ("bits_per_spike", "rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err",
            "corr_matrix_r")
-ROWS = ("poisson", "glm", "network", "recording")
+ROWS = ("poisson", "glm", "network", "recording", "in_sample")
 #: free-running simulations: trajectories side by side and burn-in (s) from rest
 SIM_PARALLEL = 8
 SIM_BURN_IN_S = 5.0
@@ -41,7 +47,7 @@ class EvaluationReport:
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """``{"poisson": {...}, "glm": {...}, "network": {...}, "recording": {...}}`` plus
+        """``{"poisson": {...}, "glm": {...}, "network": {...}, "recording": {...}, "in_sample": {...}}`` plus
         ``"timings_s"``, ``"notes"`` and ``"settings"``; NaN where a figure is undefined."""
         return {**{k: dict(v) for k, v in self.rows.items()}, "timings_s": dict(self.timings),
                 "notes": list(self.notes), "settings": dict(self.settings)}
@@ -55,8 +61,48 @@ class EvaluationReport:
         lines = [head]
         for name, row in self.rows.items():
             lines.append(f"{name:<10}" + "".join(f"{row.get(f, float('nan')):>24.3f}" for f in FIGURES))
+        cf = self.rows.get("network", {}).get("capped_bin_fraction")
+        if cf is not None:
+            lines.append(f"network simulation: {100 * cf:.3f} % of bins at the count cap")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def held_out_bars():
+    """The held-out bars of the network row: rate r >= 0.9, median rate error <= 20 %, burst rate
+    and median burst duration within 25 %, correlation-matrix r >= 0.7 (each also met when no
+    worse than the recording's own figure); bits/spike is judged by :func:`judge_evaluation`."""
+    return (Bar("rate_r", 0.9, "min", "rate r"), Bar("rate_median_rel_err", 0.20, "abs_max", "median rate error"),
+            Bar("burst_rate_rel_err", 0.25, "abs_max", "burst rate"),
+            Bar("burst_duration_rel_err", 0.25, "abs_max", "burst duration"),
+            Bar("corr_matrix_r", 0.7, "min", "correlation r"))
+
+
+def judge_evaluation(result: dict) -> dict:
+    """Pass/fail per bar of an :meth:`EvaluationReport.to_dict` result.
+
+    Parameters
+    ----------
+    result : ``evaluate(...).to_dict()`` (with the ``"network"`` row; ``"glm"``, ``"recording"``
+        and ``"in_sample"`` when present).
+
+    Returns
+    -------
+    dict with ``held_out`` (bar -> bool: ``bits_per_spike`` > 0 and >= the GLM's, then
+    :func:`held_out_bars` against the ``"recording"`` floor), ``passed`` (every held-out bar),
+    ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`) and
+    ``in_sample_passed``.
+    """
+    net = result["network"]
+    bits = net.get("bits_per_spike", float("nan"))
+    glm_bits = result.get("glm", {}).get("bits_per_spike", float("-inf"))
+    held = {"bits_per_spike": bool(math.isfinite(bits) and bits > 0 and not bits < glm_bits)}
+    held.update(judge(net, held_out_bars(), floor=result.get("recording")))
+    out = {"held_out": held, "passed": all(held.values())}
+    if "in_sample" in result:
+        ins = judge(result["in_sample"])
+        out.update(in_sample=ins, in_sample_passed=all(ins.values()))
+    return out
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
@@ -142,7 +188,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
                          f"of {recording!r}")
     sim_s = sim_factor * held.duration
     estimators = _estimators(models, seed, network_options, glm_options, fit_options, device, progress)
-    rows, timings, notes = {}, {}, []
+    rows, timings, notes, in_row = {}, {}, [], None
     bar = tqdm(total=2 * len(estimators), desc="evaluate", unit="stage", disable=not progress)
     for name, model in estimators.items():
         bar.set_postfix_str(f"fitting {name}")
@@ -157,6 +203,13 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
         timings[f"{name}_simulate"] = time.perf_counter() - t1
         bar.update()
         rows[name] = {"bits_per_spike": model.score(held), **_figures(held, sim)}
+        if isinstance(model, SpikingNetworkModel):
+            rows[name]["capped_bin_fraction"] = capped_fraction(sim, model)
+            in_sample = model.provenance.get("self_check") or in_sample_check(model, train, seed=seed + 11)
+            in_row = {"bits_per_spike": model.score(train),
+                      **{k: in_sample["figures"].get(k, float("nan")) for k in FIGURES[1:]}}
+            if in_sample["missed"]:
+                notes.append(describe_misses(in_sample))
         sat = sim.metadata.get("saturated_bins", 0)
         if sat:
             notes.append(f"{name}: {sat} simulated bins hit the count cap (run-away activity)")
@@ -171,6 +224,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
     bar.close()
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
+    if in_row is not None:
+        rows["in_sample"] = in_row
     settings = {"split": split, "seed": seed, "sim_factor": sim_factor, "fit_window_s": [train.t_start, train.t_stop],
                 "held_out_window_s": [held.t_start, held.t_stop], "source": recording.metadata.get("source"),
                 "well": recording.metadata.get("well")}

@@ -38,6 +38,7 @@ figure { margin: 1em 0; } figcaption { font-size: .9em; color: #555; }
 img { max-width: 100%; border: 1px solid #eee; }
 pre { background: #f6f6fa; padding: .8em; overflow-x: auto; font-size: .85em; }
 .note { color: #844; }
+table.plate td { text-align: center; min-width: 4.2em; } table.plate a { color: inherit; text-decoration: none; }
 """
 
 
@@ -114,6 +115,11 @@ class Report:
         self._parts.append(f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"/>{cap}</figure>')
         return self
 
+    def add_html(self, markup: str) -> "Report":
+        """Raw HTML the caller has built and escaped (e.g. :func:`plate_overview`'s well grid)."""
+        self._parts.append(str(markup))
+        return self
+
     def to_html(self) -> str:
         """The whole document as a string."""
         title = html.escape(self.title)
@@ -141,3 +147,155 @@ def _records(records: Iterable[Mapping[str, Any]], columns) -> tuple[list[str], 
     if columns is None:
         columns = list(dict.fromkeys(k for r in records for k in r))
     return list(columns), [[r.get(c) for c in columns] for r in records]
+
+
+# ---------------------------------------------------------------- plate overview (organoid_sim.batch runs)
+_PASS_COLOURS = {True: "#7bc47f", False: "#e8746b", None: "#d9d9de", "error": "#555555"}
+
+
+def _well_position(well) -> tuple[str, int] | None:
+    """``("B", 3)`` for a plate well name like ``B3``; None for other names."""
+    import re
+
+    m = re.fullmatch(r"([A-Za-z]+)(\d+)", str(well or ""))
+    return (m.group(1).upper(), int(m.group(2))) if m else None
+
+
+def _bits_of(result: Mapping) -> float | None:
+    """Held-out bits/spike of the evaluation when there is one, else the fit's validation figure."""
+    net = (result.get("evaluation") or {}).get("network") or {}
+    v = net.get("bits_per_spike", result.get("val_bits"))
+    return None if v is None or v != v else float(v)
+
+
+def _bits_colour(v: float | None, scale: float) -> str:
+    if v is None:
+        return _PASS_COLOURS[None]
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return to_hex(colormaps["RdBu"](0.5 + 0.5 * max(-1.0, min(1.0, v / scale))))
+
+
+def _well_cell(result: Mapping, colour: str, text: str, base: Path) -> str:
+    job_dir = base / str(result.get("job", ""))
+    target = "report.html" if "report.html" in (result.get("figures") or []) else "result.json"
+    href = html.escape(os.path.relpath(job_dir / target, base).replace(os.sep, "/"), quote=True)
+    tip = html.escape(_figures_tip(result), quote=True)
+    label = html.escape(str(result.get("well") or "recording"))
+    return (f'<td style="background:{colour}" title="{tip}"><a href="{href}">{label}<br/>'
+            f'{html.escape(text)}</a></td>')
+
+
+def _figures_tip(result: Mapping) -> str:
+    if result.get("status") != "ok":
+        err = result.get("error") or {}
+        return f"failed: {err.get('type')}: {err.get('message')}"
+    missed = [k for k, v in (result.get("checks") or {}).items() if v is False]
+    return "missed: " + ", ".join(missed) if missed else ("all checks met" if result.get("passed") else "not evaluated")
+
+
+def _grid(results: list, kind: str, base: Path) -> str:
+    """One plate's well grid, coloured by pass/fail (``kind="checks"``) or by bits/spike."""
+    placed = {_well_position(r.get("well")): r for r in results}
+    bits = [abs(b) for b in map(_bits_of, results) if b is not None]
+    scale = max(bits) if bits and max(bits) > 0 else 1.0
+    if None in placed:   # wells without a plate position: one row in run order
+        grid = [[r for r in results]]
+    else:
+        rows = sorted({p[0] for p in placed}, key=lambda r: (len(r), r))
+        cols = range(1, max(p[1] for p in placed) + 1)
+        grid = [[placed.get((r, c)) for c in cols] for r in rows]
+    lines = []
+    for row in grid:
+        cells = []
+        for r in row:
+            if r is None:
+                cells.append("<td></td>")
+                continue
+            b = _bits_of(r)
+            if r.get("status") != "ok":
+                colour, text = _PASS_COLOURS["error"], "error"
+            elif kind == "checks":
+                colour = _PASS_COLOURS[r.get("passed")]
+                text = {True: "pass", False: "fail", None: "\u2014"}[r.get("passed")]
+            else:
+                colour, text = _bits_colour(b, scale), "\u2014" if b is None else f"{b:.2f}"
+            cells.append(_well_cell(r, colour, text, base))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    caption = ("fidelity checks: green all met, red some missed, grey not evaluated, dark failed job" if kind == "checks"
+               else f"bits/spike (held-out when evaluated, else the fit's validation part): blue > 0 > red, "
+                    f"full colour at |{scale:.2f}|")
+    return f'<table class="plate"><caption>{html.escape(caption)}</caption><tbody>{"".join(lines)}</tbody></table>'
+
+
+def plate_overview(results: Sequence[Mapping], path: str | os.PathLike, *, title: str = "Plate overview") -> Path:
+    """Write an HTML overview of an :func:`organoid_sim.batch.fit_many` run and return its path.
+
+    Per file, the plate's well grid twice: coloured by pass/fail of the fidelity checks and by
+    bits/spike; each well links to its ``report.html`` (or ``result.json``). Below, the results
+    table. Job folders are taken relative to ``path``'s folder (write it into the run's output
+    directory).
+
+    Parameters
+    ----------
+    results : sequence of dict
+        What ``fit_many`` returned (or ``results.json``'s ``"results"``).
+    path : str or path
+        The HTML file to write (atomically).
+    title : str
+        Page title.
+
+    Returns
+    -------
+    Path
+        The absolute path written.
+    """
+    from .batch import table_rows
+
+    path = Path(path).resolve()
+    rep = Report(title)
+    n_ok = sum(r.get("status") == "ok" for r in results)
+    rep.add_text(f"{len(results)} jobs: {n_ok} fitted, {len(results) - n_ok} failed.")
+    by_file: dict = {}
+    for r in results:
+        by_file.setdefault(Path(str(r.get("file"))).name, []).append(r)
+    for name, rs in by_file.items():
+        rep.add_heading(name, 3)
+        rep.add_html('<div style="display:flex; gap:2em; flex-wrap:wrap">' + _grid(rs, "checks", path.parent)
+                     + _grid(rs, "bits", path.parent) + "</div>")
+    rep.add_heading("Results")
+    rep.add_table(table_rows(list(results)))
+    return rep.save(path)
+
+
+def well_report(result: Mapping, figures: Mapping[str, Any]) -> Report:
+    """A one-well report of a batch job: its figures and checks, and the given matplotlib figures.
+
+    Parameters
+    ----------
+    result : dict
+        The job's result (``organoid_sim.batch.run_job``).
+    figures : mapping
+        Caption -> matplotlib Figure (embedded, then closed).
+
+    Returns
+    -------
+    Report
+        The report (call ``.save(path)``).
+    """
+    rep = Report(f"{Path(str(result.get('file'))).name} {result.get('well') or ''}".strip())
+    rep.add_table({k: result.get(k) for k in ("status", "seed", "n_units", "n_spikes", "duration_s", "val_bits",
+                                             "fit_s", "passed")}, caption="Fit")
+    if result.get("checks"):
+        rep.add_table({k: {True: "met", False: "missed", None: "undefined"}[v] for k, v in result["checks"].items()},
+                      caption="Fidelity checks (network row of the evaluation)")
+    ev = result.get("evaluation") or {}
+    rows = {k: v for k, v in ev.items() if isinstance(v, Mapping) and k not in ("timings_s", "settings")}
+    if rows:
+        rep.add_table(rows, index="row", caption="Evaluation: fitted on the first part, judged on the rest")
+    for w in result.get("warnings") or []:
+        rep.add_text(w, note=True)
+    for caption, fig in figures.items():
+        rep.add_figure(fig, caption=caption)
+    return rep

@@ -28,8 +28,10 @@ def test_evaluate_rows_and_figures(network_recording):
     rep = organoid_sim.evaluate(network_recording, split=0.75, seed=0, sim_factor=1.0, fit_options=FAST,
                                 glm_options={"max_epochs": 3})
     d = rep.to_dict()
-    for row in ("poisson", "glm", "network", "recording"):
+    for row in ("poisson", "glm", "network", "recording", "in_sample"):
         assert set(FIGURES) <= set(d[row])
+    assert 0.0 <= d["network"]["capped_bin_fraction"] < 1.0
+    assert -1.0 <= d["in_sample"]["rate_r"] <= 1.0 and d["in_sample"]["rate_median_rel_err"] >= 0
     # a Poisson fit on the first part cannot beat the held-out part's own mean rates
     assert d["poisson"]["bits_per_spike"] <= 0
     # coupled models learn the ground-truth interactions
@@ -67,7 +69,12 @@ def test_cli_fit_simulate(tmp_path, network_recording, capsys):
     assert main(["fit", str(src), "--out", str(out), "--max-epochs", "3", "--refine-steps", "2",
                  "--restarts", "2", "--no-progress"]) == 0
     assert (out / "model.json").exists() and (out / "weights.safetensors").exists()
-    metrics = organoid_sim.load_model(out).provenance["metrics"]
+    printed = capsys.readouterr().out
+    assert "in-sample bar" in printed and "correlation r" in printed   # the self-check table
+    prov = organoid_sim.load_model(out).provenance
+    assert set(prov["self_check"]["passed"]) == {"rate_median_rel_err", "burst_rate_rel_err",
+                                                 "burst_duration_rel_err", "corr_matrix_r"}
+    metrics = prov["metrics"]
     assert len(metrics["restart_discrepancies"]) == 2 and metrics["restart_chosen"] in (0, 1)
     assert main(["simulate", str(out), "--duration", "5", "--out", str(tmp_path / "sim.npz")]) == 0
     sim = organoid_sim.load(tmp_path / "sim.npz")

@@ -15,7 +15,7 @@ import sys
 import warnings
 
 # Command modules in the order their commands appear in ``--help``.
-COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands")
+COMMAND_MODULES = ("io_commands", "stats_commands", "model_commands", "stim_commands", "plate_commands")
 
 
 DESCRIPTION = ("Load, describe and compare MEA spike recordings, fit spiking network models\n"

@@ -121,6 +121,15 @@ def run_fit(args) -> int:
     if m.get("uncoupled"):
         print(f"no coupling kept: it predicted the held-out part worse ({m['coupled_val_bits']:.3f} bits/spike) "
               f"than independent Poisson units ({m['uncoupled_val_bits']:.3f})")
+    check = model.provenance.get("self_check")
+    if check:
+        from ..fit.self_check import describe_misses, table
+
+        print(f"self-check: free-running simulation ({check['simulated_s']:.0f} s) against the fitting window")
+        print(table(check))
+        line = describe_misses(check)
+        if line:
+            print(f"warning: {line}")
     return 0
 
 

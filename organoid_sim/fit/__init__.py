@@ -20,8 +20,9 @@ from ..stats import compare, detect_bursts
 from .calibrate import calibrate_rates
 from .checkpoint import Checkpointer
 from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, RESTART_SEED_STRIDE,
-                     FitConfig, RefineConfig)
+                     SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
 from .refine import refine_free_running
+from .self_check import in_sample_check, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
 __all__ = ["fit_network", "fit_teacher_forced", "Checkpointer", "FitConfig", "RefineConfig"]
@@ -44,7 +45,13 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
        :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);
     3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
-       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`).
+       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`,
+       ``calibration_options``: its other arguments).
+
+    Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
+    and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
+    result goes to ``model.provenance["self_check"]`` (saved with the model) and a missed bar
+    gives one ``RuntimeWarning`` naming each missed bar.
 
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
     by more than ``max_likelihood_loss`` bits/spike, or below the uncoupled null's
@@ -106,6 +113,11 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
         metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
+    if cfg.self_check:
+        t3 = time.perf_counter()
+        model.provenance["self_check"] = in_sample_check(model, recording, seed=cfg.seed + SELF_CHECK_SEED_OFFSET)
+        metrics["self_check_s"] = time.perf_counter() - t3
+        warn_if_missed(model.provenance["self_check"], stacklevel=4)
     return model
 
 
@@ -179,7 +191,7 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
     if cfg.calibration_rounds > 0:
         t2 = time.perf_counter()
         metrics.update(calibrate_rates(model, counts, rounds=cfg.calibration_rounds, seed=seed,
-                                       progress=cfg.progress))
+                                       progress=cfg.progress, **dict(cfg.calibration_options or {})))
         metrics["calibrate_s"] = time.perf_counter() - t2
     if validation_fraction > 0:
         final = validation_bits(model, counts, validation_fraction, design=design)

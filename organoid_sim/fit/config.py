@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 __all__ = ["FitConfig", "RefineConfig", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
-           "DISCREPANCY_BURN_IN_S", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
+           "DISCREPANCY_BURN_IN_S", "SELF_CHECK_SEED_OFFSET", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
            "REFINE_NOISE_SEED_OFFSET", "REFINE_BURN_IN_SEED_OFFSET"]
 
 #: restart ``k`` of stages 2-3 runs with seed ``seed + RESTART_SEED_STRIDE * k``
@@ -32,6 +32,8 @@ REFINE_NOISE_SEED_OFFSET = 1
 REFINE_BURN_IN_SEED_OFFSET = 2
 #: refinement: the best iterate is looked for from this step on (the first ones are transients)
 MIN_BEST_STEP = 3
+#: the self-check's simulation uses seed ``seed + SELF_CHECK_SEED_OFFSET``
+SELF_CHECK_SEED_OFFSET = 11
 #: refinement: a checkpoint every this many steps
 CHECKPOINT_EVERY = 10
 
@@ -107,6 +109,8 @@ class FitConfig:
         More :class:`RefineConfig` fields, by name.
     calibration_rounds : int
         Rate-calibration rounds (stage 3).
+    calibration_options : Mapping, optional
+        More :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, by name.
     max_likelihood_loss : float, optional
         Largest held-out loss (bits/spike) stages 2-3 may cost before they are undone; None: no guard.
     restarts : int
@@ -119,6 +123,9 @@ class FitConfig:
         Where to fit (default: where the model is).
     progress : bool
         Show progress bars.
+    self_check : bool
+        After fitting, simulate the fitting window and judge it with the in-sample bars
+        (:mod:`organoid_sim.fit.self_check`, stored in ``provenance["self_check"]``).
     """
 
     max_epochs: int = 30
@@ -128,13 +135,15 @@ class FitConfig:
     refine_window_s: float = 2.0
     likelihood_weight: float = 1.0
     refine_options: Mapping | None = None
-    calibration_rounds: int = 5
+    calibration_rounds: int = 8
+    calibration_options: Mapping | None = None
     max_likelihood_loss: float | None = 0.25
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
     device: Any = None
     progress: bool = True
+    self_check: bool = True
 
     def __post_init__(self) -> None:
         if int(self.restarts) < 1:

@@ -103,12 +103,13 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     ``refine_batch``, ``refine_window_s``, ``likelihood_weight``, ``refine_options``,
     ``calibration_rounds``, ``max_likelihood_loss``, ``restarts``, ``checkpoint_dir``,
     ``fit_seed`` (seed of all fitting randomness), ``device`` (``"cpu"``/``"cuda"``; default
-    where the model is) and ``progress``.
+    where the model is), ``progress``, ``calibration_options`` and ``self_check`` (after fitting,
+    judge a simulation of the fitting window with the in-sample bars, :mod:`organoid_sim.fit.self_check`).
     """
 
     fit_options = ("max_epochs", "validation_fraction", "refine_steps", "refine_batch", "refine_window_s",
                    "likelihood_weight", "refine_options", "calibration_rounds", "max_likelihood_loss", "restarts",
-                   "checkpoint_dir", "fit_seed", "device", "progress")
+                   "checkpoint_dir", "fit_seed", "device", "progress", "calibration_options", "self_check")
     legacy_fit_names = {"seed": "fit_seed"}
 
     def __init__(self, *, n_hidden: int = DEFAULT_N_HIDDEN, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
@@ -126,7 +127,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  calibration_rounds: int = _FIT.calibration_rounds,
                  max_likelihood_loss: float | None = _FIT.max_likelihood_loss, restarts: int = _FIT.restarts,
                  checkpoint_dir=_FIT.checkpoint_dir, fit_seed: int = _FIT.seed, device=_FIT.device,
-                 progress: bool = _FIT.progress) -> None:
+                 progress: bool = _FIT.progress, calibration_options: Mapping | None = _FIT.calibration_options,
+                 self_check: bool = _FIT.self_check) -> None:
         nn.Module.__init__(self)
         self._store_params(locals())
         if dt_ms <= 0 or tau_mem_ms <= 0 or tau_adapt_ms <= 0 or tau_rec_ms <= 0:

@@ -1,0 +1,214 @@
+"""In-sample self-check of a fitted network: does its free-running simulation reproduce the very
+window it was fitted to?
+
+A model that cannot reproduce what it saw cannot be trusted on anything else, whatever the culture
+does later. After fitting, :func:`in_sample_check` simulates the network for as long as the fitting
+window (from rest, after a burn-in), compares the simulation with the window
+(:func:`organoid_sim.stats.compare`) and judges the figures against :data:`IN_SAMPLE_BARS`:
+
+* median per-unit relative rate error <= 15 %,
+* network burst rate and median burst duration within 20 %,
+* Pearson r of the pairwise correlation matrices >= 0.8.
+
+The result is a plain dict (JSON-ready) that :func:`organoid_sim.fit.fit_network` stores in
+``model.provenance["self_check"]``, so it travels with the saved model.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+__all__ = ["IN_SAMPLE_BARS", "Bar", "judge", "in_sample_check", "capped_fraction", "describe_misses", "warn_if_missed",
+           "table"]
+
+
+class Bar:
+    """One pass/fail bar on a :func:`organoid_sim.stats.compare` figure.
+
+    Parameters
+    ----------
+    figure : key of ``compare(...).summary`` (e.g. ``"rate_median_rel_err"``).
+    limit : the bar: the largest allowed ``|figure|`` (``kind="abs_max"``) or the smallest allowed
+        figure (``kind="min"``).
+    kind : ``"abs_max"`` for signed relative errors, ``"min"`` for correlations.
+    label : short readable name used in warnings and tables.
+    """
+
+    def __init__(self, figure: str, limit: float, kind: str, label: str) -> None:
+        if kind not in ("abs_max", "min"):
+            raise ValueError(f"Bar kind must be 'abs_max' or 'min', got {kind!r}")
+        self.figure, self.limit, self.kind, self.label = figure, float(limit), kind, label
+
+    def passes(self, value: float, floor: float | None = None) -> bool:
+        """True when ``value`` meets the bar, or is no worse than ``floor`` (the recording's own
+        figure, e.g. its first 75 % against its last 25 %) when one is given. NaN fails (a bar that
+        cannot be measured, e.g. a simulation without bursts, is not met)."""
+        if value is None or not math.isfinite(value):
+            return False
+        if self.kind == "abs_max":
+            ok = abs(value) <= self.limit
+            return bool(ok or (floor is not None and math.isfinite(floor) and abs(value) <= abs(floor)))
+        ok = value >= self.limit
+        return bool(ok or (floor is not None and math.isfinite(floor) and value >= floor))
+
+    def text(self, value: float) -> str:
+        """``"burst duration +34 % (bar 20 %)"``-style description of a value against the bar."""
+        if value is None or not math.isfinite(value):
+            return f"{self.label} undefined"
+        if self.kind == "abs_max":
+            return f"{self.label} {100 * value:+.0f} % (bar {100 * self.limit:.0f} %)"
+        return f"{self.label} {value:.2f} (bar {self.limit:.2f})"
+
+
+#: the in-sample bars: the free-running simulation against the fitting window itself
+IN_SAMPLE_BARS = (Bar("rate_median_rel_err", 0.15, "abs_max", "median rate error"),
+                  Bar("burst_rate_rel_err", 0.20, "abs_max", "burst rate"),
+                  Bar("burst_duration_rel_err", 0.20, "abs_max", "burst duration"),
+                  Bar("corr_matrix_r", 0.80, "min", "correlation r"))
+
+#: the compare() figures kept by the check
+FIGURES = ("rate_r", "rate_median_rel_err", "burst_rate_rel_err", "burst_duration_rel_err", "corr_matrix_r")
+
+
+def judge(figures: dict, bars=IN_SAMPLE_BARS, floor: dict | None = None) -> dict:
+    """``{figure: passed}`` for each bar (``floor``: the recording's own figures, see :meth:`Bar.passes`).
+
+    Parameters
+    ----------
+    figures : figure name -> value (relative errors as fractions, r unitless).
+    bars : the :class:`Bar` objects to apply.
+    floor : optional figure name -> the recording's own value.
+
+    Returns
+    -------
+    dict mapping each bar's figure to True/False.
+    """
+    floor = floor or {}
+    return {b.figure: b.passes(figures.get(b.figure, float("nan")), floor.get(b.figure)) for b in bars}
+
+
+def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, burn_in_s: float = 5.0) -> dict:
+    """Simulate ``model`` as long as ``recording`` (its fitting window) and judge the simulation
+    against it with :data:`IN_SAMPLE_BARS`.
+
+    Parameters
+    ----------
+    model : a fitted :class:`~organoid_sim.models.SpikingNetworkModel`.
+    recording : the fitting window (a :class:`~organoid_sim.SpikeRecording`).
+    seed : seed of the simulation.
+    n_parallel : independent trajectories joined in time (see ``model.simulate``).
+    burn_in_s : seconds simulated from rest and discarded, per trajectory.
+
+    Returns
+    -------
+    dict with ``figures`` (compare() figures, fractions / r), ``passed`` (bar -> bool),
+    ``missed`` (readable descriptions of the missed bars; the burst bars count as met when
+    neither the window nor the simulation has a network burst), ``capped_bin_fraction`` (fraction of
+    the simulated bins, all neurons, at the observation's count cap; None for Bernoulli
+    observations), ``simulated_s`` and ``seed``.
+    """
+    from ..stats import compare
+
+    sim = model.simulate(recording.duration, seed=seed, t_start=recording.t_start, n_parallel=n_parallel,
+                         burn_in_s=burn_in_s)
+    cmp = compare(recording, sim)
+    s = cmp.summary
+    figures = {k: float(s.get(k, float("nan"))) for k in FIGURES}
+    passed = judge(figures)
+    if cmp.reference.scalars.get("n_bursts", 0) == 0 and cmp.candidate.scalars.get("n_bursts", 0) == 0:
+        # neither side bursts: the burst bars do not apply (a simulation that bursts where the data
+        # does not, or the reverse, still misses them)
+        passed.update(burst_rate_rel_err=True, burst_duration_rel_err=True)
+    return {"figures": figures, "passed": passed,
+            "missed": [b.text(figures[b.figure]) for b in IN_SAMPLE_BARS if not passed[b.figure]],
+            "capped_bin_fraction": capped_fraction(sim, model), "simulated_s": float(recording.duration),
+            "seed": int(seed)}
+
+
+def capped_fraction(sim, model) -> float | None:
+    """Fraction of a simulation's bins (all neurons, hidden included) at the count cap.
+
+    Parameters
+    ----------
+    sim : SpikeRecording
+        A simulation of ``model`` (its ``saturated_bins`` metadata is read).
+    model : SpikingNetworkModel
+        The simulated network (step ``dt_ms`` and number of neurons).
+
+    Returns
+    -------
+    float or None
+        The fraction (0-1); None where the observation caps every spike (Bernoulli).
+    """
+    sat = sim.metadata.get("saturated_bins")
+    if sat is None:
+        return None
+    n_bins = max(1, int(round(sim.duration * 1000.0 / model.dt_ms)) * model.n_neurons)
+    return float(sat) / n_bins
+
+
+def describe_misses(check: dict) -> str | None:
+    """One readable line naming each missed in-sample bar.
+
+    Parameters
+    ----------
+    check : dict
+        A result of :func:`in_sample_check`.
+
+    Returns
+    -------
+    str or None
+        The line, or None when every bar is met.
+    """
+    if not check or not check.get("missed"):
+        return None
+    n = len(check["missed"])
+    return (f"in-sample check: the fitted network's free-running simulation misses {n} bar{'s' * (n > 1)} "
+            f"against its own fitting window: {'; '.join(check['missed'])}")
+
+
+def warn_if_missed(check: dict, stacklevel: int = 3) -> None:
+    """Issue a ``RuntimeWarning`` with :func:`describe_misses` when a bar is missed.
+
+    Parameters
+    ----------
+    check : dict
+        A result of :func:`in_sample_check`.
+    stacklevel : int
+        ``warnings.warn`` stack level (the caller to blame).
+
+    Returns
+    -------
+    None
+    """
+    line = describe_misses(check)
+    if line:
+        warnings.warn(line, RuntimeWarning, stacklevel=stacklevel)
+
+
+def table(check: dict) -> str:
+    """The check as a small text table: one row per bar with value, bar and pass/miss.
+
+    Parameters
+    ----------
+    check : dict
+        What :func:`in_sample_check` returned (figures, pass per bar, capped fraction).
+
+    Returns
+    -------
+    str
+        The table (a header, one line per bar, and the capped-bin fraction when known).
+    """
+    rows = [f"{'in-sample bar':<20}{'value':>10}{'bar':>10}  result"]
+    for b in IN_SAMPLE_BARS:
+        v = check["figures"].get(b.figure, float("nan"))
+        val = "n/a" if not np.isfinite(v) else (f"{100 * v:+.1f} %" if b.kind == "abs_max" else f"{v:.3f}")
+        lim = f"{100 * b.limit:.0f} %" if b.kind == "abs_max" else f">= {b.limit:.2f}"
+        rows.append(f"{b.label:<20}{val:>10}{lim:>10}  {'pass' if check['passed'][b.figure] else 'MISS'}")
+    cf = check.get("capped_bin_fraction")
+    if cf is not None:
+        rows.append(f"{'capped bins':<20}{100 * cf:>9.3f}%")
+    return "\n".join(rows)

@@ -1,0 +1,217 @@
+"""organoid_sim.batch in-process: job planning, seeds, a job equals the single fit, failures,
+resume, the results table, the CLI and the plate overview."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import organoid_sim
+from organoid_sim.batch import BARS, Job, fidelity_checks, fit_many, job_seed, load_job_recording, plan_jobs
+from organoid_sim.cli import main
+from organoid_sim.models import SpikingNetworkModel
+
+from batch_plate import FAST, WELLS, shared_plate
+
+ALL = [*WELLS, "C1"]
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    return shared_plate(tmp_path_factory)[0]
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    return shared_plate(tmp_path_factory)[1:]
+
+
+def weights(job_dir):
+    return load_file(str(job_dir / "model" / "weights.safetensors"))
+
+
+def test_plan_jobs_wells_and_errors(plate, tmp_path):
+    jobs = plan_jobs([plate])
+    assert [j.well for j in jobs] == organoid_sim.list_wells(plate) == ALL
+    assert [j.name for j in plan_jobs(plate, wells="A2,A1")] == ["plate/A2", "plate/A1"]
+    assert len(plan_jobs([plate, plate])) == len(ALL)              # duplicates removed
+    with pytest.raises(ValueError, match=r"plate\.h5.*Z9.*wells: A1, A2, B1, C1"):
+        plan_jobs(plate, wells=["A1", "Z9"])
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        plan_jobs(tmp_path / "nope.h5")
+    other = tmp_path / "plate.h5"
+    other.write_bytes(plate.read_bytes())
+    with pytest.raises(ValueError, match="share the name 'plate'"):
+        plan_jobs([plate, other])
+    # a file without wells is one job, in the folder NO_WELL
+    single = tmp_path / "single.npz"
+    organoid_sim.save(organoid_sim.load(plate, well="A1"), single)
+    (job,) = plan_jobs(single)
+    assert job.well is None and job.name == "single/recording"
+
+
+def test_job_seeds():
+    assert job_seed(7, "/a/p.h5", "A1") == 7                       # default: the base seed itself
+    d = {(p, w): job_seed(7, p, w, derive=True) for p in ("/a/p.h5", "/a/q.h5") for w in ("A1", "B2")}
+    assert len(set(d.values())) == 4 and all(0 <= s < 2**31 for s in d.values())
+    assert job_seed(7, "/elsewhere/p.h5", "A1", derive=True) == d[("/a/p.h5", "A1")]   # by file name only
+    assert job_seed(8, "/a/p.h5", "A1", derive=True) != d[("/a/p.h5", "A1")]
+
+
+def test_job_equals_the_single_fit(plate, serial):
+    """A plate job's model is the model of fitting that well alone through the public API."""
+    out, results = serial
+    job = Job(str(plate.resolve()), "A2", 0)
+    rec = load_job_recording(job)
+    assert rec.t_start == pytest.approx(float(organoid_sim.load(plate, well="A2").times.min()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = SpikingNetworkModel(seed=0, fit_seed=0, progress=False, **FAST).fit(rec)
+    finally:
+        torch.set_num_threads(before)
+    model.save(out / "_direct" / "model")
+    ref, got = weights(out / "_direct"), weights(out / "plate" / "A2")
+    assert ref.keys() == got.keys() and len(ref) > 3
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], got[k], err_msg=k)
+    r = next(r for r in results if r["well"] == "A2")
+    assert not any("deprecated" in w for w in r["warnings"])      # options reached the estimator where it takes them
+    assert r["n_spikes"] == rec.n_spikes and r["n_units"] == rec.n_units == 6
+    metrics = model.provenance_["metrics"]
+    assert r["val_bits"] == pytest.approx(metrics.get("final_val_bits", metrics["best_val_bits"]))
+
+
+def test_failed_job_is_recorded_and_the_others_go_on(serial):
+    out, results = serial
+    by = {r["well"]: r for r in results}
+    assert [by[w]["status"] for w in WELLS] == ["ok"] * len(WELLS)
+    bad = by["C1"]                                  # a well whose channels have no spikes
+    assert bad["status"] == "error" and bad["error"]["type"] == "ValueError"
+    assert "without spikes" in bad["error"]["message"]
+    assert json.loads((out / "plate" / "C1" / "result.json").read_text())["status"] == "error"
+    assert not (out / "plate" / "C1" / "model").exists()
+    assert not list(out.glob("plate/.*"))          # no temporary folders left
+
+
+def test_results_table_matches_the_job_results(serial):
+    out, results = serial
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["well"] for r in rows] == ALL
+    on_disk = {r["well"]: json.loads((out / r["job"] / "result.json").read_text()) for r in rows}
+    for row in rows:
+        disk = on_disk[row["well"]]
+        assert row["status"] == disk["status"]
+        if disk["status"] == "ok":
+            assert float(row["val_bits"]) == pytest.approx(disk["val_bits"], rel=1e-12)
+            assert int(row["n_spikes"]) == disk["n_spikes"]
+        else:
+            assert row["error"].startswith("ValueError: ")
+    assert [r["well"] for r in json.loads((out / "results.json").read_text())["results"]] == ALL
+
+
+def test_rerun_skips_finished_jobs_and_refits_changed_ones(plate, serial, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(serial[0], out)
+    stamp = {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in WELLS}
+    again = fit_many([plate], out, client="serial", progress=False, **FAST)
+    assert [r["skipped"] for r in again] == [True] * len(WELLS) + [False]   # the failed well is tried again
+    assert {w: (out / "plate" / w / "result.json").stat().st_mtime_ns for w in WELLS} == stamp
+    changed = fit_many([plate], out, client="serial", progress=False, wells="A1", **{**FAST, "max_epochs": 2})
+    assert not changed[0]["skipped"] and changed[0]["options"]["max_epochs"] == 2
+
+
+def test_interrupt_leaves_no_partial_job_folder(plate, tmp_path, monkeypatch):
+    def interrupted(self, *a, **k):
+        (tmp_path / "started").touch()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SpikingNetworkModel, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_many([plate], tmp_path / "out", client="serial", progress=False, wells="A1", **FAST)
+    assert (tmp_path / "started").exists()
+    assert list((tmp_path / "out" / "plate").iterdir()) == []      # neither the job folder nor its temporary one
+
+
+def test_fidelity_checks_against_the_bars():
+    good = {"network": {"bits_per_spike": 0.5, "rate_r": 0.95, "rate_median_rel_err": 0.1, "corr_matrix_r": 0.8,
+                        "burst_rate_rel_err": -0.2, "burst_duration_rel_err": 0.24},
+            "glm": {"bits_per_spike": 0.4}}
+    assert all(fidelity_checks(good).values()) and len(fidelity_checks(good)) == len(BARS) + 1
+    bad = {"network": {**good["network"], "burst_rate_rel_err": -0.3, "corr_matrix_r": None},
+           "glm": {"bits_per_spike": 0.6}}
+    c = fidelity_checks(bad)
+    assert c["|burst_rate_rel_err| <= 0.25"] is False and c["network >= GLM"] is False
+    assert c["corr_matrix_r >= 0.7"] is None and c["rate_r >= 0.9"] is True
+
+
+def _cli(plate, out, *extra):
+    return main(["fit-plate", str(plate), "--wells", "A1,C1", "--out", str(out), "--workers", "0",
+                 "--max-epochs", "2", "--refine-steps", "1", "--no-progress", *extra])
+
+
+def test_cli_fit_plate_serial_with_reports(plate, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert _cli(plate, out) == 1                    # C1 fails, and says so
+    text = capsys.readouterr().out
+    assert "1 of 2 jobs ok" in text and "failed plate/C1: ValueError" in text
+    res = {r["well"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    assert res["A1"]["status"] == "ok" and res["A1"]["figures"] == ["report.html"]
+    assert res["A1"]["options"]["max_epochs"] == 2 and "passed" not in res["A1"]
+    assert (out / "plate" / "A1" / "report.html").read_text().count("data:image/png;base64") == 2
+    page = (out / "plate.html").read_text()
+    assert page.count('href="plate/A1/report.html"') == 2 and page.count('href="plate/C1/result.json"') == 2
+    assert re.search(r'background:#d9d9de"[^>]*><a href="plate/A1/report.html">A1<br/>\u2014', page)  # not evaluated
+    assert _cli(plate, out) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_fit_plate_evaluate(plate, tmp_path):
+    out = tmp_path / "cli"
+    _cli(plate, out, "--evaluate", "--no-figures")
+    a1 = json.loads((out / "plate" / "A1" / "result.json").read_text())
+    assert a1["status"] == "ok" and set(a1["evaluation"]) >= {"poisson", "glm", "network", "recording"}
+    assert a1["checks"] == fidelity_checks(a1["evaluation"])
+    assert a1["passed"] == all(v for v in a1["checks"].values() if v is not None)
+    colour = {True: "#7bc47f", False: "#e8746b"}[a1["passed"]]
+    assert re.search(rf'background:{colour}"[^>]*><a href="plate/A1/result.json">A1', (out / "plate.html").read_text())
+
+
+def test_plate_overview_grid_colours_and_links(tmp_path):
+    from organoid_sim.report import plate_overview
+
+    def res(well, passed=None, bits=None, status="ok"):
+        r = {"job": f"p/{well}", "file": "/x/p.h5", "well": well, "status": status, "val_bits": bits,
+             "passed": passed, "figures": ["report.html"] if status == "ok" else []}
+        if status != "ok":
+            r["error"] = {"type": "ValueError", "message": "no spikes"}
+        return r
+
+    results = [res("A1", True, 2.0), res("A2", False, -1.0), res("B2", None, 0.0), res("B1", status="error")]
+    page = plate_overview(results, tmp_path / "plate.html").read_text()
+    grids = re.findall(r'<table class="plate">.*?</table>', page, flags=re.S)
+    assert len(grids) == 2
+    checks, bits = ([re.findall(r'<td(?: style="background:(#[0-9a-f]{6})")?', row) for row in
+                     re.findall(r"<tr>(.*?)</tr>", g)] for g in grids)
+    # rows A, B x columns 1, 2 in plate order, whatever the order of the results
+    assert checks == [["#7bc47f", "#e8746b"], ["#555555", "#d9d9de"]]
+    blue, red, white = bits[0][0], bits[0][1], bits[1][1]
+    assert int(blue[5:7], 16) > int(blue[1:3], 16) and int(red[1:3], 16) > int(red[5:7], 16)
+    assert max(abs(int(white[k:k + 2], 16) - int(white[1:3], 16)) for k in (3, 5)) < 40   # ~neutral at 0
+    assert 'href="p/A1/report.html"' in page and 'href="p/B1/result.json"' in page and "no spikes" in page
+
+
+def test_cli_fit_plate_errors_are_one_line(plate, tmp_path, capsys):
+    assert main(["fit-plate", str(tmp_path / "none.h5"), "--out", str(tmp_path)]) == 2
+    assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--scheduler", "tcp://x:1", "--workers", "2"]) == 2
+    assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--wells", "Z9", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "none.h5" in err[0] and "--workers" in err[1] and "Z9" in err[2]

@@ -1,0 +1,88 @@
+"""In-sample self-check: a network that generated a recording passes the check against it, a
+network fitted to that recording (recovered ground truth) passes it and stores it with the model,
+and a deliberately mis-fitted network is named in one warning."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from organoid_sim import SpikeRecording, load_model
+from organoid_sim.fit.self_check import IN_SAMPLE_BARS, describe_misses, in_sample_check, table, warn_if_missed
+from organoid_sim.models import SpikingNetworkModel
+
+
+def _ground_truth(n: int = 8, seed: int = 0) -> SpikingNetworkModel:
+    """A known coupled network (positive and negative couplings, adaptation): it bursts like a
+    culture (network bursts of ~90 ms about every 3 s, 1-2.5 Hz per neuron)."""
+    xy = np.stack([200.0 * (np.arange(n) % 4), 200.0 * (np.arange(n) // 4)], axis=1)
+    tmpl = SpikeRecording.from_spike_times([np.array([0.5])] * n, t_start=0.0, t_stop=1.0,
+                                           electrode_ids=np.arange(n), positions=xy, metadata={"well": "T1"})
+    m = SpikingNetworkModel(seed=seed, n_hidden=0)
+    m.attach_recording(tmpl)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mask = (torch.rand(m.weight.shape, generator=g) < 0.5).float()
+        m.weight.copy_(mask * torch.randn(m.weight.shape, generator=g) * 0.6)
+        m.bias.copy_(torch.full((n,), 0.8) + 0.1 * torch.randn(n, generator=g))
+        m.beta_raw.fill_(math.log(math.expm1(0.5)))   # adaptation 0.5 threshold units per spike
+    return m
+
+
+@pytest.fixture(scope="module")
+def truth():
+    gt = _ground_truth()
+    rec = gt.simulate(300.0, seed=1).with_metadata(well="T1")
+    return gt, rec
+
+
+def _median_rate_error(model, rec, seed):
+    """Median relative rate error of a simulation, counted with NumPy (independent of compare)."""
+    sim = model.simulate(rec.duration, seed=seed, n_parallel=8, burn_in_s=5.0)
+    ref, got = rec.spike_counts / rec.duration, sim.spike_counts / sim.duration
+    return float(np.median(np.abs(got - ref) / ref))
+
+
+def test_the_generating_network_passes_its_own_check(truth):
+    gt, rec = truth
+    check = in_sample_check(gt, rec, seed=2)
+    assert check["missed"] == [] and all(check["passed"].values())
+    assert check["simulated_s"] == pytest.approx(rec.duration)
+    assert describe_misses(check) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_missed(check)
+    # the check's rate figure is the one counted directly from the two recordings
+    assert check["figures"]["rate_median_rel_err"] == pytest.approx(_median_rate_error(gt, rec, 2), abs=1e-9)
+
+
+def test_misfitted_rates_are_named_in_one_warning(truth):
+    gt, rec = truth
+    bad = copy.deepcopy(gt)
+    with torch.no_grad():   # an escape-noise neuron's rate scales by exp(shift / delta_u): about 1/3 here
+        bad.bias -= bad.delta_u * math.log(3.0)
+    err = _median_rate_error(bad, rec, 2)
+    assert err > 0.3    # independently counted: the rates really are off
+    check = in_sample_check(bad, rec, seed=2)
+    assert not check["passed"]["rate_median_rel_err"]
+    with pytest.warns(RuntimeWarning, match=r"in-sample check: .*median rate error [+-]?\d+ % \(bar 15 %\)") as rec_w:
+        warn_if_missed(check)
+    assert len(rec_w) == 1 and "\n" not in str(rec_w[0].message)
+    assert "MISS" in table(check) and len(table(check).splitlines()) == len(IN_SAMPLE_BARS) + 2
+
+
+def test_recovered_network_passes_and_the_check_is_saved(truth, tmp_path):
+    _, rec = truth
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = SpikingNetworkModel(seed=0, n_hidden=0, refine_steps=0, calibration_rounds=4, progress=False).fit(rec)
+    assert not [w for w in caught if "in-sample check" in str(w.message)]
+    check = m.provenance["self_check"]
+    assert check["missed"] == [] and check["capped_bin_fraction"] is not None
+    m.save(tmp_path / "net")
+    assert load_model(tmp_path / "net").provenance["self_check"] == check
