@@ -129,6 +129,24 @@ class StimEvents:
         """Events with ``t0 <= time < t1`` (seconds)."""
         return self.take((self.time >= t0) & (self.time < t1))
 
+    def reaching_steps(self, lo: int, hi: int, dt_s: float, t0: float, span_s: float) -> "StimEvents":
+        """Events whose input, lasting ``span_s`` seconds from onset, can reach steps ``lo..hi-1``
+        of a grid ``t0 + j * dt_s`` (s); one extra step of slack covers the binning tolerance.
+
+        Parameters
+        ----------
+        lo, hi : int
+            First and one-past-last step.
+        dt_s, t0, span_s : float
+            Step (s), start of step 0 (s) and how long an event's input lasts (s).
+
+        Returns
+        -------
+        StimEvents
+            The events that feed at least one of those steps (order kept).
+        """
+        return self.take((self.time >= t0 + (lo - 2) * dt_s - span_s) & (self.time < t0 + hi * dt_s))
+
     def shifted(self, dt: float) -> "StimEvents":
         """The same events ``dt`` seconds later."""
         cols = [getattr(self, c) for c in COLUMNS]
@@ -159,3 +177,29 @@ class StimEvents:
         return (f"StimEvents({len(self)} pulses on {len(np.unique(self.electrode))} electrodes, "
                 f"{self.time[0]:.3f}-{self.time[-1]:.3f} s, amplitude "
                 f"{self.amplitude.min():g}..{self.amplitude.max():g} {self.amplitude_unit})")
+
+
+def step_rows(n_steps: int, dt_s: float, rows, owner: str) -> tuple[int, int]:
+    """``(lo, hi)``: the steps ``rows=(lo, hi)`` of an ``n_steps`` grid (all of it for None), clipped
+    to the grid; checks ``n_steps >= 0`` and ``dt_s > 0`` (s), naming ``owner`` in the error.
+
+    Parameters
+    ----------
+    n_steps : int
+        Steps in the whole grid.
+    dt_s : float
+        Step (s).
+    rows : tuple of int, optional
+        Requested step range.
+    owner : str
+        Who asks (for the error message).
+
+    Returns
+    -------
+    tuple of int
+        ``(lo, hi)``.
+    """
+    n_steps = int(n_steps)
+    if n_steps < 0 or not dt_s > 0:
+        raise ValueError(f"{owner}: need n_steps >= 0 and dt_s > 0 s, got {n_steps}, {dt_s}")
+    return (0, n_steps) if rows is None else (max(int(rows[0]), 0), min(int(rows[1]), n_steps))

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..events import StimEvents
+from ..events import StimEvents, step_rows
 from ..model_files import read_document
 
 #: default conversion of voltage-mode amplitudes: uA per mV (1 MOhm electrode impedance)
@@ -336,17 +336,12 @@ class Coupling:
         -------
         float32 array: threshold units per step (membrane) or expected spikes per step (direct).
         """
-        n_steps = int(n_steps)
-        if n_steps < 0 or not dt_s > 0:
-            raise ValueError(f"Coupling: need n_steps >= 0 and dt_s > 0 s, got {n_steps}, {dt_s}")
-        lo, hi = (0, n_steps) if rows is None else (max(int(rows[0]), 0), min(int(rows[1]), n_steps))
+        lo, hi = step_rows(n_steps, dt_s, rows, "Coupling")
         out = np.zeros((max(hi - lo, 0), self.n_neurons), np.float32)
         if len(events) == 0 or hi <= lo or (direct and not self.direct):
             return out
         span_s = self.span_s() if direct else self._membrane_span_s()
-        # an event feeds the steps from its onset step on, for span_s (one more step of slack for binning)
-        keep = (events.time >= t0 + (lo - 2) * dt_s - span_s) & (events.time < t0 + hi * dt_s)
-        events = events.take(keep)
+        events = events.reaching_steps(lo, hi, dt_s, t0, span_s)
         if len(events) == 0:
             return out
         prep = self.prepare(events, membrane=not direct, direct=direct)

@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..events import StimEvents
+from ..events import StimEvents, step_rows
 from ..recording import Electrodes, index_of
 from ..tensor import bin_index
 
@@ -362,19 +362,13 @@ class StimulusCoupling(nn.Module):
         """``[n_steps, n_neurons]`` input of ``events`` on steps ``t0 + j * dt_s``; ``rows=(lo, hi)``
         computes only steps ``lo..hi-1`` (``[hi - lo, n_neurons]``), with the same arithmetic as the
         whole window so the rows are bit-identical to its slice."""
-        n_steps = int(n_steps)
-        if n_steps < 0 or not dt_s > 0:
-            raise ValueError(f"StimulusCoupling: need n_steps >= 0 and dt_s > 0 s, got {n_steps}, {dt_s}")
-        lo, hi = (0, n_steps) if rows is None else (max(int(rows[0]), 0), min(int(rows[1]), n_steps))
+        lo, hi = step_rows(n_steps, dt_s, rows, "StimulusCoupling")
         dev = self.log_gain.device
         out = torch.zeros(max(hi - lo, 0), self.n_neurons, device=dev)
         if len(events) == 0 or hi <= lo or (direct and not self.direct):
             return out
         span_s = self.span_s() if direct else self._membrane_span_s()
-        # an event feeds the n_span steps from its onset step on: those starting over span_s + dt
-        # before step lo never reach it (one more step of slack for the binning tolerance)
-        keep = (events.time >= t0 + (lo - 2) * dt_s - span_s) & (events.time < t0 + hi * dt_s)
-        events = events.take(keep)
+        events = events.reaching_steps(lo, hi, dt_s, t0, span_s)
         if len(events) == 0:
             return out
         if direct:
