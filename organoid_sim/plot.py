@@ -31,8 +31,10 @@ __all__ = ["raster", "rate_map", "pairwise_matrix", "distributions", "avalanche_
 def _title(rec) -> str:
     md = rec.metadata
     src = Path(md["source"]).name if md.get("source") else ""
-    well = f" well {md['well']}" if md.get("well") else ""
-    return f"{src}{well}".strip()
+    well = f"well {md['well']}" if md.get("well") else ""
+    # long lab file names (Axion exports) would push the well out of a narrow axes' title
+    sep = "\n" if len(src) + len(well) > 40 else " "
+    return sep.join(p for p in (src, well) if p)
 
 
 def _first_second(rec) -> float:
