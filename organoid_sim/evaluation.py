@@ -110,11 +110,6 @@ def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:
     return {k: float(s.get(k, float("nan"))) for k in FIGURES[1:]}
 
 
-def _trim(recording: SpikeRecording) -> SpikeRecording:
-    """The recording cut to ``[first spike, last spike]`` (:meth:`SpikeRecording.trim_silence`)."""
-    return recording.trim_silence()
-
-
 def _estimators(models, seed: int, network_options, glm_options, fit_options, device, progress) -> dict:
     """Name -> unfitted estimator: ``models`` itself when it maps names to estimators, else the
     default estimator of each name (``"poisson"``, ``"glm"``, ``"network"``) with the options."""
@@ -181,7 +176,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     from tqdm.auto import tqdm
 
     if trim_silence:
-        recording = _trim(recording)
+        recording = recording.trim_silence()
     train, held = recording.split(split)
     if held.n_spikes == 0 or train.n_spikes == 0:
         raise ValueError(f"evaluate: no spikes in the {'held-out' if held.n_spikes == 0 else 'fitting'} part "
