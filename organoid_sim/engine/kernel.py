@@ -9,11 +9,13 @@ Per step and trajectory:
 
 Escape noise with the torch path's distribution at the cost of a compare: a neuron spikes when its
 uniform ``u < P(y >= 1) = 1 - exp(-mu)``, ``mu = exp(eta') + m`` (``eta'`` saturated, ``m`` directly
-evoked spikes). Since ``P(y >= 1) <= mu <= exp(eta) + m``, a cheap upper bound of ``exp(eta)``
-(a power of two from a table times the chord ``1 + f`` of ``2^f`` on ``[0, 1]``) rules out almost
-every neuron; only the few with ``u`` under the bound get the exact test (saturation, ``expm1``,
-the Poisson counts up to ``max_count``). The accepted spikes are exactly those of the exact
-inverse-CDF test, so the distribution is unchanged.
+evoked spikes). Since ``P(y >= 1) <= mu <= exp(eta) + m``, a cheap upper bound of ``exp(eta)`` rules
+out almost every neuron: with ``t = eta log2(e)`` clamped to ``[-1022, 0]``, the float64 whose bits
+are ``(t + 1023) 2^52`` is ``2^floor(t) (1 + frac(t))``, the chord of ``2^t`` over its unit interval
+and so above it (Schraudolph's exponential, used here as a bound, not as an approximation). Only the
+few neurons with ``u`` under the bound get the exact test (saturation, ``expm1``, the Poisson counts
+up to ``max_count``), so the accepted spikes are exactly those of the exact inverse-CDF test and the
+distribution is unchanged.
 
 Random numbers: a SplitMix64 stream per trajectory (Steele, Lea & Flood 2014; passes BigCrush),
 its state seeded from ``numpy.random.SeedSequence(seed)`` by the caller and carried between calls,
@@ -32,33 +34,23 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["run_chunk", "pow2_table", "POW2_OFFSET"]
+__all__ = ["run_chunk"]
 
-POW2_OFFSET = 1100
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
 _LOG2E = 1.4426950408889634
-_LOG50 = math.log(50.0)
-
-
-def pow2_table() -> np.ndarray:
-    """``2 ** k`` for ``k = -POW2_OFFSET .. 0`` (float64; below 2**-1074 it is 0)."""
-    return np.ldexp(1.0, np.arange(-POW2_OFFSET, 1)).astype(np.float64)
+_TWO52 = 4503599627370496.0
 
 
 @njit(cache=True, inline="always")
-def _exp_bound(x, pow2):
-    """An upper bound of ``exp(x)`` (>= 1 when ``x >= 0``), within a factor 1.07."""
-    t = x * _LOG2E
-    if t >= 0.0:
-        return 2.0
-    if t < -1075.0:
-        return 0.0
-    fl = math.floor(t)
-    return pow2[int(fl) + POW2_OFFSET] * (1.0 + (t - fl)) * 1.000001
+def _exp_bound(x):
+    """An upper bound of ``exp(x)`` within a factor 1.07 for ``x`` in ``[-708, 0]`` (branch-free,
+    so the neuron loop vectorises): 1 for ``x >= 0``, ``2^-1022`` below that range."""
+    t = min(max(x * _LOG2E, -1022.0), 0.0)
+    return np.int64((t + 1023.0) * _TWO52).view(np.float64) * 1.000001
 
 
 @njit(cache=True, inline="always")
@@ -101,8 +93,8 @@ def _uniform(st, i):
 @njit(cache=True)
 def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx, new_cnt, rng,
               alpha_syn, alpha_m, alpha_a, alpha_rec, qpow, theta, beta, c0, inv, eta_max, has_sat,
-              syn_ptr, syn_post, syn_wsc, ext, has_ext, direct, has_dir, uni, has_uni, max_count, pow2,
-              ev, n_ev, tot, etab, cand, xold):
+              syn_ptr, syn_post, syn_wsc, ext, has_ext, direct, has_dir, uni, has_uni, max_count,
+              ev, n_ev, tot, cand, xold):
     """Advance every trajectory by up to ``n_steps`` steps in place; returns ``(steps_done, n_ev)``.
 
     State (modified in place): ``I [B, K, n]``, ``w, a, x [B, n]`` float32, ``s [B, n]`` int32 last
@@ -110,16 +102,19 @@ def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx,
     stream positions. Inputs ``ext``/``direct`` ``[n_steps, 1 or B, n]`` float32 and ``uni
     [n_steps, B, n]`` float64 are read only where their flag is set. With ``record`` the spikes of
     steps ``t0 + j >= 0`` go to ``ev [cap, 4]`` rows ``(step, trajectory, neuron, count)`` from row
-    ``n_ev``; the loop stops early (at a step boundary) when a step might not fit. ``tot, etab,
-    cand, xold`` are ``[n]`` work buffers.
+    ``n_ev``; the loop stops early (at a step boundary) when a step might not fit. ``tot`` (float32),
+    ``cand`` (bool) and ``xold`` (float32) are ``[n]`` work buffers.
 
-    The neuron passes are branch-free over all neurons (so LLVM vectorises them); the few neurons
-    that spiked in the last step get their reset, adaptation and depression afterwards.
+    One branch-free pass over all neurons (which LLVM vectorises) decays the currents, updates
+    membrane, adaptation and depression as if nobody had spiked and marks the candidates of the
+    escape-noise bound; the few neurons that spiked in the last step then get their reset,
+    adaptation and depression and their bound test again; the candidates get the exact test.
     """
     B, K, n = I.shape
     gm = 1.0 - alpha_m
     eb_many = ext.shape[1] > 1
     db_many = direct.shape[1] > 1
+    multi = K > 1
     for j in range(n_steps):
         if record and n_ev + B * n > ev.shape[0]:
             return j, n_ev
@@ -133,60 +128,67 @@ def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx,
                 for k in range(K):
                     for p in range(syn_ptr[k, pj], syn_ptr[k, pj + 1]):
                         I[b, k, syn_post[p]] += syn_wsc[p] * amp
-            # 2. decay the currents and sum them over types
+            # 2. decay and sum the currents of types 1.. (type 0 is decayed in the neuron pass)
             Ib = I[b]
-            al = alpha_syn[0]
-            for i in range(n):
-                v = Ib[0, i] * al
-                Ib[0, i] = v
-                tot[i] = v
             for k in range(1, K):
                 al = alpha_syn[k]
                 for i in range(n):
                     v = Ib[k, i] * al
                     Ib[k, i] = v
-                    tot[i] += v
-            if has_ext:
-                e = ext[j, b if eb_many else 0]
+                    if k == 1:
+                        tot[i] = v
+                    else:
+                        tot[i] += v
+            # 3. the neuron pass, fused with the bound test of the escape noise (written out in each
+            #    loop: a helper taking the arrays would pay reference counting per neuron)
+            wb, ab, xb, Ib0, al0 = w[b], a[b], x[b], Ib[0], alpha_syn[0]
+            e = ext[j if has_ext else 0, b if eb_many else 0]
+            d = direct[j if has_dir else 0, b if db_many else 0]
+            st = rng[b]
+            if has_uni or has_dir:   # separate loops: a flag inside the loop would stop vectorisation
                 for i in range(n):
-                    tot[i] = gm * tot[i] + e[i]
+                    v = Ib0[i] * al0
+                    Ib0[i] = v
+                    if multi:
+                        v += tot[i]
+                    v = gm * v + (e[i] if has_ext else 0.0)
+                    wv = alpha_m * wb[i] + v
+                    av = alpha_a[i] * ab[i]
+                    wb[i] = wv
+                    ab[i] = av
+                    xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
+                    u = uni[j, b, i] if has_uni else _uniform(st, i)
+                    cand[i] = u < _exp_bound(c0[i] + inv[i] * (wv - beta[i] * av)) + (d[i] if has_dir else 0.0)
             else:
                 for i in range(n):
-                    tot[i] = gm * tot[i]
-            # 3. membrane, adaptation, depression and eta as if nobody had spiked ...
-            wb, ab, xb = w[b], a[b], x[b]
-            for i in range(n):
-                wv = alpha_m * wb[i] + tot[i]
-                av = alpha_a[i] * ab[i]
-                wb[i] = wv
-                ab[i] = av
-                xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
-                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
-            # ... then the last step's spiking neurons: reset, adaptation, depression
+                    v = Ib0[i] * al0
+                    Ib0[i] = v
+                    if multi:
+                        v += tot[i]
+                    v = gm * v + (e[i] if has_ext else 0.0)
+                    wv = alpha_m * wb[i] + v
+                    av = alpha_a[i] * ab[i]
+                    wb[i] = wv
+                    ab[i] = av
+                    xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
+                    cand[i] = _uniform(st, i) < _exp_bound(c0[i] + inv[i] * (wv - beta[i] * av))
+            # ... then the last step's spiking neurons: reset, adaptation, depression, bound again
             for q in range(n_sp[b]):
                 i = sp_idx[b, q]
                 c = sp_cnt[b, q]
-                wv = wb[i] - theta[i] * c
-                av = ab[i] + c
-                wb[i] = wv
-                ab[i] = av
+                wb[i] = wb[i] - theta[i] * c
+                ab[i] = ab[i] + c
                 xb[i] = 1.0 - alpha_rec[i] * (1.0 - xold[q] * qpow[c, i])
-                etab[i] = c0[i] + inv[i] * (wv - beta[i] * av)
-            # 4. escape noise: a cheap bound rules out nearly every neuron, the rest get the exact test
-            st = rng[b]
-            d = direct[j if has_dir else 0, b if db_many else 0]
-            if has_uni or has_dir:   # separate loops: a flag inside the loop would stop vectorisation
-                for i in range(n):
-                    u = uni[j, b, i] if has_uni else _uniform(st, i)
-                    cand[i] = u < _exp_bound(etab[i], pow2) + (d[i] if has_dir else 0.0)
-            else:
-                for i in range(n):
-                    cand[i] = _uniform(st, i) < _exp_bound(etab[i], pow2)
+                u = uni[j, b, i] if has_uni else _uniform(st, i)
+                eta = c0[i] + inv[i] * (wb[i] - beta[i] * ab[i])
+                cand[i] = u < _exp_bound(eta) + (d[i] if has_dir else 0.0)
+            # 4. the exact test for the candidates
             m_new = 0
             for i in range(n):
                 if cand[i]:
                     u = uni[j, b, i] if has_uni else _uniform(st, i)
-                    cnt = _count(etab[i], d[i] if has_dir else 0.0, u, has_sat, eta_max[i], max_count)
+                    eta = c0[i] + inv[i] * (wb[i] - beta[i] * ab[i])
+                    cnt = _count(eta, d[i] if has_dir else 0.0, u, has_sat, eta_max[i], max_count)
                     if cnt > 0:
                         new_idx[b, m_new] = i
                         new_cnt[b, m_new] = cnt

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .kernel import pow2_table, run_chunk
+from .kernel import run_chunk
 from .spec import NetworkSpec
 
 __all__ = ["Simulator", "input_rows"]
@@ -85,7 +85,6 @@ class Simulator:
         self._qpow = f32(np.exp(np.arange(mc + 1)[:, None] * np.asarray(spec.log1m_u, np.float64)[None]))
         self._has_sat = spec.eta_max is not None
         self._eta_max = np.asarray(spec.eta_max if self._has_sat else np.zeros(n), np.float64)
-        self._pow2 = pow2_table()
         self._n, self._K = n, K
         self.reset(seed=seed, batch=batch)
 
@@ -114,7 +113,7 @@ class Simulator:
         self._n_sp = np.zeros(B, np.int64)
         self._new_idx = np.zeros((B, n), np.int32)
         self._new_cnt = np.zeros((B, n), np.int32)
-        self._work = (np.zeros(n, np.float32), np.zeros(n, np.float64), np.zeros(n, np.bool_), np.zeros(n, np.float32))
+        self._work = (np.zeros(n, np.float32), np.zeros(n, np.bool_), np.zeros(n, np.float32))
         self._rng = np.random.SeedSequence(self.seed).generate_state(B, np.uint64)
         self.steps_done = 0
 
@@ -211,7 +210,7 @@ class Simulator:
                                     e[sl] if ext is not None else e, ext is not None,
                                     d[sl] if direct is not None else d, direct is not None,
                                     u[sl] if uniforms is not None else u, uniforms is not None,
-                                    int(self.spec.max_count), self._pow2, ev, 0, *self._work)
+                                    int(self.spec.max_count), ev, 0, *self._work)
                 if record:
                     out.append(ev[:n_ev].copy())
                 done += j
