@@ -30,7 +30,7 @@ ARMS = {"keep_best_5x": dict(rounds=6, duration_s=90.0, gain=0.4, unit_gain=0.4,
 def one_well(path: str, well: str, seed: int = 0) -> dict:
     """Fit once without calibration, then every arm; figures per arm."""
     import organoid_sim
-    from organoid_sim.evaluation import _figures, _trim, held_out_bars
+    from organoid_sim.evaluation import _figures, held_out_bars
     from organoid_sim.fit.calibrate import calibrate_rates
     from organoid_sim.fit.self_check import in_sample_check, judge
     from organoid_sim.models import SpikingNetworkModel
@@ -38,7 +38,7 @@ def one_well(path: str, well: str, seed: int = 0) -> dict:
     from plates import _init_worker
 
     _init_worker()
-    rec = _trim(organoid_sim.load(path, well=well))
+    rec = organoid_sim.load(path, well=well).trim_silence()
     train, held = rec.split(0.75)
     t0 = time.perf_counter()
     with warnings.catch_warnings():

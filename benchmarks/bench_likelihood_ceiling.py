@@ -57,9 +57,8 @@ def _trailing_mean(x: np.ndarray, start: int, width: int) -> np.ndarray:
 
 def ceiling(recording, split: float = 0.75) -> dict:
     """The rows described in the module docstring for one recording (bits/spike)."""
-    from organoid_sim.evaluation import _trim
 
-    recording = _trim(recording)
+    recording = recording.trim_silence()
     counts = recording.to_tensor(DT_MS).double().numpy()
     cut = int(len(counts) * split)
     fit_part, held = counts[:cut], counts[cut:]
