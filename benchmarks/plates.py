@@ -61,18 +61,12 @@ def resolve(spec: str) -> list[Path]:
     return out
 
 
-def _trim(rec):
-    from organoid_sim.evaluation import _trim
-
-    return _trim(rec)
-
-
 def eligible(path: Path, well: str) -> bool:
     """The eligibility rule of the module docstring for one well."""
     import organoid_sim
     from organoid_sim.stats import detect_bursts
 
-    rec = _trim(organoid_sim.load(path, well=well))
+    rec = organoid_sim.load(path, well=well).trim_silence()
     if rec.n_spikes == 0 or rec.duration <= 0:
         return False
     if int(np.sum(rec.firing_rates() >= MIN_RATE_HZ)) < MIN_CHANNELS:
@@ -223,10 +217,10 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     import warnings
 
     import organoid_sim
-    from organoid_sim.evaluation import _figures, _trim, judge_evaluation
-    from organoid_sim.fit.calibrate import calibrate_rates
+    from organoid_sim.evaluation import _figures, judge_evaluation
+    from organoid_sim.fit import FitConfig, calibrate_with_guard
+    from organoid_sim.fit.calibrate import burst_target
     from organoid_sim.fit.self_check import capped_fraction, in_sample_check
-    from organoid_sim.fit.teacher import validation_bits
     from organoid_sim.models import SpikingNetworkModel
     from organoid_sim.models.network import DEFAULT_N_HIDDEN
 
@@ -235,28 +229,27 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         base_rep = organoid_sim.evaluate(rec, split=0.75, seed=seed, models=("poisson", "glm")).to_dict()
-        train, held = _trim(rec).split(0.75)
+        train, held = rec.trim_silence().split(0.75)
         t0 = time.perf_counter()
         base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
                                    calibration_rounds=0, max_likelihood_loss=None, self_check=False).fit(train)
         base_s = time.perf_counter() - t0
-        tf = None
         mt = base.provenance["metrics"]
+        tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
+                                 refine_steps=0, calibration_rounds=0, self_check=False).fit(train)
+        after_tf = tf.state_dict()
         counts = base.observation.prepare(base._binned(train))
         design = base.teacher_design(counts)
+        target = burst_target(train)
         out = {"plate": Path(path).name, "well": well, "n_units": rec.n_units, "arms": {}}
         for name, opts in arms.items():
             m = copy.deepcopy(base)
             t1 = time.perf_counter()
             opts = dict(opts)
-            calibrate_rates(m, counts, seed=seed, progress=False, **opts)
-            final = validation_bits(m, counts, 0.1, design=design)
-            rejected = final < mt["best_val_bits"] - 0.25 or final < mt.get("uncoupled_val_bits", float("-inf"))
-            if rejected:  # the guard: back to the teacher-forced parameters (same seed, same stage 1)
-                if tf is None:
-                    tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
-                                             refine_steps=0, calibration_rounds=0, self_check=False).fit(train)
-                m = copy.deepcopy(tf)
+            cfg = FitConfig(calibration_rounds=int(opts.pop("rounds", FitConfig.calibration_rounds)),
+                            calibration_options=opts, progress=False, seed=seed)
+            cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target)
+            rejected = cal["refinement_rejected"]
             fit_s = base_s + time.perf_counter() - t1
             check = in_sample_check(m, train, seed=seed + 11)
             sim = m.simulate(4.0 * held.duration, seed=seed, t_start=held.t_start, n_parallel=8, burn_in_s=5.0)
@@ -266,6 +259,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             d["in_sample"] = {"bits_per_spike": m.score(train), **{k: check["figures"][k] for k in HELD[1:]}}
             d["timings_s"] = {"network_fit": fit_s}
             d["refinement_rejected"] = bool(rejected)
+            d["calibration"] = cal
             d["bars"] = judge_evaluation(d)
             cf = d["network"]["capped_bin_fraction"]
             d["bars"]["capped_ok"] = bool(cf is None or cf < CAP_BAR)

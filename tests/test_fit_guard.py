@@ -61,8 +61,8 @@ def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
     if max_loss is None:
         assert not met["refinement_rejected"] and "rejected_val_bits" not in met
         assert met["final_val_bits"] < met["best_val_bits"] - 0.01      # the stages did cost likelihood
-    else:  # undone: back to the teacher-forced parameters and their held-out score
-        assert met["refinement_rejected"] and now == pytest.approx(met["best_val_bits"], abs=1e-6)
+    else:  # undone: back to the teacher-forced parameters (calibrated only where that costs nothing)
+        assert met["refinement_rejected"] and now >= met["best_val_bits"] - max_loss - 1e-6
         assert met["rejected_val_bits"] < met["best_val_bits"] - 0.01
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..stats import compare, detect_bursts
-from .calibrate import calibrate_rates
+from .calibrate import burst_target, calibrate_rates
 from .checkpoint import Checkpointer
 from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, RESTART_SEED_STRIDE,
                      SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
@@ -25,7 +25,7 @@ from .refine import refine_free_running
 from .self_check import in_sample_check, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
-__all__ = ["fit_network", "fit_teacher_forced", "Checkpointer", "FitConfig", "RefineConfig"]
+__all__ = ["fit_network", "fit_teacher_forced", "calibrate_with_guard", "Checkpointer", "FitConfig", "RefineConfig"]
 
 
 def fit_network(model, recording, config: FitConfig | None = None, **options) -> "object":
@@ -44,9 +44,12 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
        teacher-forced negative log-likelihood (``refine_options``: more arguments of
        :func:`~organoid_sim.fit.refine.refine_free_running`); hidden neurons are trained here
        (:func:`organoid_sim.fit.refine.refine_free_running`);
-    3. ``calibration_rounds`` of rate calibration: long no-gradient simulations, biases moved so
-       each unit's simulated rate meets its recorded rate (:func:`organoid_sim.fit.calibrate.calibrate_rates`,
-       ``calibration_options``: its other arguments).
+    3. ``calibration_rounds`` of rate and burst calibration: long no-gradient simulations, biases
+       moved so each unit's simulated rate meets its recorded rate and, when the recording has
+       network bursts, the depression's ``U`` and recovery time constant moved so the network burst
+       rate and median burst duration meet the recording's
+       (:func:`organoid_sim.fit.calibrate.calibrate_rates`, ``calibration_options``: its other
+       arguments; ``burst_gain=0`` calibrates the rates only).
 
     Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
     and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
@@ -149,12 +152,14 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
     keeps the best candidate finished so far."""
     best, scores = None, []
     restarts = int(cfg.restarts)
+    bursts = burst_target(recording) if cfg.calibration_rounds > 0 else None
     try:
         for k in range(restarts):
             if k:
                 model.load_state_dict(after_tf)
             seed_k = cfg.seed + RESTART_SEED_STRIDE * k
-            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed_k, cfg, refine, checkpoint)
+            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed_k, cfg, refine, checkpoint,
+                                        bursts)
             score = _discrepancy(model, recording, seed_k) if restarts > 1 else 0.0
             scores.append(score)
             if best is None or score < best[0]:
@@ -179,37 +184,100 @@ def _with_burst_detector(cfg: FitConfig, recording) -> RefineConfig:
 
 
 def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
-                         refine: RefineConfig | None, checkpoint: Checkpointer) -> dict:
-    """Stages 2 (refinement, ``refine``) and 3 (rate calibration) and the likelihood guard, with ``seed``."""
+                         refine: RefineConfig | None, checkpoint: Checkpointer, bursts=None) -> dict:
+    """Stages 2 (refinement, ``refine``) and 3 (rate and burst calibration towards ``bursts``, a
+    :class:`~organoid_sim.fit.calibrate.BurstTarget` or None) and the likelihood guard, with ``seed``."""
     metrics = {}
-    max_likelihood_loss, validation_fraction = cfg.max_likelihood_loss, cfg.validation_fraction
     if refine is not None:
         t1 = time.perf_counter()
         metrics.update(refine_free_running(model, counts, refine, seed=seed, progress=cfg.progress,
                                            checkpoint=checkpoint, design=design))
         metrics["refine_s"] = time.perf_counter() - t1
-    if cfg.calibration_rounds > 0:
-        t2 = time.perf_counter()
-        metrics.update(calibrate_rates(model, counts, rounds=cfg.calibration_rounds, seed=seed,
-                                       progress=cfg.progress, **dict(cfg.calibration_options or {})))
-        metrics["calibrate_s"] = time.perf_counter() - t2
-    if validation_fraction > 0:
-        final = validation_bits(model, counts, validation_fraction, design=design)
-        metrics["final_val_bits"] = final
-        lost = tf_metrics.get("best_val_bits", float("nan")) - final
-        below_null = final < tf_metrics.get("uncoupled_val_bits", float("-inf"))
-        metrics["refinement_rejected"] = bool(max_likelihood_loss is not None
-                                              and (lost > max_likelihood_loss or below_null))
-        if metrics["refinement_rejected"]:
-            why = (f"more than max_likelihood_loss={max_likelihood_loss}" if lost > max_likelihood_loss else
-                   f"below the uncoupled network's {tf_metrics['uncoupled_val_bits']:.3f}")
-            warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "
-                          f"teacher-forced likelihood ({why}): keeping the teacher-forced parameters",
-                          RuntimeWarning, stacklevel=5)
-            model.load_state_dict(after_tf)
-            metrics["rejected_val_bits"] = final
-            metrics["final_val_bits"] = validation_bits(model, counts, validation_fraction, design=design)
+    metrics.update(calibrate_with_guard(model, counts, design, tf_metrics, after_tf, seed, cfg, bursts))
     return metrics
+
+
+def _lost_bits(model, counts, design, tf_metrics: dict, cfg: FitConfig, moved_depression: bool) -> tuple:
+    """``(held-out teacher-forced bits/spike now, loss against stage 1, why it is too much or None)``."""
+    # the calibrated U and tau_rec change the teacher-forced design
+    now = model.teacher_design(counts) if moved_depression else design
+    final = validation_bits(model, counts, cfg.validation_fraction, design=now)
+    lost = tf_metrics.get("best_val_bits", float("nan")) - final
+    why = None
+    if cfg.max_likelihood_loss is not None and lost > cfg.max_likelihood_loss:
+        why = f"more than max_likelihood_loss={cfg.max_likelihood_loss}"
+    elif cfg.max_likelihood_loss is not None and final < tf_metrics.get("uncoupled_val_bits", float("-inf")):
+        why = f"below the uncoupled network's {tf_metrics['uncoupled_val_bits']:.3f}"
+    return final, lost, why
+
+
+def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
+                         bursts=None) -> dict:
+    """Stage 3 (``cfg.calibration_rounds`` of rate and, towards ``bursts``, burst calibration) on the
+    refined ``model``, then the likelihood guard of :func:`fit_network`, trying in turn: the refined
+    parameters calibrated with the burst target, then with the rates alone, then the stage-1
+    parameters ``after_tf`` calibrated the same two ways; the first that the guard accepts is kept
+    (``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
+    ``metrics["refinement_rejected"]`` when it starts from stage 1). When the guard accepts none,
+    the model keeps the stage-1 parameters uncalibrated, as without stage 3.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The refined network (changed in place).
+    counts, design : torch.Tensor
+        Prepared counts of the fitting window and the stage-1 teacher-forced design.
+    tf_metrics : dict
+        Stage 1's metrics (``best_val_bits``, ``uncoupled_val_bits``).
+    after_tf : dict
+        The stage-1 state dict.
+    seed : int
+        Seed of the calibration's simulations.
+    cfg : FitConfig
+        The fit's options.
+    bursts : BurstTarget, optional
+        The fitting window's burst statistics (:func:`~organoid_sim.fit.calibrate.burst_target`).
+
+    Returns
+    -------
+    dict
+        The kept calibration's figures, ``calibrate_s``, and with a held-out part
+        ``final_val_bits``, ``refinement_rejected`` (and ``rejected_val_bits``: the refined and
+        calibrated parameters' figure), ``burst_calibration_rejected``.
+    """
+    vf, rounds = cfg.validation_fraction, cfg.calibration_rounds
+    after_refine = copy.deepcopy(model.state_dict())
+    targets = [bursts, None] if rounds > 0 and bursts is not None else [None]
+    starts = [("refined", after_refine), ("stage 1", after_tf)] if rounds > 0 and vf > 0 else [("refined", None)]
+    t2, first = time.perf_counter(), None
+    for start, state in starts:
+        for target in targets:
+            if state is not None:
+                model.load_state_dict(state)
+            cal = {}
+            if rounds > 0:
+                opts = {"bursts": target, **dict(cfg.calibration_options or {})}
+                cal = calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress, **opts)
+            if vf <= 0:
+                return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
+            final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal)
+            first = first or (final, lost, why)
+            if why is None:
+                if start != "refined":
+                    warnings.warn(f"free-running refinement cost {first[1]:.3f} bits/spike of held-out teacher-forced "
+                                  f"likelihood ({first[2]}): keeping the teacher-forced parameters, calibrated",
+                                  RuntimeWarning, stacklevel=5)
+                return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
+                        "refinement_rejected": start != "refined",
+                        "burst_calibration_rejected": bursts is not None and target is None,
+                        **({"rejected_val_bits": first[0]} if start != "refined" else {})}
+    final, lost, why = first
+    warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "
+                  f"teacher-forced likelihood ({why}): keeping the teacher-forced parameters",
+                  RuntimeWarning, stacklevel=5)
+    model.load_state_dict(after_tf)
+    return {"final_val_bits": validation_bits(model, counts, vf, design=design), "refinement_rejected": True,
+            "rejected_val_bits": final, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
 
 
 def _discrepancy(model, recording, seed: int) -> float:

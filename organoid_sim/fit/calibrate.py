@@ -1,16 +1,67 @@
-"""Rate calibration: long free-running simulations without gradients, then each recorded unit's
-bias moves toward ``delta_u * log(target_rate / simulated_rate)`` (the bias shift that would
+"""Rate and burst calibration: long free-running simulations without gradients, then each recorded
+unit's bias moves toward ``delta_u * log(target_rate / simulated_rate)`` (the bias shift that would
 correct the rate of an isolated escape-noise neuron exactly), damped for the part common to all
-units. The rounds are a stochastic approximation; the averaged biases of the later rounds are
-kept. Cheap, and it pins the per-unit rates that refinement only approaches."""
+units; with a burst target, the depression's utilisation ``U`` and recovery time constant move too,
+so that the network burst rate and the median burst duration meet the recording's. The rounds are
+a stochastic approximation; the averaged parameters of the later rounds are kept. Cheap, and it
+pins the per-unit rates and the burst statistics that refinement only approaches (refinement
+cannot move the time constants and ``U``: the teacher-forced design depends on them)."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["calibrate_rates", "simulated_rates"]
+from ..stats import detect_bursts
+
+__all__ = ["calibrate_rates", "simulated_rates", "BurstTarget", "burst_target"]
+
+#: fewest network bursts in the fitting window for a burst target (fewer: rates only)
+MIN_TARGET_BURSTS = 5
+#: largest change of log U-odds and of log tau_rec in one round
+MAX_BURST_STEP = 0.5
+#: bounds of the calibrated depression: U and tau_rec (ms)
+U_RANGE, TAU_REC_RANGE_MS = (0.02, 0.98), (20.0, 10000.0)
+
+
+@dataclass(frozen=True)
+class BurstTarget:
+    """The network-burst statistics a calibration aims at, and the detector that measures them.
+
+    Parameters
+    ----------
+    rate_hz : network bursts per second of the recording.
+    median_duration_s : median burst duration (s).
+    params : keyword arguments of :func:`organoid_sim.stats.detect_bursts` (the recording's own
+        detector, so that simulations are measured the same way).
+    """
+
+    rate_hz: float
+    median_duration_s: float
+    params: dict
+
+
+def burst_target(recording) -> BurstTarget | None:
+    """The :class:`BurstTarget` of ``recording`` (its detector with the default rule), or None when
+    it has fewer than :data:`MIN_TARGET_BURSTS` network bursts.
+
+    Parameters
+    ----------
+    recording : SpikeRecording
+        The fitting window.
+
+    Returns
+    -------
+    BurstTarget or None
+    """
+    b = detect_bursts(recording)
+    if len(b) < MIN_TARGET_BURSTS or recording.duration <= 0:
+        return None
+    return BurstTarget(len(b) / recording.duration, float(np.median(b.duration)), dict(b.params))
 
 
 def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np.ndarray, int]:
@@ -42,9 +93,33 @@ def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np
     return total / (batch * n_steps * dt / 1000.0), n_sat
 
 
-def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 8, duration_s: float = 60.0, batch: int = 8,
+def _burst_errors(model, target: BurstTarget, duration_s: float, batch: int, seed: int) -> tuple:
+    """``(rates Hz [n_neurons recorded], saturated bins, log burst-rate ratio, log duration ratio)``
+    of ``batch`` free trajectories of ``duration_s`` s (after a 2 s burn-in), joined in time. A
+    simulation without bursts gives the largest negative rate ratio and no duration ratio (0)."""
+    sim = model.simulate(duration_s * batch, seed=seed, n_parallel=batch, burn_in_s=2.0)
+    rates = sim.spike_counts / sim.duration
+    b = detect_bursts(sim, **target.params)
+    half = 0.5 / sim.duration          # half a burst: a finite ratio when there is none
+    log_rate = math.log((len(b) / sim.duration + half) / (target.rate_hz + half))
+    log_dur = math.log(float(np.median(b.duration)) / target.median_duration_s) if len(b) else 0.0
+    return rates, int(sim.metadata.get("saturated_bins") or 0), log_rate, log_dur
+
+
+def _move_depression(model, log_rate: float, log_dur: float, gain: float) -> None:
+    """Bursts too long: a larger ``U`` (resources run out sooner); bursts too frequent: a slower
+    recovery. Both as log-odds / log steps of ``gain`` times the log error, clipped."""
+    with torch.no_grad():
+        du = float(np.clip(gain * log_dur, -MAX_BURST_STEP, MAX_BURST_STEP))
+        dr = float(np.clip(gain * log_rate, -MAX_BURST_STEP, MAX_BURST_STEP))
+        lo, hi = (math.log(u / (1 - u)) for u in U_RANGE)
+        model.use_logit.add_(du).clamp_(lo, hi)
+        model.log_tau_rec_ms.add_(dr).clamp_(*(math.log(t) for t in TAU_REC_RANGE_MS))
+
+
+def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s: float = 60.0, batch: int = 8,
                     gain: float = 0.4, unit_gain: float = 1.0, average_from: float = 0.5, seed: int = 0,
-                    progress: bool = True) -> dict:
+                    bursts: BurstTarget | None = None, burst_gain: float = 0.3, progress: bool = True) -> dict:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``).
 
     Each round simulates ``batch`` trajectories of ``duration_s`` s and splits each unit's log
@@ -59,9 +134,16 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 8, duration_s:
     (Polyak-Ruppert averaging), not the round that looked best (a minimum over noisy rounds is an
     optimistic pick that the next simulation does not confirm).
 
+    With ``bursts`` (and ``burst_gain > 0``) each round also measures the simulation's network
+    bursts with the recording's detector and moves every neuron's depression: the log-odds of ``U``
+    by ``burst_gain`` times the log ratio of the median burst durations (simulated / recorded), the
+    log recovery time constant by ``burst_gain`` times the log ratio of the burst rates. With the
+    rates pinned by the biases, burst rate and duration trade against each other, so the duration
+    mostly sets ``U`` and the rate the recovery. These parameters are averaged like the biases.
+
     Parameters
     ----------
-    model : the network (its ``bias`` is changed in place).
+    model : the network (its ``bias``, and with ``bursts`` its ``U`` and ``tau_rec``, change in place).
     counts : recorded ``[T, n_recorded]`` counts per step.
     rounds : simulation rounds.
     duration_s : seconds per trajectory and round (after a 2 s burn-in).
@@ -71,21 +153,31 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 8, duration_s:
         instead the biases of the round with the smallest measured median error (the calibration
         before 2026-12-01, with ``rounds=6, duration_s=90, unit_gain=0.4``: an ablation arm).
     seed : seed of the simulations.
+    bursts : the recording's :class:`BurstTarget` (:func:`burst_target`), optional.
+    burst_gain : damping of the depression steps (0: rates only).
     progress : show a tqdm bar.
 
     Returns
     -------
     dict with ``calibration_median_rel_err`` (mean over the averaged rounds of the median relative
-    rate error, a fraction) and ``calibration_rounds_err`` (that error per round).
+    rate error, a fraction) and ``calibration_rounds_err`` (that error per round); with a burst
+    target also ``calibration_burst_log_errors`` (per round, ``[log rate ratio, log duration
+    ratio]``), ``calibrated_use`` and ``calibrated_tau_rec_ms`` (medians over neurons).
     """
     nr = model.n_recorded
     target = counts.mean(0).cpu().numpy() / (model.dt_ms / 1000.0)
+    with_bursts = bursts is not None and burst_gain > 0
     bar = tqdm(range(rounds), disable=not progress, desc="rate calibration", unit="round")
     average = average_from
     first_avg = 0 if average is None else min(int(average * rounds), rounds - 1)
-    errs, biases = [], []
+    names = ("bias", "use_logit", "log_tau_rec_ms") if with_bursts else ("bias",)
+    errs, kept, burst_errs = [], [], []
     for r in bar:
-        rates, n_sat = simulated_rates(model, duration_s, batch, seed + 100 + r)
+        if with_bursts:
+            rates, n_sat, log_rate, log_dur = _burst_errors(model, bursts, duration_s, batch, seed + 100 + r)
+            burst_errs.append([log_rate, log_dur])
+        else:
+            rates, n_sat = simulated_rates(model, duration_s, batch, seed + 100 + r)
         err = float(np.median(np.abs(rates[:nr] - target) / np.maximum(target, 1e-9)))
         errs.append(err)
         bar.set_postfix(median_rel_err=f"{err:.2f}", saturated=n_sat)
@@ -101,11 +193,20 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 8, duration_s:
             du = model.delta_u[:nr].detach()
             shift = du * torch.as_tensor(step, dtype=du.dtype, device=du.device)
             model.bias[:nr] += shift.clamp(-2.0, 2.0)
+        if with_bursts:
+            _move_depression(model, log_rate, log_dur, burst_gain)
         if average is not None and r >= first_avg:
-            biases.append(model.bias.detach().clone())
+            kept.append([getattr(model, k).detach().clone() for k in names])
     bar.close()
     with torch.no_grad():
-        model.bias.copy_(best_bias if average is None else torch.stack(biases).mean(0))
-    if average is None:
-        return {"calibration_median_rel_err": float(min(errs)), "calibration_rounds_err": errs}
-    return {"calibration_median_rel_err": float(np.mean(errs[first_avg:])), "calibration_rounds_err": errs}
+        if average is None:
+            model.bias.copy_(best_bias)
+        else:
+            for i, k in enumerate(names):
+                getattr(model, k).copy_(torch.stack([v[i] for v in kept]).mean(0))
+    out = {"calibration_median_rel_err": float(min(errs) if average is None else np.mean(errs[first_avg:])),
+           "calibration_rounds_err": errs}
+    if with_bursts:
+        out.update(calibration_burst_log_errors=burst_errs, calibrated_use=float(model.use.detach().median()),
+                   calibrated_tau_rec_ms=float(torch.exp(model.log_tau_rec_ms.detach()).median()))
+    return out

@@ -135,7 +135,7 @@ class FitConfig:
     refine_window_s: float = 2.0
     likelihood_weight: float = 1.0
     refine_options: Mapping | None = None
-    calibration_rounds: int = 8
+    calibration_rounds: int = 12
     calibration_options: Mapping | None = None
     max_likelihood_loss: float | None = 0.25
     restarts: int = 1
