@@ -159,6 +159,42 @@ def ceiling(culture, electrodes, amplitudes) -> dict:
         "n_trials_per_half": int(a.n_trials)}
 
 
+#: distance bands (um, electrode to channel) of the breakdown: own channel, neighbours, mid, far
+DISTANCE_BANDS_UM = (0.0, 1.0, 260.0, 520.0, np.inf)
+
+
+def breakdown(culture, electrodes, amplitudes, prob, lat) -> dict:
+    """Where a prediction (``[K, C]`` probabilities and latencies s of the held-out conditions) agrees
+    with the truth: by kind of condition (electrodes never stimulated, amplitudes never used on a
+    calibrated electrode), by electrode-channel distance band (:data:`DISTANCE_BANDS_UM`) and by
+    amplitude; each with r, latency error, mean |P error| and the mean signed P error (``bias``:
+    > 0 predicts too many responses) and signed latency error (``latency_bias_ms``: > 0 too late)."""
+    rec = culture.session
+    p_t, l_t, p_p, l_p = _pairs(culture.truth, electrodes, amplitudes, prob, lat, rec.unit_ids)
+    n_c = len(rec.unit_ids)
+    exy = {int(e): p for e, p in zip(rec.electrodes.ids, rec.electrodes.positions)}
+    d = np.concatenate([np.hypot(*(np.asarray(rec.positions) - exy[int(e)]).T) for e in electrodes])
+    unseen_e = np.repeat(~np.isin(electrodes, culture.calibration_electrodes), n_c)
+    amp = np.repeat(np.abs(np.asarray(amplitudes, float)), n_c)
+
+    def figures(mask) -> dict:
+        f = evoked_agreement(p_t[mask], l_t[mask], p_p[mask], l_p[mask])
+        ok = mask & np.isfinite(p_t) & np.isfinite(p_p)
+        rel = ok & (p_t >= 0.3) & np.isfinite(l_t) & np.isfinite(l_p)
+        return {k: f[k] for k in (*KEYS, "probability_mean_abs_err", "n_pairs")} | {
+            "bias": round(float(np.mean(p_p[ok] - p_t[ok])), 4) if ok.any() else None,
+            "latency_bias_ms": round(float(np.median(l_p[rel] - l_t[rel]) * 1e3), 3) if rel.any() else None,
+            "mean_truth_p": round(float(np.mean(p_t[ok])), 4) if ok.any() else None}
+
+    out = {"unseen_electrodes": figures(unseen_e), "unseen_amplitudes": figures(~unseen_e)}
+    lo = DISTANCE_BANDS_UM
+    for a, b in zip(lo[:-1], lo[1:]):
+        out[f"distance_{a:g}-{b:g}um"] = figures((d >= a) & (d < b))
+    for x in np.unique(amp):
+        out[f"amplitude_{x:g}uA"] = figures(amp == x)
+    return out
+
+
 def bars(calibrated: dict, prior: dict, lookup: dict, ceil: dict) -> dict:
     """The issue's bars: which the calibrated prediction meets."""
     lat_bar = max(5.0, 1.25 * (ceil["latency_median_abs_err_ms"] or 0.0))
@@ -203,7 +239,7 @@ def model_predictions(culture, held, a, options):
     ``--cache-model`` the three results are kept in ``benchmarks/out/<culture>/`` (deterministic for
     the settings and seed), so the truth can be compared later or again without re-running."""
     key = (f"pred_h{a.hidden}_dt{a.dt_ms:g}_e{a.epochs}_s{a.fit_s:g}_r{a.refine_steps}_seed{a.seed}_t{a.trials}"
-           f"_ev{a.evaluations}_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
+           f"_ev{a.evaluations}_v2_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
     cache = ROOT / "benchmarks" / "out" / culture.name / f"{key}.json"
     if a.cache_model and cache.exists():
         d = json.loads(cache.read_text())
@@ -244,6 +280,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--coarse", type=float, nargs="*", default=None,
                     help="calibrate's coarse_factors (default: calibrate's own default)")
     ap.add_argument("--check-fraction", type=float, default=None, help="calibrate's check_fraction (default: its own)")
+    ap.add_argument("--no-pair-gains", action="store_true",
+                    help="calibrate without electrode x unit pair gains (the calibration before they existed)")
     ap.add_argument("--predict-only", action="store_true",
                     help="fit, calibrate and predict (cached with --cache-model), without the truth")
     ap.add_argument("--cache-model", action="store_true", help="keep/reuse the spontaneous fit in benchmarks/out/")
@@ -252,7 +290,8 @@ def main(argv=None) -> dict:
     culture = load_culture(a.culture, Path(a.samples), progress=not a.json, with_truth=not a.predict_only)
     window = tuple(culture.window)
     held = held_out_events(culture)
-    options = {k: v for k, v in (("coarse_factors", a.coarse), ("check_fraction", a.check_fraction)) if v is not None}
+    options = {k: v for k, v in (("coarse_factors", a.coarse), ("check_fraction", a.check_fraction),
+                                 ("pair_gains", False if a.no_pair_gains else None)) if v is not None}
     prior_pred, result, pred, t_fit, t_stim = model_predictions(culture, held, a, options)
     if a.predict_only:
         print(f"{culture.name}: predictions of {len(held)} held-out conditions cached; calibration {result}")
@@ -260,6 +299,10 @@ def main(argv=None) -> dict:
     prior, calibrated = compare(culture.truth, prior_pred), compare(culture.truth, pred)
     e, amp = held.electrode, np.abs(held.amplitude)
     look, ceil = lookup_baseline(culture, e, amp), ceiling(culture, e, amp)
+    look_p, look_l = lookup_prediction(culture.session, culture.window, e, amp)
+    where = {name: breakdown(culture, r.electrodes, r.amplitudes, r.response_probability, r.median_latency_s)
+             for name, r in (("prior", prior_pred), ("calibrated", pred))}
+    where["lookup"] = breakdown(culture, e, amp, look_p, look_l)
 
     out = {**{k: calibrated[k] for k in KEYS}, "prior_only": {k: prior[k] for k in KEYS},
            "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil, "bars": bars(calibrated, prior, look, ceil),
@@ -269,7 +312,7 @@ def main(argv=None) -> dict:
            "calibration_loss": [round(result["loss_before"], 5), round(result["loss_after"], 5)],
            "targets": {"response_probability_r": ">= 0.8 and above the lookup",
                        "latency_median_abs_err_ms": "<= 5, or <= 1.25 x the split-half ceiling where larger"},
-           "calibration": result, "n_held_out_conditions": int(len(held)), "window_s": list(window),
+           "breakdown": where, "calibration": result, "n_held_out_conditions": int(len(held)), "window_s": list(window),
            "fit_time_s": round(t_fit, 1), "calibrate_and_predict_time_s": round(t_stim, 1), "threads": a.threads,
            "model": {"fit_window_s": a.fit_s, "n_hidden": a.hidden, "dt_ms": a.dt_ms, "epochs": a.epochs,
                      "refine_steps": a.refine_steps, "trials": a.trials, "evaluations": a.evaluations,
@@ -281,6 +324,11 @@ def main(argv=None) -> dict:
                     ("split-half ceiling", ceil)):
         print(f"{name:20s} response-probability r = {d['response_probability_r']:.3f}   "
               f"median |latency error| = {d['latency_median_abs_err_ms']} ms")
+    print(f"{'breakdown (r / latency ms / bias)':36s}" + "".join(f"{n:>26s}" for n in where))
+    for part in where["prior"]:
+        print(f"  {part:34s}" + "".join(
+            f"{str(where[n][part]['response_probability_r']):>8s} {str(where[n][part]['latency_median_abs_err_ms']):>8s}"
+            f" {str(where[n][part]['bias']):>8s}" for n in where))
     print(f"bars: {out['bars']}")
     print(f"calibration: {result}")
     print(f"fit {t_fit:.1f} s, calibration + predictions {t_stim:.1f} s")

@@ -11,8 +11,8 @@ from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, check_split, conditions_of,
-                                                default_params, fit_neuron_gains, predict_evoked_responses,
-                                                response_loss)
+                                                default_params, fit_neuron_gains, fit_pair_gains,
+                                                offset_map, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
 TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
@@ -239,3 +239,40 @@ def test_a_lower_check_r_counts_as_worse_even_with_a_lower_loss():
     assert _worse({"loss": 0.25, "response_probability_r": 0.70}, prior)
     assert not _worse({"loss": 0.10, "response_probability_r": 0.65}, prior)
     assert not _worse({"loss": 0.10, "response_probability_r": float("nan")}, prior)
+
+
+def test_pair_gains_find_the_weak_pairs():
+    """Two electrode x unit pairs made 5x weaker in the ground truth (their own channel under the
+    electrode) get clearly lower fitted pair gains than the other own-channel pairs."""
+    model, el = grid_model()
+    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    weak = [0, 8]
+    pair = np.zeros((9, 9), np.float32)
+    pair[weak, weak] = np.log(0.2)
+    truth.set_pair_log_gain(pair)
+    model.stim_coupling = truth
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # no pair gains
+    observed = evoked_responses(rec, window=EARLY, by_amplitude=True)
+    states = model.run(250, batch=16, seed=1, record=False)[1]
+    _, fitted = fit_pair_gains(model, observed, rec.stim, states=states, n_trials=16, window=EARLY, seed=0)
+    g = np.diag(model.stim_coupling.pair_log_gain.numpy())
+    assert sorted(fitted.tolist()) == list(range(9))
+    strong = np.setdiff1d(np.arange(9), weak)
+    assert g[weak].max() < g[strong].min()
+    assert g[weak].mean() < -0.3
+
+
+def test_offset_map_averages_the_source_pairs_at_the_same_offset():
+    """4 electrodes and 4 units on a line at 0, 100, 200, 300 um; values known on electrodes 0 and 2."""
+    x = np.array([0.0, 100.0, 200.0, 300.0])
+    xy = np.c_[x, np.zeros(4)]
+    coupling = StimulusCoupling(xy, np.arange(4), xy)
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([-1.0, -2.0, -3.0, -4.0])
+    out = offset_map(coupling, np.stack([a, b]), [0, 2], [1, 3])
+    # electrode 1 (100 um): unit 0 at -100 um is seen only from electrode 2 (its unit 1); unit 1 at 0 from both
+    np.testing.assert_allclose(out[0], [b[1], (a[0] + b[2]) / 2, (a[1] + b[3]) / 2, a[2]])
+    # electrode 3 (300 um): offset -300 um is measured by no source pair (NaN); -200 and -100 um only
+    # from electrode 2; offset 0 from both
+    np.testing.assert_allclose(out[1], [np.nan, b[0], b[1], (a[0] + b[2]) / 2])

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torch_coupling(seed=0, direct=True):
+def _torch_coupling(seed=0, direct=True, pairs=False):
     rng = np.random.default_rng(seed)
     electrodes = Electrodes(np.array([2, 5, 9, 11]), np.array([0.0, 200.0, 0.0, np.nan]),
                             np.array([0.0, 0.0, 200.0, np.nan]))
@@ -35,6 +35,8 @@ def _torch_coupling(seed=0, direct=True):
         if direct:
             c.set_value("direct_local_fraction", 0.65)
             c.set_value("velocity_um_per_ms", 80.0)
+    if pairs:  # electrode x neuron gains for the first 5 neurons (the recorded ones)
+        c.set_pair_log_gain(rng.normal(0, 0.5, (4, 5)))
     return c
 
 
@@ -50,10 +52,10 @@ def _numpy_coupling(c: StimulusCoupling) -> Coupling:
     return Coupling.from_parts(json.loads(json.dumps(c.config())), tensors)
 
 
-@pytest.mark.parametrize("direct", [True, False])
-def test_inputs_equal_torch_coupling(direct):
+@pytest.mark.parametrize("direct,pairs", [(True, False), (False, False), (True, True)])
+def test_inputs_equal_torch_coupling(direct, pairs):
     rng = np.random.default_rng(1)
-    c = _torch_coupling(direct=direct)
+    c = _torch_coupling(direct=direct, pairs=pairs)
     nc = _numpy_coupling(c)
     ev = _events(rng)
     n_steps, dt, t0 = 320, 1e-3, -0.004
@@ -102,8 +104,11 @@ def test_voltage_mode_charge_and_unknown_electrode():
     assert not nc.strength(nowhere).any() and not nc.direct_strength(nowhere).any()
 
 
-def test_extra_electrodes_act_like_layout_electrodes():
-    nc = _numpy_coupling(_torch_coupling())
+@pytest.mark.parametrize("pairs", [False, True])
+def test_extra_electrodes_act_like_layout_electrodes(pairs):
+    nc = _numpy_coupling(_torch_coupling(pairs=pairs))
+    if pairs:   # the added electrode has no pair gains: it acts like electrode 2 without them
+        nc.pair_log_gain[0] = 0.0
     ext = nc.with_electrodes([100], [[0.0, 0.0]])   # a second electrode where electrode 2 sits
     a = StimEvents.from_columns([0.01], [2], [2.0], 160.0, 2)
     b = StimEvents.from_columns([0.01], [100], [2.0], 160.0, 2)

@@ -88,8 +88,9 @@ class Coupling:
     neuron_xy_um : ``[n_neurons, 2]`` neuron positions (um).
     electrode_ids : ``[E]`` electrode ids (those of ``StimEvents.electrode``).
     electrode_xy_um : ``[E, 2]`` electrode positions (um; NaN: the electrode reaches no neuron).
-    raw : the stored parameters, ``{"log_<name>": float, "neuron_log_gain": [n_neurons]}``
-        (log space; ``log_direct_local_fraction`` is a logit), as in the model's weights.
+    raw : the stored parameters, ``{"log_<name>": float, "neuron_log_gain": [n_neurons]}`` and optionally
+        ``"pair_log_gain": [E, n_pair]`` (log space; ``log_direct_local_fraction`` is a logit), as in the
+        model's weights.
     direct : whether the direct activation pathway is on.
     ua_per_mv : conversion of voltage-mode amplitudes (uA per mV).
     """
@@ -115,6 +116,13 @@ class Coupling:
         if len(self.neuron_log_gain) != self.n_neurons:
             raise ValueError(f"Coupling: neuron_log_gain has {len(self.neuron_log_gain)} entries for "
                              f"{self.n_neurons} neurons")
+        pair = raw.get("pair_log_gain")
+        pair = np.zeros((0, 0), np.float32) if pair is None else _f32(pair)
+        if pair.size and (pair.ndim != 2 or pair.shape[0] != len(self.electrode_ids)
+                          or pair.shape[1] > self.n_neurons):
+            raise ValueError(f"Coupling: pair_log_gain must be [{len(self.electrode_ids)} electrodes, "
+                             f"<= {self.n_neurons} neurons], got {pair.shape}")
+        self.pair_log_gain = pair.reshape(pair.shape if pair.size else (0, 0))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -146,8 +154,9 @@ class Coupling:
             elif n in config:  # models saved before the parameter existed keep the configured value
                 v = float(config[n])
                 raw["log_" + n] = math.log(v / (1 - v)) if n in _LOGIT else math.log(v)
-        if prefix + "neuron_log_gain" in tensors:
-            raw["neuron_log_gain"] = tensors[prefix + "neuron_log_gain"]
+        for name in ("neuron_log_gain", "pair_log_gain"):
+            if prefix + name in tensors:
+                raw[name] = tensors[prefix + name]
         return cls(get("neuron_xy_um"), get("electrode_ids"), get("electrode_xy_um"), raw, direct=direct,
                    ua_per_mv=float(config.get("ua_per_mv", UA_PER_MV)))
 
@@ -193,6 +202,9 @@ class Coupling:
             raise ValueError(f"Coupling.with_electrodes: electrodes {clash[:10].tolist()} already exist")
         raw = {"log_" + n: v for n, v in self.raw.items()}
         raw["neuron_log_gain"] = self.neuron_log_gain
+        if self.pair_log_gain.size:       # the new electrodes have no pair gains (0)
+            raw["pair_log_gain"] = np.concatenate(
+                [self.pair_log_gain, np.zeros((len(ids), self.pair_log_gain.shape[1]), np.float32)])
         return Coupling(self.neuron_xy_um, np.concatenate([self.electrode_ids, ids]),
                         np.concatenate([self.electrode_xy_um, _f32(electrode_xy_um).reshape(-1, 2)]), raw,
                         direct=self.direct, ua_per_mv=self.ua_per_mv)
@@ -256,7 +268,16 @@ class Coupling:
         q, d2 = self._charge_and_d2(events)
         q_eff = q[:, None] * self._attenuation(d2, r["length_um"], r["distance_power"])
         x = np.maximum(q_eff / np.exp(r["q50_nc"]), np.float32(0)) ** np.exp(r["hill"])
-        return np.exp(r["gain"] + self.neuron_log_gain)[None, :] * x / (np.float32(1.0) + x)
+        return np.exp(self._log_gains(r["gain"], events)) * x / (np.float32(1.0) + x)
+
+    def _log_gains(self, log_gain: np.float32, events: StimEvents) -> np.ndarray:
+        """``[K or 1, n_neurons]`` log of a pathway's gain times the neuron and pair gains (float32)."""
+        g = (log_gain + self.neuron_log_gain)[None, :]
+        if self.pair_log_gain.size == 0:
+            return g
+        pair = self.pair_log_gain[self._electrode_rows(np.asarray(events.electrode))]
+        pad = np.zeros((len(pair), self.n_neurons - pair.shape[1]), np.float32)
+        return g + np.concatenate([pair, pad], 1)
 
     def direct_strength(self, events: StimEvents) -> np.ndarray:
         """``[K, n_neurons]`` expected directly evoked spikes per event (zeros when ``direct`` is off).
@@ -277,7 +298,7 @@ class Coupling:
         prof = f * self._attenuation(d2, r["length_um"], r["distance_power"]) + (np.float32(1.0) - f) * \
             self._attenuation(d2, r["direct_length_um"], r["direct_power"])
         x = np.maximum(q[:, None] * prof / np.exp(r["direct_q50_nc"]), np.float32(0)) ** np.exp(r["direct_hill"])
-        return np.exp(r["direct_gain"] + self.neuron_log_gain)[None, :] * x / (np.float32(1.0) + x)
+        return np.exp(self._log_gains(r["direct_gain"], events)) * x / (np.float32(1.0) + x)
 
     def direct_delay_s(self, events: StimEvents) -> np.ndarray:
         """``[K, n_neurons]`` conduction delay (s) of direct spikes: distance / ``velocity_um_per_ms``."""

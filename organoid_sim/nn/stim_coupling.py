@@ -23,7 +23,11 @@ largest depolarisation (in units of the firing threshold) a pulse can give, ``q5
 which the effective charge halves and ``p`` how steeply it falls beyond (2 for a point source
 acting on somata; smaller when long axons passing near the electrode spread the activation).
 ``neuron_log_gain`` (zero in the prior) lets calibration make some neurons more or less
-excitable than the prior says.
+excitable than the prior says. ``pair_log_gain`` (``[E, n_pair]``, empty in the prior) adds, for
+the first ``n_pair`` neurons (the recorded units), a log-gain per electrode x neuron pair: what a
+calibration session measured about how strongly each electrode reaches each recorded channel
+(:func:`organoid_sim.stimulation.calibrate.fit_pair_gains`); both pathways' drives are multiplied
+by ``exp(neuron_log_gain_i + pair_log_gain_ei)``.
 
 Time course: the depolarisation is delivered through a normalised alpha kernel
 ``k(t) = t / tau^2 * exp(-t / tau)`` (``tau = tau_ms`` ms, peak at ``tau``, integral 1), which
@@ -175,6 +179,8 @@ class StimulusCoupling(nn.Module):
         self.log_tau_ms = nn.Parameter(torch.tensor(math.log(tau_ms)))
         self.log_distance_power = nn.Parameter(torch.tensor(math.log(distance_power)))
         self.neuron_log_gain = nn.Parameter(torch.zeros(xy.shape[0]))
+        # [E, n_pair] log-gains per electrode x recorded neuron; empty (no pair gains) in the prior
+        self.register_buffer("pair_log_gain", torch.zeros(0, 0))
         for name, v in dp.items():
             raw = math.log(v / (1.0 - v)) if name in _LOGIT else math.log(v)
             setattr(self, "log_" + name, nn.Parameter(torch.tensor(raw)))
@@ -235,10 +241,22 @@ class StimulusCoupling(nn.Module):
         kw = {k: float(config[k]) for k in (*_NAMES, *_DIRECT_NAMES, "ua_per_mv") if k in config}
         return cls(np.zeros((n, 2)), np.arange(e), np.zeros((e, 2)), direct=bool(config.get("direct", False)), **kw)
 
+    def set_pair_log_gain(self, values) -> None:
+        """Set the electrode x recorded-neuron log-gains: ``[E, n_pair]`` (``n_pair <= n_neurons``,
+        rows in the order of the electrode layout); an empty array switches them off."""
+        v = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        if v.numel() and (v.ndim != 2 or v.shape[0] != self.electrode_ids.shape[0] or v.shape[1] > self.n_neurons):
+            raise ValueError(f"StimulusCoupling: pair_log_gain must be [{self.electrode_ids.shape[0]} electrodes, "
+                             f"<= {self.n_neurons} neurons], got {tuple(v.shape)}")
+        self.pair_log_gain = (v if v.numel() else torch.zeros(0, 0)).to(self.neuron_xy_um.device)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # files saved before ``distance_power`` or the direct pathway existed: keep the configured values
         for name in ("distance_power", *_DIRECT_NAMES):
             state_dict.setdefault(prefix + "log_" + name, getattr(self, "log_" + name).detach().clone())
+        # pair gains: absent in older files (none); their shape is the file's
+        pair = state_dict.setdefault(prefix + "pair_log_gain", torch.zeros(0, 0))
+        self.pair_log_gain = torch.zeros(tuple(pair.shape), device=self.neuron_xy_um.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ physics
@@ -289,7 +307,17 @@ class StimulusCoupling(nn.Module):
         q_eff = q[:, None] * self._attenuation(d2, self.log_length_um, self.log_distance_power)
         h = torch.exp(self.log_hill)
         x = (q_eff / torch.exp(self.log_q50_nc)).clamp_min(0) ** h
-        return torch.exp(self.log_gain + self.neuron_log_gain)[None, :] * x / (1.0 + x)
+        return torch.exp(self._log_gains(self.log_gain, events)) * x / (1.0 + x)
+
+    def _log_gains(self, log_gain: torch.Tensor, events: StimEvents) -> torch.Tensor:
+        """``[K, n_neurons]`` or ``[1, n_neurons]`` log of a pathway's gain times the neuron and pair gains."""
+        g = (log_gain + self.neuron_log_gain)[None, :]
+        if self.pair_log_gain.numel() == 0:
+            return g
+        rows = self.electrode_rows(np.asarray(events.electrode))
+        pair = self.pair_log_gain[rows]
+        pad = torch.zeros(len(rows), self.n_neurons - pair.shape[1], device=pair.device, dtype=pair.dtype)
+        return g + torch.cat([pair, pad], 1)
 
     def direct_strength(self, events: StimEvents) -> torch.Tensor:
         """``[K, n_neurons]`` expected number of directly evoked spikes ``m`` (zeros when ``direct`` is off)."""
@@ -301,7 +329,7 @@ class StimulusCoupling(nn.Module):
         prof = f * self._attenuation(d2, self.log_length_um, self.log_distance_power) + (1.0 - f) * self._attenuation(
             d2, self.log_direct_length_um, self.log_direct_power)
         x = (q[:, None] * prof / torch.exp(self.log_direct_q50_nc)).clamp_min(0) ** torch.exp(self.log_direct_hill)
-        return torch.exp(self.log_direct_gain + self.neuron_log_gain)[None, :] * x / (1.0 + x)
+        return torch.exp(self._log_gains(self.log_direct_gain, events)) * x / (1.0 + x)
 
     def direct_delay_s(self, events: StimEvents) -> torch.Tensor:
         """``[K, n_neurons]`` conduction delay (s) of direct spikes: distance / ``velocity_um_per_ms``."""

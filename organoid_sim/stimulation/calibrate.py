@@ -22,7 +22,16 @@ at every evaluation (common random numbers), so the objective is a smooth-enough
 parameters for a derivative-free search.
 
 Then (``neuron_gains=True``) :func:`fit_neuron_gains` sets the per-neuron gains of the recorded
-units from their mean response probability to pulses on their own (nearby) electrodes.
+units from their mean response probability to pulses on their own (nearby) electrodes, and
+(``pair_gains=True``) :func:`fit_pair_gains` sets a log-gain per electrode x recorded unit so that
+the model's response probabilities at the session's amplitudes meet :func:`anchored_targets`: on
+the stimulated electrodes, what the session measured; on every other electrode, the mean of the
+model's own prediction and of the responses the session measured at the same electrode-to-unit
+offsets (:func:`offset_map`). The model then carries what the session measured, and its own
+amplitude law and network carry it to other amplitudes and pulse shapes.
+The held-out check (``check_fraction``) decides which of these stages stays: the pair gains only
+when they predict the session's held-out electrodes better than the neuron gains alone, the
+calibration only when it predicts them no worse than the prior.
 """
 
 from __future__ import annotations
@@ -80,12 +89,13 @@ class CalibrationResult:
     predicted: object = field(repr=False)
     check: dict | None = None
     kept_prior: bool = False
+    pair_gains: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no response arrays)."""
         return {"before": self.before, "after": self.after, "loss_before": self.loss_before,
                 "loss_after": self.loss_after, "n_evaluations": self.n_evaluations, "interrupted": self.interrupted,
-                "kept_prior": self.kept_prior, "check": self.check}
+                "kept_prior": self.kept_prior, "pair_gains": self.pair_gains, "check": self.check}
 
 
 def conditions_of(events: StimEvents) -> StimEvents:
@@ -243,6 +253,150 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
     return pred
 
 
+def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, seed: int, n_iterations: int = 4,
+                   step: float = 0.7, shrinkage: float = 0.0, floor: float = 0.05, max_abs_log_gain: float = 3.0):
+    """Log-gains per stimulated electrode x recorded unit (``pair_log_gain``) by damped log-ratio updates.
+
+    For each electrode of ``observed`` and each recorded unit, ``g += step * mean_a log((P_rec + floor)
+    / (P_model + floor))`` over the electrode's amplitudes ``a``, then shrunk towards 0 by ``shrinkage``
+    (none by default: the targets already weigh the model where the session measured nothing) and
+    bounded by ``max_abs_log_gain``. ``observed``: the session's ``EvokedResponses`` (by amplitude); ``events``: its
+    pulses; ``states``, ``n_trials``, ``window`` (s), ``seed``: as in :func:`predict_evoked_responses`.
+    Only the rows of the stimulated electrodes are fitted (the others keep theirs, 0 at first).
+    Updates the model in place; returns the last prediction of the session and the fitted rows.
+    """
+    coupling = model.stim_coupling
+    n_units = observed.response_probability.shape[1]
+    rows = coupling.electrode_rows(np.asarray(observed.electrodes, np.int64)).cpu().numpy()
+    fitted = np.unique(rows)
+    pair = coupling.pair_log_gain.cpu().numpy().copy()
+    if pair.shape != (len(coupling.electrode_ids), n_units):
+        pair = np.zeros((len(coupling.electrode_ids), n_units), np.float32)
+    # [rows of observed] -> mean over an electrode's amplitudes
+    member = (rows[None, :] == fitted[:, None]).astype(float)
+    member /= member.sum(1, keepdims=True)
+    pred = None
+    for it in range(n_iterations + 1):
+        coupling.set_pair_log_gain(pair)
+        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
+        if it == n_iterations:
+            break
+        p_sim = _align(observed, pred)[0]
+        delta = member @ np.log((observed.response_probability + floor) / (p_sim + floor))
+        pair[fitted] = np.clip((pair[fitted] + step * delta) * (1.0 - shrinkage), -max_abs_log_gain,
+                               max_abs_log_gain)
+    return pred, fitted
+
+
+def offset_map(coupling, values: np.ndarray, source_rows, target_rows, tolerance_um: float = 10.0) -> np.ndarray:
+    """Per-unit values of ``target_rows`` electrodes carried over from ``source_rows`` by offset.
+
+    ``values[k, u]`` belongs to (electrode ``source_rows[k]``, recorded unit ``u``). Each target
+    electrode gets, for each unit, the mean of the source values whose unit lies at the same offset
+    from its electrode (within ``tolerance_um`` um): on a regular array, what was measured ``k``
+    electrodes away in that direction. NaN where no source pair has that offset.
+
+    Parameters
+    ----------
+    coupling : StimulusCoupling
+        Its electrode and neuron positions (um) give the offsets.
+    values : np.ndarray
+        ``[len(source_rows), n_units]`` values (NaN: unknown, ignored).
+    source_rows, target_rows : array of int
+        Rows of the electrode layout.
+    tolerance_um : float
+        How far (um) two offsets may differ and still count as the same.
+
+    Returns
+    -------
+    np.ndarray
+        ``[len(target_rows), n_units]`` float64.
+    """
+    values = np.asarray(values, float)
+    source_rows, target_rows = np.asarray(source_rows, np.int64), np.asarray(target_rows, np.int64)
+    n_units = values.shape[1]
+    exy = coupling.electrode_xy_um.cpu().numpy().astype(float)
+    uxy = coupling.neuron_xy_um.cpu().numpy()[:n_units].astype(float)
+    out = np.full((len(target_rows), n_units), np.nan)
+    src_off = (uxy[None, :, :] - exy[source_rows][:, None, :]).reshape(-1, 2)      # [S * U, 2]
+    src_val = values.reshape(-1)
+    ok = np.isfinite(src_off).all(1) & np.isfinite(src_val)
+    src_off, src_val = src_off[ok], src_val[ok]
+    for k, row in enumerate(target_rows):
+        if not len(src_val) or not np.isfinite(exy[row]).all():
+            continue
+        near = (((uxy - exy[row])[:, None, :] - src_off[None]) ** 2).sum(-1) <= tolerance_um ** 2   # [U, S * U]
+        n = near.sum(1)
+        out[k] = np.where(n > 0, (near * src_val[None]).sum(1) / np.maximum(n, 1), np.nan)
+    return out
+
+
+def anchored_targets(model, observed, events, *, states, n_trials: int, window, seed: int,
+                     model_weight: float = 0.5, tolerance_um: float = 10.0):
+    """Response-probability targets for :func:`fit_pair_gains` on every electrode of the layout.
+
+    Electrodes the session stimulated: what it measured (``observed``). Every other electrode, at
+    each of the session's pulse shapes: ``model_weight * P_model + (1 - model_weight) * P_map``, with
+    ``P_model`` the model's own prediction (without pair gains) and ``P_map`` the :func:`offset_map`
+    of the measured responses (``P_model`` alone where no measured pair has the offset): the model and
+    what the session measured around other electrodes, weighted equally by default.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        With its calibrated coupling (pair gains are switched off for ``P_model``).
+    observed : EvokedResponses
+        The session's responses (by amplitude) to ``events``.
+    events : StimEvents
+        The session's pulses.
+    states, n_trials, window, seed :
+        As in :func:`predict_evoked_responses` (``window`` s).
+    model_weight : float
+        Weight (0..1) of the model's prediction on unstimulated electrodes.
+    tolerance_um : float
+        As in :func:`offset_map`.
+
+    Returns
+    -------
+    tuple
+        ``(targets, events)``: an ``EvokedResponses`` whose ``response_probability`` are the targets,
+        and the conditions to simulate (one row per condition of the session, plus one per
+        unstimulated electrode x pulse shape).
+    """
+    from dataclasses import replace
+
+    coupling = model.stim_coupling
+    cond = conditions_of(events)
+    shapes = np.unique(np.stack([cond.amplitude, cond.phase_us, cond.n_phases.astype(float)], 1), axis=0)
+    ids = coupling.electrode_ids.cpu().numpy()
+    placed = np.isfinite(coupling.electrode_xy_um.cpu().numpy()).all(1)
+    others = np.setdiff1d(ids[placed], np.unique(events.electrode))
+    if len(others) == 0:
+        return observed, events
+    extra = StimEvents(np.zeros(len(others) * len(shapes)), np.repeat(others, len(shapes)),
+                       np.tile(shapes[:, 0], len(others)), np.tile(shapes[:, 1], len(others)),
+                       np.tile(shapes[:, 2], len(others)).astype(np.int64), amplitude_unit=events.amplitude_unit)
+    saved = coupling.pair_log_gain.clone()
+    coupling.set_pair_log_gain(np.zeros((0, 0)))
+    pred = predict_evoked_responses(model, extra, n_trials=n_trials, window=window, seed=seed, states=states)
+    coupling.set_pair_log_gain(saved)
+    target = pred.response_probability.copy()
+    src_rows_all = coupling.electrode_rows(np.asarray(observed.electrodes, np.int64)).cpu().numpy()
+    dst_rows_all = coupling.electrode_rows(np.asarray(pred.electrodes, np.int64)).cpu().numpy()
+    for a in np.unique(pred.amplitudes):
+        src, dst = np.isclose(observed.amplitudes, a), np.nonzero(np.isclose(pred.amplitudes, a))[0]
+        mapped = offset_map(coupling, observed.response_probability[src], src_rows_all[src], dst_rows_all[dst],
+                            tolerance_um)
+        p_model = target[dst]
+        target[dst] = np.where(np.isnan(mapped), p_model, model_weight * p_model + (1 - model_weight) * mapped)
+    cat = (lambda name: np.concatenate([getattr(observed, name), getattr(pred, name)]))  # noqa: E731
+    targets = replace(observed, electrodes=cat("electrodes"), amplitudes=cat("amplitudes"),
+                      n_events=cat("n_events"), n_responses=cat("n_responses"),
+                      response_probability=np.concatenate([observed.response_probability, target]),
+                      median_latency_s=cat("median_latency_s"), mean_latency_s=cat("mean_latency_s"))
+    return targets, StimEvents.concat([cond, extra])       # one row per condition (time 0)
+
+
 def check_split(events: StimEvents, fraction: float, seed: int) -> np.ndarray:
     """Electrode ids held out of the fit for the check: ``round(fraction * E)`` of the ``E``
     stimulated electrodes, drawn with ``seed`` (none when fewer than 4 electrodes were stimulated)."""
@@ -263,7 +417,8 @@ def _figures(observed, predicted) -> dict:
 
 def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
-              neuron_gains: bool = True, check_fraction: float = 0.25, coarse_factors=()) -> CalibrationResult:
+              neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
+              coarse_factors=()) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
@@ -274,12 +429,17 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     search; ``coarse_factors`` (e.g. ``(0.25, 4.0)``): first try each parameter multiplied by each
     factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
     there. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
-    (:func:`fit_neuron_gains`). The network weights never change.
+    (:func:`fit_neuron_gains`). ``pair_gains``: then fit the electrode x unit ``pair_log_gain``
+    (:func:`fit_pair_gains` to :func:`anchored_targets`, every electrode of the layout); they stay
+    only if the held-out check says they predict unstimulated electrodes better (without a check they
+    stay). The network weights never change.
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
     predicts them worse (a higher :func:`response_loss` or a lower response-probability r) the
-    prior is kept (``kept_prior=True``, with a warning). Both figures go to ``model.provenance["evoked_check"]`` (saved with the model):
+    prior is kept (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted
+    again on every stimulated electrode (check electrodes included) before the function returns.
+    The figures go to ``model.provenance["evoked_check"]`` (saved with the model):
     response-probability r and median latency error on the session's own held-out pulses. 0 fits
     on every electrode and checks nothing.
 
@@ -312,9 +472,26 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     if neuron_gains and not result["interrupted"]:
         pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
         result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
-    kept_prior, check = False, None
+    check_cal = check_pairs = None
     if check_prior is not None and not result["interrupted"]:
         check_cal = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
+    with_pairs = False
+    if pair_gains and not result["interrupted"]:
+        without = coupling.pair_log_gain.clone()
+        _fit_anchored(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
+        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
+        with_pairs = True
+        if check_cal is not None:
+            check_pairs = _check_figures(model, check_obs, check_events, states, n_trials, window, seed,
+                                         latency_weight)
+            with_pairs = not _worse(check_pairs, check_cal)
+        if with_pairs:
+            result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
+            check_cal = check_pairs if check_pairs is not None else check_cal
+        else:
+            coupling.set_pair_log_gain(without)
+    kept_prior, check = False, None
+    if check_cal is not None:
         kept_prior = _worse(check_cal, check_prior)
         if kept_prior:
             coupling.load_state_dict(prior_state)
@@ -325,13 +502,27 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
                  "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                  "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
-                 "kept": "prior" if kept_prior else "calibrated"}
+                 "with_pair_gains": check_pairs, "kept": "prior" if kept_prior else
+                 "calibrated with pair gains" if with_pairs else "calibrated"}
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
+    with_pairs = with_pairs and not kept_prior
+    if with_pairs and len(check_events):
+        # the check has judged the procedure; the gains it keeps use every stimulated electrode
+        everything = evoked_responses(recording, window=window, by_amplitude=True)
+        coupling.set_pair_log_gain(without)
+        _fit_anchored(model, everything, recording.stim, states=states, n_trials=n_trials, window=window, seed=seed)
     return CalibrationResult(before=before, after=coupling.values(), loss_before=float(result["loss0"]),
                              loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
                              interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
-                             check=check, kept_prior=kept_prior)
+                             check=check, kept_prior=kept_prior, pair_gains=with_pairs)
+
+
+def _fit_anchored(model, observed, events, *, states, n_trials, window, seed) -> None:
+    """Pair gains of every electrode fitted to :func:`anchored_targets` (model updated in place)."""
+    targets, conditions = anchored_targets(model, observed, events, states=states, n_trials=n_trials, window=window,
+                                           seed=seed)
+    fit_pair_gains(model, targets, conditions, states=states, n_trials=n_trials, window=window, seed=seed)
 
 
 def _worse(calibrated: dict, prior: dict) -> bool:
