@@ -23,15 +23,17 @@ parameters for a derivative-free search.
 
 Then (``neuron_gains=True``) :func:`fit_neuron_gains` sets the per-neuron gains of the recorded
 units from their mean response probability to pulses on their own (nearby) electrodes, and
-(``pair_gains=True``) :func:`fit_pair_gains` sets a log-gain per electrode x recorded unit so that
-the model's response probabilities at the session's amplitudes meet :func:`anchored_targets`: on
-the stimulated electrodes, what the session measured; on every other electrode, the mean of the
-model's own prediction and of the responses the session measured at the same electrode-to-unit
-offsets (:func:`offset_map`). The model then carries what the session measured, and its own
-amplitude law and network carry it to other amplitudes and pulse shapes.
-The held-out check (``check_fraction``) decides which of these stages stays: the pair gains only
-when they predict the session's held-out electrodes better than the neuron gains alone, the
-calibration only when it predicts them no worse than the prior.
+(``pair_gains=True``) :func:`fit_pair_gains` sets a log-gain per electrode x recorded unit, in two
+stages: ``"measured"``, the stimulated electrodes' pairs fitted to what the session measured on
+them at all its amplitudes; ``"anchored"``, every electrode of the layout fitted to
+:func:`anchored_targets` (on the electrodes the session did not stimulate, the mean of the model's
+own prediction and of the responses the session measured at the same electrode-to-unit offsets,
+:func:`offset_map`). The model then carries what the session measured, and its own amplitude law
+and network carry it to other amplitudes and pulse shapes.
+The held-out check (``check_fraction``) decides which of these stages stays: each pair stage when
+it predicts the session's held-out electrodes with no higher loss than the stage before and an r
+lower by no more than r's standard error; the calibration as a whole only when it predicts them no
+worse than the prior (loss and r).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def default_params(coupling) -> tuple[str, ...]:
 class CalibrationResult:
     """Outcome of :func:`calibrate`: parameters and loss before/after (on the fitted pulses), the responses
     compared, and ``check``: the prior's and the calibrated coupling's figures on the session's held-out
-    electrodes (None without a check), ``kept_prior``: whether the prior was kept."""
+    electrodes (None without a check), ``kept_prior``: whether the prior was kept, ``pair_gains``: the
+    pair-gain stage kept (``"none"``, ``"measured"`` or ``"anchored"``)."""
 
     before: dict
     after: dict
@@ -89,7 +92,7 @@ class CalibrationResult:
     predicted: object = field(repr=False)
     check: dict | None = None
     kept_prior: bool = False
-    pair_gains: bool = False
+    pair_gains: str = "none"
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no response arrays)."""
@@ -430,9 +433,10 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
     there. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
     (:func:`fit_neuron_gains`). ``pair_gains``: then fit the electrode x unit ``pair_log_gain``
-    (:func:`fit_pair_gains` to :func:`anchored_targets`, every electrode of the layout); they stay
-    only if the held-out check says they predict unstimulated electrodes better (without a check they
-    stay). The network weights never change.
+    (:func:`fit_pair_gains`, the stages ``"measured"`` then ``"anchored"`` of the module docstring);
+    each stays unless the held-out check says it predicts the held-out electrodes worse than the
+    stage before (a higher loss, or an r lower by more than its standard error; without a check both
+    stay; ``result.pair_gains`` names the stage kept). The network weights never change.
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
@@ -472,24 +476,18 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     if neuron_gains and not result["interrupted"]:
         pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
         result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
-    check_cal = check_pairs = None
+    check_cal = None
     if check_prior is not None and not result["interrupted"]:
         check_cal = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
-    with_pairs = False
+    pairs, check_stages = "none", {"without_pair_gains": check_cal}
     if pair_gains and not result["interrupted"]:
-        without = coupling.pair_log_gain.clone()
-        _fit_anchored(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
-        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
-        with_pairs = True
-        if check_cal is not None:
-            check_pairs = _check_figures(model, check_obs, check_events, states, n_trials, window, seed,
-                                         latency_weight)
-            with_pairs = not _worse(check_pairs, check_cal)
-        if with_pairs:
+        pairs, stages, check_cal, pred = _pair_stages(model, observed, events, check_obs if len(check_events)
+                                                            else None, check_events, check_cal, states=states,
+                                                            n_trials=n_trials, window=window, seed=seed,
+                                                            latency_weight=latency_weight)
+        check_stages.update(stages)
+        if pairs != "none":
             result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
-            check_cal = check_pairs if check_pairs is not None else check_cal
-        else:
-            coupling.set_pair_log_gain(without)
     kept_prior, check = False, None
     if check_cal is not None:
         kept_prior = _worse(check_cal, check_prior)
@@ -502,36 +500,73 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
                  "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                  "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
-                 "with_pair_gains": check_pairs, "kept": "prior" if kept_prior else
-                 "calibrated with pair gains" if with_pairs else "calibrated"}
+                 **check_stages, "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"}
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
-    with_pairs = with_pairs and not kept_prior
-    if with_pairs and len(check_events):
+    pairs = "none" if kept_prior else pairs
+    if pairs != "none" and len(check_events):
         # the check has judged the procedure; the gains it keeps use every stimulated electrode
         everything = evoked_responses(recording, window=window, by_amplitude=True)
-        coupling.set_pair_log_gain(without)
-        _fit_anchored(model, everything, recording.stim, states=states, n_trials=n_trials, window=window, seed=seed)
+        coupling.set_pair_log_gain(np.zeros((0, 0)))
+        _fit_pairs(model, everything, recording.stim, pairs == "anchored", states=states, n_trials=n_trials,
+                   window=window, seed=seed)
     return CalibrationResult(before=before, after=coupling.values(), loss_before=float(result["loss0"]),
                              loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
                              interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
-                             check=check, kept_prior=kept_prior, pair_gains=with_pairs)
+                             check=check, kept_prior=kept_prior, pair_gains=pairs)
 
 
-def _fit_anchored(model, observed, events, *, states, n_trials, window, seed) -> None:
-    """Pair gains of every electrode fitted to :func:`anchored_targets` (model updated in place)."""
-    targets, conditions = anchored_targets(model, observed, events, states=states, n_trials=n_trials, window=window,
-                                           seed=seed)
-    fit_pair_gains(model, targets, conditions, states=states, n_trials=n_trials, window=window, seed=seed)
+def _pair_stages(model, observed, events, check_obs, check_events, check_cal, *, states, n_trials, window, seed,
+                 latency_weight):
+    """The pair-gain stages of :func:`calibrate`, each kept only when the held-out check does not say
+    it predicts worse than the stage before (``_worse`` with r's standard error as tolerance):
+    ``"measured"`` (pairs of the stimulated electrodes fitted to what the session measured; other
+    electrodes none), then ``"anchored"`` (every electrode fitted to :func:`anchored_targets`).
+    Without a check both stay. Returns the stage kept (``"none"``, ``"measured"``, ``"anchored"``),
+    the check figures of each stage tried, the check figures of the kept one and its prediction of
+    the fit pulses (None for ``"none"``)."""
+    coupling = model.stim_coupling
+    kept, best, pred, figures = "none", check_cal, None, {}
+    for stage in ("measured", "anchored"):
+        before = coupling.pair_log_gain.clone()
+        coupling.set_pair_log_gain(np.zeros((0, 0)))
+        _fit_pairs(model, observed, events, stage == "anchored", states=states, n_trials=n_trials, window=window,
+                   seed=seed)
+        if check_obs is not None:
+            fig = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
+            figures[f"pair_gains_{stage}"] = fig
+            if _worse(fig, best, r_tolerance=_r_standard_error(best)):
+                coupling.set_pair_log_gain(before)
+                break
+            best = fig
+        kept = stage
+        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
+    return kept, figures, best, pred
 
 
-def _worse(calibrated: dict, prior: dict) -> bool:
-    """True when the calibrated check figures are worse than the prior's: a higher loss, or a lower
-    response-probability r (the loss weighs every pair alike and can fall while the pattern across
-    channels gets worse)."""
+def _fit_pairs(model, observed, events, anchored: bool, *, states, n_trials, window, seed) -> None:
+    """Pair gains fitted to the session's responses on its stimulated electrodes, and with
+    ``anchored`` on every electrode to :func:`anchored_targets` (model updated in place)."""
+    if anchored:
+        observed, events = anchored_targets(model, observed, events, states=states, n_trials=n_trials,
+                                            window=window, seed=seed)
+    fit_pair_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
+
+
+def _worse(calibrated: dict, prior: dict, r_tolerance: float = 0.0) -> bool:
+    """True when the calibrated check figures are worse than the prior's: a higher loss, or a
+    response-probability r lower by more than ``r_tolerance`` (the loss weighs every pair alike and
+    can fall while the pattern across channels gets worse)."""
     r_cal, r_prior = calibrated["response_probability_r"], prior["response_probability_r"]
-    lower_r = bool(np.isfinite(r_cal) and np.isfinite(r_prior) and r_cal < r_prior)
+    lower_r = bool(np.isfinite(r_cal) and np.isfinite(r_prior) and r_cal < r_prior - r_tolerance)
     return calibrated["loss"] > prior["loss"] or lower_r
+
+
+def _r_standard_error(figures: dict) -> float:
+    """Standard error ``(1 - r^2) / sqrt(n - 1)`` of a check's response-probability r over its ``n`` pairs:
+    a fall of r smaller than this is no evidence that a refinement predicts worse."""
+    r, n = figures["response_probability_r"], figures["n_pairs"]
+    return float((1.0 - r * r) / math.sqrt(max(n - 1, 1))) if np.isfinite(r) else 0.0
 
 
 def _check_figures(model, observed, events, states, n_trials, window, seed, latency_weight) -> dict:
