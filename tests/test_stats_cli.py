@@ -27,6 +27,12 @@ def test_compare_two_wells(div12_path, tmp_path, capsys):
         assert k in d["summary"]
 
 
+def test_compare_names_the_flag_of_the_side_without_a_well(div12_path, capsys):
+    assert main(["compare", str(div12_path), str(div12_path), "--well-a", "D1"]) == 2
+    err = capsys.readouterr().err
+    assert "--well-b" in err and "--well " not in err and "D2" in err
+
+
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["describe", str(tmp_path / "nope.h5")]) == 2
     assert "no such file" in capsys.readouterr().err

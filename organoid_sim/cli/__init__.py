@@ -84,8 +84,9 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, progress: bool = True
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def load_recording(path: str, args: argparse.Namespace, *, well=None):
-    """Load ``path`` with the options of :func:`add_selection_arguments` (``well`` overrides ``--well``)."""
+def load_recording(path: str, args: argparse.Namespace, *, well=None, well_flag: str = "--well"):
+    """Load ``path`` with the options of :func:`add_selection_arguments` (``well`` overrides ``--well``;
+    ``well_flag`` is the flag that sets it, named in error messages, e.g. ``--well-a``)."""
     from pathlib import Path
 
     import organoid_sim
@@ -98,7 +99,7 @@ def load_recording(path: str, args: argparse.Namespace, *, well=None):
                                  format=getattr(args, "in_format", None),
                                  progress=False if getattr(args, "no_progress", False) else None)
     except ValueError as exc:  # the readers speak the API's options; say the command's flags
-        raise CLIError(cli_wording(str(exc))) from None
+        raise CLIError(re.sub(r"--well\b", well_flag, cli_wording(str(exc)))) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,8 +37,8 @@ def register(subparsers) -> None:
     c.set_defaults(func=run_compare)
 
 
-def _load(path: str, args: argparse.Namespace, well=None):
-    return load_recording(path, args, well=well)
+def _load(path: str, args: argparse.Namespace, well=None, well_flag: str = "--well"):
+    return load_recording(path, args, well=well, well_flag=well_flag)
 
 
 def write_json(obj: dict, path) -> Path:
@@ -75,8 +75,8 @@ def run_describe(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from .. import stats
 
-    ref = _load(args.a, _detector_if_meanap(args.a, args), args.well_a)
-    cand = _load(args.b, _detector_if_meanap(args.b, args), args.well_b)
+    ref = _load(args.a, _detector_if_meanap(args.a, args), args.well_a, "--well-a")
+    cand = _load(args.b, _detector_if_meanap(args.b, args), args.well_b, "--well-b")
     cmp = stats.compare(ref, cand)
     print(cmp)
     if args.json:

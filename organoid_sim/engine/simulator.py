@@ -115,6 +115,7 @@ class Simulator:
         self._new_cnt = np.zeros((B, n), np.int32)
         self._work = (np.zeros(n, np.float32), np.zeros(n, np.bool_), np.zeros(n, np.float32))
         self._rng = np.random.SeedSequence(self.seed).generate_state(B, np.uint64)
+        self._ev = np.empty((0, 4), np.int64)
         self.steps_done = 0
 
     @property
@@ -186,7 +187,7 @@ class Simulator:
             if src is not None and hasattr(src, "__len__") and len(src) < n_steps:
                 raise ValueError(f"{name} has {len(src)} steps, fewer than n_steps={n_steps}")
         B, n = self.batch, self._n
-        out, ev = [], np.zeros((0, 4), np.int64)
+        out, ev = [], self._ev   # the event buffer is kept between calls (many short calls in a closed loop)
         for c0 in range(0, n_steps, self.chunk_steps):
             c1 = min(c0 + self.chunk_steps, n_steps)
             L = c1 - c0
@@ -200,7 +201,7 @@ class Simulator:
             done = 0
             while done < L:
                 if record and len(ev) < B * n:
-                    ev = np.zeros((max(2 * len(ev), B * n, 65536), 4), np.int64)
+                    ev = self._ev = np.empty((max(2 * len(ev), B * n, 65536), 4), np.int64)
                 sl = slice(done, L)
                 j, n_ev = run_chunk(L - done, c0 + done, record, self._I, self._w, self._a, self._x, self._s,
                                     self._sp_idx, self._sp_cnt, self._n_sp, self._new_idx, self._new_cnt,
