@@ -242,8 +242,18 @@ class StimulusCoupling(nn.Module):
         return cls(np.zeros((n, 2)), np.arange(e), np.zeros((e, 2)), direct=bool(config.get("direct", False)), **kw)
 
     def set_pair_log_gain(self, values) -> None:
-        """Set the electrode x recorded-neuron log-gains: ``[E, n_pair]`` (``n_pair <= n_neurons``,
-        rows in the order of the electrode layout); an empty array switches them off."""
+        """Set the electrode x recorded-neuron log-gains (no gradient).
+
+        Parameters
+        ----------
+        values : array_like
+            ``[E, n_pair]`` natural-log gains (``n_pair <= n_neurons``: the first ``n_pair`` neurons,
+            rows in the order of the electrode layout); an empty array switches them off.
+
+        Returns
+        -------
+        None
+        """
         v = torch.as_tensor(np.asarray(values, dtype=np.float32))
         if v.numel() and (v.ndim != 2 or v.shape[0] != self.electrode_ids.shape[0] or v.shape[1] > self.n_neurons):
             raise ValueError(f"StimulusCoupling: pair_log_gain must be [{self.electrode_ids.shape[0]} electrodes, "

@@ -260,13 +260,32 @@ def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, se
                    step: float = 0.7, shrinkage: float = 0.0, floor: float = 0.05, max_abs_log_gain: float = 3.0):
     """Log-gains per stimulated electrode x recorded unit (``pair_log_gain``) by damped log-ratio updates.
 
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        With a ``stim_coupling`` (updated in place).
+    observed : EvokedResponses
+        Target responses by electrode x amplitude (``response_probability`` ``[G, n_units]``).
+    events : StimEvents
+        Pulses (or one row per condition) of ``observed``'s conditions.
+    states, n_trials, window, seed :
+        As in :func:`predict_evoked_responses` (``window`` s after the pulse).
+    n_iterations, step, shrinkage, floor, max_abs_log_gain : int, float
+        Number of updates, their damping, the shrinkage towards 0 per update, the probability floor
+        of the log-ratio and the bound of each log-gain.
+
+    Returns
+    -------
+    tuple
+        The last prediction of ``events`` (``EvokedResponses``) and the fitted layout rows.
+
+    Notes
+    -----
     For each electrode of ``observed`` and each recorded unit, ``g += step * mean_a log((P_rec + floor)
     / (P_model + floor))`` over the electrode's amplitudes ``a``, then shrunk towards 0 by ``shrinkage``
     (none by default: the targets already weigh the model where the session measured nothing) and
-    bounded by ``max_abs_log_gain``. ``observed``: the session's ``EvokedResponses`` (by amplitude); ``events``: its
-    pulses; ``states``, ``n_trials``, ``window`` (s), ``seed``: as in :func:`predict_evoked_responses`.
-    Only the rows of the stimulated electrodes are fitted (the others keep theirs, 0 at first).
-    Updates the model in place; returns the last prediction of the session and the fitted rows.
+    bounded by ``max_abs_log_gain``. Only the rows of the electrodes in ``observed`` are fitted (the
+    others keep theirs, 0 at first).
     """
     coupling = model.stim_coupling
     n_units = observed.response_probability.shape[1]
@@ -481,15 +500,19 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
         check_cal = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
     pairs, check_stages = "none", {"without_pair_gains": check_cal}
     if pair_gains and not result["interrupted"]:
-        pairs, stages, check_cal, pred = _pair_stages(model, observed, events, check_obs if len(check_events)
-                                                            else None, check_events, check_cal, states=states,
-                                                            n_trials=n_trials, window=window, seed=seed,
-                                                            latency_weight=latency_weight)
+        try:
+            pairs, stages, check_cal, pred = _pair_stages(model, observed, events, check_obs if len(check_events)
+                                                          else None, check_events, check_cal, states=states,
+                                                          n_trials=n_trials, window=window, seed=seed,
+                                                          latency_weight=latency_weight)
+        except KeyboardInterrupt:        # keep what was calibrated before the pair gains
+            coupling.set_pair_log_gain(prior_state["pair_log_gain"])
+            result["interrupted"], pairs, stages = True, "none", {}
         check_stages.update(stages)
         if pairs != "none":
             result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     kept_prior, check = False, None
-    if check_cal is not None:
+    if check_cal is not None and not result["interrupted"]:
         kept_prior = _worse(check_cal, check_prior)
         if kept_prior:
             coupling.load_state_dict(prior_state)
