@@ -217,6 +217,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
                          "bits/spike), so the uncoupled network was kept")
         if fit_metrics.get("refinement_rejected"):
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
+        if fit_metrics.get("burst_calibration_rejected"):
+            notes.append(f"{name}: the burst calibration was undone by the likelihood guard (rates calibrated only)")
     bar.close()
     rows["recording"] = {"bits_per_spike": float("nan"), **_figures(held, train)}
     if in_row is not None:

@@ -66,8 +66,9 @@ def test_burst_calibration_restores_burst_rate_and_duration_of_a_known_network()
         return abs(rate / target.rate_hz - 1.0), abs(dur / target.median_duration_s - 1.0)
 
     before = errors(bad)
-    out = calibrate_rates(bad, gt._binned(rec).float(), rounds=12, duration_s=30.0, seed=0, bursts=target,
-                          progress=False)
+    # this network ends its bursts mostly by adaptation: U moves them little, so more rounds and gain
+    out = calibrate_rates(bad, gt._binned(rec).float(), rounds=20, duration_s=30.0, seed=0, bursts=target,
+                          burst_gain=1.0, progress=False)
     after = errors(bad)
     print(target, before, after, out["calibrated_use"], out["calibrated_tau_rec_ms"])
     assert max(before) > 0.3

@@ -44,9 +44,15 @@ def test_validation_bits_equal_scipy_poisson_on_the_last_part():
 
 @pytest.mark.parametrize("max_loss", [0.0, None])
 def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
-    rec = _poisson_recording(seed=1)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_self_check import _ground_truth
+
+    rec = _ground_truth(n=6).simulate(60.0, seed=1)
     m = SpikingNetworkModel(n_hidden=2, seed=0)
-    # a large refinement step size on structureless data: refinement can only lose likelihood
+    # a large refinement step size: refinement loses the likelihood stage 1 found
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit_network(m, rec, max_epochs=3, refine_steps=4, refine_batch=2, refine_window_s=0.5, calibration_rounds=1,
@@ -98,3 +104,14 @@ def test_structureless_data_keep_the_uncoupled_network():
     ll = poisson.logpmf(m_counts, rate).sum()
     ll0 = poisson.logpmf(m_counts, m_counts.mean(0)).sum()
     assert m.score(held) == pytest.approx((ll - ll0) / np.log(2) / m_counts.sum(), abs=1e-4)
+
+
+def test_an_uncoupled_culture_skips_refinement():
+    rec = _poisson_recording(n=16, duration=80.0, seed=3)
+    m = SpikingNetworkModel(n_hidden=0, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_network(m, rec.split(0.75)[0], max_epochs=5, refine_steps=3, refine_batch=2, refine_window_s=0.5,
+                    calibration_rounds=0, progress=False, seed=0)
+    met = m.provenance["metrics"]
+    assert met["uncoupled"] and met["refine_skipped"] == "uncoupled" and "refine_s" not in met

@@ -36,7 +36,8 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
        compared there with the uncoupled null (independent homogeneous Poisson units,
        :func:`~organoid_sim.fit.teacher.fit_uncoupled`): when coupling does not predict the held-out
        part better, the null is kept (``metrics["uncoupled"]``, a warning) with its rates fitted to
-       the whole window;
+       the whole window, and stage 2 is skipped (``metrics["refine_skipped"]``: it has no coupling
+       to fit);
     2. free-running refinement (``refine_steps`` Adam steps on ``refine_batch`` trajectories of
        ``refine_window_s`` s, surrogate gradients) matching rates, pairwise correlations, the
        population-rate autocovariance and the burst persistence (under the recording's ISI_N
@@ -112,7 +113,11 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
     metrics["teacher_forced_s"] = time.perf_counter() - t0
     after_tf = copy.deepcopy(model.state_dict())
     if cfg.refine_steps > 0 or cfg.calibration_rounds > 0:
-        refine = _with_burst_detector(cfg, recording) if cfg.refine_steps > 0 else None
+        # an uncoupled culture gives refinement nothing to fit (the guard undid it every time, after
+        # minutes on 64 channels): decided here instead
+        refine = _with_burst_detector(cfg, recording) if cfg.refine_steps > 0 and not metrics.get("uncoupled") else None
+        if cfg.refine_steps > 0 and refine is None:
+            metrics["refine_skipped"] = "uncoupled"
         metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
@@ -243,7 +248,8 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
     dict
         The kept calibration's figures, ``calibrate_s``, and with a held-out part
         ``final_val_bits``, ``refinement_rejected`` (and ``rejected_val_bits``: the refined and
-        calibrated parameters' figure), ``burst_calibration_rejected``.
+        calibrated parameters' figure), ``burst_calibration_rejected`` (and
+        ``burst_rejected_val_bits``: the refined, burst-calibrated parameters' figure).
     """
     vf, rounds = cfg.validation_fraction, cfg.calibration_rounds
     after_refine = copy.deepcopy(model.state_dict())
@@ -270,6 +276,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
                         "refinement_rejected": start != "refined",
                         "burst_calibration_rejected": bursts is not None and target is None,
+                        **({"burst_rejected_val_bits": first[0]} if target is None and bursts is not None else {}),
                         **({"rejected_val_bits": first[0]} if start != "refined" else {})}
     final, lost, why = first
     warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "

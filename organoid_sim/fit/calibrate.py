@@ -26,6 +26,8 @@ MIN_TARGET_BURSTS = 5
 MAX_BURST_STEP = 0.5
 #: bounds of the calibrated depression: U and tau_rec (ms)
 U_RANGE, TAU_REC_RANGE_MS = (0.02, 0.98), (20.0, 10000.0)
+#: standard error of a log median / that of a log mean, for log-normal-like samples (sqrt(pi / 2))
+MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2.0)
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,15 @@ class BurstTarget:
     median_duration_s : median burst duration (s).
     params : keyword arguments of :func:`organoid_sim.stats.detect_bursts` (the recording's own
         detector, so that simulations are measured the same way).
+    n_bursts : bursts counted in the recording.
+    log_duration_sd : standard deviation of the log burst durations.
     """
 
     rate_hz: float
     median_duration_s: float
     params: dict
+    n_bursts: int = 0
+    log_duration_sd: float = 0.0
 
 
 def burst_target(recording) -> BurstTarget | None:
@@ -61,7 +67,9 @@ def burst_target(recording) -> BurstTarget | None:
     b = detect_bursts(recording)
     if len(b) < MIN_TARGET_BURSTS or recording.duration <= 0:
         return None
-    return BurstTarget(len(b) / recording.duration, float(np.median(b.duration)), dict(b.params))
+    logd = np.log(np.maximum(b.duration, 1e-6))
+    return BurstTarget(len(b) / recording.duration, float(np.median(b.duration)), dict(b.params), len(b),
+                       float(np.std(logd)))
 
 
 def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np.ndarray, int]:
@@ -94,16 +102,28 @@ def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np
 
 
 def _burst_errors(model, target: BurstTarget, duration_s: float, batch: int, seed: int) -> tuple:
-    """``(rates Hz [n_neurons recorded], saturated bins, log burst-rate ratio, log duration ratio)``
-    of ``batch`` free trajectories of ``duration_s`` s (after a 2 s burn-in), joined in time. A
-    simulation without bursts gives the largest negative rate ratio and no duration ratio (0)."""
+    """``(rates Hz [n recorded], saturated bins, log burst-rate ratio, log duration ratio)`` of
+    ``batch`` free trajectories of ``duration_s`` s (after a 2 s burn-in), joined in time. Each log
+    ratio (simulated / recorded) is shrunk towards 0 by its standard error (both sides' counting
+    noise), so the depression does not chase noise. A simulation without bursts gives the log rate
+    ratio of half a burst and no duration ratio (0)."""
     sim = model.simulate(duration_s * batch, seed=seed, n_parallel=batch, burn_in_s=2.0)
     rates = sim.spike_counts / sim.duration
     b = detect_bursts(sim, **target.params)
+    n, n0 = len(b), max(target.n_bursts, 1)
     half = 0.5 / sim.duration          # half a burst: a finite ratio when there is none
-    log_rate = math.log((len(b) / sim.duration + half) / (target.rate_hz + half))
-    log_dur = math.log(float(np.median(b.duration)) / target.median_duration_s) if len(b) else 0.0
+    log_rate = math.log((n / sim.duration + half) / (target.rate_hz + half))
+    log_rate = _shrink(log_rate, math.sqrt(1.0 / max(n, 1) + 1.0 / n0))
+    log_dur = 0.0
+    if n:
+        sd = math.sqrt(float(np.var(np.log(np.maximum(b.duration, 1e-6)))) / n + target.log_duration_sd ** 2 / n0)
+        log_dur = _shrink(math.log(float(np.median(b.duration)) / target.median_duration_s), MEDIAN_SE_FACTOR * sd)
     return rates, int(sim.metadata.get("saturated_bins") or 0), log_rate, log_dur
+
+
+def _shrink(x: float, se: float) -> float:
+    """Soft threshold: ``x`` moved towards 0 by ``se`` (0 inside ``[-se, se]``)."""
+    return math.copysign(max(abs(x) - se, 0.0), x)
 
 
 def _move_depression(model, log_rate: float, log_dur: float, gain: float) -> None:
@@ -119,7 +139,8 @@ def _move_depression(model, log_rate: float, log_dur: float, gain: float) -> Non
 
 def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s: float = 60.0, batch: int = 8,
                     gain: float = 0.4, unit_gain: float = 1.0, average_from: float = 0.5, seed: int = 0,
-                    bursts: BurstTarget | None = None, burst_gain: float = 0.3, progress: bool = True) -> dict:
+                    bursts: BurstTarget | None = None, burst_gain: float = 0.3,
+                    burst_warmup: float = 0.0, progress: bool = True) -> dict:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``).
 
     Each round simulates ``batch`` trajectories of ``duration_s`` s and splits each unit's log
@@ -135,9 +156,11 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     optimistic pick that the next simulation does not confirm).
 
     With ``bursts`` (and ``burst_gain > 0``) each round also measures the simulation's network
-    bursts with the recording's detector and moves every neuron's depression: the log-odds of ``U``
+    bursts with the recording's detector and, from ``burst_warmup`` of the rounds on, moves every
+    neuron's depression: the log-odds of ``U``
     by ``burst_gain`` times the log ratio of the median burst durations (simulated / recorded), the
-    log recovery time constant by ``burst_gain`` times the log ratio of the burst rates. With the
+    log recovery time constant by ``burst_gain`` times the log ratio of the burst rates, each ratio
+    first shrunk towards 0 by its standard error (counting noise of both sides). With the
     rates pinned by the biases, burst rate and duration trade against each other, so the duration
     mostly sets ``U`` and the rate the recovery. These parameters are averaged like the biases.
 
@@ -155,6 +178,8 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     seed : seed of the simulations.
     bursts : the recording's :class:`BurstTarget` (:func:`burst_target`), optional.
     burst_gain : damping of the depression steps (0: rates only).
+    burst_warmup : fraction of the rounds before the depression moves (0: from the first; a third
+        did not do better on the tune wells).
     progress : show a tqdm bar.
 
     Returns
@@ -193,7 +218,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
             du = model.delta_u[:nr].detach()
             shift = du * torch.as_tensor(step, dtype=du.dtype, device=du.device)
             model.bias[:nr] += shift.clamp(-2.0, 2.0)
-        if with_bursts:
+        if with_bursts and r >= int(burst_warmup * rounds):
             _move_depression(model, log_rate, log_dur, burst_gain)
         if average is not None and r >= first_avg:
             kept.append([getattr(model, k).detach().clone() for k in names])
