@@ -202,16 +202,23 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
     return metrics
 
 
-def _lost_bits(model, counts, design, tf_metrics: dict, cfg: FitConfig, moved_depression: bool) -> tuple:
-    """``(held-out teacher-forced bits/spike now, loss against stage 1, why it is too much or None)``."""
+def _lost_bits(model, counts, design, tf_metrics: dict, cfg: FitConfig, moved_depression: bool,
+               tf_whole: float) -> tuple:
+    """``(held-out teacher-forced bits/spike now, loss against stage 1, why it is too much or None)``.
+    Too much: more than ``max_likelihood_loss`` lost on the held-out part or on the whole window
+    (``tf_whole``: stage 1's figure there), or below the uncoupled null on the held-out part."""
     # the calibrated U and tau_rec change the teacher-forced design
     now = model.teacher_design(counts) if moved_depression else design
     final = validation_bits(model, counts, cfg.validation_fraction, design=now)
     lost = tf_metrics.get("best_val_bits", float("nan")) - final
-    why = None
-    if cfg.max_likelihood_loss is not None and lost > cfg.max_likelihood_loss:
-        why = f"more than max_likelihood_loss={cfg.max_likelihood_loss}"
-    elif cfg.max_likelihood_loss is not None and final < tf_metrics.get("uncoupled_val_bits", float("-inf")):
+    lost_whole = tf_whole - validation_bits(model, counts, 1.0, design=now)
+    why, cap = None, cfg.max_likelihood_loss
+    if cap is not None and lost > cap:
+        why = f"more than max_likelihood_loss={cap}"
+    elif cap is not None and lost_whole > cap:
+        # a change of the depression can help the held-out end and cost the rest of the window
+        why = f"{lost_whole:.3f} bits/spike over the whole window, more than max_likelihood_loss={cap}"
+    elif cap is not None and final < tf_metrics.get("uncoupled_val_bits", float("-inf")):
         why = f"below the uncoupled network's {tf_metrics['uncoupled_val_bits']:.3f}"
     return final, lost, why
 
@@ -253,6 +260,11 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
     """
     vf, rounds = cfg.validation_fraction, cfg.calibration_rounds
     after_refine = copy.deepcopy(model.state_dict())
+    tf_whole = float("nan")
+    if vf > 0:   # stage 1's teacher-forced figure on the whole window
+        model.load_state_dict(after_tf)
+        tf_whole = validation_bits(model, counts, 1.0, design=design)
+        model.load_state_dict(after_refine)
     targets = [bursts, None] if rounds > 0 and bursts is not None else [None]
     starts = [("refined", after_refine), ("stage 1", after_tf)] if rounds > 0 and vf > 0 else [("refined", None)]
     t2, first = time.perf_counter(), None
@@ -266,7 +278,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 cal = calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress, **opts)
             if vf <= 0:
                 return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
-            final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal)
+            final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
             first = first or (final, lost, why)
             if why is None:
                 if start != "refined":
