@@ -138,3 +138,13 @@ def test_fit_warnings_are_one_line(tmp_path, capsys):
     lines = [ln for ln in err.splitlines() if "warning" in ln.lower()]
     assert lines and all(ln.startswith("organoid-sim fit: warning: ") for ln in lines)
     assert "RuntimeWarning" not in err and "warnings.warn" not in err and ".py:" not in err
+
+
+def test_fit_command_defaults_are_the_api_defaults():
+    from organoid_sim.cli import build_parser
+    from organoid_sim.fit import FitConfig
+
+    a = build_parser().parse_args(["fit", "rec.nwb", "--out", "m"])
+    d = FitConfig()
+    assert (a.max_epochs, a.refine_steps, a.restarts, a.calibration_rounds) == (
+        d.max_epochs, d.refine_steps, d.restarts, d.calibration_rounds)

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     """Add the ``fit``, ``simulate`` and ``evaluate`` commands."""
     f = subparsers.add_parser("fit", help="fit a spiking network model to a recording",
                               description="Fit a SpikingNetworkModel (teacher-forced likelihood, free-running "
-                                          "refinement, rate calibration) to the recording, trimmed to its first.."
+                                          "refinement, rate and burst calibration) to the recording, trimmed to its first.."
                                           "last spike, and save it to MODEL_DIR. The fit keeps interrupt-safe "
                                           "checkpoints in MODEL_DIR/checkpoint and removes them when it ends, "
                                           "finished or interrupted (Ctrl-C): an interrupted fit saves nothing "
@@ -36,19 +36,24 @@ def register(subparsers) -> None:
     add_selection_arguments(f)
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the saved model")
     hidden = _hidden_default()
+    from ..fit.config import FitConfig   # the API's defaults, so that the command fits what fit() does
+
+    d = FitConfig()
     f.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=hidden,
                    help=f"number of hidden neurons (default {hidden})")
     _add_trim_argument(f)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
     f.add_argument("--dt-ms", type=number(low=0), default=5.0, help="time step in ms (default 5)")
-    f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=30,
-                   help="teacher-forced L-BFGS epochs (default 30)")
-    f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=60,
-                   help="free-running refinement steps (default 60)")
-    f.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=1,
-                   help="refinement restarts; the one closest to the recording is kept (default 1)")
-    f.add_argument("--calibration-rounds", type=number(low=0, low_open=False, integer=True), default=5,
-                   help="rounds of rate calibration after refinement (default 5; 0 skips it)")
+    f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=d.max_epochs,
+                   help=f"teacher-forced L-BFGS epochs (default {d.max_epochs})")
+    f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=d.refine_steps,
+                   help=f"free-running refinement steps (default {d.refine_steps})")
+    f.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=d.restarts,
+                   help=f"refinement restarts; the one closest to the recording is kept (default {d.restarts})")
+    f.add_argument("--calibration-rounds", type=number(low=0, low_open=False, integer=True),
+                   default=d.calibration_rounds,
+                   help=f"rounds of rate and burst calibration after refinement (default {d.calibration_rounds}; "
+                        "0 skips it)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     f.set_defaults(func=run_fit)
 
