@@ -47,7 +47,7 @@ _TWO52 = 4503599627370496.0
 
 @njit(cache=True, inline="always")
 def _exp_bound(x):
-    """An upper bound of ``exp(x)`` within a factor 1.07 for ``x`` in ``[-708, 0]`` (branch-free,
+    """An upper bound of ``exp(x)`` within a factor 1.09 for ``x`` in ``[-708, 0]`` (branch-free,
     so the neuron loop vectorises): 1 for ``x >= 0``, ``2^-1022`` below that range."""
     t = min(max(x * _LOG2E, -1022.0), 0.0)
     return np.int64((t + 1023.0) * _TWO52).view(np.float64) * 1.000001
@@ -88,6 +88,15 @@ def _uniform(st, i):
     z = (z ^ (z >> _S27)) * _M2
     z = z ^ (z >> _S31)
     return float(z >> _S11) * _INV53
+
+
+@njit(cache=True, inline="always")
+def _advance(i0, rest, ext, gm, alpha_m, w, av, alpha_rec, x, c0, inv, beta):
+    """One neuron's step as if it had not spiked, from scalars: ``(I_0, w, a, x, eta)`` after it
+    (``i0``: the decayed type-0 current, ``rest``: the other types' sum, ``av``: the decayed
+    adaptation)."""
+    wv = alpha_m * w + (gm * (i0 + rest) + ext)
+    return i0, wv, av, 1.0 - alpha_rec * (1.0 - x), c0 + inv * (wv - beta * av)
 
 
 @njit(cache=True)
@@ -139,39 +148,25 @@ def run_chunk(n_steps, t0, record, I, w, a, x, s, sp_idx, sp_cnt, n_sp, new_idx,
                         tot[i] = v
                     else:
                         tot[i] += v
-            # 3. the neuron pass, fused with the bound test of the escape noise (written out in each
-            #    loop: a helper taking the arrays would pay reference counting per neuron)
+            # 3. the neuron pass, fused with the bound test of the escape noise (_advance takes scalars:
+            #    a helper taking the arrays would pay reference counting per neuron)
             wb, ab, xb, Ib0, al0 = w[b], a[b], x[b], Ib[0], alpha_syn[0]
             e = ext[j if has_ext else 0, b if eb_many else 0]
             d = direct[j if has_dir else 0, b if db_many else 0]
             st = rng[b]
             if has_uni or has_dir:   # separate loops: a flag inside the loop would stop vectorisation
                 for i in range(n):
-                    v = Ib0[i] * al0
-                    Ib0[i] = v
-                    if multi:
-                        v += tot[i]
-                    v = gm * v + (e[i] if has_ext else 0.0)
-                    wv = alpha_m * wb[i] + v
-                    av = alpha_a[i] * ab[i]
-                    wb[i] = wv
-                    ab[i] = av
-                    xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
+                    Ib0[i], wb[i], ab[i], xb[i], eta = _advance(
+                        Ib0[i] * al0, tot[i] if multi else 0.0, e[i] if has_ext else 0.0, gm, alpha_m, wb[i],
+                        alpha_a[i] * ab[i], alpha_rec[i], xb[i], c0[i], inv[i], beta[i])
                     u = uni[j, b, i] if has_uni else _uniform(st, i)
-                    cand[i] = u < _exp_bound(c0[i] + inv[i] * (wv - beta[i] * av)) + (d[i] if has_dir else 0.0)
+                    cand[i] = u < _exp_bound(eta) + (d[i] if has_dir else 0.0)
             else:
                 for i in range(n):
-                    v = Ib0[i] * al0
-                    Ib0[i] = v
-                    if multi:
-                        v += tot[i]
-                    v = gm * v + (e[i] if has_ext else 0.0)
-                    wv = alpha_m * wb[i] + v
-                    av = alpha_a[i] * ab[i]
-                    wb[i] = wv
-                    ab[i] = av
-                    xb[i] = 1.0 - alpha_rec[i] * (1.0 - xb[i])
-                    cand[i] = _uniform(st, i) < _exp_bound(c0[i] + inv[i] * (wv - beta[i] * av))
+                    Ib0[i], wb[i], ab[i], xb[i], eta = _advance(
+                        Ib0[i] * al0, tot[i] if multi else 0.0, e[i] if has_ext else 0.0, gm, alpha_m, wb[i],
+                        alpha_a[i] * ab[i], alpha_rec[i], xb[i], c0[i], inv[i], beta[i])
+                    cand[i] = _uniform(st, i) < _exp_bound(eta)
             # ... then the last step's spiking neurons: reset, adaptation, depression, bound again
             for q in range(n_sp[b]):
                 i = sp_idx[b, q]
