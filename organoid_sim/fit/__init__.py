@@ -113,12 +113,16 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
     metrics["teacher_forced_s"] = time.perf_counter() - t0
     after_tf = copy.deepcopy(model.state_dict())
     if cfg.refine_steps > 0 or cfg.calibration_rounds > 0:
+        detected = detect_bursts(recording)   # the window's bursts: refinement's detector, calibration's target
         # an uncoupled culture gives refinement nothing to fit (the guard undid it every time, after
         # minutes on 64 channels): decided here instead
-        refine = _with_burst_detector(cfg, recording) if cfg.refine_steps > 0 and not metrics.get("uncoupled") else None
+        refine = (_with_burst_detector(cfg, detected.params) if cfg.refine_steps > 0 and not metrics.get("uncoupled")
+                  else None)
         if cfg.refine_steps > 0 and refine is None:
             metrics["refine_skipped"] = "uncoupled"
-        metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt))
+        bursts = burst_target(recording, detected) if cfg.calibration_rounds > 0 else None
+        metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt,
+                                         bursts))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     if cfg.self_check:
@@ -151,13 +155,13 @@ def _keep_coupling_if_it_helps(model, counts: torch.Tensor, metrics: dict, valid
 
 
 def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_tf: dict, cfg: FitConfig,
-                      refine: RefineConfig | None, checkpoint: Checkpointer) -> dict:
-    """Stages 2-3 from ``after_tf`` once per restart; the model ends with the candidate closest to
-    ``recording`` (see :func:`fit_network`). Returns the chosen candidate's metrics. An interrupt
-    keeps the best candidate finished so far."""
+                      refine: RefineConfig | None, checkpoint: Checkpointer, bursts=None) -> dict:
+    """Stages 2-3 from ``after_tf`` once per restart (calibration towards ``bursts``, a
+    :class:`~organoid_sim.fit.calibrate.BurstTarget` or None); the model ends with the candidate
+    closest to ``recording`` (see :func:`fit_network`). Returns the chosen candidate's metrics. An
+    interrupt keeps the best candidate finished so far."""
     best, scores = None, []
     restarts = int(cfg.restarts)
-    bursts = burst_target(recording) if cfg.calibration_rounds > 0 else None
     try:
         for k in range(restarts):
             if k:
@@ -178,13 +182,12 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
     return metrics
 
 
-def _with_burst_detector(cfg: FitConfig, recording) -> RefineConfig:
+def _with_burst_detector(cfg: FitConfig, bp: dict) -> RefineConfig:
     """Stage 2's :class:`RefineConfig`, with ``burst`` = the recording's ISI_N detector
-    ``(max_isi_n s, n_spikes)`` (:func:`organoid_sim.stats.detect_bursts`) unless the caller set it
-    in ``refine_options``; detected once for all restarts."""
+    ``(max_isi_n s, n_spikes)`` (``bp``: the ``params`` of :func:`organoid_sim.stats.detect_bursts`
+    on it) unless the caller set it in ``refine_options``; detected once for all restarts."""
     if "burst" in (cfg.refine_options or {}):
         return cfg.refine_config()
-    bp = detect_bursts(recording).params
     return cfg.refine_config(burst=(bp["max_isi_n"], bp["n_spikes"]))
 
 

@@ -51,7 +51,7 @@ class BurstTarget:
     log_duration_sd: float = 0.0
 
 
-def burst_target(recording) -> BurstTarget | None:
+def burst_target(recording, bursts=None) -> BurstTarget | None:
     """The :class:`BurstTarget` of ``recording`` (its detector with the default rule), or None when
     it has fewer than :data:`MIN_TARGET_BURSTS` network bursts.
 
@@ -59,12 +59,14 @@ def burst_target(recording) -> BurstTarget | None:
     ----------
     recording : SpikeRecording
         The fitting window.
+    bursts : NetworkBursts, optional
+        ``detect_bursts(recording)`` when the caller already has it.
 
     Returns
     -------
     BurstTarget or None
     """
-    b = detect_bursts(recording)
+    b = detect_bursts(recording) if bursts is None else bursts
     if len(b) < MIN_TARGET_BURSTS or recording.duration <= 0:
         return None
     logd = np.log(np.maximum(b.duration, 1e-6))
