@@ -68,9 +68,12 @@ def apply_limit(args: argparse.Namespace) -> None:
         set_max_request_gb(args.max_request_gb)
 
 
-def cli_wording(message: str) -> str:
-    """A library message with its option syntax (``detector=...``) as the command's flags (``--detector``)."""
-    return _API_OPTIONS.sub(lambda m: f"--{m.group(1)}" + ("" if m.group(0).endswith("...") else " "), message)
+def cli_wording(message: str, flags: dict | None = None) -> str:
+    """A library message with its option syntax (``detector=...``) as the command's flags
+    (``--detector``; ``flags`` renames some, e.g. ``{"well": "--well-a"}``)."""
+    flags = flags or {}
+    return _API_OPTIONS.sub(lambda m: flags.get(m.group(1), f"--{m.group(1)}")
+                            + ("" if m.group(0).endswith("...") else " "), message)
 
 
 def add_selection_arguments(p: argparse.ArgumentParser, *, progress: bool = True) -> None:
@@ -99,7 +102,7 @@ def load_recording(path: str, args: argparse.Namespace, *, well=None, well_flag:
                                  format=getattr(args, "in_format", None),
                                  progress=False if getattr(args, "no_progress", False) else None)
     except ValueError as exc:  # the readers speak the API's options; say the command's flags
-        raise CLIError(re.sub(r"--well\b", well_flag, cli_wording(str(exc)))) from None
+        raise CLIError(cli_wording(str(exc), {"well": well_flag})) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
