@@ -210,9 +210,10 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     """Like :func:`fit_well`, for several rate-calibration settings at once (``arms``: name ->
     :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, ``rounds`` included): the
     teacher-forced stage and refinement run once (the calibration comes after them and they do not
-    depend on it), then per arm the calibration, the likelihood guard of
-    :func:`organoid_sim.fit.fit_network`, the self-check and ``evaluate``'s figures, as a single
-    default fit would give them. Returns ``{"arms": {name: evaluate-like dict with "bars"}}``."""
+    depend on it; the teacher-forced stage runs once more on its own, same seed, for the guard's
+    stage-1 candidates), then per arm the guarded calibration
+    (:func:`organoid_sim.fit.calibrate_with_guard`, as in :func:`organoid_sim.fit.fit_network`), the
+    self-check and ``evaluate``'s figures, as a single default fit would give them. Returns ``{"arms": {name: evaluate-like dict with "bars"}}``."""
     import copy
     import warnings
 

@@ -159,10 +159,10 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
 
     With ``bursts`` (and ``burst_gain > 0``) each round also measures the simulation's network
     bursts with the recording's detector and, from ``burst_warmup`` of the rounds on, moves every
-    neuron's depression: the log-odds of ``U``
-    by ``burst_gain`` times the log ratio of the median burst durations (simulated / recorded), the
-    log recovery time constant by ``burst_gain`` times the log ratio of the burst rates, each ratio
-    first shrunk towards 0 by its standard error (counting noise of both sides). With the
+    neuron's depression: the log-odds of ``U`` by ``burst_gain`` times the log ratio of the median
+    burst durations (simulated / recorded), the log recovery time constant by ``burst_gain`` times
+    the log ratio of the burst rates, each ratio first shrunk towards 0 by its standard error
+    (counting noise of both sides). With the
     rates pinned by the biases, burst rate and duration trade against each other, so the duration
     mostly sets ``U`` and the rate the recovery. These parameters are averaged like the biases.
 
