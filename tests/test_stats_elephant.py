@@ -57,6 +57,23 @@ def test_correlation_matrix_matches_elephant(d1, trains, bin_ms, binary):
     np.testing.assert_allclose(stats.correlation_matrix(d1, bin_ms, binary=binary), ref, rtol=RTOL)
 
 
+@pytest.mark.parametrize("bin_ms", [10.0, 50.0])
+def test_population_coupling_is_pearson_r_with_the_other_units(d1, trains, bin_ms):
+    # elephant bins the trains; numpy's corrcoef of each unit with the summed rest is the reference
+    counts = _binned(trains, d1, bin_ms).to_array().astype(float).T
+    rest = counts.sum(1, keepdims=True) - counts
+    ref = [np.corrcoef(counts[:, i], rest[:, i])[0, 1] for i in range(counts.shape[1])]
+    np.testing.assert_allclose(stats.population_coupling(d1, bin_ms), ref, rtol=RTOL)
+    np.testing.assert_allclose(stats.population_coupling_of_counts(counts), ref, rtol=RTOL)
+
+
+def test_population_coupling_of_a_silent_unit_is_nan():
+    rec = organoid_sim.SpikeRecording.from_spike_times([[0.1, 0.5, 0.9], [0.1, 0.52, 0.7], []], t_start=0.0,
+                                                       t_stop=1.0)
+    pc = stats.population_coupling(rec, 100.0)
+    assert np.isnan(pc[2]) and np.isfinite(pc[:2]).all()
+
+
 def test_sttc_matches_elephant_on_d1(d1, trains):
     mine = stats.sttc(d1, dt=0.01)
     assert mine.shape == (16, 16)

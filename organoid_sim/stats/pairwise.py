@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..tensor import binned_coordinates
 from ._common import concat_ranges, flag_units
 
-__all__ = ["correlation_matrix", "sttc", "tiling_fraction", "cross_correlogram", "functional_connectivity",
+__all__ = ["correlation_matrix", "population_coupling", "population_coupling_of_counts", "sttc", "tiling_fraction", "cross_correlogram", "functional_connectivity",
            "jitter"]
 
 
@@ -71,6 +71,54 @@ def correlation_matrix(rec, bin_ms: float = 10.0, binary: bool = False, warn: bo
         out = cov / np.sqrt(np.outer(var, var))
     out[var <= 0, :] = np.nan
     out[:, var <= 0] = np.nan
+    return out
+
+
+def population_coupling(rec, bin_ms: float = 10.0) -> np.ndarray:
+    """Each unit's population coupling: the Pearson correlation of its spike counts in ``bin_ms``
+    ms bins with the summed counts of all the other units (bins as :func:`correlation_matrix`).
+
+    In a culture whose activity is dominated by network bursts the correlation matrix is close to
+    the outer product of these couplings ("choristers" and "soloists", Okun et al. 2015, Nature
+    521:511), so they say how each unit takes part in the shared activity. NaN for a unit without
+    spikes or when the others have none.
+
+    Parameters
+    ----------
+    rec : SpikeRecording
+        The spikes.
+    bin_ms : float
+        Bin (ms).
+
+    Returns
+    -------
+    np.ndarray
+        Per-unit coupling, in [-1, 1].
+    """
+    if rec.n_units == 0:
+        return np.zeros(0)
+    x, n_bins = _sparse_counts(rec, bin_ms, False)
+    s = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return _coupling_from_cov(n_bins * (x.T @ x).toarray().astype(np.int64) - np.outer(s, s))
+
+
+def population_coupling_of_counts(counts) -> np.ndarray:
+    """:func:`population_coupling` of a ``[bins, N]`` count array (any binning)."""
+    x = np.asarray(counts, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"counts must be a [bins, units] array, got shape {x.shape}")
+    x = x - x.mean(0)
+    return _coupling_from_cov(x.T @ x)
+
+
+def _coupling_from_cov(cov: np.ndarray) -> np.ndarray:
+    """Coupling of each unit with the sum of the others from their (scaled) covariance matrix:
+    ``cov(x_i, S - x_i) / sqrt(var(x_i) var(S - x_i))`` with ``S`` the sum of all units."""
+    cov = np.asarray(cov, dtype=np.float64)
+    diag, row = np.diag(cov), cov.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (row - diag) / np.sqrt(diag * (cov.sum() - 2.0 * row + diag))
+    out[~(diag > 0)] = np.nan
     return out
 
 
