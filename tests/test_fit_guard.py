@@ -42,6 +42,22 @@ def test_validation_bits_equal_scipy_poisson_on_the_last_part():
     assert validation_bits(m, counts, 0.2) == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
+def test_saturated_poisson_data_term_equals_scipy():
+    # the linked Poisson term sums log(y!) once; its value must still be the full log-likelihood
+    from organoid_sim.fit.teacher import data_term, network_link
+
+    rec = _poisson_recording()
+    m = SpikingNetworkModel(n_hidden=0, seed=0, max_rate_hz=20.0)
+    m.attach_recording(rec)
+    counts = m.binned(rec, device=m.torch_device())
+    X = m.teacher_design(counts)
+    with torch.no_grad():
+        m.bias.add_(2.0)   # rates near the cap, so the saturation matters
+        ll = float(data_term(X, counts, m.observation, network_link(m))(*m.teacher_readout()))
+        eta = m.teacher_eta(X).double().numpy()
+    assert ll == pytest.approx(poisson.logpmf(counts.double().numpy(), np.exp(eta)).sum(), rel=1e-5)
+
+
 @pytest.mark.parametrize("max_loss", [0.0, None])
 def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
     import sys
