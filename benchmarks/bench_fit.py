@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="plate mode: seed of the sample and of every fit")
     ap.add_argument("--wells", default=None, help="plate mode: only these sampled wells, PLATE_PREFIX:WELL,...")
     ap.add_argument("--calibration-arms", default=None,
-                    help="plate mode: JSON {name: calibrate_rates options}; refinement once per well, every arm after it")
+                    help="plate mode: JSON {name: calibrate_rates options, with \"fit\": {FitConfig fields of the "
+                         "guarded calibration} optional}; refinement once per well, every arm after it")
     ap.add_argument("--jobs", type=int, default=1, help="plate mode: fits run side by side (1 thread each)")
     ap.add_argument("--out", default=None, help="plate mode: also write the JSON result to this file")
     ap.add_argument("--fit-options", default=None, help="plate mode: JSON dict of network fit options")

@@ -208,7 +208,8 @@ def run_plates(args) -> int:
 
 def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     """Like :func:`fit_well`, for several rate-calibration settings at once (``arms``: name ->
-    :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, ``rounds`` included): the
+    :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, ``rounds`` included, and under
+    ``"fit"`` :class:`~organoid_sim.fit.FitConfig` fields of the guarded calibration): the
     teacher-forced stage and refinement run once (the calibration comes after them and they do not
     depend on it; the teacher-forced stage runs once more on its own, same seed, for the guard's
     stage-1 candidates), then per arm the guarded calibration
@@ -247,8 +248,9 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             m = copy.deepcopy(base)
             t1 = time.perf_counter()
             opts = dict(opts)
+            fit_opts = dict(opts.pop("fit", {}))   # FitConfig fields of the guarded calibration
             cfg = FitConfig(calibration_rounds=int(opts.pop("rounds", FitConfig.calibration_rounds)),
-                            calibration_options=opts, progress=False, seed=seed)
+                            calibration_options=opts, progress=False, seed=seed, **fit_opts)
             cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target)
             rejected = cal["refinement_rejected"]
             fit_s = base_s + time.perf_counter() - t1
