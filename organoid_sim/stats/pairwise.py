@@ -103,7 +103,18 @@ def population_coupling(rec, bin_ms: float = 10.0) -> np.ndarray:
 
 
 def population_coupling_of_counts(counts) -> np.ndarray:
-    """:func:`population_coupling` of a ``[bins, N]`` count array (any binning)."""
+    """:func:`population_coupling` of a ``[bins, N]`` count array (any binning).
+
+    Parameters
+    ----------
+    counts : array-like
+        ``[bins, N]`` spike counts per bin (a bin of any width, in the caller's units).
+
+    Returns
+    -------
+    np.ndarray
+        Per-unit coupling, in [-1, 1] (NaN for a unit whose counts are constant).
+    """
     x = np.asarray(counts, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"counts must be a [bins, units] array, got shape {x.shape}")
