@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from ..tensor import binned_coordinates
 from ._common import concat_ranges, flag_units
 
-__all__ = ["correlation_matrix", "population_coupling", "population_coupling_of_counts", "sttc", "tiling_fraction", "cross_correlogram", "functional_connectivity",
+__all__ = ["correlation_matrix", "population_coupling", "population_coupling_of_counts", "sttc", "tiling_fraction",
+           "cross_correlogram", "functional_connectivity",
            "jitter"]
 
 
@@ -31,6 +32,14 @@ def _sparse_counts(rec, bin_ms: float, binary: bool):
     if binary:
         x.data[:] = 1
     return x, n_bins
+
+
+def _count_cov(rec, bin_ms: float, binary: bool) -> np.ndarray:
+    """``n_bins^2`` times the covariance matrix of the units' counts in ``bin_ms`` ms bins:
+    ``n * sum(xy) - sum(x) sum(y)``, an exact integer (no cancellation error for weak correlations)."""
+    x, n_bins = _sparse_counts(rec, bin_ms, binary)
+    s = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return n_bins * (x.T @ x).toarray().astype(np.int64) - np.outer(s, s)
 
 
 def correlation_matrix(rec, bin_ms: float = 10.0, binary: bool = False, warn: bool = True) -> np.ndarray:
@@ -60,11 +69,7 @@ def correlation_matrix(rec, bin_ms: float = 10.0, binary: bool = False, warn: bo
     """
     if rec.n_units == 0:
         return np.zeros((0, 0))
-    x, n_bins = _sparse_counts(rec, bin_ms, binary)
-    s = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
-    xtx = (x.T @ x).toarray().astype(np.int64)
-    # n * sum(xy) - sum(x) sum(y) is an exact integer: no cancellation error for weak correlations.
-    cov = n_bins * xtx - np.outer(s, s)
+    cov = _count_cov(rec, bin_ms, binary)
     var = np.diag(cov).astype(float)
     flag_units(rec, var <= 0, "correlation_matrix", "no spikes or constant counts (zero variance)", warn)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -97,9 +102,7 @@ def population_coupling(rec, bin_ms: float = 10.0) -> np.ndarray:
     """
     if rec.n_units == 0:
         return np.zeros(0)
-    x, n_bins = _sparse_counts(rec, bin_ms, False)
-    s = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
-    return _coupling_from_cov(n_bins * (x.T @ x).toarray().astype(np.int64) - np.outer(s, s))
+    return _coupling_from_cov(_count_cov(rec, bin_ms, False))
 
 
 def population_coupling_of_counts(counts) -> np.ndarray:
