@@ -214,16 +214,18 @@ def _lost_bits(model, counts, design, tf_metrics: dict, cfg: FitConfig, moved_de
     now = model.teacher_design(counts) if moved_depression else design
     final = validation_bits(model, counts, cfg.validation_fraction, design=now)
     lost = tf_metrics.get("best_val_bits", float("nan")) - final
+    cap = cfg.max_likelihood_loss
+    if cap is None:
+        return final, lost, None
+    if lost > cap:
+        return final, lost, f"more than max_likelihood_loss={cap}"
+    # a change of the depression can help the held-out end and cost the rest of the window
     lost_whole = tf_whole - validation_bits(model, counts, 1.0, design=now)
-    why, cap = None, cfg.max_likelihood_loss
-    if cap is not None and lost > cap:
-        why = f"more than max_likelihood_loss={cap}"
-    elif cap is not None and lost_whole > cap:
-        # a change of the depression can help the held-out end and cost the rest of the window
-        why = f"{lost_whole:.3f} bits/spike over the whole window, more than max_likelihood_loss={cap}"
-    elif cap is not None and final < tf_metrics.get("uncoupled_val_bits", float("-inf")):
-        why = f"below the uncoupled network's {tf_metrics['uncoupled_val_bits']:.3f}"
-    return final, lost, why
+    if lost_whole > cap:
+        return final, lost, f"{lost_whole:.3f} bits/spike over the whole window, more than max_likelihood_loss={cap}"
+    if final < tf_metrics.get("uncoupled_val_bits", float("-inf")):
+        return final, lost, f"below the uncoupled network's {tf_metrics['uncoupled_val_bits']:.3f}"
+    return final, lost, None
 
 
 def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
