@@ -4,16 +4,13 @@ free-running rate meets its target (rates counted independently with NumPy)."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from organoid_sim.fit.calibrate import calibrate_rates
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_self_check import _ground_truth  # noqa: E402
+from network_models import ground_truth as _ground_truth
 
 
 def _rates(model, seconds, seed):

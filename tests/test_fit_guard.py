@@ -17,6 +17,8 @@ from organoid_sim.fit import fit_network
 from organoid_sim.fit.teacher import fit_uncoupled, validation_bits
 from organoid_sim.models import SpikingNetworkModel
 
+from network_models import ground_truth
+
 
 def _poisson_recording(n: int = 6, duration: float = 60.0, seed: int = 0) -> SpikeRecording:
     rng = np.random.default_rng(seed)
@@ -43,7 +45,7 @@ def test_validation_bits_equal_scipy_poisson_on_the_last_part():
 
 
 def test_saturated_poisson_data_term_equals_scipy():
-    # the linked Poisson term sums log(y!) once; its value must still be the full log-likelihood
+    # the rate-capped (linked) Poisson term is the full log-likelihood, log(y!) included
     from organoid_sim.fit.teacher import data_term, network_link
 
     rec = _poisson_recording()
@@ -60,13 +62,7 @@ def test_saturated_poisson_data_term_equals_scipy():
 
 @pytest.mark.parametrize("max_loss", [0.0, None])
 def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_self_check import _ground_truth
-
-    rec = _ground_truth(n=6).simulate(60.0, seed=1)
+    rec = ground_truth(n=6).simulate(60.0, seed=1)
     m = SpikingNetworkModel(n_hidden=2, seed=0)
     # a large refinement step size: refinement loses the likelihood stage 1 found
     with warnings.catch_warnings(record=True) as caught:
