@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -324,3 +326,71 @@ def test_anchored_targets_are_the_session_where_measured_and_the_mean_of_model_a
         p_model = own.response_probability[(own.electrodes == e) & np.isclose(own.amplitudes, a)][0]
         want = np.where(np.isnan(mapped), p_model, 0.5 * p_model + 0.5 * mapped)
         np.testing.assert_allclose(targets.response_probability[n + g], want)
+
+
+def test_timing_stage_moves_the_time_constant_towards_a_slower_truth():
+    """A session made with a 4 ms input time constant (the prior says 2 ms): the response law is
+    searched first without latencies, then ``tau_ms`` alone with them; the check electrodes'
+    latencies come out closer to what the session measured, so the stage is kept, and ``tau_ms`` has
+    moved towards 4 ms. With ``separate_timing=False`` the record of the stage is absent."""
+    model, el = grid_model()
+    truth = dict(TRUE, tau_ms=4.0)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **truth)
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False,
+                                                      **{**truth, "tau_ms": 2.0})
+    res = calibrate(model, rec, params=("gain", "tau_ms"), max_evaluations=48, burn_in_s=0.5, progress=False,
+                    seed=0, neuron_gains=False, pair_gains=False, window=EARLY, n_trials=48)
+    stage = res.check["timing"]
+    assert stage["params"] == ["tau_ms"] and stage["kept"]
+    assert stage["check_after"]["latency_median_abs_err_ms"] < stage["check_before"]["latency_median_abs_err_ms"]
+    # 2 ms -> closer to 4 ms (whether the calibration as a whole beats the prior is judged after)
+    assert abs(np.log(stage["values"]["tau_ms"] / 4.0)) < 0.75 * np.log(2.0)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False,
+                                                      **{**truth, "tau_ms": 2.0})
+    joint = calibrate(model, rec, params=("gain", "tau_ms"), max_evaluations=48, burn_in_s=0.5, progress=False,
+                      seed=0, neuron_gains=False, pair_gains=False, window=EARLY, n_trials=48, separate_timing=False)
+    assert joint.check["timing"] is None
+
+
+def test_timing_stage_is_undone_when_the_check_cannot_see_latencies():
+    """The check electrodes evoke nothing (no position), so the check has no latency to improve:
+    the timing parameters go back to their values before the stage."""
+    model, el = grid_model()
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    held = check_split(ev, 0.25, seed=0)
+    xy = el.positions.copy()
+    xy[np.isin(el.ids, held)] = np.nan
+    model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **{**TRUE, "tau_ms": 4.0})
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **{**TRUE, "tau_ms": 2.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)          # whether the prior is kept at the end is not the point
+        res = calibrate(model, rec, params=("gain", "tau_ms"), max_evaluations=40, burn_in_s=0.5, progress=False,
+                        seed=0, neuron_gains=False, pair_gains=False, window=EARLY)
+    stage = res.check["timing"]
+    assert not stage["kept"] and stage["n_evaluations"] > 0
+    assert res.after["tau_ms"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_latency_standard_error_matches_the_spread_of_sample_medians():
+    """The check's latency tolerance is the median's distribution-free standard error: over repeated
+    samples of 128 exponential errors it matches the spread of the sample median within 25 %."""
+    from organoid_sim.stats import evoked_agreement
+    from organoid_sim.stimulation.calibrate import _latency_worse
+
+    rng = np.random.default_rng(0)
+    n = 128
+    meds = [np.median(rng.exponential(3.0, n)) for _ in range(2000)]
+
+    def figures():
+        lat = rng.exponential(3e-3, n)
+        return evoked_agreement(np.ones(n), np.zeros(n), np.ones(n), lat)
+
+    ses = [figures()["latency_median_abs_err_se_ms"] for _ in range(200)]
+    assert np.mean(ses) == pytest.approx(np.std(meds), rel=0.25)
+    prior = {"latency_median_abs_err_ms": 3.0, "latency_median_abs_err_se_ms": 0.3}
+    assert not _latency_worse({"latency_median_abs_err_ms": 3.2}, prior)
+    assert _latency_worse({"latency_median_abs_err_ms": 3.5}, prior)
+    assert not _latency_worse({"latency_median_abs_err_ms": None}, prior)

@@ -7,6 +7,8 @@ Stimulation events come from ``rec.stim`` (:class:`~organoid_sim.events.StimEven
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass
 
@@ -170,6 +172,19 @@ def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplit
 
 
 
+def _median_standard_error(x: np.ndarray):
+    """Distribution-free standard error of the median of ``x``: half the span of its order-statistic
+    68 % confidence interval (ranks ``n/2 -+ sqrt(n)/2``); None for fewer than 4 values."""
+    n = x.size
+    if n < 4:
+        return None
+    xs = np.sort(x)
+    half = math.sqrt(n) / 2.0
+    # 1-based ranks n/2 - sqrt(n)/2 and n/2 + sqrt(n)/2 + 1, as 0-based indices
+    lo, hi = max(int(round(n / 2.0 - half)) - 1, 0), min(int(round(n / 2.0 + half)), n - 1)
+    return round(float(xs[hi] - xs[lo]) / 2.0, 3)
+
+
 def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = RELIABLE_P) -> dict:
     """How well predicted evoked responses agree with reference ones, over (condition, unit) pairs.
 
@@ -187,8 +202,11 @@ def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = R
     dict
         ``response_probability_r`` (Pearson r over all pairs; NaN when either side is constant),
         ``latency_median_abs_err_ms`` (median |latency error| in ms over the reliable pairs the
-        prediction responds in; None when there are none), ``probability_mean_abs_err``, ``n_pairs``,
-        ``n_latency_pairs`` and ``latency_coverage`` (their share of the reliable pairs).
+        prediction responds in; None when there are none), ``latency_median_abs_err_se_ms`` (its
+        standard error in ms, distribution-free: half the span between the order statistics
+        ``n/2 -+ sqrt(n)/2`` of the errors, the median's 68 % confidence interval; None with fewer
+        than 4 pairs), ``probability_mean_abs_err``, ``n_pairs``, ``n_latency_pairs`` and
+        ``latency_coverage`` (their share of the reliable pairs).
     """
     p_ref, p_pred = np.ravel(p_ref).astype(float), np.ravel(p_pred).astype(float)
     l_ref, l_pred = np.ravel(lat_ref_s).astype(float), np.ravel(lat_pred_s).astype(float)
@@ -203,6 +221,7 @@ def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = R
     err = np.abs(l_pred[both] - l_ref[both]) * 1e3
     return {"response_probability_r": round(r, 4),
             "latency_median_abs_err_ms": round(float(np.median(err)), 3) if err.size else None,
+            "latency_median_abs_err_se_ms": _median_standard_error(err),
             "probability_mean_abs_err": round(float(np.mean(np.abs(p_pred[ok] - p_ref[ok]))), 4) if ok.any() else None,
             "n_pairs": int(ok.sum()), "n_latency_pairs": int(both.sum()),
             "latency_coverage": round(float(both.sum() / max(reliable.sum(), 1)), 3)}

@@ -21,6 +21,18 @@ each starting from a state of the model's own spontaneous activity, with the sam
 at every evaluation (common random numbers), so the objective is a smooth-enough function of the
 parameters for a derivative-free search.
 
+The search runs in two stages (``separate_timing=True``, the default). First the response law
+(every parameter but :data:`TIMING_PARAMS`) on the response probabilities alone
+(``latency_weight`` 0): how likely a pulse evokes spikes is what a session measures best. Then
+the timing parameters (``tau_ms``, ``direct_tau_ms``, ``velocity_um_per_ms``) on the full loss,
+with a quarter of the budget (:data:`TIMING_BUDGET`); this stage stays only when the session's
+held-out electrodes (``check_fraction``) get a lower median latency error from it and are not
+predicted worse otherwise (without a check it stays). Median latencies from a few pulses per condition are noisy, and a
+latency term searched together with the response law let the law trade latencies for
+probabilities on the fitted electrodes; the check keeps a timing change only where the session
+says the latencies are really off (responses carried by a slower network), and leaves the prior's
+timing where it already fits. ``separate_timing=False`` searches everything together.
+
 Then (``neuron_gains=True``) :func:`fit_neuron_gains` sets the per-neuron gains of the recorded
 units from their mean response probability to pulses on their own (nearby) electrodes, and
 (``pair_gains=True``) :func:`fit_pair_gains` sets a log-gain per electrode x recorded unit, in two
@@ -33,7 +45,7 @@ and network carry it to other amplitudes and pulse shapes.
 The held-out check (``check_fraction``) decides which of these stages stays: each pair stage when
 it predicts the session's held-out electrodes with no higher loss than the stage before and an r
 lower by no more than r's standard error; the calibration as a whole only when it predicts them no
-worse than the prior (loss and r).
+worse than the prior (loss, r, and a median latency error higher by no more than its standard error).
 """
 
 from __future__ import annotations
@@ -54,6 +66,10 @@ from ..stats.evoked import EVOKED_WINDOW
 #: calibration and the responses measured afterwards with the defaults count the same spikes
 WINDOW = EVOKED_WINDOW
 PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
+#: the parameters that set when evoked spikes come (ms, um/ms), searched after the response law
+#: (``separate_timing``), with a share of the budget (at least a minimum number of evaluations)
+TIMING_PARAMS = ("tau_ms", "direct_tau_ms", "velocity_um_per_ms")
+TIMING_BUDGET, TIMING_MIN_EVALUATIONS = 0.25, 12
 LATENCY_SCALE_S = 0.025
 #: phase durations are compared to this many decimals of a microsecond (1 ns)
 PHASE_DECIMALS = 3
@@ -440,7 +456,7 @@ def _figures(observed, predicted) -> dict:
 def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
               neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
-              coarse_factors=()) -> CalibrationResult:
+              coarse_factors=(), separate_timing: bool = True) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
@@ -450,7 +466,9 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     :func:`organoid_sim.stats.evoked_responses`); ``max_evaluations``: budget of the Nelder-Mead
     search; ``coarse_factors`` (e.g. ``(0.25, 4.0)``): first try each parameter multiplied by each
     factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
-    there. ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
+    there. ``separate_timing``: search the timing parameters (:data:`TIMING_PARAMS`) after the
+    response law, kept only when the held-out check's median latency error falls (module docstring;
+    the record is ``check["timing"]``). ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
     (:func:`fit_neuron_gains`). ``pair_gains``: then fit the electrode x unit ``pair_log_gain``
     (:func:`fit_pair_gains`, the stages ``"measured"`` then ``"anchored"`` of the module docstring);
     each stays unless the held-out check says it predicts the held-out electrodes worse than the
@@ -459,8 +477,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
-    predicts them worse (a higher :func:`response_loss` or a lower response-probability r) the
-    prior is kept (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted
+    predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or a
+    median latency error higher by more than the prior's standard error) the prior is kept (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted
     again on every stimulated electrode (check electrodes included) before the function returns.
     The figures go to ``model.provenance["evoked_check"]`` (saved with the model):
     response-probability r and median latency error on the session's own held-out pulses. 0 fits
@@ -489,9 +507,21 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     if len(check_events):
         check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events)
         check_prior = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
-    result = _search(model, observed, events, params, states=states, n_trials=n_trials, window=window,
-                     max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress,
-                     coarse_factors=tuple(coarse_factors))
+    law, timing = _split_timing(params) if separate_timing else (params, ())
+    n_timing = min(max(TIMING_MIN_EVALUATIONS, int(max_evaluations * TIMING_BUDGET)), max_evaluations // 2) if (
+        timing and law) else 0
+    result = _search(model, observed, events, law or timing, states=states, n_trials=n_trials, window=window,
+                     max_evaluations=max_evaluations - n_timing, latency_weight=0.0 if timing and law else
+                     latency_weight, seed=seed, progress=progress, coarse_factors=tuple(coarse_factors))
+    timing_stage = None
+    if n_timing and not result["interrupted"]:
+        result, timing_stage = _timing_stage(
+            model, observed, events, timing, result, check_obs if len(check_events) else None, check_events,
+            states=states, n_trials=n_trials, window=window, max_evaluations=n_timing,
+            latency_weight=latency_weight, seed=seed, progress=progress)
+    for key, pred_key in (("loss0", "pred0"), ("loss", "pred")):      # the full loss, latencies included
+        if result[pred_key] is not None:
+            result[key] = response_loss(observed, result[pred_key], latency_weight)
     if neuron_gains and not result["interrupted"]:
         pred = fit_neuron_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
         result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
@@ -513,17 +543,20 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
             result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     kept_prior, check = False, None
     if check_cal is not None and not result["interrupted"]:
-        kept_prior = _worse(check_cal, check_prior)
+        kept_prior = _worse(check_cal, check_prior) or _latency_worse(check_cal, check_prior)
         if kept_prior:
             coupling.load_state_dict(prior_state)
             warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
                           f"session worse than the prior (loss {check_cal['loss']:.4f} against "
                           f"{check_prior['loss']:.4f}, response-probability r {check_cal['response_probability_r']} "
-                          f"against {check_prior['response_probability_r']}): the prior is kept", stacklevel=2)
+                          f"against {check_prior['response_probability_r']}, median latency error "
+                          f"{check_cal['latency_median_abs_err_ms']} against {check_prior['latency_median_abs_err_ms']} "
+                          "ms): the prior is kept", stacklevel=2)
         check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
                  "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                  "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
-                 **check_stages, "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"}
+                 **check_stages, "timing": timing_stage, "pair_gains": pairs,
+                 "kept": "prior" if kept_prior else "calibrated"}
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
@@ -576,6 +609,53 @@ def _fit_pairs(model, observed, events, anchored: bool, *, states, n_trials, win
     fit_pair_gains(model, observed, events, states=states, n_trials=n_trials, window=window, seed=seed)
 
 
+def _split_timing(params) -> tuple[tuple, tuple]:
+    """``params`` as (response-law parameters, :data:`TIMING_PARAMS`), each in the given order."""
+    return tuple(p for p in params if p not in TIMING_PARAMS), tuple(p for p in params if p in TIMING_PARAMS)
+
+
+def _timing_stage(model, observed, events, timing, law_result, check_obs, check_events, *, states, n_trials, window,
+                  max_evaluations, latency_weight, seed, progress):
+    """The timing parameters' search (:func:`_search` with the full loss, latencies included) after the
+    response law's. Kept when the session's held-out check predicts the latencies better than before it
+    (a lower median latency error) and not worse otherwise (:func:`_worse`, r within its standard
+    error); without a check, kept. Returns the search result to go on with and the stage's record."""
+    coupling = model.stim_coupling
+    saved = {p: getattr(coupling, "log_" + p).detach().clone() for p in timing}
+    fig = (lambda: _check_figures(model, check_obs, check_events, states, n_trials, window, seed,  # noqa: E731
+                                  latency_weight)) if check_obs is not None else (lambda: None)
+    before = fig()
+    res = _search(model, observed, events, timing, states=states, n_trials=n_trials, window=window,
+                  max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress)
+    after = fig()
+    kept = not res["interrupted"] and (before is None or (
+        _latency_lower(after, before) and not _worse(after, before, r_tolerance=_r_standard_error(before))))
+    record = {"params": list(timing), "kept": bool(kept), "n_evaluations": int(res["n"]),
+              "values": {p: float(torch.exp(getattr(coupling, "log_" + p).detach())) for p in timing},
+              "check_before": before, "check_after": after}
+    if not kept:
+        with torch.no_grad():
+            for p, v in saved.items():
+                getattr(coupling, "log_" + p).copy_(v)
+        return {**law_result, "n": law_result["n"] + res["n"], "interrupted": res["interrupted"]}, record
+    return {**law_result, "pred": res["pred"], "n": law_result["n"] + res["n"]}, record
+
+
+def _latency_lower(calibrated: dict, before: dict) -> bool:
+    """True when ``calibrated``'s median latency error (ms) is lower than ``before``'s (False where undefined)."""
+    a, b = calibrated.get("latency_median_abs_err_ms"), before.get("latency_median_abs_err_ms")
+    return a is not None and b is not None and np.isfinite(a) and np.isfinite(b) and a < b
+
+
+def _latency_worse(calibrated: dict, prior: dict) -> bool:
+    """True when ``calibrated``'s median latency error (ms) exceeds ``prior``'s by more than the
+    prior's standard error (``latency_median_abs_err_se_ms``; False where either is undefined)."""
+    a, b = calibrated.get("latency_median_abs_err_ms"), prior.get("latency_median_abs_err_ms")
+    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+        return False
+    return a > b + (prior.get("latency_median_abs_err_se_ms") or 0.0)
+
+
 def _worse(calibrated: dict, prior: dict, r_tolerance: float = 0.0) -> bool:
     """True when the calibrated check figures are worse than the prior's: a higher loss, or a
     response-probability r lower by more than ``r_tolerance`` (the loss weighs every pair alike and
@@ -614,7 +694,8 @@ def _search(model, observed, events, params, *, states, n_trials, window, max_ev
             for v, xi in zip(logs, x):
                 v.fill_(float(xi))
 
-    best = {"loss": np.inf, "x": x0.copy(), "pred": None, "n": 0, "loss0": float("nan"), "interrupted": False}
+    best = {"loss": np.inf, "x": x0.copy(), "pred": None, "pred0": None, "n": 0, "loss0": float("nan"),
+            "interrupted": False}
     bar = tqdm(total=max_evaluations, disable=not progress, desc="calibrate", unit="eval")
 
     def objective(x) -> float:
@@ -622,6 +703,8 @@ def _search(model, observed, events, params, *, states, n_trials, window, max_ev
         pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed,
                                         states=states)
         loss = response_loss(observed, pred, latency_weight)
+        if best["pred0"] is None:
+            best["pred0"] = pred
         if loss < best["loss"]:
             best.update(loss=loss, x=np.array(x, float), pred=pred)
         best["n"] += 1
