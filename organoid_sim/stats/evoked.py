@@ -8,7 +8,6 @@ Stimulation events come from ``rec.stim`` (:class:`~organoid_sim.events.StimEven
 from __future__ import annotations
 
 import math
-
 import warnings
 from dataclasses import dataclass
 

@@ -27,9 +27,9 @@ The search runs in two stages (``separate_timing=True``, the default). First the
 the timing parameters (``tau_ms``, ``direct_tau_ms``, ``velocity_um_per_ms``) on the full loss,
 with a quarter of the budget (:data:`TIMING_BUDGET`); this stage stays only when the session's
 held-out electrodes (``check_fraction``) get a lower median latency error from it and are not
-predicted worse otherwise (without a check it stays). Median latencies from a few pulses per condition are noisy, and a
-latency term searched together with the response law let the law trade latencies for
-probabilities on the fitted electrodes; the check keeps a timing change only where the session
+predicted worse otherwise (without a check it stays). Median latencies from a few pulses per
+condition are noisy, and a latency term searched together with the response law let the law trade
+latencies for probabilities on the fitted electrodes; the check keeps a timing change only where the session
 says the latencies are really off (responses carried by a slower network), and leaves the prior's
 timing where it already fits. ``separate_timing=False`` searches everything together.
 
@@ -478,8 +478,9 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
     predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or a
-    median latency error higher by more than the prior's standard error) the prior is kept (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted
-    again on every stimulated electrode (check electrodes included) before the function returns.
+    median latency error higher by more than the prior's standard error) the prior is kept
+    (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted again on
+    every stimulated electrode (check electrodes included) before the function returns.
     The figures go to ``model.provenance["evoked_check"]`` (saved with the model):
     response-probability r and median latency error on the session's own held-out pulses. 0 fits
     on every electrode and checks nothing.
@@ -641,19 +642,23 @@ def _timing_stage(model, observed, events, timing, law_result, check_obs, check_
     return {**law_result, "pred": res["pred"], "n": law_result["n"] + res["n"]}, record
 
 
+def _latency_change(calibrated: dict, before: dict):
+    """``calibrated``'s median latency error minus ``before``'s (ms); None where either is undefined."""
+    a, b = calibrated.get("latency_median_abs_err_ms"), before.get("latency_median_abs_err_ms")
+    return a - b if a is not None and b is not None and np.isfinite(a) and np.isfinite(b) else None
+
+
 def _latency_lower(calibrated: dict, before: dict) -> bool:
     """True when ``calibrated``'s median latency error (ms) is lower than ``before``'s (False where undefined)."""
-    a, b = calibrated.get("latency_median_abs_err_ms"), before.get("latency_median_abs_err_ms")
-    return a is not None and b is not None and np.isfinite(a) and np.isfinite(b) and a < b
+    d = _latency_change(calibrated, before)
+    return d is not None and d < 0
 
 
 def _latency_worse(calibrated: dict, prior: dict) -> bool:
     """True when ``calibrated``'s median latency error (ms) exceeds ``prior``'s by more than the
     prior's standard error (``latency_median_abs_err_se_ms``; False where either is undefined)."""
-    a, b = calibrated.get("latency_median_abs_err_ms"), prior.get("latency_median_abs_err_ms")
-    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
-        return False
-    return a > b + (prior.get("latency_median_abs_err_se_ms") or 0.0)
+    d = _latency_change(calibrated, prior)
+    return d is not None and d > (prior.get("latency_median_abs_err_se_ms") or 0.0)
 
 
 def _worse(calibrated: dict, prior: dict, r_tolerance: float = 0.0) -> bool:
