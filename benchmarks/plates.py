@@ -221,10 +221,11 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     import organoid_sim
     from organoid_sim.evaluation import _figures, judge_evaluation
     from organoid_sim.fit import FitConfig, calibrate_with_guard
-    from organoid_sim.fit.calibrate import burst_target
+    from organoid_sim.fit.calibrate import RECENT_FRACTION, burst_target
     from organoid_sim.fit.self_check import capped_fraction, in_sample_check
     from organoid_sim.models import SpikingNetworkModel
     from organoid_sim.models.network import DEFAULT_N_HIDDEN
+    from organoid_sim.stats import detect_bursts
 
     _init_worker()
     rec = organoid_sim.load(path, well=well)
@@ -242,7 +243,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
         after_tf = tf.state_dict()
         counts = base.observation.prepare(base._binned(train))
         design = base.teacher_design(counts)
-        target = burst_target(train)
+        detected = detect_bursts(train)
         out = {"plate": Path(path).name, "well": well, "n_units": rec.n_units, "arms": {}}
         for name, opts in arms.items():
             m = copy.deepcopy(base)
@@ -251,6 +252,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             fit_opts = dict(opts.pop("fit", {}))   # FitConfig fields of the guarded calibration
             cfg = FitConfig(calibration_rounds=int(opts.pop("rounds", FitConfig.calibration_rounds)),
                             calibration_options=opts, progress=False, seed=seed, **fit_opts)
+            target = burst_target(train, detected, recent_fraction=float(opts.get("recent_fraction", RECENT_FRACTION)))
             cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target)
             rejected = cal["refinement_rejected"]
             fit_s = base_s + time.perf_counter() - t1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from organoid_sim.fit.calibrate import calibrate_rates
@@ -73,3 +74,49 @@ def test_burst_calibration_restores_burst_rate_and_duration_of_a_known_network()
     rates = _rates(bad, 300.0, 7)
     ref = rec.spike_counts / rec.duration
     assert np.median(np.abs(rates - ref) / ref) < 0.15
+
+
+def test_recent_rates_are_the_rates_of_the_window_end():
+    """``recent_rates`` against spikes counted by NumPy in the last part of a recording whose
+    units change rate halfway."""
+    from organoid_sim import SpikeRecording
+    from organoid_sim.fit.calibrate import recent_rates
+
+    rng = np.random.default_rng(3)
+    trains = [np.sort(np.concatenate([rng.uniform(0, 50, rng.poisson(50 * r0)), rng.uniform(50, 100, rng.poisson(50 * r1))]))
+              for r0, r1 in ((2.0, 6.0), (5.0, 1.0), (3.0, 3.0))]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=100.0)
+    counts = rec.to_tensor(bin_ms=5.0).float()
+    for frac in (1.0, 0.5, 0.25):
+        cut = 100.0 * (1.0 - frac)
+        expected = [np.sum(t >= cut) / (100.0 - cut) for t in trains]
+        np.testing.assert_allclose(recent_rates(counts, 5.0, frac), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="recent_fraction"):
+        recent_rates(counts, 5.0, 0.0)
+
+
+def test_burst_target_of_the_window_end_counts_its_own_bursts():
+    """Known network bursts, 5 short ones (40 ms) in the first half and 15 long ones (120 ms) in
+    the second: the recent target has the second half's rate and duration, the whole-window
+    target both halves', and a recent part with too few bursts falls back to the whole window."""
+    from organoid_sim import SpikeRecording
+    from organoid_sim.fit.calibrate import MIN_TARGET_BURSTS, burst_target
+
+    rng = np.random.default_rng(4)
+    n_units, duration = 16, 200.0
+    trains = [list(rng.uniform(0, duration, rng.poisson(0.2 * duration))) for _ in range(n_units)]
+    starts = np.concatenate([np.linspace(10, 90, 5), np.linspace(105, 195, 15)])
+    lengths = np.where(starts < 100, 0.04, 0.12)
+    for s, d in zip(starts, lengths):
+        for u in range(n_units):
+            trains[u] += list(s + np.linspace(0.0, d, 6))
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=duration, sort=True)
+    whole, recent = burst_target(rec), burst_target(rec, recent_fraction=0.5)
+    assert whole.n_bursts == 20 and whole.rate_hz == pytest.approx(20 / duration)
+    assert recent.n_bursts == 15 and recent.rate_hz == pytest.approx(15 / 100.0)
+    # a background spike within the detector's ISI_N window may lengthen a burst, nothing more
+    assert 0.12 <= recent.median_duration_s <= 0.12 + recent.params["max_isi_n"]
+    assert whole.params == recent.params          # one detector for both
+    # the last 5 % (10 s) hold fewer than MIN_TARGET_BURSTS bursts: the whole window's target
+    assert np.sum(starts >= 190.0) < MIN_TARGET_BURSTS
+    assert burst_target(rec, recent_fraction=0.05) == whole

@@ -71,3 +71,28 @@ def test_recovered_network_passes_and_the_check_is_saved(truth, tmp_path):
     assert check["missed"] == [] and check["capped_bin_fraction"] is not None
     m.save(tmp_path / "net")
     assert load_model(tmp_path / "net").provenance["self_check"] == check
+
+
+def test_a_drift_in_the_window_is_told_apart_by_the_recent_figures(truth):
+    """A window whose last third comes from a network 3x slower: that network misses the
+    whole-window rate bar, and its figures against the last third (what it generated) are within
+    it; the warning and the table give both."""
+    from organoid_sim import SpikeRecording
+
+    gt, rec = truth
+    slow = copy.deepcopy(gt)
+    with torch.no_grad():
+        slow.bias -= slow.delta_u * math.log(3.0)
+    end = slow.simulate(100.0, seed=5, t_start=200.0, n_parallel=8, burn_in_s=5.0)
+    first = rec.time_slice(0.0, 200.0)
+    trains = [np.concatenate([a, b]) for a, b in zip(first.spike_times, end.spike_times)]
+    drift = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=300.0, sort=True)
+    check = in_sample_check(slow, drift, seed=2, recent_fraction=1 / 3)
+    assert not check["passed"]["rate_median_rel_err"]
+    ref = end.spike_counts / end.duration   # independent count of the last third's rates
+    got = _median_rate_error(slow, end, 2)
+    assert np.all(ref > 0) and got < 0.15
+    assert check["recent"]["figures"]["rate_median_rel_err"] < 0.15
+    assert "last 33 %, the calibration's target: median rate error" in describe_misses(check)
+    assert "last 33 %" in table(check).splitlines()[0]
+    assert "recent" not in in_sample_check(slow, drift, seed=2)

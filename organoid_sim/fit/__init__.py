@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..stats import compare, detect_bursts
-from .calibrate import burst_target, calibrate_rates
+from .calibrate import RECENT_FRACTION, burst_target, calibrate_rates
 from .checkpoint import Checkpointer
 from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, RESTART_SEED_STRIDE,
                      SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
@@ -48,7 +48,8 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
     3. ``calibration_rounds`` of rate and burst calibration: long no-gradient simulations, biases
        moved so each unit's simulated rate meets its recorded rate and, when the recording has
        network bursts, the depression's ``U`` and recovery time constant moved so the network burst
-       rate and median burst duration meet the recording's
+       rate and median burst duration meet the recording's (those of the whole window, or with
+       ``calibration_options={"recent_fraction": f}`` those of its last fraction ``f``)
        (:func:`organoid_sim.fit.calibrate.calibrate_rates`, ``calibration_options``: its other
        arguments; ``burst_gain=0`` calibrates the rates only).
 
@@ -104,6 +105,7 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
     ckpt = Checkpointer(cfg.checkpoint_dir)
     counts = model.observation.prepare(model.binned(recording, device=model.torch_device()))
     t0 = time.perf_counter()
+    recent = float((cfg.calibration_options or {}).get("recent_fraction", RECENT_FRACTION))  # calibration's target part
     # refinement and calibration leave the time constants and U alone, so one design serves all stages
     design = model.teacher_design(counts)
     metrics = fit_teacher_forced(model, counts, validation_fraction=cfg.validation_fraction,
@@ -120,14 +122,15 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
                   else None)
         if cfg.refine_steps > 0 and refine is None:
             metrics["refine_skipped"] = "uncoupled"
-        bursts = burst_target(recording, detected) if cfg.calibration_rounds > 0 else None
+        bursts = burst_target(recording, detected, recent_fraction=recent) if cfg.calibration_rounds > 0 else None
         metrics.update(_best_of_restarts(model, recording, counts, design, metrics, after_tf, cfg, refine, ckpt,
                                          bursts))
     metrics["fit_s"] = time.perf_counter() - t0
     model.provenance["metrics"] = metrics
     if cfg.self_check:
         t3 = time.perf_counter()
-        model.provenance["self_check"] = in_sample_check(model, recording, seed=cfg.seed + SELF_CHECK_SEED_OFFSET)
+        model.provenance["self_check"] = in_sample_check(model, recording, seed=cfg.seed + SELF_CHECK_SEED_OFFSET,
+                                                         recent_fraction=recent if cfg.calibration_rounds > 0 else None)
         metrics["self_check_s"] = time.perf_counter() - t3
         warn_if_missed(model.provenance["self_check"], stacklevel=4)
     return model
