@@ -55,7 +55,7 @@ class BurstTarget:
     log_duration_sd: float = 0.0
 
 
-def burst_target(recording, bursts=None, recent_fraction: float = 1.0) -> BurstTarget | None:
+def burst_target(recording, bursts=None, recent_fraction: float = RECENT_FRACTION) -> BurstTarget | None:
     """The :class:`BurstTarget` of ``recording`` (its detector with the default rule), or None when
     it has fewer than :data:`MIN_TARGET_BURSTS` network bursts.
 
@@ -70,7 +70,8 @@ def burst_target(recording, bursts=None, recent_fraction: float = 1.0) -> BurstT
     bursts : NetworkBursts, optional
         ``detect_bursts(recording)`` when the caller already has it.
     recent_fraction : float
-        Last part of the window (a fraction of its duration) that sets the target.
+        Last part of the window (a fraction of its duration) that sets the target (default
+        :data:`RECENT_FRACTION`, as :func:`calibrate_rates`).
 
     Returns
     -------

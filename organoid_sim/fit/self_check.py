@@ -224,13 +224,13 @@ def table(check: dict) -> str:
         check's ``recent`` figures, a column of the values against the window's last part).
     """
     recent = check.get("recent")
-    extra = f"{'last ' + format(100 * recent['fraction'], '.0f') + ' %':>12}" if recent else ""
-    rows = [f"{'in-sample bar':<20}{'value':>10}{'bar':>10}  result{extra}"]
+    extra = f"{'last ' + format(100 * recent['fraction'], '.0f') + ' %':>10}" if recent else ""
+    rows = [f"{'in-sample bar':<20}{'value':>10}{'bar':>10}  {'result':<6}{extra}".rstrip()]
     for b in IN_SAMPLE_BARS:
         lim = f"{100 * b.limit:.0f} %" if b.kind == "abs_max" else f">= {b.limit:.2f}"
         ok = "pass" if check["passed"][b.figure] else "MISS"
         more = f"{_value(b, recent['figures'].get(b.figure, float('nan'))):>10}" if recent else ""
-        rows.append(f"{b.label:<20}{_value(b, check['figures'].get(b.figure, float('nan'))):>10}{lim:>10}  {ok:<6}{more}")
+        rows.append(f"{b.label:<20}{_value(b, check['figures'].get(b.figure, float('nan'))):>10}{lim:>10}  {ok:<6}{more}".rstrip())
     cf = check.get("capped_bin_fraction")
     if cf is not None:
         rows.append(f"{'capped bins':<20}{100 * cf:>9.3f}%")
