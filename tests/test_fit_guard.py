@@ -60,6 +60,24 @@ def test_saturated_poisson_data_term_equals_scipy():
     assert ll == pytest.approx(poisson.logpmf(counts.double().numpy(), np.exp(eta)).sum(), rel=1e-5)
 
 
+def test_data_term_stays_exact_when_the_parameters_move():
+    # log(y!) is computed once per data term: every later evaluation must still be scipy's log-pmf
+    from organoid_sim.fit.teacher import data_term, network_link
+
+    rec = _poisson_recording(seed=3)
+    m = SpikingNetworkModel(n_hidden=0, seed=0, max_rate_hz=20.0)
+    m.attach_recording(rec)
+    counts = m.binned(rec, device=m.torch_device())
+    X = m.teacher_design(counts)
+    ll_fn = data_term(X, counts, m.observation, network_link(m))
+    for shift in (0.0, 1.5, -0.7):
+        with torch.no_grad():
+            m.bias.add_(shift)
+            ll = float(ll_fn(*m.teacher_readout()))
+            eta = m.teacher_eta(X).double().numpy()
+        assert ll == pytest.approx(poisson.logpmf(counts.double().numpy(), np.exp(eta)).sum(), rel=1e-5)
+
+
 @pytest.mark.parametrize("max_loss", [0.0, None])
 def test_guard_undoes_stages_that_cost_held_out_likelihood(max_loss):
     rec = ground_truth(n=6).simulate(60.0, seed=1)

@@ -57,7 +57,8 @@ def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     if observation.name == "poisson" and link is None:
         return _poisson_data_term(X, y)
     link = link or (lambda e: e)
-    return lambda A, c: observation.log_likelihood(y, link(X @ A + c))
+    lg = observation.log_factorial(y)  # once, not per evaluation (lgamma was a tenth of a fit)
+    return lambda A, c: observation.log_likelihood(y, link(X @ A + c), log_factorial=lg)
 
 
 def network_link(model):
@@ -121,6 +122,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
         ll0_va = float(observation.null_log_likelihood(y_va)) if len(y_va) else 0.0
     ll_tr = data_term(X_tr, y_tr, observation, link)
     link = link or (lambda e: e)
+    lg_va = observation.log_factorial(y_va)
 
     def objective() -> torch.Tensor:
         return -ll_tr(*readout()) / n_tr + penalty()
@@ -129,7 +131,8 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
         A, c = readout()
         out = {"train_bits": bits_per_spike(float(ll_tr(A, c)), ll0_tr, n_tr), "val_bits": float("nan")}
         if len(y_va) and n_va > 0:
-            out["val_bits"] = bits_per_spike(float(observation.log_likelihood(y_va, link(X_va @ A + c))), ll0_va, n_va)
+            out["val_bits"] = bits_per_spike(float(observation.log_likelihood(y_va, link(X_va @ A + c), lg_va)), ll0_va,
+                                             n_va)
         return out
 
     return lbfgs_early_stopping(module, params, objective, metrics, max_epochs=max_epochs,

@@ -55,9 +55,18 @@ class PoissonObservation:
         """Observed counts as this model sees them (unchanged for Poisson)."""
         return counts
 
-    def log_likelihood(self, counts: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
-        """Summed log-likelihood (nats) of ``counts`` given ``eta = log(expected count)``; same shapes."""
-        return (counts * eta - torch.exp(eta) - torch.lgamma(counts + 1.0)).sum()
+    def log_likelihood(self, counts: torch.Tensor, eta: torch.Tensor,
+                       log_factorial: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed log-likelihood (nats) of ``counts`` given ``eta = log(expected count)``; same shapes.
+        ``log_factorial``: ``log_factorial(counts)`` when the caller evaluates the same counts many
+        times (it does not depend on ``eta``)."""
+        lg = self.log_factorial(counts) if log_factorial is None else log_factorial
+        return (counts * eta - torch.exp(eta) - lg).sum()
+
+    def log_factorial(self, counts: torch.Tensor) -> torch.Tensor:
+        """The ``eta``-free part of :meth:`log_likelihood`, ``log(counts!)`` per entry (0 for
+        Bernoulli), for callers that evaluate the same counts many times."""
+        return torch.lgamma(counts + 1.0)
 
     def null_eta(self, counts: torch.Tensor) -> torch.Tensor:
         """``[1, N]`` maximum-likelihood ``eta`` of a homogeneous model of ``counts`` ``[T, N]``:
@@ -102,11 +111,17 @@ class BernoulliObservation(PoissonObservation):
         """Counts clipped to 0/1 (a bin holds at most one spike under this model)."""
         return counts.clamp(max=1.0)
 
-    def log_likelihood(self, counts: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
-        """Summed Bernoulli log-likelihood (nats) with ``p = 1 - exp(-exp(eta))``."""
+    def log_likelihood(self, counts: torch.Tensor, eta: torch.Tensor,
+                       log_factorial: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed Bernoulli log-likelihood (nats) with ``p = 1 - exp(-exp(eta))`` (``log_factorial``
+        is accepted for the Poisson signature and unused: 0/1 counts have none)."""
         mu = torch.exp(eta)
         log_p = torch.log(-torch.expm1(-mu.clamp_min(1e-12)))
         return (counts * log_p - (1.0 - counts) * mu).sum()
+
+    def log_factorial(self, counts: torch.Tensor) -> None:
+        """None: a Bernoulli likelihood has no ``eta``-free term."""
+        return None
 
     def null_eta(self, counts: torch.Tensor) -> torch.Tensor:
         """``[1, N]`` maximum-likelihood ``eta`` of a homogeneous Bernoulli model of ``counts``
