@@ -57,7 +57,7 @@ def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     if observation.name == "poisson" and link is None:
         return _poisson_data_term(X, y)
     link = link or (lambda e: e)
-    lg = observation.log_factorial(y)  # once, not per evaluation (lgamma was a tenth of a fit)
+    lg = observation.log_factorial(y)  # once, not per evaluation (lgamma was a tenth of the teacher-forced stage)
     return lambda A, c: observation.log_likelihood(y, link(X @ A + c), log_factorial=lg)
 
 

@@ -64,7 +64,7 @@ class PoissonObservation:
         return (counts * eta - torch.exp(eta) - lg).sum()
 
     def log_factorial(self, counts: torch.Tensor) -> torch.Tensor:
-        """The ``eta``-free part of :meth:`log_likelihood`, ``log(counts!)`` per entry (0 for
+        """The ``eta``-free part of :meth:`log_likelihood`, ``log(counts!)`` per entry (None for
         Bernoulli), for callers that evaluate the same counts many times."""
         return torch.lgamma(counts + 1.0)
 
