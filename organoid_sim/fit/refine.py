@@ -3,10 +3,14 @@
 The network runs without teacher forcing: ``batch`` trajectories of ``window_s`` seconds,
 continued from one iteration to the next (truncated backpropagation through time, so the chains
 stay at the network's own stationary regime). Spikes are sampled exactly; gradients pass through
-the samples with the model's surrogate (:mod:`organoid_sim.nn.surrogate`). The loss compares
-differentiable summary statistics of the recorded units (:mod:`organoid_sim.fit.summary`) with
-the same statistics of the data; all parameters move, including the hidden neurons' (which have
-no data of their own) and the depression/adaptation time constants that shape the bursts.
+the samples with the model's surrogate (:mod:`organoid_sim.nn.surrogate`) and back through the
+steps by the hand-written adjoint of :func:`organoid_sim.nn.free_run.free_run` (autograd's
+gradients at a fraction of its cost on networks this small). The loss compares differentiable
+summary statistics of the recorded units (:mod:`organoid_sim.fit.summary`) with the same
+statistics of the data; weights, biases, thresholds, adaptation strengths and escape noise move,
+the hidden neurons' included (they have no data of their own); the time constants and ``U`` stay
+(the teacher-forced likelihood anchor's design depends on them; calibration moves ``U`` and the
+recovery time constant).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
-from ..nn.neurons import lif_step
+from ..nn.free_run import free_run
 from .config import (CHECKPOINT_EVERY, GRAD_CLIP_NORM, LOSS_SMOOTHING, MIN_BEST_STEP, REFINE_BURN_IN_SEED_OFFSET,
                      REFINE_NOISE_SEED_OFFSET, RefineConfig)
 from .summary import data_windows, loss_weights, stats_loss, summary_stats
@@ -98,7 +102,8 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
     try:
         for it in bar:
             u = torch.rand((L, c.batch, model.n_neurons), generator=gen, device=model.torch_device())
-            st, spikes = _free_run(model, state, u)
+            st, spikes = free_run(model.step_params(), state, u, model.observation, model.surrogate,
+                                  model.n_recorded)
             sim = summary_stats(spikes, dt, c.bin_ms, c.n_lags, **stat_kw)
             loss, parts = stats_loss(sim, target, c.weights)
             if anchor is not None:
@@ -154,19 +159,6 @@ def _likelihood_anchor(model, counts: torch.Tensor, validation_fraction: float, 
     with torch.no_grad():
         ll_start = float(ll_fn(*model.teacher_readout()))
     return ll_fn, ll_start, n_spk
-
-
-def _free_run(model, state, u: torch.Tensor):
-    """``len(u)`` differentiable steps from ``state`` with the uniform numbers ``u``
-    (``[L, batch, n_neurons]``); returns the last state and the recorded neurons' spikes
-    ``[L, batch, n_recorded]``."""
-    p = model.step_params()
-    out = []
-    st = state
-    for k in range(len(u)):
-        st, _ = lif_step(p, st, None, u[k], model.observation, model.surrogate)
-        out.append(st.s[:, :model.n_recorded])
-    return st, torch.stack(out)
 
 
 def _smoothed(smooth: dict | None, parts: dict) -> dict:
