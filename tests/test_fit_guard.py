@@ -145,3 +145,36 @@ def test_an_uncoupled_culture_skips_refinement():
                     calibration_rounds=0, progress=False, seed=0)
     met = m.provenance["metrics"]
     assert met["uncoupled"] and met["refine_skipped"] == "uncoupled" and "refine_s" not in met
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_guard_undoes_a_calibration_that_leaves_the_network_running_away(guarded):
+    from organoid_sim.fit import FitConfig, calibrate_with_guard
+
+    rec = ground_truth(n=6).simulate(60.0, seed=1)
+    m = SpikingNetworkModel(n_hidden=0, seed=0)
+    fit_network(m, rec, max_epochs=5, refine_steps=0, calibration_rounds=0, self_check=False, progress=False, seed=0)
+    after_tf = {k: v.clone() for k, v in m.state_dict().items()}
+    counts = m.binned(rec, device=m.torch_device())
+    design = m.teacher_design(counts)
+    with torch.no_grad():
+        m.bias.add_(4.0)     # a "refined" network far above threshold: it runs at its rate cap
+    # a likelihood tolerance nothing can exceed, and a calibration that measures but cannot move
+    # the biases: only the free-running criterion can undo the run-away candidate
+    cfg = FitConfig(calibration_rounds=1, calibration_options={"gain": 0.0, "unit_gain": 0.0},
+                    max_likelihood_loss=1e9 if guarded else None, progress=False)
+    tf = {"best_val_bits": m.provenance["metrics"]["best_val_bits"]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        met = calibrate_with_guard(m, counts, design, tf, after_tf, 0, cfg)
+    sim = m.simulate(120.0, seed=2)
+    recorded = np.asarray([len(t) for t in rec.spike_times]) / rec.duration
+    simulated = np.asarray([len(t) for t in sim.spike_times]) / sim.duration
+    median_err = float(np.median(np.abs(simulated - recorded) / recorded))
+    if guarded:
+        assert met["refinement_rejected"]
+        assert any("free-running rates stayed" in str(w.message) for w in caught)
+        assert median_err < 1.0
+    else:   # without a guard the run-away candidate stays, and it is one
+        assert not met["refinement_rejected"]
+        assert median_err > 1.0

@@ -19,8 +19,8 @@ import torch
 from ..stats import compare, detect_bursts
 from .calibrate import RECENT_FRACTION, burst_target, calibrate_rates
 from .checkpoint import Checkpointer
-from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, RESTART_SEED_STRIDE,
-                     SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
+from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, MAX_CALIBRATED_RATE_ERR,
+                     RESTART_SEED_STRIDE, SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
 from .refine import refine_free_running
 from .self_check import in_sample_check, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
@@ -60,7 +60,10 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
 
     Guard: when stages 2-3 lower the teacher-forced held-out figure (stage 1's early-stopping part)
     by more than ``max_likelihood_loss`` bits/spike, or below the uncoupled null's
-    (``metrics["uncoupled_val_bits"]``), they are undone: the model keeps the stage-1
+    (``metrics["uncoupled_val_bits"]``), or leave the calibration's own free-running simulations
+    with a median rate error above :data:`~organoid_sim.fit.config.MAX_CALIBRATED_RATE_ERR`
+    (a network that runs away or falls silent, which the likelihood cannot see), they are undone
+    (see :func:`calibrate_with_guard` for the candidates tried in turn): the model keeps the stage-1
     parameters, ``metrics["refinement_rejected"]`` says so and ``metrics["rejected_val_bits"]`` keeps
     the figure of the undone parameters (a culture without network
     structure gives refinement nothing to fit and only costs likelihood). ``None`` disables it.
@@ -231,12 +234,24 @@ def _lost_bits(model, counts, design, tf_metrics: dict, cfg: FitConfig, moved_de
     return final, lost, None
 
 
+def _unusable_free_run(cal: dict) -> str | None:
+    """Why a calibrated candidate is not kept whatever its likelihood, or None: its calibration's
+    own simulations ended with a median rate error above :data:`MAX_CALIBRATED_RATE_ERR` (a
+    free-running network that runs away or falls silent)."""
+    err = cal.get("calibration_median_rel_err")
+    if err is None or not err > MAX_CALIBRATED_RATE_ERR:
+        return None
+    return (f"its free-running rates stayed {100 * err:.0f} % off after calibration, more than "
+            f"{100 * MAX_CALIBRATED_RATE_ERR:.0f} %")
+
+
 def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
                          bursts=None) -> dict:
     """Stage 3 (``cfg.calibration_rounds`` of rate and, towards ``bursts``, burst calibration) on the
     refined ``model``, then the likelihood guard of :func:`fit_network`, trying in turn: the refined
     parameters calibrated with the burst target, then with the rates alone, then the stage-1
-    parameters ``after_tf`` calibrated the same two ways; the first that the guard accepts is kept
+    parameters ``after_tf`` calibrated the same two ways; the first that the guard accepts (its
+    likelihood figures and its calibration's free-running rates, see :func:`fit_network`) is kept
     (``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
     ``metrics["refinement_rejected"]`` when it starts from stage 1). When the guard accepts none,
     the model keeps the stage-1 parameters uncalibrated, as without stage 3.
@@ -287,20 +302,22 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
             if vf <= 0:
                 return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
             final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
+            if cfg.max_likelihood_loss is not None:
+                why = why or _unusable_free_run(cal)
             first = first or (final, lost, why)
             if why is None:
                 if start != "refined":
-                    warnings.warn(f"free-running refinement cost {first[1]:.3f} bits/spike of held-out teacher-forced "
-                                  f"likelihood ({first[2]}): keeping the teacher-forced parameters, calibrated",
-                                  RuntimeWarning, stacklevel=5)
+                    warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} bits/spike of "
+                                  "held-out teacher-forced likelihood): keeping the teacher-forced parameters, "
+                                  "calibrated", RuntimeWarning, stacklevel=5)
                 return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
                         "refinement_rejected": start != "refined",
                         "burst_calibration_rejected": bursts is not None and target is None,
                         **({"burst_rejected_val_bits": first[0]} if target is None and bursts is not None else {}),
                         **({"rejected_val_bits": first[0]} if start != "refined" else {})}
     final, lost, why = first
-    warnings.warn(f"free-running refinement and rate calibration cost {lost:.3f} bits/spike of held-out "
-                  f"teacher-forced likelihood ({why}): keeping the teacher-forced parameters",
+    warnings.warn(f"free-running refinement and rate calibration were undone ({why}; they cost {lost:.3f} "
+                  "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced parameters",
                   RuntimeWarning, stacklevel=5)
     model.load_state_dict(after_tf)
     return {"final_val_bits": validation_bits(model, counts, vf, design=design), "refinement_rejected": True,

@@ -36,6 +36,10 @@ MIN_BEST_STEP = 3
 SELF_CHECK_SEED_OFFSET = 11
 #: refinement: a checkpoint every this many steps
 CHECKPOINT_EVERY = 10
+#: likelihood guard: a calibrated candidate whose calibration simulations ended with a median rate
+#: error above this (a fraction: 1 = rates off by 2x) is not kept whatever its likelihood: its
+#: free-running network ran away or fell silent, which the teacher-forced likelihood cannot see
+MAX_CALIBRATED_RATE_ERR = 1.0
 
 
 @dataclass(frozen=True)
