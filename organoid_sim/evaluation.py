@@ -171,7 +171,10 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     Returns
     -------
     EvaluationReport
-        One row per estimator plus ``"recording"`` (the fitting part judged against the held-out part).
+        One row per estimator plus ``"recording"`` (the fitting part judged against the held-out part);
+        ``settings["fit_metrics"]`` holds each fitted estimator's scalar fit figures (its
+        ``provenance["metrics"]``: stage timings in s, held-out teacher-forced bits/spike, the
+        likelihood guard's decisions).
     """
     from tqdm.auto import tqdm
 
@@ -183,7 +186,7 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
                          f"of {recording!r}")
     sim_s = sim_factor * held.duration
     estimators = _estimators(models, seed, network_options, glm_options, fit_options, device, progress)
-    rows, timings, notes, in_row = {}, {}, [], None
+    rows, timings, notes, in_row, fit_figures = {}, {}, [], None, {}
     bar = tqdm(total=2 * len(estimators), desc="evaluate", unit="stage", disable=not progress)
     for name, model in estimators.items():
         bar.set_postfix_str(f"fitting {name}")
@@ -211,6 +214,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
         if sim.n_spikes == 0:
             notes.append(f"{name}: the free-running simulation fell silent")
         fit_metrics = getattr(model, "provenance", {}).get("metrics", {})
+        if fit_metrics:   # the scalar figures of the fit (its stages, timings, the guard's decisions)
+            fit_figures[name] = {k: v for k, v in fit_metrics.items() if isinstance(v, (bool, int, float, str))}
         if fit_metrics.get("uncoupled"):
             notes.append(f"{name}: coupling did not predict the fitting window's held-out end better "
                          f"({fit_metrics['coupled_val_bits']:.3f} against {fit_metrics['uncoupled_val_bits']:.3f} "
@@ -225,5 +230,5 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
         rows["in_sample"] = in_row
     settings = {"split": split, "seed": seed, "sim_factor": sim_factor, "fit_window_s": [train.t_start, train.t_stop],
                 "held_out_window_s": [held.t_start, held.t_stop], "source": recording.metadata.get("source"),
-                "well": recording.metadata.get("well")}
+                "well": recording.metadata.get("well"), "fit_metrics": fit_figures}
     return EvaluationReport(rows=rows, timings=timings, notes=notes, settings=settings)
