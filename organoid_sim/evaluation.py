@@ -90,8 +90,11 @@ def judge_evaluation(result: dict) -> dict:
     -------
     dict with ``held_out`` (bar -> bool: ``bits_per_spike`` > 0 and >= the GLM's, then
     :func:`held_out_bars` against the ``"recording"`` floor), ``passed`` (every held-out bar),
-    ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`) and
-    ``in_sample_passed``.
+    ``recording_held_out`` (bar -> bool: the recording's own first part against its held-out part,
+    judged by the absolute bars alone; where it misses one, the culture drifted past that bar
+    and the network can meet it only by being no worse than the drift) and, with an
+    ``"in_sample"`` row, ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`)
+    and ``in_sample_passed``.
     """
     net = result["network"]
     bits = net.get("bits_per_spike", float("nan"))
@@ -99,6 +102,8 @@ def judge_evaluation(result: dict) -> dict:
     held = {"bits_per_spike": bool(math.isfinite(bits) and bits > 0 and not bits < glm_bits)}
     held.update(judge(net, held_out_bars(), floor=result.get("recording")))
     out = {"held_out": held, "passed": all(held.values())}
+    if "recording" in result:
+        out["recording_held_out"] = judge(result["recording"], held_out_bars())
     if "in_sample" in result:
         ins = judge(result["in_sample"])
         out.update(in_sample=ins, in_sample_passed=all(ins.values()))

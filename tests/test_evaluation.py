@@ -38,6 +38,10 @@ def test_evaluate_rows_and_figures(network_recording):
     assert d["network"]["bits_per_spike"] > 0 and d["glm"]["bits_per_spike"] > 0
     assert math.isnan(d["recording"]["bits_per_spike"])
     assert -1.0 <= d["recording"]["rate_r"] <= 1.0
+    # the network's fit figures travel with the report: its stages took part of the timed fit
+    fm = d["settings"]["fit_metrics"]["network"]
+    assert 0 < fm["teacher_forced_s"] <= fm["fit_s"] <= d["timings_s"]["network_fit"]
+    assert fm["best_val_bits"] > 0 and isinstance(fm["refinement_rejected"], bool)
     json.loads(rep.to_json())
     assert "network" in str(rep)
 
@@ -91,3 +95,20 @@ def test_network_fits_and_simulates_on_cuda(network_recording):
     assert m.bias.device.type == "cuda"
     a, b = m.simulate(5.0, seed=3), m.simulate(5.0, seed=3)
     assert a == b and np.isfinite(m.score(network_recording))
+
+
+def test_judge_evaluation_tells_the_cultures_own_drift_apart():
+    from organoid_sim.evaluation import judge_evaluation
+
+    steady = {"rate_r": 0.97, "rate_median_rel_err": 0.08, "burst_rate_rel_err": -0.1, "burst_duration_rel_err": 0.05,
+              "corr_matrix_r": 0.9}
+    drifted = {**steady, "rate_median_rel_err": 0.45, "corr_matrix_r": 0.6}   # past the 20 % and 0.7 bars
+    net = {**steady, "bits_per_spike": 2.0, "rate_median_rel_err": 0.40, "corr_matrix_r": 0.65}
+    out = judge_evaluation({"network": net, "glm": {"bits_per_spike": 1.0}, "recording": drifted})
+    assert out["recording_held_out"] == {"rate_r": True, "rate_median_rel_err": False, "burst_rate_rel_err": True,
+                                         "burst_duration_rel_err": True, "corr_matrix_r": False}
+    # no worse than the culture's own drift (40 % against 45 %, r 0.65 against 0.6): met
+    assert out["held_out"]["rate_median_rel_err"] and out["held_out"]["corr_matrix_r"] and out["passed"]
+    out = judge_evaluation({"network": net, "glm": {"bits_per_spike": 1.0}, "recording": steady})
+    assert all(out["recording_held_out"].values())
+    assert not out["held_out"]["rate_median_rel_err"] and not out["held_out"]["corr_matrix_r"] and not out["passed"]
