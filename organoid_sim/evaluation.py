@@ -24,6 +24,7 @@ from .jsonable import finite_or_none
 from .recording import SpikeRecording
 from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
+from .models.base import DEFAULT_DT_MS
 from .models.network import DEFAULT_N_HIDDEN
 from .stats import compare
 
@@ -122,9 +123,10 @@ def _estimators(models, seed: int, network_options, glm_options, fit_options, de
         return dict(models)
     net = {"seed": seed, "n_hidden": DEFAULT_N_HIDDEN, **(network_options or {})}
     fit = {SpikingNetworkModel.legacy_fit_names.get(k, k): v for k, v in (fit_options or {}).items()}
+    dt = net.get("dt_ms", DEFAULT_DT_MS)   # the baselines score the same bins as the network
     defaults = {
-        "poisson": lambda: PoissonModel(dt_ms=net.get("dt_ms", 5.0)),
-        "glm": lambda: CoupledGLM(**{"progress": progress, "device": device, **(glm_options or {})}),
+        "poisson": lambda: PoissonModel(dt_ms=dt),
+        "glm": lambda: CoupledGLM(**{"progress": progress, "device": device, "dt_ms": dt, **(glm_options or {})}),
         "network": lambda: SpikingNetworkModel(**{"fit_seed": seed, "device": device, "progress": progress,
                                                   **net, **fit}),
     }

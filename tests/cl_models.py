@@ -25,7 +25,8 @@ def ground_truth(seed: int = 0):
     trains = [np.sort(rng.uniform(0, 60, rng.poisson(60 * r))) for r in rng.uniform(2, 8, len(CHANNELS))]
     rec = SpikeRecording.from_spike_times(trains, t_stop=60.0, electrode_ids=CHANNELS,
                                           positions=_positions(CHANNELS))
-    model = SpikingNetworkModel(seed=seed, n_hidden=0)
+    # 5 ms = 125 frames a step: the stream tests read in blocks on step bounds
+    model = SpikingNetworkModel(seed=seed, n_hidden=0, dt_ms=5.0)
     model.attach_recording(rec)
     with torch.no_grad():
         w = torch.zeros_like(model.weight)
@@ -42,9 +43,9 @@ def fitted(seed: int = 0, duration_s: float = 60.0):
     rec = ground_truth(seed).simulate(duration_s, seed=seed + 1)
     opts = dict(max_epochs=5, refine_steps=0, calibration_rounds=1, progress=False)
     try:  # fit options as constructor parameters (newer releases)
-        model = SpikingNetworkModel(seed=seed, n_hidden=4, **opts)   # hidden neurons: on no channel
+        model = SpikingNetworkModel(seed=seed, n_hidden=4, dt_ms=5.0, **opts)   # hidden neurons: on no channel
     except TypeError:  # releases where they are arguments of fit()
-        model = SpikingNetworkModel(seed=seed, n_hidden=4)
+        model = SpikingNetworkModel(seed=seed, n_hidden=4, dt_ms=5.0)
         return model.fit(rec, **opts)
     return model.fit(rec)
 

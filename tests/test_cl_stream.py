@@ -129,3 +129,17 @@ def test_frames_hold_waveforms_over_the_noise_floor(model_dir):
     assert np.all(frames[np.minimum(sf + TROUGH_FRAMES, FPS - 1), sc] * UV_PER_UNIT < -30.0)
     snip = s.signal.snippet_uv(int(sf[0]), int(sc[0]))
     assert snip.shape == (75,) and np.argmin(snip) == 25 + TROUGH_FRAMES
+
+
+def test_a_step_of_no_whole_frames_runs_at_the_nearest_step_that_is(tmp_path):
+    from organoid_sim.models import SpikingNetworkModel
+
+    model = SpikingNetworkModel(seed=0, n_hidden=0, dt_ms=2.5)     # 62.5 frames at 25 kHz
+    model.attach_recording(ground_truth(0).simulate(5.0, seed=1))
+    model.save(tmp_path / "m")
+    stream = ModelStream(tmp_path / "m", seed=0)
+    assert stream.dt_adjusted and stream.frames_per_step == 63 and stream.spec.dt_ms == pytest.approx(2.52)
+    assert stream.dt_s * FPS == pytest.approx(63)
+    with pytest.raises(ValueError, match="not a whole number of 25 kHz frames"):
+        ModelStream(tmp_path / "m", seed=0, dt_ms=2.5)    # asked for explicitly: refused, as before
+    assert not ModelStream(tmp_path / "m", seed=0, dt_ms=2.0).dt_adjusted

@@ -4,8 +4,8 @@
 needs no cl-sdk: ``read(from_frame, n_frames)`` returns the int16 frames and the ``(frame,
 channel)`` spikes of that window, ``add_pulses(...)`` hands it committed stimulation pulses.
 
-Time: frame ``f`` (25 kHz) is model time ``f / 25000`` s; model step ``k`` (``dt_ms``, 5 ms by
-default = 125 frames) covers frames ``[k F, (k + 1) F)``. The model is advanced step by step with
+Time: frame ``f`` (25 kHz) is model time ``f / 25000`` s; model step ``k`` (``dt_ms``, by default
+the model's, 2.52 ms = 63 frames for a 2.5 ms model) covers frames ``[k F, (k + 1) F)``. The model is advanced step by step with
 the torch-free engine (:class:`organoid_sim.engine.Simulator`, state carried over) only as far as a
 read needs (a spike's waveform starts at its timestamp, :mod:`.signal`), and pulses reach it through its fitted stimulus coupling (:mod:`organoid_sim.engine.stimulus`:
 membrane input and directly evoked spikes, the inputs ``model.stimulate`` gives for the same pulses).
@@ -77,7 +77,10 @@ class ModelStream:
     seed : seed of the network's noise, the spike frames and the signal noise.
     channel_map : optional ``{electrode_id: channel}`` (see :mod:`organoid_sim.cl.channels`).
     noise_uv, spike_uv : noise standard deviation and spike amplitude (uV), see :mod:`.signal`.
-    dt_ms : model step (ms); default the model's. ``dt_ms * 25`` must be a whole number of frames.
+    dt_ms : model step (ms); ``dt_ms * 25`` must be a whole number of frames. Default: the model's,
+        or where that is not a whole number of frames (2.5 ms: 62.5) the nearest step that is (2.52 ms):
+        the model's parameters are in continuous time, so it runs at that step with the same rates
+        and time constants (``dt_adjusted`` then says so).
     """
 
     def __init__(self, model_dir, seed: int = 0, channel_map: Mapping | None = None, noise_uv: float = 2.5,
@@ -85,6 +88,10 @@ class ModelStream:
         model_dir = Path(model_dir)
         self.spec = load_network(model_dir, dt_ms=dt_ms)
         fps_step = self.spec.dt_ms * FPS / 1000.0
+        self.dt_adjusted = dt_ms is None and abs(fps_step - round(fps_step)) > 1e-6
+        if self.dt_adjusted:   # the model's own step is not whole frames: the nearest step that is
+            fps_step = max(1, int(fps_step + 0.5))   # half frames up: 62.5 -> 63
+            self.spec = load_network(model_dir, dt_ms=fps_step * 1000.0 / FPS)
         if abs(fps_step - round(fps_step)) > 1e-6 or round(fps_step) < 1:
             raise ValueError(f"{model_dir}: model step {self.spec.dt_ms} ms is not a whole number of 25 kHz "
                              f"frames (pass dt_ms= a multiple of 0.04 ms)")

@@ -23,6 +23,12 @@ def _hidden_default() -> int:
     return DEFAULT_N_HIDDEN
 
 
+def _dt_default() -> float:
+    from ..models.base import DEFAULT_DT_MS
+
+    return DEFAULT_DT_MS
+
+
 def register(subparsers) -> None:
     """Add the ``fit``, ``simulate`` and ``evaluate`` commands."""
     f = subparsers.add_parser("fit", help="fit a spiking network model to a recording",
@@ -43,7 +49,7 @@ def register(subparsers) -> None:
                    help=f"number of hidden neurons (default {hidden})")
     _add_trim_argument(f)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
-    f.add_argument("--dt-ms", type=number(low=0), default=5.0, help="time step in ms (default 5)")
+    f.add_argument("--dt-ms", type=number(low=0), default=_dt_default(), help=f"time step in ms (default {_dt_default():g})")
     f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=d.max_epochs,
                    help=f"teacher-forced L-BFGS epochs (default {d.max_epochs})")
     f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=d.refine_steps,

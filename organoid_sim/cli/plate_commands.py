@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                    help="also fit on 75 %% and judge on the rest (organoid_sim.evaluate) and check the fidelity bars")
     p.add_argument("--hidden", type=int, default=None,
                    help="hidden neurons per network (default: SpikingNetworkModel's, as 'organoid-sim fit')")
-    p.add_argument("--dt-ms", type=float, default=5.0, help="time step in ms (default 5)")
+    p.add_argument("--dt-ms", type=float, default=None,
+                   help="time step in ms (default: SpikingNetworkModel's, as 'organoid-sim fit')")
     p.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
     p.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
     p.add_argument("--restarts", type=int, default=1, help="refinement restarts (default 1)")
@@ -81,8 +82,9 @@ def run_fit_plate(args) -> int:
     results = fit_many(args.paths, args.out, client=client, wells=args.wells, workers=args.workers, seed=args.seed,
                        derive_seeds=args.derive_seeds, evaluate=args.evaluate,
                        figures=None if args.no_figures else well_figures, progress=not args.no_progress,
-                       dt_ms=args.dt_ms, max_epochs=args.max_epochs, refine_steps=args.refine_steps,
-                       restarts=args.restarts, **({} if args.hidden is None else {"n_hidden": args.hidden}))
+                       max_epochs=args.max_epochs, refine_steps=args.refine_steps, restarts=args.restarts,
+                       **({} if args.hidden is None else {"n_hidden": args.hidden}),
+                       **({} if args.dt_ms is None else {"dt_ms": args.dt_ms}))
     page = plate_overview(results, Path(args.out) / "plate.html")
     failed = [r for r in results if r.get("status") != "ok"]
     skipped = sum(bool(r.get("skipped")) for r in results)

@@ -27,6 +27,13 @@ from ..nn.observation import bits_per_spike
 from ..nn.serialization import load_tensors, save_tensors
 from ..recording import Electrodes, SpikeRecording
 
+#: time step (ms) of every estimator unless asked otherwise (the network, the GLM, the Poisson
+#: model's scoring bins; ``evaluate`` and the CLI): one step, so their bits/spike are on the same
+#: bins. 2.5 ms was chosen over 5 ms for the network on tune wells (docs/models.md, "A 2.5 ms
+#: step"): its free-running simulations reproduce their fitting windows more often, at twice the
+#: fitting time.
+DEFAULT_DT_MS = 2.5
+
 __all__ = ["ModelBase", "load_model", "bits_per_spike", "file_sha256", "ModelFileError"]
 
 

@@ -30,7 +30,7 @@ from ..fit.checkpoint import Checkpointer
 from ..fit.teacher import fit_linear_predictor
 from ..nn.observation import get_observation, saturated_bins
 from ..recording import SpikeRecording
-from .base import ModelBase, counts_to_recording, layout_of
+from .base import DEFAULT_DT_MS, ModelBase, counts_to_recording, layout_of
 
 __all__ = ["CoupledGLM", "raised_cosine_basis"]
 
@@ -82,7 +82,7 @@ class CoupledGLM(ModelBase, nn.Module):
 
     fit_options = ("max_epochs", "validation_fraction", "progress", "device", "checkpoint_dir")
 
-    def __init__(self, *, dt_ms: float = 5.0, history_ms: float = 200.0, n_basis: int = 8,
+    def __init__(self, *, dt_ms: float = DEFAULT_DT_MS, history_ms: float = 200.0, n_basis: int = 8,
                  observation: str = "poisson", l2: float = 1e-3, l1: float = 0.0, max_epochs: int = 20,
                  validation_fraction: float = 0.1, max_count: int = 4, progress: bool = True, device=None,
                  checkpoint_dir=None) -> None:

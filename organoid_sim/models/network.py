@@ -37,7 +37,8 @@ from ..nn.observation import get_observation, saturated_bins
 from ..nn.stim_coupling import StimulusCoupling
 from ..nn.surrogate import get_surrogate
 from ..recording import SpikeRecording
-from .base import ModelBase, add_event_counts, counts_to_recording, electrodes_from_layout, layout_of
+from .base import (DEFAULT_DT_MS, ModelBase, add_event_counts, counts_to_recording, electrodes_from_layout,
+                   layout_of)
 
 __all__ = ["SpikingNetworkModel"]
 
@@ -112,7 +113,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                    "checkpoint_dir", "fit_seed", "device", "progress", "calibration_options", "self_check")
     legacy_fit_names = {"seed": "fit_seed"}
 
-    def __init__(self, *, n_hidden: int = DEFAULT_N_HIDDEN, dt_ms: float = 5.0, tau_mem_ms: float = 5.0,
+    def __init__(self, *, n_hidden: int = DEFAULT_N_HIDDEN, dt_ms: float = DEFAULT_DT_MS, tau_mem_ms: float = 5.0,
                  tau_syn_ms=(3.0, 20.0, 100.0), tau_adapt_ms: float = 1000.0, beta: float = 0.05,
                  tau_rec_ms: float = 300.0, use: float = 0.5, delta_u: float = 0.3,
                  observation: str = "poisson", surrogate: Any = "fast_sigmoid", dale: bool = False,

@@ -9,7 +9,8 @@ import torch
 
 from ..nn.observation import PoissonObservation
 from ..recording import SpikeRecording
-from .base import ModelBase, electrodes_from_layout, layout_of, positions_from_layout, unit_ids_from_layout
+from .base import (DEFAULT_DT_MS, ModelBase, electrodes_from_layout, layout_of, positions_from_layout,
+                   unit_ids_from_layout)
 
 __all__ = ["PoissonModel"]
 
@@ -20,7 +21,7 @@ class PoissonModel(ModelBase):
     ``dt_ms`` is only the bin used by :meth:`score`; simulation is exact in continuous time.
     """
 
-    def __init__(self, *, dt_ms: float = 5.0) -> None:
+    def __init__(self, *, dt_ms: float = DEFAULT_DT_MS) -> None:
         if dt_ms <= 0:
             raise ValueError(f"dt_ms must be positive milliseconds, got {dt_ms}")
         self._store_params(locals())
