@@ -17,16 +17,11 @@ def _add_trim_argument(p) -> None:
                         "fires)")
 
 
-def _hidden_default() -> int:
-    from ..models.network import DEFAULT_N_HIDDEN
+def _model_defaults() -> tuple[int, float]:
+    """The estimator's hidden neurons and step (ms), imported only when the parser is built."""
+    from ..models.network import DEFAULT_DT_MS, DEFAULT_N_HIDDEN
 
-    return DEFAULT_N_HIDDEN
-
-
-def _dt_default() -> float:
-    from ..models.base import DEFAULT_DT_MS
-
-    return DEFAULT_DT_MS
+    return DEFAULT_N_HIDDEN, DEFAULT_DT_MS
 
 
 def register(subparsers) -> None:
@@ -41,7 +36,7 @@ def register(subparsers) -> None:
     f.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
     add_selection_arguments(f)
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the saved model")
-    hidden = _hidden_default()
+    hidden, dt_ms = _model_defaults()
     from ..fit.config import FitConfig   # the API's defaults, so that the command fits what fit() does
 
     d = FitConfig()
@@ -49,7 +44,7 @@ def register(subparsers) -> None:
                    help=f"number of hidden neurons (default {hidden})")
     _add_trim_argument(f)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
-    f.add_argument("--dt-ms", type=number(low=0), default=_dt_default(), help=f"time step in ms (default {_dt_default():g})")
+    f.add_argument("--dt-ms", type=number(low=0), default=dt_ms, help=f"time step in ms (default {dt_ms:g})")
     f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=d.max_epochs,
                    help=f"teacher-forced L-BFGS epochs (default {d.max_epochs})")
     f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=d.refine_steps,
