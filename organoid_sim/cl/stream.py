@@ -5,8 +5,8 @@ needs no cl-sdk: ``read(from_frame, n_frames)`` returns the int16 frames and the
 channel)`` spikes of that window, ``add_pulses(...)`` hands it committed stimulation pulses.
 
 Time: frame ``f`` (25 kHz) is model time ``f / 25000`` s; model step ``k`` (``dt_ms``, by default
-the model's, 2.52 ms = 63 frames for a 2.5 ms model) covers frames ``[k F, (k + 1) F)``. The model is advanced step by step with
-the torch-free engine (:class:`organoid_sim.engine.Simulator`, state carried over) only as far as a
+the model's, 2.52 ms = 63 frames for a 2.5 ms model) covers frames ``[k F, (k + 1) F)``. The model
+is advanced step by step with the torch-free engine (:class:`organoid_sim.engine.Simulator`, state carried over) only as far as a
 read needs (a spike's waveform starts at its timestamp, :mod:`.signal`), and pulses reach it through its fitted stimulus coupling (:mod:`organoid_sim.engine.stimulus`:
 membrane input and directly evoked spikes, the inputs ``model.stimulate`` gives for the same pulses).
 

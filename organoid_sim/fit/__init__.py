@@ -307,9 +307,9 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
             first = first or (final, lost, why)
             if why is None:
                 if start != "refined":
-                    warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} bits/spike of "
-                                  "held-out teacher-forced likelihood): keeping the teacher-forced parameters, "
-                                  "calibrated", RuntimeWarning, stacklevel=5)
+                    warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} "
+                                  "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced "
+                                  "parameters, calibrated", RuntimeWarning, stacklevel=5)
                 return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
                         "refinement_rejected": start != "refined",
                         "burst_calibration_rejected": bursts is not None and target is None,

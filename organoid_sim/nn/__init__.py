@@ -20,6 +20,6 @@ from .serialization import load_tensors, save_tensors
 from .stim_coupling import StimulusCoupling
 from .surrogate import ATan, FastSigmoid, StraightThrough, Triangle, get_surrogate
 
-__all__ = ["NetworkState", "StepParams", "lif_step", "free_run", "saturate", "PoissonObservation", "BernoulliObservation",
-           "bits_per_spike", "get_observation", "load_tensors", "save_tensors", "StimulusCoupling", "ATan",
-           "FastSigmoid", "StraightThrough", "Triangle", "get_surrogate"]
+__all__ = ["NetworkState", "StepParams", "lif_step", "free_run", "saturate", "PoissonObservation",
+           "BernoulliObservation", "bits_per_spike", "get_observation", "load_tensors", "save_tensors",
+           "StimulusCoupling", "ATan", "FastSigmoid", "StraightThrough", "Triangle", "get_surrogate"]

@@ -91,7 +91,8 @@ class _FreeRun(torch.autograd.Function):
         Wm = torch.stack([q.w for q in states[1:]])       # [L, B, n]
         Ip = torch.stack([q.I for q in states[:-1]])      # [L, K, B, n] synaptic currents before each step
         ctx.save_for_backward(S, X, A, Wm, Ip, uniform, *args)
-        ctx.p, ctx.observation, ctx.spike_fn, ctx.n_out, ctx.present = p, observation, spike_fn, n_out, present
+        ctx.log_r0_dt, ctx.alpha_m = p.log_r0_dt, p.alpha_m    # the constants; the tensors are saved above
+        ctx.observation, ctx.spike_fn, ctx.n_out, ctx.present = observation, spike_fn, n_out, present
         ctx.mark_non_differentiable(st.w, st.I, st.a, st.x, st.s)
         return st.w, st.I, st.a, st.x, st.s, S[1:, :, :n_out].clone()
 
@@ -100,16 +101,16 @@ class _FreeRun(torch.autograd.Function):
         S, X, A, Wm, Ip, U, *args = ctx.saved_tensors
         it = iter(args)
         q = {name: (next(it) if here else None) for name, here in zip(_PARAMS, ctx.present)}
-        p, n_out = ctx.p, ctx.n_out
+        n_out = ctx.n_out
         L, B, n = Wm.shape
         S_prev, X_prev = S[:-1], X[:-1]
         z = q["bias"] + Wm - q["theta"] - q["beta"] * A[1:]
-        D, D_max = _spike_derivatives(p.log_r0_dt + z * q["inv_delta_u"], q["eta_max"], U, ctx.observation,
+        D, D_max = _spike_derivatives(ctx.log_r0_dt + z * q["inv_delta_u"], q["eta_max"], U, ctx.observation,
                                       ctx.spike_fn)
         E = torch.exp(S_prev * q["log1m_u"])              # E_t, t = 1..L
         G = torch.zeros(L, B, n, dtype=Wm.dtype, device=Wm.device)
         G[:, :, :n_out] = g_spikes
-        lam_s, lam_w, lam_a, lam_I, lam_x = _adjoint(G, D * q["inv_delta_u"], S, X, E, q, p.alpha_m)
+        lam_s, lam_w, lam_a, lam_I, lam_x = _adjoint(G, D * q["inv_delta_u"], S, X, E, q, ctx.alpha_m)
         dz = lam_s * D * q["inv_delta_u"]
         e = X_prev * S_prev
         grads = {
