@@ -18,14 +18,16 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..engine.trajectory import run_adjoint, run_recorded
 from ..nn.free_run import free_run
 from .config import (CHECKPOINT_EVERY, GRAD_CLIP_NORM, LOSS_SMOOTHING, MIN_BEST_STEP, REFINE_BURN_IN_SEED_OFFSET,
                      REFINE_NOISE_SEED_OFFSET, RefineConfig)
 from .summary import data_windows, loss_weights, stats_loss, summary_stats
-from .teacher import data_term, network_link, split_index
+from .teacher import network_term, split_index
 
 __all__ = ["refine_free_running"]
 
@@ -103,11 +105,11 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
         for it in bar:
             u = torch.rand((L, c.batch, model.n_neurons), generator=gen, device=model.torch_device())
             st, spikes = free_run(model.step_params(), state, u, model.observation, model.surrogate,
-                                  model.n_recorded)
+                                  model.n_recorded, loops=CompiledLoops)
             sim = summary_stats(spikes, dt, c.bin_ms, c.n_lags, **stat_kw)
             loss, parts = stats_loss(sim, target, c.weights)
             if anchor is not None:
-                lost = (anchor[1] - anchor[0](*model.teacher_readout())) / anchor[2]
+                lost = (anchor[1] - anchor[0]()) / anchor[2]
                 loss = loss + c.likelihood_weight * lost
                 parts["nll_increase"] = float(lost.detach())
             opt.zero_grad()
@@ -138,6 +140,56 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
             **{f"refine_{k}": v for k, v in parts.items()}}
 
 
+class CompiledLoops:
+    """The two loops over time of :func:`~organoid_sim.nn.free_run.free_run` by the compiled ones
+    of :mod:`organoid_sim.engine.trajectory` (CPU tensors; None elsewhere, so the torch loops
+    run). Same states and gradients as the torch loops up to the arrays' rounding."""
+
+    @staticmethod
+    def forward(p, state, uniform: torch.Tensor, observation):
+        """``(S, X, A, Wm, Ip, I_last)`` of ``len(uniform)`` steps from ``state`` (see ``free_run``)."""
+        if uniform.device.type != "cpu":
+            return None
+        L, B, n = uniform.shape
+        K = p.weight.shape[0]
+        S, X, A = (uniform.new_empty((L + 1, B, n)) for _ in range(3))
+        Wm, Ip = uniform.new_empty((L, B, n)), uniform.new_empty((L, K, B, n))
+        sat = p.eta_max is not None
+        v = _vectors(uniform.dtype, n)
+        I_last = run_recorded(_array(p.weight, uniform.dtype), _array(p.alpha_syn, uniform.dtype).reshape(-1),
+                              float(p.alpha_m), v(p.alpha_a), v(p.alpha_rec), v(p.log1m_u), v(p.theta), v(p.beta),
+                              v(p.bias), v(p.inv_delta_u), float(p.log_r0_dt), v(p.eta_max if sat else 0.0), sat,
+                              int(observation.max_count), observation.name == "bernoulli",
+                              *(_array(getattr(state, k), uniform.dtype) for k in ("I", "w", "a", "x", "s")),
+                              uniform.numpy(), S.numpy(), X.numpy(), A.numpy(), Wm.numpy(), Ip.numpy())
+        return S, X, A, Wm, Ip, torch.from_numpy(I_last).to(uniform.dtype)
+
+    @staticmethod
+    def adjoint(G, Dz, S, X, E, q: dict, alpha_m: float):
+        """``lambda_s, lambda_w, lambda_a, lambda_I, lambda_x`` (stacked over steps) of the recursion."""
+        if G.device.type != "cpu":
+            return None
+        L, B, n = G.shape
+        W = q["weight"]
+        lams = [G.new_empty((L, B, n)) for _ in range(3)]
+        lam_I, lam_x = G.new_empty((L, W.shape[0], B, n)), G.new_empty((L, B, n))
+        v = _vectors(G.dtype, n)
+        run_adjoint(*(_array(t, G.dtype) for t in (G, Dz, S, X, E, W)), _array(q["alpha_syn"], G.dtype).reshape(-1),
+                    float(alpha_m), v(q["alpha_a"]), v(q["alpha_rec"]), v(q["log1m_u"]), v(q["theta"]), v(q["beta"]),
+                    *(t.numpy() for t in lams), lam_I.numpy(), lam_x.numpy())
+        return (*lams, lam_I, lam_x)
+
+
+def _array(t: torch.Tensor, dtype) -> np.ndarray:
+    """A contiguous NumPy view (or copy) of ``t`` in ``dtype``, cut from autograd."""
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+def _vectors(dtype, n: int):
+    """``v(t) -> [n]`` array: a per-neuron parameter (tensor or scalar, broadcast to ``n``)."""
+    return lambda t: _array(torch.as_tensor(t).expand(n), dtype)
+
+
 def _stat_options(c: RefineConfig, dt: float, L: int) -> dict:
     """Keywords of :func:`summary_stats` for the burst persistence: the data's ISI_N window
     ``(s, N)`` turned into ``(steps, spikes)``; none without a detector, with a zero weight, or
@@ -149,15 +201,15 @@ def _stat_options(c: RefineConfig, dt: float, L: int) -> dict:
 
 
 def _likelihood_anchor(model, counts: torch.Tensor, validation_fraction: float, design: torch.Tensor | None):
-    """``(log-likelihood function of the readout, its value now, spikes)`` of the teacher-forced
-    likelihood on the bins before the held-out part."""
+    """``(log-likelihood of the current parameters, a function, its value now, spikes)`` of the
+    teacher-forced likelihood on the bins before the held-out part."""
     cut = split_index(counts.shape[0], validation_fraction)
     X = model.teacher_design(counts) if design is None else design
-    X, y = X[:cut], counts[:cut]
-    ll_fn = data_term(X, y, model.observation, network_link(model))
+    y = counts[:cut]
+    ll_fn = network_term(model, X[:cut], y)
     n_spk = max(float(y.sum()), 1.0)
     with torch.no_grad():
-        ll_start = float(ll_fn(*model.teacher_readout()))
+        ll_start = float(ll_fn())
     return ll_fn, ll_start, n_spk
 
 

@@ -18,10 +18,11 @@ from typing import Callable
 import torch
 
 from ..nn.observation import bits_per_spike
+from .likelihood import SaturatedPoissonTerm
 from .solver import lbfgs_early_stopping
 
 __all__ = ["fit_linear_predictor", "fit_teacher_forced", "fit_uncoupled", "validation_bits", "split_index",
-           "TF_PARAMS"]
+           "network_term", "TF_PARAMS"]
 
 TF_PARAMS = ("bias", "theta_raw", "log_delta_u", "beta_raw", "weight", "log_max_rate")
 
@@ -61,6 +62,38 @@ def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
     return lambda A, c: observation.log_likelihood(y, link(X @ A + c), log_factorial=lg)
 
 
+def network_term(model, X: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """``() -> log-likelihood`` (nats) of ``y`` (``[T, n_recorded]``, prepared) under the teacher-forced
+    network with design ``X`` and its current parameters: for Poisson observations the one-pass form
+    of :class:`~organoid_sim.fit.likelihood.SaturatedPoissonTerm` (the resets and adaptation
+    traces as diagonal blocks), otherwise :func:`data_term` of :meth:`teacher_readout`.
+
+    Parameters
+    ----------
+    model : SpikingNetworkModel
+        The network; its parameters are read at every call.
+    X : torch.Tensor
+        ``[T, (n_syn + 2) * n_recorded]`` teacher-forced design (:meth:`teacher_design`).
+    y : torch.Tensor
+        ``[T, n_recorded]`` prepared counts.
+
+    Returns
+    -------
+    callable
+        ``() -> scalar tensor``, differentiable in the model's parameters.
+    """
+    if model.observation.name == "poisson" and X.shape[1]:
+        term = SaturatedPoissonTerm(X, y, n_diag=2)
+        nr = model.n_recorded
+
+        def value() -> torch.Tensor:
+            em = model.eta_max()
+            return term(*model.teacher_blocks(), None if em is None else em[:nr])
+        return value
+    generic = data_term(X, y, model.observation, network_link(model))
+    return lambda: generic(*model.teacher_readout())
+
+
 def network_link(model):
     """The teacher-forced link of a :class:`SpikingNetworkModel` for :func:`data_term`: its
     saturation, or None without one (so Poisson keeps the precomputed data term)."""
@@ -72,7 +105,8 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
                          observation, link: Callable | None = None, validation_fraction: float = 0.1,
                          max_epochs: int = 30,
                          iters_per_epoch: int = 10, patience: int = 3, progress: bool = True,
-                         desc: str = "fit", checkpoint=None, stage: str = "fit") -> dict:
+                         desc: str = "fit", checkpoint=None, stage: str = "fit",
+                         term: Callable | None = None) -> dict:
     """Penalised maximum likelihood of ``y`` (``[T, N]`` prepared counts) under ``eta = X A + c``.
 
     ``readout()`` returns ``(A, c)`` from ``params``; ``penalty()`` is added to the negative
@@ -108,6 +142,9 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
         Progress-bar label and checkpoint stage name.
     checkpoint : Checkpointer, optional
         Where to save each epoch.
+    term : callable, optional
+        ``term(X_part, y_part) -> (() -> log-likelihood)`` for the current parameters (as
+        :func:`network_term`); default: :func:`data_term` of ``readout()``.
 
     Returns
     -------
@@ -120,24 +157,39 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         ll0_tr = float(observation.null_log_likelihood(y_tr))
         ll0_va = float(observation.null_log_likelihood(y_va)) if len(y_va) else 0.0
-    ll_tr = data_term(X_tr, y_tr, observation, link)
-    link = link or (lambda e: e)
-    lg_va = observation.log_factorial(y_va)
+    if term is not None:
+        ll_tr = term(X_tr, y_tr)
+        ll_va = term(X_va, y_va) if len(y_va) and n_va > 0 else None
+    else:
+        fn_tr = data_term(X_tr, y_tr, observation, link)
+        ll_tr = lambda: fn_tr(*readout())  # noqa: E731
+        ll_va = _direct_term(X_va, y_va, observation, link, readout) if len(y_va) and n_va > 0 else None
 
     def objective() -> torch.Tensor:
-        return -ll_tr(*readout()) / n_tr + penalty()
+        return -ll_tr() / n_tr + penalty()
 
     def metrics() -> dict:
-        A, c = readout()
-        out = {"train_bits": bits_per_spike(float(ll_tr(A, c)), ll0_tr, n_tr), "val_bits": float("nan")}
-        if len(y_va) and n_va > 0:
-            out["val_bits"] = bits_per_spike(float(observation.log_likelihood(y_va, link(X_va @ A + c), lg_va)), ll0_va,
-                                             n_va)
+        with torch.no_grad():
+            out = {"train_bits": bits_per_spike(float(ll_tr()), ll0_tr, n_tr), "val_bits": float("nan")}
+            if ll_va is not None:
+                out["val_bits"] = bits_per_spike(float(ll_va()), ll0_va, n_va)
         return out
 
     return lbfgs_early_stopping(module, params, objective, metrics, max_epochs=max_epochs,
                                 iters_per_epoch=iters_per_epoch, patience=patience, progress=progress,
                                 desc=desc, checkpoint=checkpoint, stage=stage)
+
+
+def _direct_term(X: torch.Tensor, y: torch.Tensor, observation, link, readout) -> Callable[[], torch.Tensor]:
+    """``() -> log-likelihood`` of ``y`` under ``link(X A + c)``, ``(A, c) = readout()``, formed
+    directly (the held-out figure of :func:`fit_linear_predictor`)."""
+    link = link or (lambda e: e)
+    lg = observation.log_factorial(y)
+
+    def value() -> torch.Tensor:
+        A, c = readout()
+        return observation.log_likelihood(y, link(X @ A + c), lg)
+    return value
 
 
 def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 30,
@@ -178,7 +230,8 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
                                 lambda: model.distance_penalty(block=nr), observation=model.observation,
                                 link=network_link(model),
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
-                                desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced", **kwargs)
+                                desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced",
+                                term=lambda X_part, y_part: network_term(model, X_part, y_part), **kwargs)
 
 
 def fit_uncoupled(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 10) -> dict:

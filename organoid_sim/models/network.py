@@ -356,14 +356,19 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         ``A`` stacks ``W_k^T / delta_u`` per synapse type, then ``diag(-theta / delta_u)`` (resets)
         and ``diag(-beta / delta_u)`` (adaptation); ``c = log(r0 dt) + (b - theta) / delta_u``.
         """
+        A, D, c = self.teacher_blocks()
+        return torch.cat([A, torch.diag(D[0]), torch.diag(D[1])], dim=0), c
+
+    def teacher_blocks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`teacher_readout` with its diagonal blocks as vectors: ``(A_syn, D, c)``,
+        ``A_syn`` ``[n_syn * n_recorded, n_recorded]`` (the synaptic rows), ``D`` ``[2, n_recorded]``
+        (``-theta / delta_u``, ``-beta / delta_u``) and ``c`` (differentiable)."""
         nr = self.n_recorded
         inv = 1.0 / self.delta_u[:nr]
         w = self.effective_weight()[:, :nr, :nr]                  # [k, post, pre]
         theta, beta = self.theta[:nr], self.beta[:nr]
-        A = torch.cat([w.permute(0, 2, 1).reshape(-1, nr) * inv, torch.diag(-theta * inv),
-                       torch.diag(-beta * inv)], dim=0)
         c = LOG_R0 + math.log(self.dt_ms / 1000.0) + (self.bias[:nr] - theta) * inv
-        return A, c
+        return w.permute(0, 2, 1).reshape(-1, nr) * inv, torch.stack([-theta * inv, -beta * inv]), c
 
     def teacher_eta(self, X: torch.Tensor) -> torch.Tensor:
         """Teacher-forced ``log`` expected count per bin ``[T, n_recorded]`` from a design matrix."""

@@ -43,15 +43,21 @@ def exp_filter(u: np.ndarray, alpha, lag: int) -> np.ndarray:
     np.ndarray
         The filtered input, shaped like ``u``.
     """
-    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (u.shape[1],))
-    out = np.empty_like(u, dtype=np.float64)
-    groups = {}
+    n = u.shape[1]
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n,))
+    # lfilter runs along contiguous rows of the transposed input (several times faster than along
+    # axis 0, same arithmetic per column); the result is the transposed view, shaped like ``u``
+    rows = np.ascontiguousarray(np.asarray(u, dtype=np.float64).T)
+    out = np.empty_like(rows)
+    groups: dict = {}
     for j, a in enumerate(alpha.tolist()):
         groups.setdefault(a, []).append(j)
     for a, cols in groups.items():
         b = [0.0, 1.0] if lag == 1 else [1.0 - a]
-        out[:, cols] = lfilter(b, [1.0, -a], u[:, cols], axis=0)
-    return out
+        if len(cols) == n:
+            return lfilter(b, [1.0, -a], rows, axis=-1).T
+        out[cols] = lfilter(b, [1.0, -a], rows[cols], axis=-1)
+    return out.T
 
 
 def depression_at_spikes(counts: np.ndarray, alpha_rec, use) -> np.ndarray:
@@ -121,11 +127,11 @@ def teacher_features(counts: np.ndarray, dt_ms: float, tau_mem_ms: float, tau_sy
     dict
         ``F1`` (synaptic drives), ``F2`` (resets), ``F3`` (adaptation traces).
     """
-    counts = np.asarray(counts, dtype=np.float64)
+    counts = np.asfortranarray(counts, dtype=np.float64)   # columns contiguous, as exp_filter reads them
     dt = float(dt_ms)
     a_m = np.exp(-dt / tau_mem_ms)
     x = depression_at_spikes(counts, np.exp(-dt / np.asarray(tau_rec_ms, np.float64)), use)
-    e = x * counts
+    e = np.asfortranarray(x * counts)
     f1 = np.stack([exp_filter(exp_filter(e, np.exp(-dt / ts), 1), a_m, 0) for ts in np.atleast_1d(tau_syn_ms)])
     f2 = exp_filter(counts, a_m, 1)
     f3 = exp_filter(counts, np.exp(-dt / np.asarray(tau_adapt_ms, np.float64)), 1)

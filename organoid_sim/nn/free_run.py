@@ -40,7 +40,7 @@ _PARAMS = ("weight", "alpha_syn", "alpha_a", "alpha_rec", "log1m_u", "theta", "b
 
 
 def free_run(p: StepParams, state: NetworkState, uniform: torch.Tensor, observation, spike_fn,
-             n_out: int) -> tuple[NetworkState, torch.Tensor]:
+             n_out: int, loops=None) -> tuple[NetworkState, torch.Tensor]:
     """``len(uniform)`` steps of the network from ``state`` without input, differentiable in the
     parameters ``p`` (not in ``state``: truncated backpropagation through time).
 
@@ -58,6 +58,16 @@ def free_run(p: StepParams, state: NetworkState, uniform: torch.Tensor, observat
         Spike nonlinearity with its surrogate gradient.
     n_out : int
         Spikes of the first ``n_out`` neurons are returned (the recorded ones).
+    loops : object, optional
+        Other implementations of the two loops over time (the compiled ones of
+        :mod:`organoid_sim.engine.trajectory`, wrapped by :mod:`organoid_sim.fit.refine`):
+        ``loops.forward(p, state, uniform, observation) -> (S, X, A, Wm, Ip, I_last)``, the stacked
+        states as :func:`lif_step` gives them (``S, X, A`` ``[L + 1, B, n]`` from the start state
+        on, ``Wm`` ``[L, B, n]``, ``Ip`` ``[L, K, B, n]`` the currents before each step, ``I_last``
+        after the last), and ``loops.adjoint(G, Dz, S, X, E, q, alpha_m)`` the stacked
+        ``lambda_s, lambda_w, lambda_a, lambda_I, lambda_x`` of the recursion below. Either may
+        return None (e.g. for a device it does not run on): then ``lif_step`` and the torch
+        recursion run.
 
     Returns
     -------
@@ -69,7 +79,7 @@ def free_run(p: StepParams, state: NetworkState, uniform: torch.Tensor, observat
     tensors = [getattr(p, name) for name in _PARAMS]
     present = [t is not None for t in tensors]
     args = [t for t in tensors if t is not None]
-    out = _FreeRun.apply(p, state, uniform, observation, spike_fn, int(n_out), present, *args)
+    out = _FreeRun.apply(p, state, uniform, observation, spike_fn, int(n_out), present, loops, *args)
     *fields_, spikes = out
     w, I, a, x, s = fields_
     return NetworkState(w=w, I=I, a=a, x=x, s=s), spikes
@@ -79,22 +89,19 @@ class _FreeRun(torch.autograd.Function):
     """Forward: ``lif_step`` without a graph, states kept. Backward: the adjoint recursion."""
 
     @staticmethod
-    def forward(ctx, p, state, uniform, observation, spike_fn, n_out, present, *args):
+    def forward(ctx, p, state, uniform, observation, spike_fn, n_out, present, loops, *args):
         st = state.detach()
-        states = [st]
-        for k in range(len(uniform)):
-            st, _ = lif_step(p, st, None, uniform[k], observation, spike_fn)
-            states.append(st)
-        S = torch.stack([q.s for q in states])            # [L + 1, B, n], S[0] the start state's
-        X = torch.stack([q.x for q in states])
-        A = torch.stack([q.a for q in states])
-        Wm = torch.stack([q.w for q in states[1:]])       # [L, B, n]
-        Ip = torch.stack([q.I for q in states[:-1]])      # [L, K, B, n] synaptic currents before each step
+        with torch.no_grad():
+            states = None if loops is None else loops.forward(p, st, uniform, observation)
+            S, X, A, Wm, Ip, I_last = states if states is not None else _stepped(p, st, uniform, observation,
+                                                                                  spike_fn)
         ctx.save_for_backward(S, X, A, Wm, Ip, uniform, *args)
         ctx.log_r0_dt, ctx.alpha_m = p.log_r0_dt, p.alpha_m    # the constants; the tensors are saved above
         ctx.observation, ctx.spike_fn, ctx.n_out, ctx.present = observation, spike_fn, n_out, present
-        ctx.mark_non_differentiable(st.w, st.I, st.a, st.x, st.s)
-        return st.w, st.I, st.a, st.x, st.s, S[1:, :, :n_out].clone()
+        ctx.loops = loops
+        last = (Wm[-1].clone(), I_last, A[-1].clone(), X[-1].clone(), S[-1].clone())
+        ctx.mark_non_differentiable(*last)
+        return (*last, S[1:, :, :n_out].clone())
 
     @staticmethod
     def backward(ctx, gw, gI, ga, gx, gs, g_spikes):
@@ -110,7 +117,9 @@ class _FreeRun(torch.autograd.Function):
         E = torch.exp(S_prev * q["log1m_u"])              # E_t, t = 1..L
         G = torch.zeros(L, B, n, dtype=Wm.dtype, device=Wm.device)
         G[:, :, :n_out] = g_spikes
-        lam_s, lam_w, lam_a, lam_I, lam_x = _adjoint(G, D * q["inv_delta_u"], S, X, E, q, ctx.alpha_m)
+        Dz = D * q["inv_delta_u"]
+        lams = None if ctx.loops is None else ctx.loops.adjoint(G, Dz, S, X, E, q, ctx.alpha_m)
+        lam_s, lam_w, lam_a, lam_I, lam_x = lams if lams is not None else _adjoint(G, Dz, S, X, E, q, ctx.alpha_m)
         dz = lam_s * D * q["inv_delta_u"]
         e = X_prev * S_prev
         grads = {
@@ -125,9 +134,24 @@ class _FreeRun(torch.autograd.Function):
             "inv_delta_u": (lam_s * D * z).sum((0, 1)),
             "eta_max": None if D_max is None else (lam_s * D_max).sum((0, 1)),
         }
-        out = [grads[name].sum_to_size(q[name].shape) if ctx.needs_input_grad[7 + i] else None
+        out = [grads[name].sum_to_size(q[name].shape) if ctx.needs_input_grad[8 + i] else None
                for i, name in enumerate(n_ for n_, here in zip(_PARAMS, ctx.present) if here)]
-        return (None,) * 7 + tuple(out)
+        return (None,) * 8 + tuple(out)
+
+
+def _stepped(p: StepParams, st: NetworkState, uniform: torch.Tensor, observation, spike_fn):
+    """The forward pass by ``lif_step``: ``(S, X, A, Wm, Ip, I_last)`` as :func:`free_run`'s
+    ``forward`` returns them."""
+    states = [st]
+    for k in range(len(uniform)):
+        st, _ = lif_step(p, st, None, uniform[k], observation, spike_fn)
+        states.append(st)
+    S = torch.stack([q.s for q in states])            # [L + 1, B, n], S[0] the start state's
+    X = torch.stack([q.x for q in states])
+    A = torch.stack([q.a for q in states])
+    Wm = torch.stack([q.w for q in states[1:]])       # [L, B, n]
+    Ip = torch.stack([q.I for q in states[:-1]])      # [L, K, B, n] synaptic currents before each step
+    return S, X, A, Wm, Ip, st.I
 
 
 def _spike_derivatives(eta0: torch.Tensor, eta_max: torch.Tensor | None, uniform: torch.Tensor, observation,
