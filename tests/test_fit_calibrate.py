@@ -120,3 +120,29 @@ def test_burst_target_of_the_window_end_counts_its_own_bursts():
     # the last 5 % (10 s) hold fewer than MIN_TARGET_BURSTS bursts: the whole window's target
     assert np.sum(starts >= 190.0) < MIN_TARGET_BURSTS
     assert burst_target(rec, recent_fraction=0.05) == whole
+
+
+def test_burst_errors_are_the_raw_log_ratios_without_shrinkage_and_smaller_with_it():
+    """``burst_shrink=0``: the calibration steps on the plain log ratios of burst rate and median
+    duration (simulated / recorded, counted here from the same simulation); with shrinkage each
+    moves towards 0 by its standard error, never past it."""
+    from organoid_sim.fit.calibrate import _burst_errors, burst_target
+    from organoid_sim.stats import detect_bursts
+
+    gt = _ground_truth()
+    target = burst_target(gt.simulate(300.0, seed=1))
+    bad = copy.deepcopy(gt)
+    with torch.no_grad():
+        bad.use_logit -= 1.0          # longer bursts than the target's
+    sim = bad.simulate(30.0 * 4, seed=5, n_parallel=4, burn_in_s=2.0)
+    b = detect_bursts(sim, **target.params)
+    half = 0.5 / sim.duration
+    raw_rate = np.log((len(b) / sim.duration + half) / (target.rate_hz + half))
+    raw_dur = np.log(np.median(b.duration) / target.median_duration_s)
+    _, _, rate0, dur0 = _burst_errors(bad, target, 30.0, 4, 5, shrink=0.0)
+    _, _, rate1, dur1 = _burst_errors(bad, target, 30.0, 4, 5, shrink=1.0)
+    assert rate0 == pytest.approx(raw_rate, abs=1e-12) and dur0 == pytest.approx(raw_dur, abs=1e-12)
+    assert dur0 > 0.1
+    for shrunk, raw in ((rate1, raw_rate), (dur1, raw_dur)):
+        assert abs(shrunk) < abs(raw) or raw == 0.0
+        assert shrunk * raw >= 0.0

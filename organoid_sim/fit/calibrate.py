@@ -142,23 +142,25 @@ def simulated_rates(model, duration_s: float, batch: int, seed: int) -> tuple[np
     return total / (batch * n_steps * dt / 1000.0), n_sat
 
 
-def _burst_errors(model, target: BurstTarget, duration_s: float, batch: int, seed: int) -> tuple:
+def _burst_errors(model, target: BurstTarget, duration_s: float, batch: int, seed: int,
+                  shrink: float = 1.0) -> tuple:
     """``(rates Hz [n recorded], saturated bins, log burst-rate ratio, log duration ratio)`` of
     ``batch`` free trajectories of ``duration_s`` s (after a 2 s burn-in), joined in time. Each log
     ratio (simulated / recorded) is shrunk towards 0 by its standard error (both sides' counting
-    noise), so the depression does not chase noise. A simulation without bursts gives the log rate
-    ratio of half a burst and no duration ratio (0)."""
+    noise; ``shrink`` times it), so the depression does not chase noise. A simulation without
+    bursts gives the log rate ratio of half a burst and no duration ratio (0)."""
     sim = model.simulate(duration_s * batch, seed=seed, n_parallel=batch, burn_in_s=2.0)
     rates = sim.spike_counts / sim.duration
     b = detect_bursts(sim, **target.params)
     n, n0 = len(b), max(target.n_bursts, 1)
     half = 0.5 / sim.duration          # half a burst: a finite ratio when there is none
     log_rate = math.log((n / sim.duration + half) / (target.rate_hz + half))
-    log_rate = _shrink(log_rate, math.sqrt(1.0 / max(n, 1) + 1.0 / n0))
+    log_rate = _shrink(log_rate, shrink * math.sqrt(1.0 / max(n, 1) + 1.0 / n0))
     log_dur = 0.0
     if n:
         sd = math.sqrt(float(np.var(np.log(np.maximum(b.duration, 1e-6)))) / n + target.log_duration_sd ** 2 / n0)
-        log_dur = _shrink(math.log(float(np.median(b.duration)) / target.median_duration_s), MEDIAN_SE_FACTOR * sd)
+        log_dur = _shrink(math.log(float(np.median(b.duration)) / target.median_duration_s),
+                          shrink * MEDIAN_SE_FACTOR * sd)
     return rates, int(sim.metadata.get("saturated_bins") or 0), log_rate, log_dur
 
 
@@ -182,7 +184,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
                     gain: float = 0.4, unit_gain: float = 1.0, average_from: float = 0.5, seed: int = 0,
                     bursts: BurstTarget | None = None, burst_gain: float = 0.3,
                     burst_warmup: float = 0.0, recent_fraction: float = RECENT_FRACTION,
-                    progress: bool = True) -> dict:
+                    burst_shrink: float = 1.0, progress: bool = True) -> dict:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``).
 
     Each round simulates ``batch`` trajectories of ``duration_s`` s and splits each unit's log
@@ -222,6 +224,9 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     burst_gain : damping of the depression steps (0: rates only).
     burst_warmup : fraction of the rounds before the depression moves (0: from the first; a third
         did not do better on the tune wells).
+    burst_shrink : how many standard errors each log burst ratio is shrunk towards 0 before a
+        step (1: errors within one standard error move nothing; 0: every error moves the
+        depression and only the averaging of the later rounds damps the noise).
     recent_fraction : the target rates are those of the last ``recent_fraction`` of ``counts``
         (default :data:`RECENT_FRACTION`, 1: the whole window; :func:`recent_rates`). Pass the
         same fraction to :func:`burst_target` for the burst target.
@@ -244,7 +249,8 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     errs, kept, burst_errs = [], [], []
     for r in bar:
         if with_bursts:
-            rates, n_sat, log_rate, log_dur = _burst_errors(model, bursts, duration_s, batch, seed + 100 + r)
+            rates, n_sat, log_rate, log_dur = _burst_errors(model, bursts, duration_s, batch, seed + 100 + r,
+                                                            burst_shrink)
             burst_errs.append([log_rate, log_dur])
         else:
             rates, n_sat = simulated_rates(model, duration_s, batch, seed + 100 + r)
