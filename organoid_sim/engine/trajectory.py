@@ -49,7 +49,9 @@ def run_recorded(W, alpha_syn, alpha_m, alpha_a, alpha_rec, log1m_u, theta, beta
 
     Parameters (NumPy arrays): ``W [K, n, n]``; ``alpha_syn [K]``; ``alpha_a``, ``alpha_rec``,
     ``log1m_u``, ``theta``, ``beta``, ``bias``, ``inv_du``, ``eta_max`` ``[n]``; scalars
-    ``alpha_m``, ``log_r0_dt``, ``has_sat``, ``max_count``, ``bernoulli``. Start state ``I0 [K, B, n]``
+    ``alpha_m``, ``log_r0_dt``, ``has_sat``, ``max_count``, ``bernoulli`` (the one-spike draw
+    ``u < 1 - exp(-exp(eta))``, as the observations' ``sample`` uses it whenever ``max_count`` is 1).
+    Start state ``I0 [K, B, n]``
     and ``w0, a0, x0, s0 [B, n]``; ``uniform [L, B, n]``.
 
     Outputs, filled in place: ``S, X, A [L + 1, B, n]`` (index 0 the start state's), ``Wm [L, B, n]``

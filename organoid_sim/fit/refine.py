@@ -159,7 +159,7 @@ class CompiledLoops:
         I_last = run_recorded(_array(p.weight, uniform.dtype), _array(p.alpha_syn, uniform.dtype).reshape(-1),
                               float(p.alpha_m), v(p.alpha_a), v(p.alpha_rec), v(p.log1m_u), v(p.theta), v(p.beta),
                               v(p.bias), v(p.inv_delta_u), float(p.log_r0_dt), v(p.eta_max if sat else 0.0), sat,
-                              int(observation.max_count), observation.name == "bernoulli",
+                              int(observation.max_count), observation.max_count == 1,   # sample()'s one-spike form
                               *(_array(getattr(state, k), uniform.dtype) for k in ("I", "w", "a", "x", "s")),
                               uniform.numpy(), S.numpy(), X.numpy(), A.numpy(), Wm.numpy(), Ip.numpy())
         return S, X, A, Wm, Ip, torch.from_numpy(I_last).to(uniform.dtype)
