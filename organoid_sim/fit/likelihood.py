@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 __all__ = ["SaturatedPoissonTerm"]
 
-ROWS_PER_BLOCK = 8192   # rows of the design per pass: ~2.6 MB at 80 float32 features, within L2/L3
+ROWS_PER_BLOCK = 8192   # rows of the design per pass on the CPU: ~2.6 MB at 80 float32 features, within L2/L3
 
 
 class SaturatedPoissonTerm:
@@ -54,7 +54,9 @@ class SaturatedPoissonTerm:
         self.y, self.n_diag, self.n_dense = y, int(n_diag), n_dense
         rows, cols = torch.nonzero(y, as_tuple=True)         # row-major: rows ascending
         self.rows, self.cols, self.y_nz = rows, cols, y[rows, cols]
-        bounds = torch.arange(0, T + ROWS_PER_BLOCK, ROWS_PER_BLOCK, device=y.device).clamp_max(T)
+        # blocks keep the CPU's reads in cache; a GPU does best with one pass over everything
+        block = ROWS_PER_BLOCK if y.device.type == "cpu" else max(T, 1)
+        bounds = torch.arange(0, T + block, block, device=y.device).clamp_max(T)
         self.nz_bounds = torch.searchsorted(rows, bounds).tolist()
         self.row_bounds = bounds.tolist()
         self.log_factorial = float(torch.lgamma(self.y_nz + 1.0).sum())
@@ -86,7 +88,8 @@ class _Term(torch.autograd.Function):
         want = any(ctx.needs_input_grad[1:])
         sat = eta_max is not None
         inv_max = torch.exp(-eta_max) if sat else None
-        ll = torch.zeros((), dtype=torch.float64, device=A.device)
+        acc = torch.float64 if A.device.type in ("cpu", "cuda") else A.dtype   # MPS has no float64
+        ll = torch.zeros((), dtype=acc, device=A.device)
         gA, gD, gc = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(c)
         gm = torch.zeros_like(c)
         for Xd, Xg, r, k, yv in term.blocks():
@@ -101,7 +104,7 @@ class _Term(torch.autograd.Function):
                 mu = torch.exp(z)
                 eta_nz = z_nz
             mu_col = mu.sum(0)
-            ll += (yv * eta_nz).sum(dtype=torch.float64) - mu_col.sum(dtype=torch.float64)
+            ll += (yv * eta_nz).sum(dtype=acc) - mu_col.sum(dtype=acc)
             if not want:
                 continue
             # g = (y - mu) w, w = 1 - mu / mu_max (1 without saturation): the dense -mu w, then y w where y > 0
