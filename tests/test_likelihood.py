@@ -27,9 +27,10 @@ def _fitted_setup(max_rate_hz, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("max_rate_hz", [300.0, None])
-@pytest.mark.parametrize("rows_per_block", [37, 8192])
-def test_one_pass_term_equals_scipy_and_autograd(monkeypatch, max_rate_hz, rows_per_block):
+@pytest.mark.parametrize("rows_per_block,copy_limit", [(37, 1 << 30), (8192, 1 << 30), (37, 0)])
+def test_one_pass_term_equals_scipy_and_autograd(monkeypatch, max_rate_hz, rows_per_block, copy_limit):
     monkeypatch.setattr(likelihood, "ROWS_PER_BLOCK", rows_per_block)   # many blocks, a ragged last one
+    monkeypatch.setattr(likelihood, "COPY_LIMIT_BYTES", copy_limit)      # 0: the design read in place
     m, y, X = _fitted_setup(max_rate_hz)
     assert y.sum() > 100 and (y > 1).any()
     params = [p for p in (m.bias, m.weight, m.theta_raw, m.beta_raw, m.log_delta_u, m.log_max_rate)]

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 __all__ = ["SaturatedPoissonTerm"]
 
+COPY_LIMIT_BYTES = 1 << 30   # designs up to 1 GiB are rearranged into contiguous blocks (a copy)
 ROWS_PER_BLOCK = 8192   # rows of the design per pass on the CPU: ~2.6 MB at 80 float32 features, within L2/L3
 
 
@@ -48,9 +49,12 @@ class SaturatedPoissonTerm:
             raise ValueError(f"design {tuple(X.shape)} does not fit counts {tuple(y.shape)} with {n_diag} "
                              "diagonal blocks")
         # the dense part and each diagonal block contiguous: a strided column block costs several
-        # times a contiguous one in the elementwise passes
-        self.X_dense = X[:, :n_dense].contiguous()
-        self.X_diag = X[:, n_dense:].reshape(T, n_diag, N).permute(1, 0, 2).contiguous()   # [n_diag, T, N]
+        # times a contiguous one in the elementwise passes; a design over COPY_LIMIT_BYTES is read
+        # in place instead (no second copy of a large array)
+        copy = X.numel() * X.element_size() <= COPY_LIMIT_BYTES
+        dense, diag = X[:, :n_dense], X[:, n_dense:].reshape(T, n_diag, N).permute(1, 0, 2)   # [n_diag, T, N]
+        self.X_dense = dense.contiguous() if copy else dense
+        self.X_diag = diag.contiguous() if copy else diag
         self.y, self.n_diag, self.n_dense = y, int(n_diag), n_dense
         rows, cols = torch.nonzero(y, as_tuple=True)         # row-major: rows ascending
         self.rows, self.cols, self.y_nz = rows, cols, y[rows, cols]
