@@ -124,3 +124,40 @@ def test_interrupted_fit_keeps_best_parameters_and_a_checkpoint(tmp_path):
     saved = torch.nn.Linear(1, 1, bias=False)
     info = Checkpointer(tmp_path).load(saved)
     assert info["stage"] == "toy_best" and torch.equal(saved.weight, m.weight)
+
+
+@pytest.mark.parametrize("min_improvement", [1e-4, 0.05])
+def test_early_stopping_counts_only_gains_above_min_improvement(min_improvement):
+    """On a quartic (slow, steady progress) the held-out score gains less and less per epoch: the
+    fit stops once ``patience`` epochs in a row gained no more than ``min_improvement``, and keeps
+    the last epoch that did (recomputed here from the scores the metrics reported)."""
+    from organoid_sim.fit.solver import lbfgs_early_stopping
+
+    m = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(3.0)
+    scores = []
+
+    def objective():
+        return ((m.weight - 1.0) ** 4).sum()
+
+    def metrics():
+        s = -float(abs(m.weight.item() - 1.0))
+        scores.append(s)
+        return {"train_bits": s, "val_bits": s}
+
+    out = lbfgs_early_stopping(m, [m.weight], objective, metrics, max_epochs=60, iters_per_epoch=1, patience=3,
+                               progress=False, min_improvement=min_improvement)
+    best, best_epoch, bad = scores[0], 0, 0          # scores[0]: the start, epoch 0
+    for epoch, s in enumerate(scores[1:], start=1):
+        if s > best + min_improvement:
+            best, best_epoch, bad = s, epoch, 0
+        else:
+            bad += 1
+        if bad >= 3:
+            assert epoch == len(scores) - 1        # it stopped right there
+            break
+    assert out["epochs"] == best_epoch and out["best_val_bits"] == best
+    assert -abs(m.weight.item() - 1.0) == pytest.approx(best)
+    if min_improvement > 0.01:
+        assert len(scores) - 1 < 60                # stopped early, while the quartic still gains a little

@@ -40,6 +40,9 @@ CHECKPOINT_EVERY = 10
 #: error above this (a fraction: 1 = rates off by 2x) is not kept whatever its likelihood: its
 #: free-running network ran away or fell silent, which the teacher-forced likelihood cannot see
 MAX_CALIBRATED_RATE_ERR = 1.0
+#: bits/spike a teacher-forced epoch must gain on the early-stopping part to count as progress
+#: (three epochs without it end stage 1)
+TF_MIN_IMPROVEMENT_BITS = 1e-3
 
 
 @dataclass(frozen=True)

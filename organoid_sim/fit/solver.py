@@ -21,7 +21,7 @@ __all__ = ["lbfgs_early_stopping"]
 def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Callable[[], torch.Tensor],
                          metrics: Callable[[], dict], *, max_epochs: int = 30, iters_per_epoch: int = 10,
                          patience: int = 3, progress: bool = True, desc: str = "fit", checkpoint=None,
-                         stage: str = "fit") -> dict:
+                         stage: str = "fit", min_improvement: float = 1e-4) -> dict:
     """Minimise ``objective()`` over ``params`` (tensors of ``module``); returns the last metrics.
 
     ``metrics()`` returns a dict with ``"train_bits"`` and ``"val_bits"`` (bits/spike; the latter
@@ -48,6 +48,8 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
         Where to save each epoch (``stage`` its name).
     stage : str
         Checkpoint stage name.
+    min_improvement : float
+        Bits/spike an epoch must gain on the held-out score to count as progress.
 
     Returns
     -------
@@ -76,7 +78,7 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
                 history = metrics()
             bar.set_postfix(train=f"{history['train_bits']:.3f} b/sp", held_out=f"{history['val_bits']:.3f} b/sp")
             score = history["val_bits"] if history["val_bits"] == history["val_bits"] else history["train_bits"]
-            if score > best["score"] + 1e-4:
+            if score > best["score"] + min_improvement:
                 best = {"score": score, "state": copy.deepcopy(module.state_dict()), "epoch": epoch}
                 bad = 0
             else:

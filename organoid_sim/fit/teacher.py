@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from ..nn.observation import bits_per_spike
+from .config import TF_MIN_IMPROVEMENT_BITS
 from .likelihood import SaturatedPoissonTerm
 from .solver import lbfgs_early_stopping
 
@@ -106,7 +107,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
                          max_epochs: int = 30,
                          iters_per_epoch: int = 10, patience: int = 3, progress: bool = True,
                          desc: str = "fit", checkpoint=None, stage: str = "fit",
-                         term: Callable | None = None) -> dict:
+                         term: Callable | None = None, min_improvement: float = 1e-4) -> dict:
     """Penalised maximum likelihood of ``y`` (``[T, N]`` prepared counts) under ``eta = X A + c``.
 
     ``readout()`` returns ``(A, c)`` from ``params``; ``penalty()`` is added to the negative
@@ -145,6 +146,8 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     term : callable, optional
         ``term(X_part, y_part) -> (() -> log-likelihood)`` for the current parameters (as
         :func:`network_term`); default: :func:`data_term` of ``readout()``.
+    min_improvement : float
+        Bits/spike an epoch must gain on the held-out part to count as progress (early stopping).
 
     Returns
     -------
@@ -177,7 +180,7 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
 
     return lbfgs_early_stopping(module, params, objective, metrics, max_epochs=max_epochs,
                                 iters_per_epoch=iters_per_epoch, patience=patience, progress=progress,
-                                desc=desc, checkpoint=checkpoint, stage=stage)
+                                desc=desc, checkpoint=checkpoint, stage=stage, min_improvement=min_improvement)
 
 
 def _direct_term(X: torch.Tensor, y: torch.Tensor, observation, link, readout) -> Callable[[], torch.Tensor]:
@@ -231,7 +234,8 @@ def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: floa
                                 link=network_link(model),
                                 validation_fraction=validation_fraction, max_epochs=max_epochs, progress=progress,
                                 desc="teacher-forced fit", checkpoint=checkpoint, stage="teacher_forced",
-                                term=lambda X_part, y_part: network_term(model, X_part, y_part), **kwargs)
+                                term=lambda X_part, y_part: network_term(model, X_part, y_part),
+                                **{"min_improvement": TF_MIN_IMPROVEMENT_BITS, **kwargs})
 
 
 def fit_uncoupled(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 10) -> dict:
