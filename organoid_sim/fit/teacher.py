@@ -53,10 +53,10 @@ def _poisson_data_term(X: torch.Tensor, y: torch.Tensor):
     return lambda A, c: (XtY * A).sum() + (ysum * c).sum() - torch.exp(X @ A + c).sum() - const
 
 
-def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None):
+def data_term(X: torch.Tensor, y: torch.Tensor, observation, link=None, fast: bool = True):
     """``(A, c) -> log-likelihood`` of ``y`` under ``eta = link(X A + c)``; the fast Poisson form
-    without a link."""
-    if observation.name == "poisson" and link is None:
+    without a link (``fast=False``: formed directly, as a held-out figure is)."""
+    if fast and observation.name == "poisson" and link is None:
         return _poisson_data_term(X, y)
     link = link or (lambda e: e)
     lg = observation.log_factorial(y)  # once, not per evaluation (lgamma was a tenth of the teacher-forced stage)
@@ -166,7 +166,8 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     else:
         fn_tr = data_term(X_tr, y_tr, observation, link)
         ll_tr = lambda: fn_tr(*readout())  # noqa: E731
-        ll_va = _direct_term(X_va, y_va, observation, link, readout) if len(y_va) and n_va > 0 else None
+        fn_va = data_term(X_va, y_va, observation, link, fast=False)
+        ll_va = (lambda: fn_va(*readout())) if len(y_va) and n_va > 0 else None
 
     def objective() -> torch.Tensor:
         return -ll_tr() / n_tr + penalty()
@@ -181,18 +182,6 @@ def fit_linear_predictor(module: torch.nn.Module, X: torch.Tensor, y: torch.Tens
     return lbfgs_early_stopping(module, params, objective, metrics, max_epochs=max_epochs,
                                 iters_per_epoch=iters_per_epoch, patience=patience, progress=progress,
                                 desc=desc, checkpoint=checkpoint, stage=stage, min_improvement=min_improvement)
-
-
-def _direct_term(X: torch.Tensor, y: torch.Tensor, observation, link, readout) -> Callable[[], torch.Tensor]:
-    """``() -> log-likelihood`` of ``y`` under ``link(X A + c)``, ``(A, c) = readout()``, formed
-    directly (the held-out figure of :func:`fit_linear_predictor`)."""
-    link = link or (lambda e: e)
-    lg = observation.log_factorial(y)
-
-    def value() -> torch.Tensor:
-        A, c = readout()
-        return observation.log_likelihood(y, link(X @ A + c), lg)
-    return value
 
 
 def fit_teacher_forced(model, counts: torch.Tensor, *, validation_fraction: float = 0.1, max_epochs: int = 30,
