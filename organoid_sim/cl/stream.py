@@ -86,12 +86,13 @@ class ModelStream:
     def __init__(self, model_dir, seed: int = 0, channel_map: Mapping | None = None, noise_uv: float = 2.5,
                  spike_uv: float = 60.0, dt_ms: float | None = None) -> None:
         model_dir = Path(model_dir)
-        self.spec = load_network(model_dir, dt_ms=dt_ms)
-        fps_step = self.spec.dt_ms * FPS / 1000.0
+        step_ms = float(read_document(model_dir)["config"]["dt_ms"]) if dt_ms is None else float(dt_ms)
+        fps_step = step_ms * FPS / 1000.0
         self.dt_adjusted = dt_ms is None and abs(fps_step - round(fps_step)) > 1e-6
         if self.dt_adjusted:   # the model's own step is not whole frames: the nearest step that is
             fps_step = max(1, int(fps_step + 0.5))   # half frames up: 62.5 -> 63
-            self.spec = load_network(model_dir, dt_ms=fps_step * 1000.0 / FPS)
+            step_ms = fps_step * 1000.0 / FPS
+        self.spec = load_network(model_dir, dt_ms=step_ms)
         if abs(fps_step - round(fps_step)) > 1e-6 or round(fps_step) < 1:
             raise ValueError(f"{model_dir}: model step {self.spec.dt_ms} ms is not a whole number of 25 kHz "
                              f"frames (pass dt_ms= a multiple of 0.04 ms)")
