@@ -55,7 +55,7 @@ def test_misfitted_rates_are_named_in_one_warning(truth):
     assert err > 0.3    # independently counted: the rates really are off
     check = in_sample_check(bad, rec, seed=2)
     assert not check["passed"]["rate_median_rel_err"]
-    with pytest.warns(RuntimeWarning, match=r"in-sample check: .*median rate error [+-]?\d+ % \(bar 15 %\)") as rec_w:
+    with pytest.warns(RuntimeWarning, match=r"in-sample check: .*median rate error [+-]?\d+\.\d % \(bar 15 %\)") as rec_w:
         warn_if_missed(check)
     assert len(rec_w) == 1 and "\n" not in str(rec_w[0].message)
     assert "MISS" in table(check) and len(table(check).splitlines()) == len(IN_SAMPLE_BARS) + 2

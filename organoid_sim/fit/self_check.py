@@ -55,12 +55,13 @@ class Bar:
         return bool(ok or (floor is not None and math.isfinite(floor) and value >= floor))
 
     def text(self, value: float) -> str:
-        """``"burst duration +34 % (bar 20 %)"``-style description of a value against the bar."""
+        """``"burst duration +34.2 % (bar 20 %)"``-style description of a value against the bar, with
+        the digits of the self-check's table (so a value just past the bar does not read as on it)."""
         if value is None or not math.isfinite(value):
             return f"{self.label} undefined"
         if self.kind == "abs_max":
-            return f"{self.label} {100 * value:+.0f} % (bar {100 * self.limit:.0f} %)"
-        return f"{self.label} {value:.2f} (bar {self.limit:.2f})"
+            return f"{self.label} {100 * value:+.1f} % (bar {100 * self.limit:.0f} %)"
+        return f"{self.label} {value:.3f} (bar {self.limit:.2f})"
 
 
 #: the in-sample bars: the free-running simulation against the fitting window itself
