@@ -6,6 +6,7 @@ network structure the uncoupled null (the homogeneous Poisson MLE) is kept."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,3 +179,57 @@ def test_guard_undoes_a_calibration_that_leaves_the_network_running_away(guarded
     else:   # without a guard the run-away candidate stays, and it is one
         assert not met["refinement_rejected"]
         assert median_err > 1.0
+
+
+def _losses(model, counts, vf, best_val, whole):
+    """(held-out loss, whole-window loss) in bits/spike against stage 1, on a recomputed design."""
+    design = model.teacher_design(counts)
+    return best_val - validation_bits(model, counts, vf, design=design), whole - validation_bits(model, counts, 1.0,
+                                                                                                design=design)
+
+
+def test_guard_keeps_the_largest_part_of_a_burst_calibration_within_the_likelihood_cap():
+    """The known network's own parameters, calibrated towards bursts half as frequent and twice as
+    long as its own: the full move of the depression costs likelihood. Each partial candidate's
+    depression lies that part of the way from the start to the burst-calibrated one (log-odds of U,
+    log tau_rec), and with the cap between the full move's loss and the half move's, the guard
+    keeps the half move."""
+    from organoid_sim.fit import FitConfig, _calibrated_candidates, calibrate_with_guard
+    from organoid_sim.fit.calibrate import BurstTarget, burst_target
+
+    gt = ground_truth(n=8)
+    rec = gt.simulate(120.0, seed=1)
+    own = burst_target(rec)
+    assert own is not None
+    off = BurstTarget(own.rate_hz / 2, own.median_duration_s * 2, own.params, own.n_bursts, own.log_duration_sd)
+    counts = gt.observation.prepare(gt.binned(rec, device=gt.torch_device()))
+    design, vf = gt.teacher_design(counts), 0.1
+    start = {k: v.clone() for k, v in gt.state_dict().items()}
+    best_val, whole = validation_bits(gt, counts, vf, design=design), validation_bits(gt, counts, 1.0, design=design)
+    cfg = FitConfig(calibration_rounds=4, calibration_options={"duration_s": 10.0, "batch": 4},
+                    partial_burst_fractions=(0.5, 0.25), progress=False)
+    seen = []
+    for name, fraction, cal in _calibrated_candidates(gt, counts, [("refined", start)], off, 0, cfg):
+        seen.append((fraction, {k: getattr(gt, k).detach().clone() for k in ("use_logit", "log_tau_rec_ms")},
+                     max(_losses(gt, counts, vf, best_val, whole)), cal))
+    assert [s[0] for s in seen] == [1.0, 0.5, 0.25, 0.0]
+    full = seen[0][1]
+    for fraction, dep, _, cal in seen[1:3]:
+        for k in dep:   # closed form: the start moved by that part of the full move
+            torch.testing.assert_close(dep[k], start[k] + fraction * (full[k] - start[k]))
+        assert cal["calibrated_use"] == pytest.approx(float(torch.sigmoid(dep["use_logit"]).median()))
+    for k in seen[3][1]:   # rates only: the depression is the start's
+        torch.testing.assert_close(seen[3][1][k], start[k])
+    loss_full, loss_half = seen[0][2], seen[1][2]
+    assert loss_full > loss_half + 0.01, (loss_full, loss_half)
+    cap = (loss_full + loss_half) / 2
+    gt.load_state_dict(start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        met = calibrate_with_guard(gt, counts, design, {"best_val_bits": best_val}, start, 0,
+                                   replace(cfg, max_likelihood_loss=cap), off)
+    assert met["burst_calibration_fraction"] == 0.5 and not met["burst_calibration_rejected"]
+    assert not met["refinement_rejected"]
+    for k, v in seen[1][1].items():
+        torch.testing.assert_close(getattr(gt, k).detach(), v)
+    assert met["final_val_bits"] == pytest.approx(validation_bits(gt, counts, vf, design=gt.teacher_design(counts)))

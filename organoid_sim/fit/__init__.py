@@ -248,11 +248,13 @@ def _unusable_free_run(cal: dict) -> str | None:
 def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
                          bursts=None) -> dict:
     """Stage 3 (``cfg.calibration_rounds`` of rate and, towards ``bursts``, burst calibration) on the
-    refined ``model``, then the likelihood guard of :func:`fit_network`, trying in turn: the refined
-    parameters calibrated with the burst target, then with the rates alone, then the stage-1
-    parameters ``after_tf`` calibrated the same two ways; the first that the guard accepts (its
+    refined ``model``, then the likelihood guard of :func:`fit_network`, trying the candidates of
+    :func:`_calibrated_candidates` in turn (from the refined parameters, then from the stage-1
+    parameters ``after_tf``: burst-calibrated, the burst calibration's move of the depression cut
+    to each of ``cfg.partial_burst_fractions``, rates only); the first that the guard accepts (its
     likelihood figures and its calibration's free-running rates, see :func:`fit_network`) is kept
-    (``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
+    (``metrics["burst_calibration_fraction"]``: the part of the depression's move kept, 1 to 0;
+    ``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
     ``metrics["refinement_rejected"]`` when it starts from stage 1). When the guard accepts none,
     the model keeps the stage-1 parameters uncalibrated, as without stage 3.
 
@@ -288,33 +290,27 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
         model.load_state_dict(after_tf)
         tf_whole = validation_bits(model, counts, 1.0, design=design)
         model.load_state_dict(after_refine)
-    targets = [bursts, None] if rounds > 0 and bursts is not None else [None]
-    starts = [("refined", after_refine), ("stage 1", after_tf)] if rounds > 0 and vf > 0 else [("refined", None)]
+    starts = [("refined", after_refine), ("stage 1", after_tf)] if rounds > 0 and vf > 0 else [("refined", after_refine)]
     t2, first = time.perf_counter(), None
-    for start, state in starts:
-        for target in targets:
-            if state is not None:
-                model.load_state_dict(state)
-            cal = {}
-            if rounds > 0:
-                opts = {"bursts": target, **dict(cfg.calibration_options or {})}
-                cal = calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress, **opts)
-            if vf <= 0:
-                return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
-            final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
-            if cfg.max_likelihood_loss is not None:
-                why = why or _unusable_free_run(cal)
-            first = first or (final, lost, why)
-            if why is None:
-                if start != "refined":
-                    warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} "
-                                  "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced "
-                                  "parameters, calibrated", RuntimeWarning, stacklevel=5)
-                return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
-                        "refinement_rejected": start != "refined",
-                        "burst_calibration_rejected": bursts is not None and target is None,
-                        **({"burst_rejected_val_bits": first[0]} if target is None and bursts is not None else {}),
-                        **({"rejected_val_bits": first[0]} if start != "refined" else {})}
+    for start, fraction, cal in _calibrated_candidates(model, counts, starts, bursts, seed, cfg):
+        if vf <= 0:
+            return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
+        final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
+        if cfg.max_likelihood_loss is not None:
+            why = why or _unusable_free_run(cal)
+        first = first or (final, lost, why)
+        if why is None:
+            if start != "refined":
+                warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} "
+                              "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced "
+                              "parameters, calibrated", RuntimeWarning, stacklevel=5)
+            with_bursts = bursts is not None and rounds > 0
+            return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
+                    "refinement_rejected": start != "refined",
+                    "burst_calibration_rejected": with_bursts and fraction == 0.0,
+                    **({"burst_calibration_fraction": fraction} if with_bursts else {}),
+                    **({"burst_rejected_val_bits": first[0]} if with_bursts and fraction < 1.0 else {}),
+                    **({"rejected_val_bits": first[0]} if start != "refined" else {})}
     final, lost, why = first
     warnings.warn(f"free-running refinement and rate calibration were undone ({why}; they cost {lost:.3f} "
                   "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced parameters",
@@ -322,6 +318,46 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
     model.load_state_dict(after_tf)
     return {"final_val_bits": validation_bits(model, counts, vf, design=design), "refinement_rejected": True,
             "rejected_val_bits": final, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
+
+
+#: the depression's parameters that a burst calibration moves
+_DEPRESSION = ("use_logit", "log_tau_rec_ms")
+
+
+def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: FitConfig):
+    """Yield ``(start, fraction, calibration figures)`` per candidate, the model holding its
+    parameters: from each ``(name, state dict)`` of ``starts``, burst-calibrated towards ``bursts``
+    (fraction 1); then, the depression moved by each of ``cfg.partial_burst_fractions`` of that
+    calibration's move (log-odds of ``U``, log ``tau_rec``) and the biases calibrated again for the
+    rates alone; then rates only (fraction 0). The later candidates of a start are made only when
+    the caller asks for them (it rejected the earlier ones). Without calibration rounds: each start
+    as it is."""
+    rounds, opts = cfg.calibration_rounds, dict(cfg.calibration_options or {})
+
+    def calibrate(target):
+        return calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress,
+                               **{"bursts": target, **opts})
+
+    for start, state in starts:
+        model.load_state_dict(state)
+        if rounds <= 0:
+            yield start, 0.0, {}
+            continue
+        if bursts is not None:
+            yield start, 1.0, calibrate(bursts)
+            moved = {k: getattr(model, k).detach().clone() for k in _DEPRESSION}
+            for fraction in cfg.partial_burst_fractions:
+                model.load_state_dict(state)
+                with torch.no_grad():
+                    for k in _DEPRESSION:
+                        p = getattr(model, k)
+                        p.add_(fraction * (moved[k] - p))
+                cal = calibrate(None)
+                cal.update(calibrated_use=float(model.use.detach().median()),
+                           calibrated_tau_rec_ms=float(torch.exp(model.log_tau_rec_ms.detach()).median()))
+                yield start, fraction, cal
+            model.load_state_dict(state)
+        yield start, 0.0, calibrate(None)
 
 
 def _discrepancy(model, recording, seed: int) -> float:

@@ -120,6 +120,10 @@ class FitConfig:
         More :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, by name.
     max_likelihood_loss : float, optional
         Largest held-out loss (bits/spike) stages 2-3 may cost before they are undone; None: no guard.
+    partial_burst_fractions : sequence of float
+        When the guard undoes a burst calibration, the parts of its move of the depression (``U``
+        as log-odds, ``tau_rec`` as log) tried in turn, each with the biases calibrated again for the
+        rates, before the rates-only candidate (empty: straight to rates only).
     restarts : int
         Independent runs of stages 2-3; the one closest to the recording is kept.
     checkpoint_dir : path, optional
@@ -145,6 +149,7 @@ class FitConfig:
     calibration_rounds: int = 12
     calibration_options: Mapping | None = None
     max_likelihood_loss: float | None = 0.25
+    partial_burst_fractions: tuple = ()
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
@@ -155,6 +160,10 @@ class FitConfig:
     def __post_init__(self) -> None:
         if int(self.restarts) < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+        fractions = tuple(float(f) for f in self.partial_burst_fractions)
+        if not all(0.0 < f < 1.0 for f in fractions):
+            raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")
+        object.__setattr__(self, "partial_burst_fractions", fractions)
         if self.refine_options is not None:
             known = {f.name for f in fields(RefineConfig)}
             unknown = sorted(set(self.refine_options) - known)
@@ -191,4 +200,6 @@ class FitConfig:
         return dict(max_epochs=self.max_epochs, validation_fraction=self.validation_fraction,
                     refine_steps=self.refine_steps, refine_batch=self.refine_batch,
                     refine_window_s=self.refine_window_s, likelihood_weight=self.likelihood_weight,
-                    calibration_rounds=self.calibration_rounds, restarts=self.restarts, seed=self.seed)
+                    calibration_rounds=self.calibration_rounds,
+                    partial_burst_fractions=list(self.partial_burst_fractions), restarts=self.restarts,
+                    seed=self.seed)
