@@ -14,6 +14,7 @@ window 2-100 ms); the ceiling compares its two halves (alternate pulses of each 
 from __future__ import annotations
 
 import json
+import fcntl
 import os
 import subprocess
 import sys
@@ -154,8 +155,7 @@ def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture
             raise SystemExit(f"{folder} has no second-culture files and {py} does not exist: run `make bench-env` "
                              "(Python 3.12 + brian2) or set SECOND_CULTURE_PYTHON")
         print(f"generating the second culture with {py} into {folder} (several minutes, cached)", file=sys.stderr)
-        subprocess.run([py, str(ROOT / "benchmarks" / "cultures" / "second.py"), "--out", str(folder),
-                        "--seed", str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        _generate_second(py, folder, seed)
     meta = json.loads((folder / "culture.json").read_text())
     amps = np.asarray(meta["truth_amplitudes_uA"], float)
     unseen = np.asarray(meta["heldout_amplitudes_on_calibration_electrodes_uA"], float)
@@ -174,6 +174,21 @@ def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture
     return Culture("second", organoid_sim.load(folder / "spontaneous.h5"), organoid_sim.load(folder / "calibration.h5"),
                    truth, halves, SECOND_WINDOW, set_a, np.asarray(meta["calibration_amplitudes_uA"], float),
                    f"Brian2 culture (benchmarks/cultures/second.py, seed {meta['seed']}), {folder}", he, ha)
+
+
+def _generate_second(py: str, folder: Path, seed: int) -> None:
+    """Run ``benchmarks/cultures/second.py`` into ``folder`` under an exclusive lock
+    (``folder.lock``): two benchmark runs started side by side used to build Brian2's code in one
+    cache at once and fail; now the second waits, and finds the culture made (the script skips
+    the sessions already written, each written atomically, so an interrupted run resumes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            subprocess.run([py, str(ROOT / "benchmarks" / "cultures" / "second.py"), "--out", str(folder),
+                            "--seed", str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def split_pulses(stim):
