@@ -230,8 +230,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     :func:`organoid_sim.fit.calibrate.calibrate_rates` arguments, ``rounds`` included, and under
     ``"fit"`` :class:`~organoid_sim.fit.FitConfig` fields of the guarded calibration): the
     teacher-forced stage and refinement run once (the calibration comes after them and they do not
-    depend on it; the teacher-forced stage runs once more on its own, same seed, for the guard's
-    stage-1 candidates), then per arm the guarded calibration
+    depend on it; the stage-1 parameters are kept for the guard's stage-1 candidates), then per arm the guarded calibration
     (:func:`organoid_sim.fit.calibrate_with_guard`, as in :func:`organoid_sim.fit.fit_network`), the
     self-check and ``evaluate``'s figures, as a single default fit would give them. Returns ``{"arms": {name: evaluate-like dict with "bars"}}``."""
     import copy
@@ -241,6 +240,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     from organoid_sim.evaluation import _figures, judge_evaluation
     from organoid_sim.fit import FitConfig, calibrate_with_guard
     from organoid_sim.fit.calibrate import RECENT_FRACTION, burst_target
+    from organoid_sim.fit.refine import refine_free_running
     from organoid_sim.fit.self_check import capped_fraction, in_sample_check
     from organoid_sim.models import SpikingNetworkModel
     from organoid_sim.models.network import DEFAULT_N_HIDDEN
@@ -253,16 +253,18 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
         base_rep = organoid_sim.evaluate(rec, split=0.75, seed=seed, models=("poisson", "glm")).to_dict()
         train, held = rec.trim_silence().split(0.75)
         t0 = time.perf_counter()
-        base = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
-                                   calibration_rounds=0, max_likelihood_loss=None, self_check=False).fit(train)
-        base_s = time.perf_counter() - t0
-        mt = base.provenance["metrics"]
         tf = SpikingNetworkModel(seed=seed, n_hidden=DEFAULT_N_HIDDEN, progress=False, fit_seed=seed,
                                  refine_steps=0, calibration_rounds=0, self_check=False).fit(train)
-        after_tf = tf.state_dict()
-        counts = base.observation.prepare(base._binned(train))
-        design = base.teacher_design(counts)
+        after_tf, mt = copy.deepcopy(tf.state_dict()), tf.provenance["metrics"]
+        counts = tf.observation.prepare(tf._binned(train))
+        design = tf.teacher_design(counts)
         detected = detect_bursts(train)
+        base = copy.deepcopy(tf)   # refinement from the stage-1 parameters, as fit_network runs it
+        if not mt.get("uncoupled"):
+            refine = FitConfig(seed=seed).refine_config(burst=(detected.params["max_isi_n"],
+                                                                detected.params["n_spikes"]))
+            refine_free_running(base, counts, refine, seed=seed, progress=False, design=design)
+        base_s = time.perf_counter() - t0
         out = {"plate": Path(path).name, "well": well, "n_units": rec.n_units, "arms": {}}
         for name, opts in arms.items():
             m = copy.deepcopy(base)

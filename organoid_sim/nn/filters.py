@@ -48,15 +48,15 @@ def exp_filter(u: np.ndarray, alpha, lag: int) -> np.ndarray:
     # lfilter runs along contiguous rows of the transposed input (several times faster than along
     # axis 0, same arithmetic per column); the result is the transposed view, shaped like ``u``
     rows = np.ascontiguousarray(np.asarray(u, dtype=np.float64).T)
-    out = np.empty_like(rows)
     groups: dict = {}
     for j, a in enumerate(alpha.tolist()):
         groups.setdefault(a, []).append(j)
+    if len(groups) == 1:   # one decay for every column: no gather, no second output array
+        a = next(iter(groups))
+        return lfilter([0.0, 1.0] if lag == 1 else [1.0 - a], [1.0, -a], rows, axis=-1).T
+    out = np.empty_like(rows)
     for a, cols in groups.items():
-        b = [0.0, 1.0] if lag == 1 else [1.0 - a]
-        if len(cols) == n:
-            return lfilter(b, [1.0, -a], rows, axis=-1).T
-        out[cols] = lfilter(b, [1.0, -a], rows[cols], axis=-1)
+        out[cols] = lfilter([0.0, 1.0] if lag == 1 else [1.0 - a], [1.0, -a], rows[cols], axis=-1)
     return out.T
 
 

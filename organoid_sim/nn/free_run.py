@@ -90,11 +90,9 @@ class _FreeRun(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p, state, uniform, observation, spike_fn, n_out, present, loops, *args):
-        st = state.detach()
-        with torch.no_grad():
-            states = None if loops is None else loops.forward(p, st, uniform, observation)
-            S, X, A, Wm, Ip, I_last = states if states is not None else _stepped(p, st, uniform, observation,
-                                                                                  spike_fn)
+        st = state.detach()   # autograd.Function.forward already runs without a graph
+        states = None if loops is None else loops.forward(p, st, uniform, observation)
+        S, X, A, Wm, Ip, I_last = states if states is not None else _stepped(p, st, uniform, observation, spike_fn)
         ctx.save_for_backward(S, X, A, Wm, Ip, uniform, *args)
         ctx.log_r0_dt, ctx.alpha_m = p.log_r0_dt, p.alpha_m    # the constants; the tensors are saved above
         ctx.observation, ctx.spike_fn, ctx.n_out, ctx.present = observation, spike_fn, n_out, present
