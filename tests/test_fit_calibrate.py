@@ -146,3 +146,25 @@ def test_burst_errors_are_the_raw_log_ratios_without_shrinkage_and_smaller_with_
     for shrunk, raw in ((rate1, raw_rate), (dur1, raw_dur)):
         assert abs(shrunk) < abs(raw) or raw == 0.0
         assert shrunk * raw >= 0.0
+
+
+@pytest.mark.parametrize("pairing,log_rate,log_dur", [("duration-U", 0.2, -0.1), ("rate-U", 0.2, -0.1),
+                                                      ("duration-U", -0.3, 2.0), ("rate-U", 3.0, 0.05)])
+def test_depression_step_pairs_each_burst_error_with_its_documented_parameter(pairing, log_rate, log_dur):
+    """One burst step from known log errors: ``"duration-U"`` moves logit ``U`` by ``gain * log_dur``
+    and log ``tau_rec`` by ``gain * log_rate``; ``"rate-U"`` moves logit ``U`` by ``-gain * log_rate``
+    and log ``tau_rec`` by ``gain * log_dur``; each step clipped to ``MAX_BURST_STEP``."""
+    from organoid_sim.fit.calibrate import MAX_BURST_STEP, _move_depression
+
+    model, gain = _ground_truth(), 0.4
+    u0, r0 = model.use_logit.detach().clone(), model.log_tau_rec_ms.detach().clone()
+    _move_depression(model, log_rate, log_dur, gain, pairing)
+    du, dr = (gain * log_dur, gain * log_rate) if pairing == "duration-U" else (-gain * log_rate, gain * log_dur)
+    du, dr = (min(max(x, -MAX_BURST_STEP), MAX_BURST_STEP) for x in (du, dr))
+    assert torch.allclose(model.use_logit.detach() - u0, torch.full_like(u0, du), atol=1e-6)
+    assert torch.allclose(model.log_tau_rec_ms.detach() - r0, torch.full_like(r0, dr), atol=1e-6)
+
+
+def test_an_unknown_burst_pairing_is_refused_by_name():
+    with pytest.raises(ValueError, match="burst_pairing.*'U-rate'"):
+        calibrate_rates(_ground_truth(), torch.zeros(100, 6), rounds=1, burst_pairing="U-rate", progress=False)

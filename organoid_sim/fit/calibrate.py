@@ -169,12 +169,22 @@ def _shrink(x: float, se: float) -> float:
     return math.copysign(max(abs(x) - se, 0.0), x)
 
 
-def _move_depression(model, log_rate: float, log_dur: float, gain: float) -> None:
-    """Bursts too long: a larger ``U`` (resources run out sooner); bursts too frequent: a slower
-    recovery. Both as log-odds / log steps of ``gain`` times the log error, clipped."""
+#: which burst error moves which depression parameter (see :func:`calibrate_rates`)
+BURST_PAIRINGS = ("duration-U", "rate-U")
+
+
+def _move_depression(model, log_rate: float, log_dur: float, gain: float, pairing: str = "duration-U") -> None:
+    """``"duration-U"``: bursts too long, a larger ``U`` (resources run out sooner); bursts too
+    frequent, a slower recovery. ``"rate-U"``: bursts too frequent, a smaller ``U`` (with the
+    rates pinned, fewer and longer bursts); bursts too long, a slower recovery. Both as log-odds /
+    log steps of ``gain`` times the log error, clipped."""
+    if pairing == "duration-U":
+        du, dr = gain * log_dur, gain * log_rate
+    else:
+        du, dr = -gain * log_rate, gain * log_dur
     with torch.no_grad():
-        du = float(np.clip(gain * log_dur, -MAX_BURST_STEP, MAX_BURST_STEP))
-        dr = float(np.clip(gain * log_rate, -MAX_BURST_STEP, MAX_BURST_STEP))
+        du = float(np.clip(du, -MAX_BURST_STEP, MAX_BURST_STEP))
+        dr = float(np.clip(dr, -MAX_BURST_STEP, MAX_BURST_STEP))
         lo, hi = (math.log(u / (1 - u)) for u in U_RANGE)
         model.use_logit.add_(du).clamp_(lo, hi)
         model.log_tau_rec_ms.add_(dr).clamp_(*(math.log(t) for t in TAU_REC_RANGE_MS))
@@ -184,7 +194,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
                     gain: float = 0.4, unit_gain: float = 1.0, average_from: float = 0.5, seed: int = 0,
                     bursts: BurstTarget | None = None, burst_gain: float = 0.3,
                     burst_warmup: float = 0.0, recent_fraction: float = RECENT_FRACTION,
-                    burst_shrink: float = 1.0, progress: bool = True) -> dict:
+                    burst_shrink: float = 1.0, burst_pairing: str = "duration-U", progress: bool = True) -> dict:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``).
 
     Each round simulates ``batch`` trajectories of ``duration_s`` s and splits each unit's log
@@ -227,6 +237,9 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     burst_shrink : how many standard errors each log burst ratio is shrunk towards 0 before a
         step (1: errors within one standard error move nothing; 0: every error moves the
         depression and only the averaging of the later rounds damps the noise).
+    burst_pairing : ``"duration-U"`` (the duration error moves ``U``, the burst-rate error the
+        recovery time constant) or ``"rate-U"`` (the burst-rate error moves ``U``, the duration
+        error the recovery time constant; see :data:`BURST_PAIRINGS`).
     recent_fraction : the target rates are those of the last ``recent_fraction`` of ``counts``
         (default :data:`RECENT_FRACTION`, 1: the whole window; :func:`recent_rates`). Pass the
         same fraction to :func:`burst_target` for the burst target.
@@ -239,6 +252,8 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     target also ``calibration_burst_log_errors`` (per round, ``[log rate ratio, log duration
     ratio]``), ``calibrated_use`` and ``calibrated_tau_rec_ms`` (medians over neurons).
     """
+    if burst_pairing not in BURST_PAIRINGS:
+        raise ValueError(f"burst_pairing must be one of {BURST_PAIRINGS}, got {burst_pairing!r}")
     nr = model.n_recorded
     target = recent_rates(counts, model.dt_ms, recent_fraction)
     with_bursts = bursts is not None and burst_gain > 0
@@ -270,7 +285,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
             shift = du * torch.as_tensor(step, dtype=du.dtype, device=du.device)
             model.bias[:nr] += shift.clamp(-2.0, 2.0)
         if with_bursts and r >= int(burst_warmup * rounds):
-            _move_depression(model, log_rate, log_dur, burst_gain)
+            _move_depression(model, log_rate, log_dur, burst_gain, burst_pairing)
         if average is not None and r >= first_avg:
             kept.append([getattr(model, k).detach().clone() for k in names])
     bar.close()
