@@ -274,7 +274,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             cfg = FitConfig(calibration_rounds=int(opts.pop("rounds", FitConfig.calibration_rounds)),
                             calibration_options=opts, progress=False, seed=seed, **fit_opts)
             target = burst_target(train, detected, recent_fraction=float(opts.get("recent_fraction", RECENT_FRACTION)))
-            cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target)
+            cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target, train)
             rejected = cal["refinement_rejected"]
             fit_s = base_s + time.perf_counter() - t1
             check = in_sample_check(m, train, seed=seed + 11)

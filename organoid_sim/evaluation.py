@@ -231,6 +231,10 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
             notes.append(f"{name}: free-running refinement was undone by the likelihood guard")
         if fit_metrics.get("burst_calibration_rejected"):
             notes.append(f"{name}: the burst calibration was undone by the likelihood guard (rates calibrated only)")
+        elif fit_metrics.get("burst_calibration_outvoted"):
+            notes.append(f"{name}: the burst calibration was accepted, but a smaller move of the depression "
+                         f"({100 * fit_metrics['burst_calibration_fraction']:.0f} % of it) simulated the fitting "
+                         "window more closely and was kept")
         elif 0.0 < fit_metrics.get("burst_calibration_fraction", 1.0) < 1.0:
             notes.append(f"{name}: the likelihood guard kept {100 * fit_metrics['burst_calibration_fraction']:.0f} % "
                          "of the burst calibration's change of the depression")

@@ -233,3 +233,47 @@ def test_guard_keeps_the_largest_part_of_a_burst_calibration_within_the_likeliho
     for k, v in seen[1][1].items():
         torch.testing.assert_close(getattr(gt, k).detach(), v)
     assert met["final_val_bits"] == pytest.approx(validation_bits(gt, counts, vf, design=gt.teacher_design(counts)))
+
+
+def test_closest_choice_keeps_the_known_depression_over_a_burst_calibration_towards_a_wrong_target():
+    """The known network's own parameters, its burst calibration aimed at bursts half as frequent
+    and twice as long as its own recording's, and a likelihood cap nothing exceeds: ``"first"``
+    keeps the accepted burst calibration; ``"closest"`` simulates every accepted candidate against
+    the recording and keeps the rates-only one, whose depression is the true one. The kept
+    model's discrepancy, simulated again, is the one reported for it, and the smallest."""
+    from organoid_sim.fit import FitConfig, _discrepancy, calibrate_with_guard
+    from organoid_sim.fit.calibrate import BurstTarget, burst_target
+
+    gt = ground_truth(n=8)
+    rec = gt.simulate(120.0, seed=1)
+    own = burst_target(rec)
+    off = BurstTarget(own.rate_hz / 2, own.median_duration_s * 2, own.params, own.n_bursts, own.log_duration_sd)
+    counts = gt.observation.prepare(gt.binned(rec, device=gt.torch_device()))
+    design = gt.teacher_design(counts)
+    start = {k: v.clone() for k, v in gt.state_dict().items()}
+    tf = {"best_val_bits": validation_bits(gt, counts, FitConfig.validation_fraction, design=design)}
+    cfg = FitConfig(calibration_rounds=4, calibration_options={"duration_s": 10.0, "batch": 4},
+                    max_likelihood_loss=1e9, progress=False)
+    kept = {}
+    for choice in ("first", "closest"):
+        gt.load_state_dict(start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kept[choice] = calibrate_with_guard(gt, counts, design, tf, start, 0,
+                                                replace(cfg, calibration_choice=choice), off, rec)
+    assert kept["first"]["burst_calibration_fraction"] == 1.0
+    met = kept["closest"]
+    d = met["calibration_discrepancies"]
+    assert set(d) == {"1.0", "0.0"} and d["0.0"] < d["1.0"]
+    assert met["burst_calibration_fraction"] == 0.0 and met["burst_calibration_outvoted"]
+    assert not met["burst_calibration_rejected"]
+    for k in ("use_logit", "log_tau_rec_ms"):
+        torch.testing.assert_close(getattr(gt, k).detach(), start[k])
+    assert _discrepancy(gt, rec, 0) == pytest.approx(d["0.0"])
+
+
+def test_an_unknown_calibration_choice_is_refused_by_name():
+    from organoid_sim.fit import FitConfig
+
+    with pytest.raises(ValueError, match="calibration_choice.*'best'"):
+        FitConfig(calibration_choice="best")

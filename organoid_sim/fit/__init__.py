@@ -173,8 +173,8 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
             if k:
                 model.load_state_dict(after_tf)
             seed_k = cfg.seed + RESTART_SEED_STRIDE * k
-            cand = _free_running_stages(model, counts, design, tf_metrics, after_tf, seed_k, cfg, refine, checkpoint,
-                                        bursts)
+            cand = _free_running_stages(model, recording, counts, design, tf_metrics, after_tf, seed_k, cfg, refine,
+                                        checkpoint, bursts)
             score = _discrepancy(model, recording, seed_k) if restarts > 1 else 0.0
             scores.append(score)
             if best is None or score < best[0]:
@@ -197,7 +197,7 @@ def _with_burst_detector(cfg: FitConfig, bp: dict) -> RefineConfig:
     return cfg.refine_config(burst=(bp["max_isi_n"], bp["n_spikes"]))
 
 
-def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
+def _free_running_stages(model, recording, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
                          refine: RefineConfig | None, checkpoint: Checkpointer, bursts=None) -> dict:
     """Stages 2 (refinement, ``refine``) and 3 (rate and burst calibration towards ``bursts``, a
     :class:`~organoid_sim.fit.calibrate.BurstTarget` or None) and the likelihood guard, with ``seed``."""
@@ -207,7 +207,7 @@ def _free_running_stages(model, counts, design, tf_metrics: dict, after_tf: dict
         metrics.update(refine_free_running(model, counts, refine, seed=seed, progress=cfg.progress,
                                            checkpoint=checkpoint, design=design))
         metrics["refine_s"] = time.perf_counter() - t1
-    metrics.update(calibrate_with_guard(model, counts, design, tf_metrics, after_tf, seed, cfg, bursts))
+    metrics.update(calibrate_with_guard(model, counts, design, tf_metrics, after_tf, seed, cfg, bursts, recording))
     return metrics
 
 
@@ -246,13 +246,17 @@ def _unusable_free_run(cal: dict) -> str | None:
 
 
 def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict, seed: int, cfg: FitConfig,
-                         bursts=None) -> dict:
+                         bursts=None, recording=None) -> dict:
     """Stage 3 (``cfg.calibration_rounds`` of rate and, towards ``bursts``, burst calibration) on the
     refined ``model``, then the likelihood guard of :func:`fit_network`, trying the candidates of
     :func:`_calibrated_candidates` in turn (from the refined parameters, then from the stage-1
     parameters ``after_tf``: burst-calibrated, the burst calibration's move of the depression cut
     to each of ``cfg.partial_burst_fractions``, rates only); the first that the guard accepts (its
     likelihood figures and its calibration's free-running rates, see :func:`fit_network`) is kept
+    (with ``cfg.calibration_choice="closest"`` and ``recording``: of the candidates it accepts from
+    one start, the one whose free-running simulation lies closest to ``recording``, as the restarts
+    are chosen; their discrepancies in ``calibration_discrepancies``, keyed by fraction, and
+    ``burst_calibration_outvoted`` when an accepted larger move of the depression lay further away)
     (``metrics["burst_calibration_fraction"]``: the part of the depression's move kept, 1 to 0;
     ``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
     ``metrics["refinement_rejected"]`` when it starts from stage 1). When the guard accepts none,
@@ -274,6 +278,8 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
         The fit's options.
     bursts : BurstTarget, optional
         The fitting window's burst statistics (:func:`~organoid_sim.fit.calibrate.burst_target`).
+    recording : SpikeRecording, optional
+        The fitting window; needed by ``cfg.calibration_choice="closest"`` (without it: ``"first"``).
 
     Returns
     -------
@@ -291,26 +297,42 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
         tf_whole = validation_bits(model, counts, 1.0, design=design)
         model.load_state_dict(after_refine)
     starts = [("refined", after_refine), ("stage 1", after_tf)] if rounds > 0 and vf > 0 else [("refined", after_refine)]
+    closest = cfg.calibration_choice == "closest" and recording is not None and vf > 0 and rounds > 0
     t2, first = time.perf_counter(), None
-    for start, fraction, cal in _calibrated_candidates(model, counts, starts, bursts, seed, cfg):
-        if vf <= 0:
-            return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
-        final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
-        if cfg.max_likelihood_loss is not None:
-            why = why or _unusable_free_run(cal)
-        first = first or (final, lost, why)
-        if why is None:
-            if start != "refined":
-                warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} "
-                              "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced "
-                              "parameters, calibrated", RuntimeWarning, stacklevel=5)
-            with_bursts = bursts is not None and rounds > 0
-            return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
-                    "refinement_rejected": start != "refined",
-                    "burst_calibration_rejected": with_bursts and fraction == 0.0,
-                    **({"burst_calibration_fraction": fraction} if with_bursts else {}),
-                    **({"burst_rejected_val_bits": first[0]} if with_bursts and fraction < 1.0 else {}),
-                    **({"rejected_val_bits": first[0]} if start != "refined" else {})}
+    for start, state in starts:
+        accepted = []   # (fraction, figures, final bits, discrepancy, state dict) of the candidates the guard accepts
+        for _, fraction, cal in _calibrated_candidates(model, counts, [(start, state)], bursts, seed, cfg):
+            if vf <= 0:
+                return {**cal, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
+            final, lost, why = _lost_bits(model, counts, design, tf_metrics, cfg, "calibrated_use" in cal, tf_whole)
+            if cfg.max_likelihood_loss is not None:
+                why = why or _unusable_free_run(cal)
+            first = first or (final, lost, why)
+            if why is None:
+                if not closest:
+                    accepted.append((fraction, cal, final, None, None))
+                    break
+                accepted.append((fraction, cal, final, _discrepancy(model, recording, seed),
+                                 copy.deepcopy(model.state_dict())))
+        if not accepted:
+            continue
+        fraction, cal, final, _, kept_state = min(accepted, key=lambda a: a[3] or 0.0)
+        if kept_state is not None:
+            model.load_state_dict(kept_state)
+        if start != "refined":
+            warnings.warn(f"free-running refinement was undone ({first[2]}; it cost {first[1]:.3f} "
+                          "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced "
+                          "parameters, calibrated", RuntimeWarning, stacklevel=5)
+        with_bursts = bursts is not None and rounds > 0
+        outvoted = any(a[0] > fraction for a in accepted)   # a larger move was accepted, and lay further away
+        return {**cal, "final_val_bits": final, "calibrate_s": time.perf_counter() - t2,
+                "refinement_rejected": start != "refined",
+                "burst_calibration_rejected": with_bursts and fraction == 0.0 and not outvoted,
+                **({"burst_calibration_fraction": fraction} if with_bursts else {}),
+                **({"calibration_discrepancies": {str(a[0]): a[3] for a in accepted},
+                    "burst_calibration_outvoted": with_bursts and outvoted} if closest else {}),
+                **({"burst_rejected_val_bits": first[0]} if with_bursts and fraction < 1.0 and not outvoted else {}),
+                **({"rejected_val_bits": first[0]} if start != "refined" else {})}
     final, lost, why = first
     warnings.warn(f"free-running refinement and rate calibration were undone ({why}; they cost {lost:.3f} "
                   "bits/spike of held-out teacher-forced likelihood): keeping the teacher-forced parameters",

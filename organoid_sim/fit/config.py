@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-__all__ = ["FitConfig", "RefineConfig", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
+__all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
            "DISCREPANCY_BURN_IN_S", "SELF_CHECK_SEED_OFFSET", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
            "REFINE_NOISE_SEED_OFFSET", "REFINE_BURN_IN_SEED_OFFSET"]
 
 #: restart ``k`` of stages 2-3 runs with seed ``seed + RESTART_SEED_STRIDE * k``
 RESTART_SEED_STRIDE = 1000
+#: how the guard picks among accepted calibrated candidates (:attr:`FitConfig.calibration_choice`)
+CALIBRATION_CHOICES = ("first", "closest")
 #: the restart-choosing simulation of a candidate with seed ``s`` uses seed ``s + DISCREPANCY_SEED_OFFSET``
 DISCREPANCY_SEED_OFFSET = 7
 #: trajectories side by side and burn-in (s) of that simulation
@@ -124,6 +126,12 @@ class FitConfig:
         When the guard undoes a burst calibration, the parts of its move of the depression (``U``
         as log-odds, ``tau_rec`` as log) tried in turn, each with the biases calibrated again for the
         rates, before the rates-only candidate (empty: straight to rates only).
+    calibration_choice : {"first", "closest"}
+        Which of the calibrated candidates the guard keeps (:func:`organoid_sim.fit.calibrate_with_guard`):
+        ``"first"``, the first it accepts (burst-calibrated before rates only); ``"closest"``, of
+        those it accepts from one start, the one whose free-running simulation of the fitting window
+        lies closest to it (the restarts' measure), so a rates-only candidate can win over an
+        accepted burst calibration.
     restarts : int
         Independent runs of stages 2-3; the one closest to the recording is kept.
     checkpoint_dir : path, optional
@@ -150,6 +158,7 @@ class FitConfig:
     calibration_options: Mapping | None = None
     max_likelihood_loss: float | None = 0.25
     partial_burst_fractions: tuple = ()
+    calibration_choice: str = "first"
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
@@ -164,6 +173,8 @@ class FitConfig:
         if not all(0.0 < f < 1.0 for f in fractions):
             raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")
         object.__setattr__(self, "partial_burst_fractions", fractions)
+        if self.calibration_choice not in CALIBRATION_CHOICES:
+            raise ValueError(f"calibration_choice must be one of {CALIBRATION_CHOICES}, got {self.calibration_choice!r}")
         if self.refine_options is not None:
             known = {f.name for f in fields(RefineConfig)}
             unknown = sorted(set(self.refine_options) - known)
@@ -201,5 +212,6 @@ class FitConfig:
                     refine_steps=self.refine_steps, refine_batch=self.refine_batch,
                     refine_window_s=self.refine_window_s, likelihood_weight=self.likelihood_weight,
                     calibration_rounds=self.calibration_rounds,
-                    partial_burst_fractions=list(self.partial_burst_fractions), restarts=self.restarts,
+                    partial_burst_fractions=list(self.partial_burst_fractions),
+                    calibration_choice=self.calibration_choice, restarts=self.restarts,
                     seed=self.seed)
