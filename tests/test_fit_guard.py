@@ -5,6 +5,7 @@ network structure the uncoupled null (the homogeneous Poisson MLE) is kept."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import replace
 
@@ -207,7 +208,7 @@ def test_guard_keeps_the_largest_part_of_a_burst_calibration_within_the_likeliho
     start = {k: v.clone() for k, v in gt.state_dict().items()}
     best_val, whole = validation_bits(gt, counts, vf, design=design), validation_bits(gt, counts, 1.0, design=design)
     cfg = FitConfig(calibration_rounds=4, calibration_options={"duration_s": 10.0, "batch": 4},
-                    partial_burst_fractions=(0.5, 0.25), progress=False)
+                    partial_burst_fractions=(0.5, 0.25), burst_variants=(), calibration_choice="first", progress=False)
     seen = []
     for name, fraction, cal in _calibrated_candidates(gt, counts, [("refined", start)], off, 0, cfg):
         seen.append((fraction, {k: getattr(gt, k).detach().clone() for k in ("use_logit", "log_tau_rec_ms")},
@@ -253,7 +254,7 @@ def test_closest_choice_keeps_the_known_depression_over_a_burst_calibration_towa
     start = {k: v.clone() for k, v in gt.state_dict().items()}
     tf = {"best_val_bits": validation_bits(gt, counts, FitConfig.validation_fraction, design=design)}
     cfg = FitConfig(calibration_rounds=4, calibration_options={"duration_s": 10.0, "batch": 4},
-                    max_likelihood_loss=1e9, progress=False)
+                    max_likelihood_loss=1e9, burst_variants=(), progress=False)
     kept = {}
     for choice in ("first", "closest"):
         gt.load_state_dict(start)
@@ -264,12 +265,12 @@ def test_closest_choice_keeps_the_known_depression_over_a_burst_calibration_towa
     assert kept["first"]["burst_calibration_fraction"] == 1.0
     met = kept["closest"]
     d = met["calibration_discrepancies"]
-    assert set(d) == {"1.0", "0.0"} and d["0.0"] < d["1.0"]
+    assert set(d) == {"burst", "rates only"} and d["rates only"] < d["burst"]
     assert met["burst_calibration_fraction"] == 0.0 and met["burst_calibration_outvoted"]
     assert not met["burst_calibration_rejected"]
     for k in ("use_logit", "log_tau_rec_ms"):
         torch.testing.assert_close(getattr(gt, k).detach(), start[k])
-    assert _discrepancy(gt, rec, 0) == pytest.approx(d["0.0"])
+    assert _discrepancy(gt, rec, 0) == pytest.approx(d["rates only"])
 
 
 def test_an_unknown_calibration_choice_is_refused_by_name():
@@ -277,3 +278,30 @@ def test_an_unknown_calibration_choice_is_refused_by_name():
 
     with pytest.raises(ValueError, match="calibration_choice.*'best'"):
         FitConfig(calibration_choice="best")
+
+
+def test_a_burst_variant_is_the_burst_calibration_with_its_options_from_the_same_start():
+    """``burst_variants``: after the configured burst calibration, one more candidate per variant,
+    each the start's parameters calibrated with the variant's options (here the swapped pairing),
+    as a direct :func:`calibrate_rates` call gives them; then rates only."""
+    from organoid_sim.fit import FitConfig, _calibrated_candidates
+    from organoid_sim.fit.calibrate import BurstTarget, burst_target, calibrate_rates
+
+    gt = ground_truth(n=8)
+    rec = gt.simulate(60.0, seed=1)
+    own = burst_target(rec)
+    off = BurstTarget(own.rate_hz / 2, own.median_duration_s * 2, own.params, own.n_bursts, own.log_duration_sd)
+    counts = gt.observation.prepare(gt.binned(rec, device=gt.torch_device()))
+    start = {k: v.clone() for k, v in gt.state_dict().items()}
+    opts = {"duration_s": 10.0, "batch": 4}
+    variant = {"burst_pairing": "rate-U", "burst_gain": 1.0}
+    cfg = FitConfig(calibration_rounds=3, calibration_options=opts, burst_variants=(variant,), progress=False)
+    seen = [(fraction, cal.get("burst_calibration_variant"), {k: v.clone() for k, v in gt.state_dict().items()})
+            for _, fraction, cal in _calibrated_candidates(gt, counts, [("refined", start)], off, 0, cfg)]
+    assert [(f, v) for f, v, _ in seen] == [(1.0, None), (1.0, 1), (0.0, None)]
+    direct = copy.deepcopy(gt)
+    direct.load_state_dict(start)
+    calibrate_rates(direct, counts, rounds=3, seed=0, bursts=off, progress=False, **opts, **variant)
+    for k, v in direct.state_dict().items():
+        torch.testing.assert_close(seen[1][2][k], v)
+    assert not torch.equal(seen[1][2]["use_logit"], seen[0][2]["use_logit"])

@@ -255,7 +255,8 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
     likelihood figures and its calibration's free-running rates, see :func:`fit_network`) is kept
     (with ``cfg.calibration_choice="closest"`` and ``recording``: of the candidates it accepts from
     one start, the one whose free-running simulation lies closest to ``recording``, as the restarts
-    are chosen; their discrepancies in ``calibration_discrepancies``, keyed by fraction, and
+    are chosen; their discrepancies in ``calibration_discrepancies``, keyed by
+    :func:`_candidate_label`, and
     ``burst_calibration_outvoted`` when an accepted larger move of the depression lay further away)
     (``metrics["burst_calibration_fraction"]``: the part of the depression's move kept, 1 to 0;
     ``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
@@ -329,7 +330,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 "refinement_rejected": start != "refined",
                 "burst_calibration_rejected": with_bursts and fraction == 0.0 and not outvoted,
                 **({"burst_calibration_fraction": fraction} if with_bursts else {}),
-                **({"calibration_discrepancies": {str(a[0]): a[3] for a in accepted},
+                **({"calibration_discrepancies": {_candidate_label(a[0], a[1]): a[3] for a in accepted},
                     "burst_calibration_outvoted": with_bursts and outvoted} if closest else {}),
                 **({"burst_rejected_val_bits": first[0]} if with_bursts and fraction < 1.0 and not outvoted else {}),
                 **({"rejected_val_bits": first[0]} if start != "refined" else {})}
@@ -342,6 +343,14 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
             "rejected_val_bits": final, **({"calibrate_s": time.perf_counter() - t2} if rounds > 0 else {})}
 
 
+def _candidate_label(fraction: float, cal: dict) -> str:
+    """``"burst"``, ``"burst variant k"``, ``"0.5 of the burst move"`` or ``"rates only"``."""
+    if fraction == 1.0:
+        k = cal.get("burst_calibration_variant")
+        return f"burst variant {k}" if k else "burst"
+    return "rates only" if fraction == 0.0 else f"{fraction:g} of the burst move"
+
+
 #: the depression's parameters that a burst calibration moves
 _DEPRESSION = ("use_logit", "log_tau_rec_ms")
 
@@ -349,16 +358,17 @@ _DEPRESSION = ("use_logit", "log_tau_rec_ms")
 def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: FitConfig):
     """Yield ``(start, fraction, calibration figures)`` per candidate, the model holding its
     parameters: from each ``(name, state dict)`` of ``starts``, burst-calibrated towards ``bursts``
-    (fraction 1); then, the depression moved by each of ``cfg.partial_burst_fractions`` of that
+    (fraction 1), then with each of ``cfg.burst_variants`` (fraction 1, figures with
+    ``burst_calibration_variant``: its number from 1); then, the depression moved by each of ``cfg.partial_burst_fractions`` of that
     calibration's move (log-odds of ``U``, log ``tau_rec``) and the biases calibrated again for the
     rates alone; then rates only (fraction 0). The later candidates of a start are made only when
     the caller asks for them (it rejected the earlier ones). Without calibration rounds: each start
     as it is."""
     rounds, opts = cfg.calibration_rounds, dict(cfg.calibration_options or {})
 
-    def calibrate(target):
+    def calibrate(target, variant=None):
         return calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress,
-                               **{"bursts": target, **opts})
+                               **{"bursts": target, **opts, **(variant or {})})
 
     for start, state in starts:
         model.load_state_dict(state)
@@ -368,6 +378,9 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
         if bursts is not None:
             yield start, 1.0, calibrate(bursts)
             moved = {k: getattr(model, k).detach().clone() for k in _DEPRESSION}
+            for k, variant in enumerate(cfg.burst_variants, 1):
+                model.load_state_dict(state)
+                yield start, 1.0, {**calibrate(bursts, variant), "burst_calibration_variant": k}
             for fraction in cfg.partial_burst_fractions:
                 model.load_state_dict(state)
                 with torch.no_grad():

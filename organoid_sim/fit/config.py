@@ -9,9 +9,10 @@ options of :class:`~organoid_sim.models.SpikingNetworkModel`); :class:`RefineCon
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
+__all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "DEFAULT_BURST_VARIANTS", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
            "DISCREPANCY_BURN_IN_S", "SELF_CHECK_SEED_OFFSET", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
            "REFINE_NOISE_SEED_OFFSET", "REFINE_BURN_IN_SEED_OFFSET"]
 
@@ -19,6 +20,10 @@ __all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "RESTART_SEED_STR
 RESTART_SEED_STRIDE = 1000
 #: how the guard picks among accepted calibrated candidates (:attr:`FitConfig.calibration_choice`)
 CALIBRATION_CHOICES = ("first", "closest")
+#: the default further burst calibration: the burst-rate error moves ``U`` and the duration error
+#: the recovery (:func:`~organoid_sim.fit.calibrate.calibrate_rates`' ``burst_pairing="rate-U"``), full steps;
+#: which depression parameter moves a culture's burst rate differs between cultures (docs/models.md)
+DEFAULT_BURST_VARIANTS = (MappingProxyType({"burst_pairing": "rate-U", "burst_gain": 1.0}),)
 #: the restart-choosing simulation of a candidate with seed ``s`` uses seed ``s + DISCREPANCY_SEED_OFFSET``
 DISCREPANCY_SEED_OFFSET = 7
 #: trajectories side by side and burn-in (s) of that simulation
@@ -126,12 +131,17 @@ class FitConfig:
         When the guard undoes a burst calibration, the parts of its move of the depression (``U``
         as log-odds, ``tau_rec`` as log) tried in turn, each with the biases calibrated again for the
         rates, before the rates-only candidate (empty: straight to rates only).
+    burst_variants : sequence of Mapping
+        Further burst calibrations, each a dict of
+        :func:`~organoid_sim.fit.calibrate.calibrate_rates` options over ``calibration_options``
+        tried after the configured one and before its partial moves (default
+        :data:`DEFAULT_BURST_VARIANTS`, the swapped pairing at full steps; empty: none).
     calibration_choice : {"first", "closest"}
         Which of the calibrated candidates the guard keeps (:func:`organoid_sim.fit.calibrate_with_guard`):
-        ``"first"``, the first it accepts (burst-calibrated before rates only); ``"closest"``, of
-        those it accepts from one start, the one whose free-running simulation of the fitting window
-        lies closest to it (the restarts' measure), so a rates-only candidate can win over an
-        accepted burst calibration.
+        ``"closest"`` (default), of those it accepts from one start, the one whose free-running
+        simulation of the fitting window lies closest to it (the restarts' measure), so a rates-only
+        candidate can win over an accepted burst calibration; ``"first"``, the first it accepts
+        (burst-calibrated before rates only).
     restarts : int
         Independent runs of stages 2-3; the one closest to the recording is kept.
     checkpoint_dir : path, optional
@@ -158,7 +168,8 @@ class FitConfig:
     calibration_options: Mapping | None = None
     max_likelihood_loss: float | None = 0.25
     partial_burst_fractions: tuple = ()
-    calibration_choice: str = "first"
+    burst_variants: tuple = DEFAULT_BURST_VARIANTS
+    calibration_choice: str = "closest"
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
@@ -173,6 +184,7 @@ class FitConfig:
         if not all(0.0 < f < 1.0 for f in fractions):
             raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")
         object.__setattr__(self, "partial_burst_fractions", fractions)
+        object.__setattr__(self, "burst_variants", tuple(dict(v) for v in self.burst_variants))
         if self.calibration_choice not in CALIBRATION_CHOICES:
             raise ValueError(f"calibration_choice must be one of {CALIBRATION_CHOICES}, got {self.calibration_choice!r}")
         if self.refine_options is not None:
@@ -213,5 +225,6 @@ class FitConfig:
                     refine_window_s=self.refine_window_s, likelihood_weight=self.likelihood_weight,
                     calibration_rounds=self.calibration_rounds,
                     partial_burst_fractions=list(self.partial_burst_fractions),
+                    burst_variants=[dict(v) for v in self.burst_variants],
                     calibration_choice=self.calibration_choice, restarts=self.restarts,
                     seed=self.seed)

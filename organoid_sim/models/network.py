@@ -102,7 +102,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     Fit options (see :func:`organoid_sim.fit.fit_network` and :class:`organoid_sim.fit.FitConfig`,
     where their defaults live): ``max_epochs``, ``validation_fraction``, ``refine_steps``,
     ``refine_batch``, ``refine_window_s``, ``likelihood_weight``, ``refine_options``,
-    ``calibration_rounds``, ``max_likelihood_loss``, ``partial_burst_fractions``, ``calibration_choice``,
+    ``calibration_rounds``, ``max_likelihood_loss``, ``partial_burst_fractions``, ``burst_variants``, ``calibration_choice``,
     ``restarts``, ``checkpoint_dir``,
     ``fit_seed`` (seed of all fitting randomness), ``device`` (``"cpu"``/``"cuda"``; default
     where the model is), ``progress``, ``calibration_options`` and ``self_check`` (after fitting,
@@ -111,7 +111,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
 
     fit_options = ("max_epochs", "validation_fraction", "refine_steps", "refine_batch", "refine_window_s",
                    "likelihood_weight", "refine_options", "calibration_rounds", "max_likelihood_loss",
-                   "partial_burst_fractions", "calibration_choice", "restarts", "checkpoint_dir", "fit_seed", "device", "progress",
+                   "partial_burst_fractions", "burst_variants", "calibration_choice", "restarts", "checkpoint_dir", "fit_seed", "device", "progress",
                    "calibration_options", "self_check")
     legacy_fit_names = {"seed": "fit_seed"}
 
@@ -130,7 +130,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  calibration_rounds: int = _FIT.calibration_rounds,
                  max_likelihood_loss: float | None = _FIT.max_likelihood_loss,
                  partial_burst_fractions=_FIT.partial_burst_fractions,
-                 calibration_choice: str = _FIT.calibration_choice, restarts: int = _FIT.restarts,
+                 burst_variants=_FIT.burst_variants, calibration_choice: str = _FIT.calibration_choice, restarts: int = _FIT.restarts,
                  checkpoint_dir=_FIT.checkpoint_dir, fit_seed: int = _FIT.seed, device=_FIT.device,
                  progress: bool = _FIT.progress, calibration_options: Mapping | None = _FIT.calibration_options,
                  self_check: bool = _FIT.self_check) -> None:
