@@ -251,5 +251,9 @@ def test_restarts_keep_the_candidate_closest_to_the_data_and_reproduce_it():
                                 fit_seed=RESTART_SEED_STRIDE * met["restart_chosen"], **small).fit(rec)
     for name, value in both.state_dict().items():
         assert torch.equal(value, alone.state_dict()[name]), name
+    # the score of the kept candidate is its discrepancy simulated again with its restart's seed
+    from organoid_sim.fit import _discrepancy
+    assert _discrepancy(both, rec, RESTART_SEED_STRIDE * met["restart_chosen"]) == pytest.approx(
+        scores[met["restart_chosen"]])
     with pytest.raises(ValueError, match="restarts must be >= 1"):
         SpikingNetworkModel(n_hidden=0, seed=0, restarts=0, **small).fit(rec)

@@ -175,7 +175,12 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
             seed_k = cfg.seed + RESTART_SEED_STRIDE * k
             cand = _free_running_stages(model, recording, counts, design, tf_metrics, after_tf, seed_k, cfg, refine,
                                         checkpoint, bursts)
-            score = _discrepancy(model, recording, seed_k) if restarts > 1 else 0.0
+            if restarts == 1:
+                score = 0.0
+            elif "calibration_discrepancy" in cand:   # the guard's closest rule simulated it with this seed
+                score = cand["calibration_discrepancy"]
+            else:
+                score = _discrepancy(model, recording, seed_k)
             scores.append(score)
             if best is None or score < best[0]:
                 best = (score, cand, copy.deepcopy(model.state_dict()), k)
@@ -251,13 +256,14 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
     refined ``model``, then the likelihood guard of :func:`fit_network`, trying the candidates of
     :func:`_calibrated_candidates` in turn (from the refined parameters, then from the stage-1
     parameters ``after_tf``: burst-calibrated, the burst calibration's move of the depression cut
-    to each of ``cfg.partial_burst_fractions``, rates only); the first that the guard accepts (its
-    likelihood figures and its calibration's free-running rates, see :func:`fit_network`) is kept
-    (with ``cfg.calibration_choice="closest"`` and ``recording``: of the candidates it accepts from
-    one start, the one whose free-running simulation lies closest to ``recording``, as the restarts
-    are chosen; their discrepancies in ``calibration_discrepancies``, keyed by
-    :func:`_candidate_label`, and
-    ``burst_calibration_outvoted`` when an accepted larger move of the depression lay further away)
+    to each of ``cfg.partial_burst_fractions``, rates only). Of the candidates the guard accepts
+    (its likelihood figures and its calibration's free-running rates, see :func:`fit_network`)
+    from the first start where it accepts any, the one kept is, with
+    ``cfg.calibration_choice="closest"`` (default) and ``recording``, the one whose free-running
+    simulation lies closest to ``recording``, as the restarts are chosen (every discrepancy in
+    ``calibration_discrepancies``, keyed by :func:`_candidate_label`, the kept one's in
+    ``calibration_discrepancy``, and ``burst_calibration_outvoted`` when an accepted larger move
+    of the depression lay further away); with ``"first"`` or without ``recording``, the first
     (``metrics["burst_calibration_fraction"]``: the part of the depression's move kept, 1 to 0;
     ``metrics["burst_calibration_rejected"]`` when it is a rates-only one,
     ``metrics["refinement_rejected"]`` when it starts from stage 1). When the guard accepts none,
@@ -317,7 +323,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                                  copy.deepcopy(model.state_dict())))
         if not accepted:
             continue
-        fraction, cal, final, _, kept_state = min(accepted, key=lambda a: a[3] or 0.0)
+        fraction, cal, final, _, kept_state = min(accepted, key=lambda a: 0.0 if a[3] is None else a[3])
         if kept_state is not None:
             model.load_state_dict(kept_state)
         if start != "refined":
@@ -331,6 +337,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 "burst_calibration_rejected": with_bursts and fraction == 0.0 and not outvoted,
                 **({"burst_calibration_fraction": fraction} if with_bursts else {}),
                 **({"calibration_discrepancies": {_candidate_label(a[0], a[1]): a[3] for a in accepted},
+                    "calibration_discrepancy": min(a[3] for a in accepted),
                     "burst_calibration_outvoted": with_bursts and outvoted} if closest else {}),
                 **({"burst_rejected_val_bits": first[0]} if with_bursts and fraction < 1.0 and not outvoted else {}),
                 **({"rejected_val_bits": first[0]} if start != "refined" else {})}
@@ -359,10 +366,10 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
     """Yield ``(start, fraction, calibration figures)`` per candidate, the model holding its
     parameters: from each ``(name, state dict)`` of ``starts``, burst-calibrated towards ``bursts``
     (fraction 1), then with each of ``cfg.burst_variants`` (fraction 1, figures with
-    ``burst_calibration_variant``: its number from 1); then, the depression moved by each of ``cfg.partial_burst_fractions`` of that
-    calibration's move (log-odds of ``U``, log ``tau_rec``) and the biases calibrated again for the
-    rates alone; then rates only (fraction 0). The later candidates of a start are made only when
-    the caller asks for them (it rejected the earlier ones). Without calibration rounds: each start
+    ``burst_calibration_variant``: its number from 1); then, the depression moved by each of
+    ``cfg.partial_burst_fractions`` of the first burst calibration's move (log-odds of ``U``, log
+    ``tau_rec``) and the biases calibrated again for the rates alone; then rates only (fraction 0). Each candidate is made only when the caller asks for
+    it (after rejecting, or also judging, the earlier ones). Without calibration rounds: each start
     as it is."""
     rounds, opts = cfg.calibration_rounds, dict(cfg.calibration_options or {})
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "DEFAULT_BURST_VARIANTS", "RESTART_SEED_STRIDE", "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
+__all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "DEFAULT_BURST_VARIANTS", "RESTART_SEED_STRIDE",
+           "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
            "DISCREPANCY_BURN_IN_S", "SELF_CHECK_SEED_OFFSET", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
            "REFINE_NOISE_SEED_OFFSET", "REFINE_BURN_IN_SEED_OFFSET"]
 
@@ -21,7 +22,7 @@ RESTART_SEED_STRIDE = 1000
 #: how the guard picks among accepted calibrated candidates (:attr:`FitConfig.calibration_choice`)
 CALIBRATION_CHOICES = ("first", "closest")
 #: the default further burst calibration: the burst-rate error moves ``U`` and the duration error
-#: the recovery (:func:`~organoid_sim.fit.calibrate.calibrate_rates`' ``burst_pairing="rate-U"``), full steps;
+#: the recovery (``burst_pairing="rate-U"`` of :func:`~organoid_sim.fit.calibrate.calibrate_rates`), full steps;
 #: which depression parameter moves a culture's burst rate differs between cultures (docs/models.md)
 DEFAULT_BURST_VARIANTS = (MappingProxyType({"burst_pairing": "rate-U", "burst_gain": 1.0}),)
 #: the restart-choosing simulation of a candidate with seed ``s`` uses seed ``s + DISCREPANCY_SEED_OFFSET``
@@ -186,7 +187,8 @@ class FitConfig:
         object.__setattr__(self, "partial_burst_fractions", fractions)
         object.__setattr__(self, "burst_variants", tuple(dict(v) for v in self.burst_variants))
         if self.calibration_choice not in CALIBRATION_CHOICES:
-            raise ValueError(f"calibration_choice must be one of {CALIBRATION_CHOICES}, got {self.calibration_choice!r}")
+            raise ValueError(f"calibration_choice must be one of {CALIBRATION_CHOICES}, "
+                             f"got {self.calibration_choice!r}")
         if self.refine_options is not None:
             known = {f.name for f in fields(RefineConfig)}
             unknown = sorted(set(self.refine_options) - known)
