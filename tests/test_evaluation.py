@@ -112,3 +112,31 @@ def test_judge_evaluation_tells_the_cultures_own_drift_apart():
     out = judge_evaluation({"network": net, "glm": {"bits_per_spike": 1.0}, "recording": steady})
     assert all(out["recording_held_out"].values())
     assert not out["held_out"]["rate_median_rel_err"] and not out["held_out"]["corr_matrix_r"] and not out["passed"]
+
+
+@pytest.mark.parametrize("metrics,expected", [
+    ({"burst_calibration_rejected": True, "burst_calibration_fraction": 0.0},
+     "burst calibration was undone by the likelihood guard"),
+    ({"burst_calibration_rejected": False, "burst_calibration_outvoted": True, "burst_calibration_fraction": 0.0},
+     "a smaller move of the depression (0 % of it) simulated the fitting window more closely"),
+    ({"burst_calibration_rejected": False, "burst_calibration_fraction": 0.5},
+     "the likelihood guard kept 50 % of the burst calibration"),
+    ({"burst_calibration_rejected": False, "burst_calibration_fraction": 1.0}, None),
+])
+def test_evaluate_notes_say_which_calibration_the_fit_kept(network_recording, metrics, expected):
+    """The guard's decision about the burst calibration, as a fit records it in its metrics, is
+    one readable note of ``evaluate`` (none when the whole calibration was kept)."""
+    from organoid_sim.models import PoissonModel
+
+    class Recorded(PoissonModel):   # a Poisson fit whose provenance carries the given guard decision
+        def fit(self, recording):
+            super().fit(recording)
+            self.provenance["metrics"] = dict(metrics)
+            return self
+
+    notes = organoid_sim.evaluate(network_recording, seed=0, sim_factor=1.0, models={"net": Recorded()}).notes
+    burst_notes = [n for n in notes if n.startswith("net:") and "burst calibration" in n]
+    if expected is None:
+        assert burst_notes == []
+    else:
+        assert len(burst_notes) == 1 and expected in burst_notes[0], notes
