@@ -368,8 +368,9 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
     (fraction 1), then with each of ``cfg.burst_variants`` (fraction 1, figures with
     ``burst_calibration_variant``: its number from 1); then, the depression moved by each of
     ``cfg.partial_burst_fractions`` of the first burst calibration's move (log-odds of ``U``, log
-    ``tau_rec``) and the biases calibrated again for the rates alone; then rates only (fraction 0). Each candidate is made only when the caller asks for
-    it (after rejecting, or also judging, the earlier ones). Without calibration rounds: each start
+    ``tau_rec``) and the biases calibrated again for the rates alone; then rates only (fraction 0).
+    Each candidate is made only when the caller asks for it (after rejecting, or also judging, the
+    earlier ones). Without calibration rounds: each start
     as it is."""
     rounds, opts = cfg.calibration_rounds, dict(cfg.calibration_options or {})
 

@@ -51,12 +51,15 @@ def exp_filter(u: np.ndarray, alpha, lag: int) -> np.ndarray:
     groups: dict = {}
     for j, a in enumerate(alpha.tolist()):
         groups.setdefault(a, []).append(j)
+
+    def filtered(a: float, x: np.ndarray) -> np.ndarray:
+        return lfilter([0.0, 1.0] if lag == 1 else [1.0 - a], [1.0, -a], x, axis=-1)
+
     if len(groups) == 1:   # one decay for every column: no gather, no second output array
-        a = next(iter(groups))
-        return lfilter([0.0, 1.0] if lag == 1 else [1.0 - a], [1.0, -a], rows, axis=-1).T
+        return filtered(next(iter(groups)), rows).T
     out = np.empty_like(rows)
     for a, cols in groups.items():
-        out[cols] = lfilter([0.0, 1.0] if lag == 1 else [1.0 - a], [1.0, -a], rows[cols], axis=-1)
+        out[cols] = filtered(a, rows[cols])
     return out.T
 
 
