@@ -271,6 +271,14 @@ def test_closest_choice_keeps_the_known_depression_over_a_burst_calibration_towa
     for k in ("use_logit", "log_tau_rec_ms"):
         torch.testing.assert_close(getattr(gt, k).detach(), start[k])
     assert _discrepancy(gt, rec, 0) == pytest.approx(d["rates only"])
+    # discrepancy_sim_factor: the kept candidate's figure is that of a simulation twice as long
+    gt.load_state_dict(start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        longer = calibrate_with_guard(gt, counts, design, tf, start, 0,
+                                      replace(cfg, calibration_choice="closest", discrepancy_sim_factor=2.0), off, rec)
+    assert longer["calibration_discrepancy"] == pytest.approx(_discrepancy(gt, rec, 0, 2.0))
+    assert longer["calibration_discrepancy"] != pytest.approx(_discrepancy(gt, rec, 0))
 
 
 def test_an_unknown_calibration_choice_is_refused_by_name():
@@ -278,6 +286,8 @@ def test_an_unknown_calibration_choice_is_refused_by_name():
 
     with pytest.raises(ValueError, match="calibration_choice.*'best'"):
         FitConfig(calibration_choice="best")
+    with pytest.raises(ValueError, match="discrepancy_sim_factor"):
+        FitConfig(discrepancy_sim_factor=0.0)
 
 
 def test_a_burst_variant_is_the_burst_calibration_with_its_options_from_the_same_start():

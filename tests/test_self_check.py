@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from organoid_sim import load_model
-from organoid_sim.fit.self_check import IN_SAMPLE_BARS, describe_misses, in_sample_check, table, warn_if_missed
+from organoid_sim.fit.self_check import (IN_SAMPLE_BARS, SIM_FACTOR, describe_misses, in_sample_check, table,
+                                        warn_if_missed)
 from organoid_sim.models import SpikingNetworkModel
 
 from network_models import ground_truth as _ground_truth
@@ -26,9 +27,10 @@ def truth():
     return gt, rec
 
 
-def _median_rate_error(model, rec, seed):
-    """Median relative rate error of a simulation, counted with NumPy (independent of compare)."""
-    sim = model.simulate(rec.duration, seed=seed, n_parallel=8, burn_in_s=5.0)
+def _median_rate_error(model, rec, seed, factor=SIM_FACTOR):
+    """Median relative rate error of a simulation of ``factor`` times the window, counted with
+    NumPy (independent of compare)."""
+    sim = model.simulate(factor * rec.duration, seed=seed, n_parallel=8, burn_in_s=5.0)
     ref, got = rec.spike_counts / rec.duration, sim.spike_counts / sim.duration
     return float(np.median(np.abs(got - ref) / ref))
 
@@ -37,7 +39,7 @@ def test_the_generating_network_passes_its_own_check(truth):
     gt, rec = truth
     check = in_sample_check(gt, rec, seed=2)
     assert check["missed"] == [] and all(check["passed"].values())
-    assert check["simulated_s"] == pytest.approx(rec.duration)
+    assert check["simulated_s"] == pytest.approx(SIM_FACTOR * rec.duration)
     assert describe_misses(check) is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -96,3 +98,12 @@ def test_a_drift_in_the_window_is_told_apart_by_the_recent_figures(truth):
     assert "last 33 %, the calibration's target: median rate error" in describe_misses(check)
     assert "last 33 %" in table(check).splitlines()[0]
     assert "recent" not in in_sample_check(slow, drift, seed=2)
+
+
+def test_the_check_simulates_the_asked_multiple_of_the_window(truth):
+    gt, rec = truth
+    short = in_sample_check(gt, rec, seed=2, sim_factor=1.0)
+    assert short["simulated_s"] == pytest.approx(rec.duration)
+    assert short["figures"]["rate_median_rel_err"] == pytest.approx(_median_rate_error(gt, rec, 2, 1.0), abs=1e-9)
+    with pytest.raises(ValueError, match="sim_factor"):
+        in_sample_check(gt, rec, sim_factor=0.0)

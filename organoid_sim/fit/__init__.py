@@ -53,7 +53,8 @@ def fit_network(model, recording, config: FitConfig | None = None, **options) ->
        (:func:`organoid_sim.fit.calibrate.calibrate_rates`, ``calibration_options``: its other
        arguments; ``burst_gain=0`` calibrates the rates only).
 
-    Self-check (``self_check=True``): the fitted network then simulates as long as ``recording``
+    Self-check (``self_check=True``): the fitted network then simulates four times as long as
+    ``recording`` (:data:`~organoid_sim.fit.self_check.SIM_FACTOR`)
     and is judged against it with the in-sample bars (:mod:`organoid_sim.fit.self_check`); the
     result goes to ``model.provenance["self_check"]`` (saved with the model) and a missed bar
     gives one ``RuntimeWarning`` naming each missed bar.
@@ -180,7 +181,7 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
             elif "calibration_discrepancy" in cand:   # the guard's closest rule simulated it with this seed
                 score = cand["calibration_discrepancy"]
             else:
-                score = _discrepancy(model, recording, seed_k)
+                score = _discrepancy(model, recording, seed_k, cfg.discrepancy_sim_factor)
             scores.append(score)
             if best is None or score < best[0]:
                 best = (score, cand, copy.deepcopy(model.state_dict()), k)
@@ -319,8 +320,8 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 if not closest:
                     accepted.append((fraction, cal, final, None, None))
                     break
-                accepted.append((fraction, cal, final, _discrepancy(model, recording, seed),
-                                 copy.deepcopy(model.state_dict())))
+                gap = _discrepancy(model, recording, seed, cfg.discrepancy_sim_factor)
+                accepted.append((fraction, cal, final, gap, copy.deepcopy(model.state_dict())))
         if not accepted:
             continue
         fraction, cal, final, _, kept_state = min(accepted, key=lambda a: 0.0 if a[3] is None else a[3])
@@ -403,13 +404,14 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
         yield start, 0.0, calibrate(None)
 
 
-def _discrepancy(model, recording, seed: int) -> float:
-    """How far a free-running simulation as long as ``recording`` lies from it: ``|burst rate
-    error| + |median burst duration error| + (1 - correlation-matrix r) + median rate error``
+def _discrepancy(model, recording, seed: int, sim_factor: float = 1.0) -> float:
+    """How far a free-running simulation of ``sim_factor`` times ``recording``'s duration lies
+    from ``recording``: ``|burst rate error| + |median burst duration error| + (1 -
+    correlation-matrix r) + median rate error``
     (:func:`organoid_sim.stats.compare`; undefined figures, e.g. no bursts on either side, count 0,
     an infinite one 1)."""
-    sim = model.simulate(recording.duration, seed=seed + DISCREPANCY_SEED_OFFSET, t_start=recording.t_start,
-                         n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
+    sim = model.simulate(sim_factor * recording.duration, seed=seed + DISCREPANCY_SEED_OFFSET,
+                         t_start=recording.t_start, n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
     s = compare(recording, sim).summary
     terms = [abs(s.get("burst_rate_rel_err", np.nan)), abs(s.get("burst_duration_rel_err", np.nan)),
              1.0 - s.get("corr_matrix_r", np.nan), s.get("rate_median_rel_err", np.nan)]

@@ -143,6 +143,10 @@ class FitConfig:
         simulation of the fitting window lies closest to it (the restarts' measure), so a rates-only
         candidate can win over an accepted burst calibration; ``"first"``, the first it accepts
         (burst-calibrated before rates only).
+    discrepancy_sim_factor : float
+        Simulated time (in durations of the fitting window) of the free-running simulation that
+        measures how far a candidate lies from the window (``calibration_choice="closest"`` and
+        ``restarts``).
     restarts : int
         Independent runs of stages 2-3; the one closest to the recording is kept.
     checkpoint_dir : path, optional
@@ -171,6 +175,7 @@ class FitConfig:
     partial_burst_fractions: tuple = ()
     burst_variants: tuple = DEFAULT_BURST_VARIANTS
     calibration_choice: str = "closest"
+    discrepancy_sim_factor: float = 1.0
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
@@ -181,6 +186,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         if int(self.restarts) < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+        if not float(self.discrepancy_sim_factor) > 0:
+            raise ValueError(f"discrepancy_sim_factor must be > 0 window durations, got {self.discrepancy_sim_factor}")
         fractions = tuple(float(f) for f in self.partial_burst_fractions)
         if not all(0.0 < f < 1.0 for f in fractions):
             raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")
@@ -228,5 +235,6 @@ class FitConfig:
                     calibration_rounds=self.calibration_rounds,
                     partial_burst_fractions=list(self.partial_burst_fractions),
                     burst_variants=[dict(v) for v in self.burst_variants],
-                    calibration_choice=self.calibration_choice, restarts=self.restarts,
+                    calibration_choice=self.calibration_choice,
+                    discrepancy_sim_factor=self.discrepancy_sim_factor, restarts=self.restarts,
                     seed=self.seed)
