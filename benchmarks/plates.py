@@ -239,6 +239,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
     import organoid_sim
     from organoid_sim.evaluation import _figures, judge_evaluation
     from organoid_sim.fit import FitConfig, calibrate_with_guard
+    from organoid_sim.fit.config import SELF_CHECK_SEED_OFFSET
     from organoid_sim.fit.calibrate import RECENT_FRACTION, burst_target
     from organoid_sim.fit.refine import refine_free_running
     from organoid_sim.fit.self_check import capped_fraction, in_sample_check
@@ -277,7 +278,7 @@ def fit_well_arms(path: str, well: str, seed: int, arms: dict) -> dict:
             cal = calibrate_with_guard(m, counts, design, mt, after_tf, seed, cfg, target, train)
             rejected = cal["refinement_rejected"]
             fit_s = base_s + time.perf_counter() - t1
-            check = in_sample_check(m, train, seed=seed + 11)
+            check = in_sample_check(m, train, seed=seed + SELF_CHECK_SEED_OFFSET)
             sim = m.simulate(4.0 * held.duration, seed=seed, t_start=held.t_start, n_parallel=8, burn_in_s=5.0)
             d = {k: base_rep[k] for k in ("poisson", "glm", "recording")}
             d["network"] = {"bits_per_spike": m.score(held), **_figures(held, sim),

@@ -22,6 +22,7 @@ from typing import Mapping
 
 from .jsonable import finite_or_none
 from .recording import SpikeRecording
+from .fit.config import SELF_CHECK_SEED_OFFSET
 from .fit.self_check import Bar, capped_fraction, describe_misses, in_sample_check, judge
 from .models import CoupledGLM, PoissonModel, SpikingNetworkModel
 from .models.base import DEFAULT_DT_MS
@@ -210,7 +211,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
         rows[name] = {"bits_per_spike": model.score(held), **_figures(held, sim)}
         if isinstance(model, SpikingNetworkModel):
             rows[name]["capped_bin_fraction"] = capped_fraction(sim, model)
-            in_sample = model.provenance.get("self_check") or in_sample_check(model, train, seed=seed + 11)
+            in_sample = (model.provenance.get("self_check")
+                         or in_sample_check(model, train, seed=seed + SELF_CHECK_SEED_OFFSET))
             in_row = {"bits_per_spike": model.score(train),
                       **{k: in_sample["figures"].get(k, float("nan")) for k in FIGURES[1:]}}
             if in_sample["missed"]:
