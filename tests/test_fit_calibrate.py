@@ -168,3 +168,33 @@ def test_depression_step_pairs_each_burst_error_with_its_documented_parameter(pa
 def test_an_unknown_burst_pairing_is_refused_by_name():
     with pytest.raises(ValueError, match="burst_pairing.*'U-rate'"):
         calibrate_rates(_ground_truth(), torch.zeros(100, 6), rounds=1, burst_pairing="U-rate", progress=False)
+
+
+def test_round_duration_holds_the_asked_number_of_bursts_within_its_bounds():
+    from organoid_sim.fit.calibrate import BurstTarget, round_duration
+
+    rare = BurstTarget(rate_hz=0.05, median_duration_s=1.0, params={})      # 3 bursts per minute
+    # 8 trajectories x 100 s at 0.05 Hz hold 40 bursts
+    assert round_duration(60.0, 8, rare, 40, 180.0) == pytest.approx(100.0)
+    assert round_duration(60.0, 8, rare, 40, 90.0) == pytest.approx(90.0)           # capped
+    assert round_duration(60.0, 8, BurstTarget(1.0, 1.0, {}), 40, 180.0) == 60.0    # never shortened
+    assert round_duration(60.0, 8, None, 40, 180.0) == 60.0 and round_duration(60.0, 8, rare, 0, 180.0) == 60.0
+
+
+def test_a_rates_only_calibration_with_a_burst_target_only_lengthens_its_rounds():
+    """``burst_gain=0`` with a target and ``min_bursts_per_round``: the same calibration as without a
+    target over the lengthened rounds (the depression stays, the biases are bit for bit the same)."""
+    from organoid_sim.fit.calibrate import BurstTarget, round_duration
+
+    gt = _ground_truth()
+    rec = gt.simulate(60.0, seed=1)
+    counts = gt._binned(rec).float()
+    target = BurstTarget(rate_hz=0.5, median_duration_s=0.2, params={})
+    a, b = copy.deepcopy(gt), copy.deepcopy(gt)
+    calibrate_rates(a, counts, rounds=2, duration_s=2.0, batch=2, seed=0, progress=False, bursts=target,
+                    burst_gain=0.0, min_bursts_per_round=4, max_duration_s=10.0)
+    long_s = round_duration(2.0, 2, target, 4, 10.0)
+    assert long_s == pytest.approx(4.0)
+    calibrate_rates(b, counts, rounds=2, duration_s=long_s, batch=2, seed=0, progress=False)
+    torch.testing.assert_close(a.bias, b.bias, rtol=0, atol=0)
+    torch.testing.assert_close(a.use_logit, gt.use_logit, rtol=0, atol=0)

@@ -379,6 +379,11 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
         return calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress,
                                **{"bursts": target, **opts, **(variant or {})})
 
+    def rates_only():   # the burst target only sizes the rounds (min_bursts_per_round); nothing else reads it
+        if bursts is None or not opts.get("min_bursts_per_round"):
+            return calibrate(None)
+        return calibrate(bursts, {"burst_gain": 0.0})
+
     for start, state in starts:
         model.load_state_dict(state)
         if rounds <= 0:
@@ -396,12 +401,12 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
                     for k in _DEPRESSION:
                         p = getattr(model, k)
                         p.add_(fraction * (moved[k] - p))
-                cal = calibrate(None)
+                cal = rates_only()
                 cal.update(calibrated_use=float(model.use.detach().median()),
                            calibrated_tau_rec_ms=float(torch.exp(model.log_tau_rec_ms.detach()).median()))
                 yield start, fraction, cal
             model.load_state_dict(state)
-        yield start, 0.0, calibrate(None)
+        yield start, 0.0, rates_only()
 
 
 def _discrepancy(model, recording, seed: int, sim_factor: float = 1.0) -> float:

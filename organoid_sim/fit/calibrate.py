@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..stats import detect_bursts
 
-__all__ = ["calibrate_rates", "simulated_rates", "recent_rates", "BurstTarget", "burst_target", "RECENT_FRACTION"]
+__all__ = ["calibrate_rates", "round_duration", "simulated_rates", "recent_rates", "BurstTarget", "burst_target", "RECENT_FRACTION"]
 
 #: fewest network bursts in the fitting window for a burst target (fewer: rates only)
 MIN_TARGET_BURSTS = 5
@@ -169,6 +169,36 @@ def _shrink(x: float, se: float) -> float:
     return math.copysign(max(abs(x) - se, 0.0), x)
 
 
+def round_duration(duration_s: float, batch: int, bursts: BurstTarget | None, min_bursts: float,
+                   max_duration_s: float) -> float:
+    """Seconds per trajectory of a calibration round: ``duration_s``, lengthened (up to
+    ``max_duration_s``, never shortened) so that ``batch`` trajectories hold ``min_bursts`` network
+    bursts at the target's burst rate (Hz); ``duration_s`` without a target or with ``min_bursts`` 0.
+
+    Parameters
+    ----------
+    duration_s : float
+        Seconds per trajectory asked for.
+    batch : int
+        Trajectories per round.
+    bursts : BurstTarget or None
+        The recording's burst statistics.
+    min_bursts : float
+        Network bursts wanted per round.
+    max_duration_s : float
+        Longest trajectory (s).
+
+    Returns
+    -------
+    float
+        Seconds per trajectory.
+    """
+    if bursts is None or not min_bursts > 0 or not bursts.rate_hz > 0:
+        return float(duration_s)
+    wanted = min_bursts / (batch * bursts.rate_hz)
+    return float(max(duration_s, min(wanted, max_duration_s)))
+
+
 #: which burst error moves which depression parameter (see :func:`calibrate_rates`)
 BURST_PAIRINGS = ("duration-U", "rate-U")
 
@@ -194,7 +224,8 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
                     gain: float = 0.4, unit_gain: float = 1.0, average_from: float = 0.5, seed: int = 0,
                     bursts: BurstTarget | None = None, burst_gain: float = 0.3,
                     burst_warmup: float = 0.0, recent_fraction: float = RECENT_FRACTION,
-                    burst_shrink: float = 1.0, burst_pairing: str = "duration-U", progress: bool = True) -> dict:
+                    burst_shrink: float = 1.0, burst_pairing: str = "duration-U", min_bursts_per_round: float = 0.0,
+                    max_duration_s: float = 180.0, progress: bool = True) -> dict:
     """Adjust recorded-unit biases so free-running rates match ``counts`` (``[T, n_recorded]``).
 
     Each round simulates ``batch`` trajectories of ``duration_s`` s and splits each unit's log
@@ -240,6 +271,12 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     burst_pairing : ``"duration-U"`` (the duration error moves ``U``, the burst-rate error the
         recovery time constant) or ``"rate-U"`` (the burst-rate error moves ``U``, the duration
         error the recovery time constant; see :data:`BURST_PAIRINGS`).
+    min_bursts_per_round : with ``bursts`` (also with ``burst_gain=0``), lengthen each round's
+        trajectories so that a round holds at least this many network bursts at the recorded burst
+        rate (each trajectory at most ``max_duration_s`` s): in a bursting network every unit's
+        rate moves with the number of bursts in a run, so a round with few bursts measures the
+        rates with a large common error (0: ``duration_s`` always).
+    max_duration_s : upper bound (s) of a trajectory lengthened by ``min_bursts_per_round``.
     recent_fraction : the target rates are those of the last ``recent_fraction`` of ``counts``
         (default :data:`RECENT_FRACTION`, 1: the whole window; :func:`recent_rates`). Pass the
         same fraction to :func:`burst_target` for the burst target.
@@ -257,6 +294,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     nr = model.n_recorded
     target = recent_rates(counts, model.dt_ms, recent_fraction)
     with_bursts = bursts is not None and burst_gain > 0
+    duration_s = round_duration(duration_s, batch, bursts, min_bursts_per_round, max_duration_s)
     bar = tqdm(range(rounds), disable=not progress, desc="rate calibration", unit="round")
     average = average_from
     first_avg = 0 if average is None else min(int(average * rounds), rounds - 1)
