@@ -60,7 +60,7 @@ def test_misfitted_rates_are_named_in_one_warning(truth):
     with pytest.warns(RuntimeWarning, match=r"in-sample check: .*median rate error [+-]?\d+\.\d % \(bar 15 %\)") as rec_w:
         warn_if_missed(check)
     assert len(rec_w) == 1 and "\n" not in str(rec_w[0].message)
-    assert "MISS" in table(check) and len(table(check).splitlines()) == len(IN_SAMPLE_BARS) + 2
+    assert "MISS" in table(check) and len(table(check).splitlines()) == len(IN_SAMPLE_BARS) + 3
 
 
 def test_recovered_network_passes_and_the_check_is_saved(truth, tmp_path):
@@ -107,3 +107,23 @@ def test_the_check_simulates_the_asked_multiple_of_the_window(truth):
     assert short["figures"]["rate_median_rel_err"] == pytest.approx(_median_rate_error(gt, rec, 2, 1.0), abs=1e-9)
     with pytest.raises(ValueError, match="sim_factor"):
         in_sample_check(gt, rec, sim_factor=0.0)
+
+
+def test_the_check_counts_both_sides_bursts_and_their_counting_noise(truth):
+    """``bursts``: the window's bursts as the detector counts them, and the exact binomial test of
+    the two counts (scipy), independent of the check's code."""
+    from scipy.stats import binomtest
+
+    from organoid_sim.stats import detect_bursts
+
+    gt, rec = truth
+    check = in_sample_check(gt, rec, seed=2)
+    b = check["bursts"]
+    assert b["window"] == len(detect_bursts(rec)) > 0 and b["simulated"] > 0
+    t_w, t_s = rec.duration, check["simulated_s"]
+    p = binomtest(b["window"], b["window"] + b["simulated"], t_w / (t_w + t_s)).pvalue
+    assert b["count_p"] == pytest.approx(p, rel=1e-12)
+    assert f"{b['window']} in the window, {b['simulated']} simulated" in table(check)
+    missed = {**check, "passed": {**check["passed"], "burst_rate_rel_err": False}, "missed": ["burst rate"]}
+    assert f"differ with counting-noise p = {b['count_p']:.2g}" in describe_misses(missed)
+    assert "counting-noise" not in (describe_misses({**check, "missed": ["rate"]}) or "")

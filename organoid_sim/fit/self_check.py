@@ -121,13 +121,16 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     Returns
     -------
     dict with ``figures`` (compare() figures, fractions / r), ``passed`` (bar -> bool),
+    ``bursts`` (network bursts in the window and in the simulation, and ``count_p``: the two-sided
+    p-value that their rates differ by Poisson counting noise alone, :func:`organoid_sim.stats.burst_count_p`;
+    a burst-rate miss with a large p can be the window's few bursts rather than the model),
     ``missed`` (readable descriptions of the missed bars; the burst bars count as met when
     neither the window nor the simulation has a network burst), ``capped_bin_fraction`` (fraction of
     the simulated bins, all neurons, at the observation's count cap; None for Bernoulli
     observations), ``simulated_s``, ``seed`` and, with ``recent_fraction`` < 1, ``recent``
     (``{"fraction": f, "figures": {...}}``: the figures against the window's last part).
     """
-    from ..stats import compare
+    from ..stats import burst_count_p, compare
 
     if not sim_factor > 0:
         raise ValueError(f"sim_factor must be > 0, got {sim_factor}")
@@ -144,12 +147,21 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     out = {"figures": figures, "passed": passed,
            "missed": [b.text(figures[b.figure]) for b in IN_SAMPLE_BARS if not passed[b.figure]],
            "capped_bin_fraction": capped_fraction(sim, model), "simulated_s": float(sim.duration),
-           "seed": int(seed)}
+           "seed": int(seed), "bursts": _burst_counts(cmp, burst_count_p)}
     if recent_fraction is not None and 0.0 < recent_fraction < 1.0:
         part = recording.time_slice(recording.t_stop - recent_fraction * recording.duration, None)
         rs = compare(part, sim).summary
         out["recent"] = {"fraction": float(recent_fraction), "figures": {k: float(rs.get(k, float("nan"))) for k in FIGURES}}
     return out
+
+
+def _burst_counts(cmp, count_p) -> dict:
+    """``{"window": n, "simulated": n, "count_p": p}``: the network bursts of both sides and the
+    two-sided p-value that their rates differ by counting noise alone (``count_p``, NaN -> None)."""
+    ref, cand = cmp.reference.scalars, cmp.candidate.scalars
+    n_w, n_s = int(ref.get("n_bursts", 0) or 0), int(cand.get("n_bursts", 0) or 0)
+    p = count_p(n_w, float(ref.get("duration_s", 0.0)), n_s, float(cand.get("duration_s", 0.0)))
+    return {"window": n_w, "simulated": n_s, "count_p": float(p) if math.isfinite(p) else None}
 
 
 def capped_fraction(sim, model) -> float | None:
@@ -185,7 +197,8 @@ def describe_misses(check: dict) -> str | None:
     Returns
     -------
     str or None
-        The line, or None when every bar is met.
+        The line, or None when every bar is met; a missed burst-rate bar adds both burst counts
+        and their counting-noise p-value (a large p: the window holds too few bursts to tell).
     """
     if not check or not check.get("missed"):
         return None
@@ -197,6 +210,10 @@ def describe_misses(check: dict) -> str | None:
         missed = [b for b in IN_SAMPLE_BARS if not check["passed"].get(b.figure, True)]
         line += (f" (against the window's last {100 * recent['fraction']:.0f} %, the calibration's target: "
                  + "; ".join(b.text(recent["figures"].get(b.figure, float("nan"))) for b in missed) + ")")
+    bursts = check.get("bursts") or {}
+    if not check["passed"].get("burst_rate_rel_err", True) and bursts.get("count_p") is not None:
+        line += (f"; the burst counts ({bursts['window']} in the window, {bursts['simulated']} simulated) "
+                 f"differ with counting-noise p = {bursts['count_p']:.2g}")
     return line
 
 
@@ -230,8 +247,9 @@ def table(check: dict) -> str:
     Returns
     -------
     str
-        The table (a header, one line per bar, and the capped-bin fraction when known; with the
-        check's ``recent`` figures, a column of the values against the window's last part).
+        The table (a header, one line per bar, the capped-bin fraction when known and the
+        network bursts of both sides with their counting-noise p-value when either bursts; with
+        the check's ``recent`` figures, a column of the values against the window's last part).
     """
     recent = check.get("recent")
     extra = f"{'last ' + format(100 * recent['fraction'], '.0f') + ' %':>10}" if recent else ""
@@ -244,6 +262,10 @@ def table(check: dict) -> str:
     cf = check.get("capped_bin_fraction")
     if cf is not None:
         rows.append(f"{'capped bins':<20}{100 * cf:>9.3f}%")
+    b = check.get("bursts")
+    if b and b.get("count_p") is not None:
+        rows.append(f"{'network bursts':<20}{b['window']} in the window, {b['simulated']} simulated "
+                    f"(counting-noise p = {b['count_p']:.2g})")
     return "\n".join(rows)
 
 

@@ -13,7 +13,7 @@ from .evoked import (EVOKED_WINDOW, PSTH, EvokedResponses, evoked_agreement, evo
 from .pairwise import (correlation_matrix, cross_correlogram, functional_connectivity, jitter, population_coupling,
                        population_coupling_of_counts, sttc, tiling_fraction)
 from .single_unit import burstiness_index, cv_isi, fano_factor, firing_rates, isi, isi_per_unit, lv
-from .summary import DEFAULT_TOLERANCES, Comparison, Description, compare, describe
+from .summary import DEFAULT_TOLERANCES, Comparison, Description, burst_count_p, compare, describe
 
 __all__ = [
     "InsufficientSpikesWarning",
@@ -24,5 +24,5 @@ __all__ = [
     "Avalanches", "PowerLawFit", "avalanches", "fit_power_law", "branching_ratio",
     "PSTH", "psth", "EvokedResponses", "evoked_responses", "first_spike_latencies", "evoked_agreement",
     "EVOKED_WINDOW",
-    "Description", "describe", "Comparison", "compare", "DEFAULT_TOLERANCES",
+    "Description", "describe", "Comparison", "compare", "DEFAULT_TOLERANCES", "burst_count_p",
 ]

@@ -23,7 +23,7 @@ from .bursts import NetworkBursts, burst_statistics, detect_bursts
 from .pairwise import correlation_matrix, sttc
 from .single_unit import burstiness_index, cv_isi, fano_factor, isi, lv
 
-__all__ = ["Description", "describe", "Comparison", "compare", "DEFAULT_TOLERANCES"]
+__all__ = ["Description", "describe", "Comparison", "compare", "DEFAULT_TOLERANCES", "burst_count_p"]
 
 # label, unit, format: the order and wording of the scalar table.
 _SCALARS = {
@@ -353,16 +353,37 @@ def _floor_bar(r_half: float, sd: float) -> float:
 P_NOISE = 0.0027
 
 
-def _burst_count_p(ref: dict, cand: dict) -> float:
-    """Two-sided p-value that the two recordings' burst counts come from one Poisson rate: given
-    the total, the reference's count is binomial with ``p = T_ref / (T_ref + T_cand)`` (scipy)."""
+def burst_count_p(n_reference: int, duration_reference_s: float, n_candidate: int,
+                  duration_candidate_s: float) -> float:
+    """Two-sided p-value that two burst counts come from one Poisson rate: given the total, the
+    reference's count is binomial with ``p = T_ref / (T_ref + T_cand)`` (``scipy.stats.binomtest``).
+    A small p says the burst rates differ by more than counting noise.
+
+    Parameters
+    ----------
+    n_reference, n_candidate : int
+        Network bursts counted in each recording.
+    duration_reference_s, duration_candidate_s : float
+        Durations (s) of the two recordings.
+
+    Returns
+    -------
+    float
+        The p-value; NaN without bursts or without positive durations.
+    """
     from scipy.stats import binomtest
 
-    k_r, k_c = int(ref.get("n_bursts", 0) or 0), int(cand.get("n_bursts", 0) or 0)
-    t_r, t_c = float(ref.get("duration_s", 0.0)), float(cand.get("duration_s", 0.0))
+    k_r, k_c = int(n_reference), int(n_candidate)
+    t_r, t_c = float(duration_reference_s), float(duration_candidate_s)
     if k_r + k_c == 0 or not (t_r > 0 and t_c > 0):
         return float("nan")
     return float(binomtest(k_r, k_r + k_c, t_r / (t_r + t_c)).pvalue)
+
+
+def _burst_count_p(ref: dict, cand: dict) -> float:
+    """:func:`burst_count_p` of two descriptions' scalars (``n_bursts``, ``duration_s``)."""
+    return burst_count_p(int(ref.get("n_bursts", 0) or 0), float(ref.get("duration_s", 0.0)),
+                         int(cand.get("n_bursts", 0) or 0), float(cand.get("duration_s", 0.0)))
 
 
 def compare(reference, candidate, *, tolerances: dict | None = None, noise_floor: bool = True,
