@@ -87,6 +87,11 @@ def test_job_equals_the_single_fit(plate, serial):
     assert r["n_spikes"] == rec.n_spikes and r["n_units"] == rec.n_units == 6
     metrics = model.provenance_["metrics"]
     assert r["val_bits"] == pytest.approx(metrics.get("final_val_bits", metrics["best_val_bits"]))
+    # the job's self-check is the fit's own (same seed, same simulation)
+    exp, got = model.provenance_["self_check"], r["in_sample"]
+    assert got["passed"] == exp["passed"] and got["seed"] == exp["seed"] and got["missed"] == exp["missed"]
+    for k, v in exp["figures"].items():     # NaN is stored as null in the job's JSON
+        assert (got["figures"][k] is None and not np.isfinite(v)) or got["figures"][k] == pytest.approx(v, rel=1e-12)
 
 
 def test_failed_job_is_recorded_and_the_others_go_on(serial):
@@ -112,6 +117,7 @@ def test_results_table_matches_the_job_results(serial):
         assert row["status"] == disk["status"]
         if disk["status"] == "ok":
             assert float(row["val_bits"]) == pytest.approx(disk["val_bits"], rel=1e-12)
+            assert row["in_sample_passed"] == str(all(disk["in_sample"]["passed"].values()))
             assert int(row["n_spikes"]) == disk["n_spikes"]
         else:
             assert row["error"].startswith("ValueError: ")

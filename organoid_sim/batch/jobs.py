@@ -254,7 +254,7 @@ def _fit_figures(model) -> dict:
     m = prov.get("metrics", {})
     return {"val_bits": m.get("final_val_bits", m.get("best_val_bits")), "fit_s": m.get("fit_s"),
             "uncoupled": m.get("uncoupled"), "refinement_rejected": m.get("refinement_rejected"),
-            "in_sample": prov.get("in_sample")}
+            "in_sample": prov.get("self_check")}   # the fit's self-check (None with self_check=False)
 
 
 def _network_options(job: Job, options: dict) -> tuple[dict, dict]:

@@ -12,9 +12,10 @@ from .jobs import write_json
 
 __all__ = ["CSV_COLUMNS", "table_rows", "write_tables"]
 
-#: columns of results.csv; evaluation figures are those of the "network" row
+#: columns of results.csv; evaluation figures are those of the "network" row; ``in_sample_passed``:
+#: the fit's self-check met every in-sample bar
 CSV_COLUMNS = ("file", "well", "status", "skipped", "seed", "n_units", "n_spikes", "duration_s", "val_bits",
-               "fit_s", "wall_s", "passed", "bits_per_spike", "glm_bits_per_spike", "rate_r",
+               "fit_s", "wall_s", "passed", "in_sample_passed", "bits_per_spike", "glm_bits_per_spike", "rate_r",
                "rate_median_rel_err", "corr_matrix_r", "burst_rate_rel_err", "burst_duration_rel_err",
                "error", "job")
 
@@ -32,6 +33,8 @@ def table_rows(results: list[dict]) -> list[dict]:
         row["glm_bits_per_spike"] = (ev.get("glm") or {}).get("bits_per_spike")
         row["error"] = f"{err.get('type')}: {err.get('message')}" if err else None
         row["skipped"] = bool(r.get("skipped", False))
+        check = r.get("in_sample") or {}   # the fit's self-check: every in-sample bar met
+        row["in_sample_passed"] = bool(all(check["passed"].values())) if check.get("passed") else None
         rows.append(row)
     return rows
 
