@@ -195,8 +195,15 @@ def _figures_tip(result: Mapping) -> str:
     return "missed: " + ", ".join(missed) if missed else ("all checks met" if result.get("passed") else "not evaluated")
 
 
+def _in_sample_passed(result: Mapping) -> bool | None:
+    """Whether a job's self-check met every in-sample bar (None: no check)."""
+    passed = (result.get("in_sample") or {}).get("passed")
+    return bool(all(passed.values())) if passed else None
+
+
 def _grid(results: list, kind: str, base: Path) -> str:
-    """One plate's well grid, coloured by pass/fail (``kind="checks"``) or by bits/spike."""
+    """One plate's well grid, coloured by pass/fail of the fidelity checks (``kind="checks"``) or
+    of the in-sample self-check (``"in_sample"``), or by bits/spike."""
     placed = {_well_position(r.get("well")): r for r in results}
     bits = [abs(b) for b in map(_bits_of, results) if b is not None]
     scale = max(bits) if bits and max(bits) > 0 else 1.0
@@ -216,24 +223,26 @@ def _grid(results: list, kind: str, base: Path) -> str:
             b = _bits_of(r)
             if r.get("status") != "ok":
                 colour, text = _PASS_COLOURS["error"], "error"
-            elif kind == "checks":
-                colour = _PASS_COLOURS[r.get("passed")]
-                text = {True: "pass", False: "fail", None: "\u2014"}[r.get("passed")]
+            elif kind in ("checks", "in_sample"):
+                ok = r.get("passed") if kind == "checks" else _in_sample_passed(r)
+                colour, text = _PASS_COLOURS[ok], {True: "pass", False: "fail", None: "\u2014"}[ok]
             else:
                 colour, text = _bits_colour(b, scale), "\u2014" if b is None else f"{b:.2f}"
             cells.append(_well_cell(r, colour, text, base))
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    caption = ("fidelity checks: green all met, red some missed, grey not evaluated, dark failed job" if kind == "checks"
-               else f"bits/spike (held-out when evaluated, else the fit's validation part): blue > 0 > red, "
-                    f"full colour at |{scale:.2f}|")
+    caption = {"checks": "fidelity checks: green all met, red some missed, grey not evaluated, dark failed job",
+               "in_sample": "in-sample self-check (the network against its own fitting window): green every bar "
+                            "met, red some missed, grey not checked, dark failed job"}.get(
+        kind, f"bits/spike (held-out when evaluated, else the fit's validation part): blue > 0 > red, "
+              f"full colour at |{scale:.2f}|")
     return f'<table class="plate"><caption>{html.escape(caption)}</caption><tbody>{"".join(lines)}</tbody></table>'
 
 
 def plate_overview(results: Sequence[Mapping], path: str | os.PathLike, *, title: str = "Plate overview") -> Path:
     """Write an HTML overview of an :func:`organoid_sim.batch.fit_many` run and return its path.
 
-    Per file, the plate's well grid twice: coloured by pass/fail of the fidelity checks and by
-    bits/spike; each well links to its ``report.html`` (or ``result.json``). Below, the results
+    Per file, the plate's well grid three times: coloured by pass/fail of the fidelity checks, by
+    pass/fail of each fit's in-sample self-check, and by bits/spike; each well links to its ``report.html`` (or ``result.json``). Below, the results
     table. Job folders are taken relative to ``path``'s folder (write it into the run's output
     directory).
 
@@ -263,7 +272,7 @@ def plate_overview(results: Sequence[Mapping], path: str | os.PathLike, *, title
     for name, rs in by_file.items():
         rep.add_heading(name, 3)
         rep.add_html('<div style="display:flex; gap:2em; flex-wrap:wrap">' + _grid(rs, "checks", path.parent)
-                     + _grid(rs, "bits", path.parent) + "</div>")
+                     + _grid(rs, "in_sample", path.parent) + _grid(rs, "bits", path.parent) + "</div>")
     rep.add_heading("Results")
     rep.add_table(table_rows(list(results)))
     return rep.save(path)
@@ -290,6 +299,14 @@ def well_report(result: Mapping, figures: Mapping[str, Any]) -> Report:
     if result.get("checks"):
         rep.add_table({k: {True: "met", False: "missed", None: "undefined"}[v] for k, v in result["checks"].items()},
                       caption="Fidelity checks (network row of the evaluation)")
+    check = result.get("in_sample") or {}
+    if check.get("passed"):
+        from .fit.self_check import IN_SAMPLE_BARS
+
+        rep.add_table({b.label: {"value": check["figures"].get(b.figure), "limit": b.limit,
+                                 "result": "met" if check["passed"][b.figure] else "missed"} for b in IN_SAMPLE_BARS},
+                      index="in-sample bar", caption="In-sample self-check: the fitted network's simulation against its own "
+                                           "fitting window (relative errors as fractions)")
     ev = result.get("evaluation") or {}
     rows = {k: v for k, v in ev.items() if isinstance(v, Mapping) and k not in ("timings_s", "settings")}
     if rows:

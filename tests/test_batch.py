@@ -174,7 +174,7 @@ def test_cli_fit_plate_serial_with_reports(plate, tmp_path, capsys):
     assert res["A1"]["options"]["max_epochs"] == 2 and "passed" not in res["A1"]
     assert (out / "plate" / "A1" / "report.html").read_text().count("data:image/png;base64") == 2
     page = (out / "plate.html").read_text()
-    assert page.count('href="plate/A1/report.html"') == 2 and page.count('href="plate/C1/result.json"') == 2
+    assert page.count('href="plate/A1/report.html"') == 3 and page.count('href="plate/C1/result.json"') == 3
     assert re.search(r'background:#d9d9de"[^>]*><a href="plate/A1/report.html">A1<br/>\u2014', page)  # not evaluated
     assert _cli(plate, out) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
 
@@ -194,21 +194,25 @@ def test_cli_fit_plate_evaluate(plate, tmp_path):
 def test_plate_overview_grid_colours_and_links(tmp_path):
     from organoid_sim.report import plate_overview
 
-    def res(well, passed=None, bits=None, status="ok"):
+    def res(well, passed=None, bits=None, status="ok", in_sample=None):
         r = {"job": f"p/{well}", "file": "/x/p.h5", "well": well, "status": status, "val_bits": bits,
-             "passed": passed, "figures": ["report.html"] if status == "ok" else []}
+             "passed": passed, "figures": ["report.html"] if status == "ok" else [],
+             "in_sample": None if in_sample is None else {"passed": {"rate_median_rel_err": True,
+                                                                      "corr_matrix_r": in_sample}}}
         if status != "ok":
             r["error"] = {"type": "ValueError", "message": "no spikes"}
         return r
 
-    results = [res("A1", True, 2.0), res("A2", False, -1.0), res("B2", None, 0.0), res("B1", status="error")]
+    results = [res("A1", True, 2.0, in_sample=False), res("A2", False, -1.0, in_sample=True), res("B2", None, 0.0),
+               res("B1", status="error")]
     page = plate_overview(results, tmp_path / "plate.html").read_text()
     grids = re.findall(r'<table class="plate">.*?</table>', page, flags=re.S)
-    assert len(grids) == 2
-    checks, bits = ([re.findall(r'<td(?: style="background:(#[0-9a-f]{6})")?', row) for row in
-                     re.findall(r"<tr>(.*?)</tr>", g)] for g in grids)
+    assert len(grids) == 3
+    checks, in_sample, bits = ([re.findall(r'<td(?: style="background:(#[0-9a-f]{6})")?', row) for row in
+                                re.findall(r"<tr>(.*?)</tr>", g)] for g in grids)
     # rows A, B x columns 1, 2 in plate order, whatever the order of the results
     assert checks == [["#7bc47f", "#e8746b"], ["#555555", "#d9d9de"]]
+    assert in_sample == [["#e8746b", "#7bc47f"], ["#555555", "#d9d9de"]]    # every in-sample bar, or none checked
     blue, red, white = bits[0][0], bits[0][1], bits[1][1]
     assert int(blue[5:7], 16) > int(blue[1:3], 16) and int(red[1:3], 16) > int(red[5:7], 16)
     assert max(abs(int(white[k:k + 2], 16) - int(white[1:3], 16)) for k in (3, 5)) < 40   # ~neutral at 0
@@ -221,3 +225,16 @@ def test_cli_fit_plate_errors_are_one_line(plate, tmp_path, capsys):
     assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--wells", "Z9", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "none.h5" in err[0] and "--workers" in err[1] and "Z9" in err[2]
+
+
+def test_a_well_report_shows_the_fit_s_self_check(serial):
+    from organoid_sim.fit.self_check import IN_SAMPLE_BARS
+    from organoid_sim.report import well_report
+
+    out, results = serial
+    r = next(r for r in results if r["well"] == "A2")
+    page = well_report(r, {}).to_html()
+    assert "In-sample self-check" in page
+    for b in IN_SAMPLE_BARS:
+        assert b.label in page
+    assert page.count(">missed<") == sum(not v for v in r["in_sample"]["passed"].values())
