@@ -242,9 +242,9 @@ def plate_overview(results: Sequence[Mapping], path: str | os.PathLike, *, title
     """Write an HTML overview of an :func:`organoid_sim.batch.fit_many` run and return its path.
 
     Per file, the plate's well grid three times: coloured by pass/fail of the fidelity checks, by
-    pass/fail of each fit's in-sample self-check, and by bits/spike; each well links to its ``report.html`` (or ``result.json``). Below, the results
-    table. Job folders are taken relative to ``path``'s folder (write it into the run's output
-    directory).
+    pass/fail of each fit's in-sample self-check, and by bits/spike; each well links to its
+    ``report.html`` (or ``result.json``). Below, the results table. Job folders are taken
+    relative to ``path``'s folder (write it into the run's output directory).
 
     Parameters
     ----------
@@ -305,8 +305,9 @@ def well_report(result: Mapping, figures: Mapping[str, Any]) -> Report:
 
         rep.add_table({b.label: {"value": check["figures"].get(b.figure), "limit": b.limit,
                                  "result": "met" if check["passed"][b.figure] else "missed"} for b in IN_SAMPLE_BARS},
-                      index="in-sample bar", caption="In-sample self-check: the fitted network's simulation against its own "
-                                           "fitting window (relative errors as fractions)")
+                      index="in-sample bar",
+                      caption="In-sample self-check: the fitted network's simulation against its own fitting "
+                              "window (relative errors as fractions)")
     ev = result.get("evaluation") or {}
     rows = {k: v for k, v in ev.items() if isinstance(v, Mapping) and k not in ("timings_s", "settings")}
     if rows:

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from ..stats import detect_bursts
 
-__all__ = ["calibrate_rates", "round_duration", "simulated_rates", "recent_rates", "BurstTarget", "burst_target", "RECENT_FRACTION"]
+__all__ = ["calibrate_rates", "round_duration", "simulated_rates", "recent_rates", "BurstTarget", "burst_target",
+           "RECENT_FRACTION"]
 
 #: fewest network bursts in the fitting window for a burst target (fewer: rates only)
 MIN_TARGET_BURSTS = 5

@@ -187,7 +187,8 @@ class FitConfig:
         if int(self.restarts) < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
         if not float(self.discrepancy_sim_factor) > 0:
-            raise ValueError(f"discrepancy_sim_factor must be > 0 window durations, got {self.discrepancy_sim_factor}")
+            raise ValueError(f"discrepancy_sim_factor must be > 0 window durations, "
+                             f"got {self.discrepancy_sim_factor}")
         fractions = tuple(float(f) for f in self.partial_burst_fractions)
         if not all(0.0 < f < 1.0 for f in fractions):
             raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")

@@ -121,21 +121,22 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     Returns
     -------
     dict with ``figures`` (compare() figures, fractions / r), ``passed`` (bar -> bool),
-    ``bursts`` (network bursts in the window and in the simulation, and ``count_p``: the two-sided
-    p-value that their rates differ by Poisson counting noise alone, :func:`organoid_sim.stats.burst_count_p`;
-    a burst-rate miss with a large p can be the window's few bursts rather than the model),
+    ``bursts`` (network bursts in the window and in the simulation, and ``count_p``: the
+    two-sided p-value that their rates differ by Poisson counting noise alone,
+    :func:`organoid_sim.stats.burst_count_p`; a burst-rate miss with a large p can be the window's
+    few bursts rather than the model),
     ``missed`` (readable descriptions of the missed bars; the burst bars count as met when
     neither the window nor the simulation has a network burst), ``capped_bin_fraction`` (fraction of
     the simulated bins, all neurons, at the observation's count cap; None for Bernoulli
     observations), ``simulated_s``, ``seed`` and, with ``recent_fraction`` < 1, ``recent``
     (``{"fraction": f, "figures": {...}}``: the figures against the window's last part).
     """
-    from ..stats import burst_count_p, compare
+    from ..stats import compare
 
     if not sim_factor > 0:
         raise ValueError(f"sim_factor must be > 0, got {sim_factor}")
-    sim = model.simulate(sim_factor * recording.duration, seed=seed, t_start=recording.t_start, n_parallel=n_parallel,
-                         burn_in_s=burn_in_s)
+    sim = model.simulate(sim_factor * recording.duration, seed=seed, t_start=recording.t_start,
+                         n_parallel=n_parallel, burn_in_s=burn_in_s)
     cmp = compare(recording, sim)
     s = cmp.summary
     figures = {k: float(s.get(k, float("nan"))) for k in FIGURES}
@@ -147,7 +148,7 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     out = {"figures": figures, "passed": passed,
            "missed": [b.text(figures[b.figure]) for b in IN_SAMPLE_BARS if not passed[b.figure]],
            "capped_bin_fraction": capped_fraction(sim, model), "simulated_s": float(sim.duration),
-           "seed": int(seed), "bursts": _burst_counts(cmp, burst_count_p)}
+           "seed": int(seed), "bursts": _burst_counts(cmp)}
     if recent_fraction is not None and 0.0 < recent_fraction < 1.0:
         part = recording.time_slice(recording.t_stop - recent_fraction * recording.duration, None)
         rs = compare(part, sim).summary
@@ -155,12 +156,15 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     return out
 
 
-def _burst_counts(cmp, count_p) -> dict:
-    """``{"window": n, "simulated": n, "count_p": p}``: the network bursts of both sides and the
-    two-sided p-value that their rates differ by counting noise alone (``count_p``, NaN -> None)."""
+def _burst_counts(cmp) -> dict:
+    """``{"window": n, "simulated": n, "count_p": p}``: the network bursts of both sides of a
+    :func:`~organoid_sim.stats.compare` and the two-sided p-value that their rates differ by
+    counting noise alone (:func:`~organoid_sim.stats.burst_count_p`; NaN -> None)."""
+    from ..stats import burst_count_p
+
     ref, cand = cmp.reference.scalars, cmp.candidate.scalars
     n_w, n_s = int(ref.get("n_bursts", 0) or 0), int(cand.get("n_bursts", 0) or 0)
-    p = count_p(n_w, float(ref.get("duration_s", 0.0)), n_s, float(cand.get("duration_s", 0.0)))
+    p = burst_count_p(n_w, float(ref.get("duration_s", 0.0)), n_s, float(cand.get("duration_s", 0.0)))
     return {"window": n_w, "simulated": n_s, "count_p": float(p) if math.isfinite(p) else None}
 
 
