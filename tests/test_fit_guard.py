@@ -315,3 +315,27 @@ def test_a_burst_variant_is_the_burst_calibration_with_its_options_from_the_same
     for k, v in direct.state_dict().items():
         torch.testing.assert_close(seen[1][2][k], v)
     assert not torch.equal(seen[1][2]["use_logit"], seen[0][2]["use_logit"])
+
+
+def test_the_bars_rule_counts_the_bars_a_candidate_misses_before_its_summed_distance():
+    """``discrepancy_rule="bars"``: ``n + s / (1 + s)`` with ``n`` the in-sample bars that the very
+    same simulation misses (the self-check's judgement of it) and ``s`` the summed discrepancy, so a
+    candidate missing fewer bars is always the closer one."""
+    from organoid_sim.fit import FitConfig, _discrepancy
+    from organoid_sim.fit.config import DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET
+    from organoid_sim.fit.self_check import in_sample_check
+
+    gt = ground_truth()
+    rec = gt.simulate(120.0, seed=1)
+    bad = copy.deepcopy(gt)
+    with torch.no_grad():   # rates about 3x too low: the rate bar at least is missed
+        bad.bias -= bad.delta_u * np.log(3.0)
+    for model in (gt, bad):
+        s = _discrepancy(model, rec, 0)
+        check = in_sample_check(model, rec, seed=DISCREPANCY_SEED_OFFSET, sim_factor=1.0,
+                                n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
+        n = sum(not ok for ok in check["passed"].values())
+        assert _discrepancy(model, rec, 0, rule="bars") == pytest.approx(n + s / (1 + s))
+    assert _discrepancy(bad, rec, 0, rule="bars") >= 1.0
+    with pytest.raises(ValueError, match="discrepancy_rule.*'nearest'"):
+        FitConfig(discrepancy_rule="nearest")

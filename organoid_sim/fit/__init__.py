@@ -22,7 +22,7 @@ from .checkpoint import Checkpointer
 from .config import (DISCREPANCY_BURN_IN_S, DISCREPANCY_PARALLEL, DISCREPANCY_SEED_OFFSET, MAX_CALIBRATED_RATE_ERR,
                      RESTART_SEED_STRIDE, SELF_CHECK_SEED_OFFSET, FitConfig, RefineConfig)
 from .refine import refine_free_running
-from .self_check import in_sample_check, warn_if_missed
+from .self_check import in_sample_check, judge_comparison, warn_if_missed
 from .teacher import fit_teacher_forced, fit_uncoupled, validation_bits
 
 __all__ = ["fit_network", "fit_teacher_forced", "calibrate_with_guard", "Checkpointer", "FitConfig", "RefineConfig"]
@@ -181,7 +181,7 @@ def _best_of_restarts(model, recording, counts, design, tf_metrics: dict, after_
             elif "calibration_discrepancy" in cand:   # the guard's closest rule simulated it with this seed
                 score = cand["calibration_discrepancy"]
             else:
-                score = _discrepancy(model, recording, seed_k, cfg.discrepancy_sim_factor)
+                score = _discrepancy(model, recording, seed_k, cfg.discrepancy_sim_factor, cfg.discrepancy_rule)
             scores.append(score)
             if best is None or score < best[0]:
                 best = (score, cand, copy.deepcopy(model.state_dict()), k)
@@ -320,7 +320,7 @@ def calibrate_with_guard(model, counts, design, tf_metrics: dict, after_tf: dict
                 if not closest:
                     accepted.append((fraction, cal, final, None, None))
                     break
-                gap = _discrepancy(model, recording, seed, cfg.discrepancy_sim_factor)
+                gap = _discrepancy(model, recording, seed, cfg.discrepancy_sim_factor, cfg.discrepancy_rule)
                 accepted.append((fraction, cal, final, gap, copy.deepcopy(model.state_dict())))
         if not accepted:
             continue
@@ -409,15 +409,20 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
         yield start, 0.0, rates_only()
 
 
-def _discrepancy(model, recording, seed: int, sim_factor: float = 1.0) -> float:
+def _discrepancy(model, recording, seed: int, sim_factor: float = 1.0, rule: str = "sum") -> float:
     """How far a free-running simulation of ``sim_factor`` times ``recording``'s duration lies
-    from ``recording``: ``|burst rate error| + |median burst duration error| + (1 -
-    correlation-matrix r) + median rate error``
-    (:func:`organoid_sim.stats.compare`; undefined figures, e.g. no bursts on either side, count 0,
-    an infinite one 1)."""
+    from ``recording``: ``s = |burst rate error| + |median burst duration error| + (1 -
+    correlation-matrix r) + median rate error`` (:func:`organoid_sim.stats.compare`; undefined
+    figures, e.g. no bursts on either side, count 0, an infinite one 1); with ``rule="bars"``,
+    ``n + s / (1 + s)`` for ``n`` in-sample bars missed (:func:`~.self_check.judge_comparison`)."""
     sim = model.simulate(sim_factor * recording.duration, seed=seed + DISCREPANCY_SEED_OFFSET,
                          t_start=recording.t_start, n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
-    s = compare(recording, sim).summary
+    cmp = compare(recording, sim)
+    s = cmp.summary
     terms = [abs(s.get("burst_rate_rel_err", np.nan)), abs(s.get("burst_duration_rel_err", np.nan)),
              1.0 - s.get("corr_matrix_r", np.nan), s.get("rate_median_rel_err", np.nan)]
-    return float(sum(np.nan_to_num(np.asarray(terms, float), nan=0.0, posinf=1.0)))
+    total = float(sum(np.nan_to_num(np.asarray(terms, float), nan=0.0, posinf=1.0)))
+    if rule == "sum":
+        return total
+    missed = sum(not ok for ok in judge_comparison(cmp)[1].values())
+    return missed + total / (1.0 + total)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "DEFAULT_BURST_VARIANTS", "RESTART_SEED_STRIDE",
-           "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL",
+           "DISCREPANCY_SEED_OFFSET", "DISCREPANCY_PARALLEL", "DISCREPANCY_RULES",
            "DISCREPANCY_BURN_IN_S", "SELF_CHECK_SEED_OFFSET", "GRAD_CLIP_NORM", "LOSS_SMOOTHING", "MIN_BEST_STEP", "CHECKPOINT_EVERY",
            "REFINE_NOISE_SEED_OFFSET", "REFINE_BURN_IN_SEED_OFFSET"]
 
@@ -21,6 +21,8 @@ __all__ = ["FitConfig", "RefineConfig", "CALIBRATION_CHOICES", "DEFAULT_BURST_VA
 RESTART_SEED_STRIDE = 1000
 #: how the guard picks among accepted calibrated candidates (:attr:`FitConfig.calibration_choice`)
 CALIBRATION_CHOICES = ("first", "closest")
+#: how "closest" is measured (:attr:`FitConfig.discrepancy_rule`)
+DISCREPANCY_RULES = ("sum", "bars")
 #: the default further burst calibration: the burst-rate error moves ``U`` and the duration error
 #: the recovery (``burst_pairing="rate-U"`` of :func:`~organoid_sim.fit.calibrate.calibrate_rates`), full steps;
 #: which depression parameter moves a culture's burst rate differs between cultures (docs/models.md)
@@ -147,6 +149,10 @@ class FitConfig:
         Simulated time (in durations of the fitting window) of the free-running simulation that
         measures how far a candidate lies from the window (``calibration_choice="closest"`` and
         ``restarts``).
+    discrepancy_rule : {"sum", "bars"}
+        How far: ``"sum"`` (default), the sum of the absolute burst-rate and burst-duration
+        errors, ``1 - r`` of the correlations and the median rate error; ``"bars"``, the number of
+        in-sample bars that simulation misses, ties broken by that sum (``n + s / (1 + s)``).
     restarts : int
         Independent runs of stages 2-3; the one closest to the recording is kept.
     checkpoint_dir : path, optional
@@ -176,6 +182,7 @@ class FitConfig:
     burst_variants: tuple = DEFAULT_BURST_VARIANTS
     calibration_choice: str = "closest"
     discrepancy_sim_factor: float = 1.0
+    discrepancy_rule: str = "sum"
     restarts: int = 1
     checkpoint_dir: Any = None
     seed: int = 0
@@ -189,6 +196,8 @@ class FitConfig:
         if not float(self.discrepancy_sim_factor) > 0:
             raise ValueError(f"discrepancy_sim_factor must be > 0 window durations, "
                              f"got {self.discrepancy_sim_factor}")
+        if self.discrepancy_rule not in DISCREPANCY_RULES:
+            raise ValueError(f"discrepancy_rule must be one of {DISCREPANCY_RULES}, got {self.discrepancy_rule!r}")
         fractions = tuple(float(f) for f in self.partial_burst_fractions)
         if not all(0.0 < f < 1.0 for f in fractions):
             raise ValueError(f"partial_burst_fractions must lie in (0, 1), got {self.partial_burst_fractions}")
@@ -237,5 +246,6 @@ class FitConfig:
                     partial_burst_fractions=list(self.partial_burst_fractions),
                     burst_variants=[dict(v) for v in self.burst_variants],
                     calibration_choice=self.calibration_choice,
-                    discrepancy_sim_factor=self.discrepancy_sim_factor, restarts=self.restarts,
+                    discrepancy_sim_factor=self.discrepancy_sim_factor, discrepancy_rule=self.discrepancy_rule,
+                    restarts=self.restarts,
                     seed=self.seed)

@@ -103,7 +103,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     where their defaults live): ``max_epochs``, ``validation_fraction``, ``refine_steps``,
     ``refine_batch``, ``refine_window_s``, ``likelihood_weight``, ``refine_options``,
     ``calibration_rounds``, ``max_likelihood_loss``, ``partial_burst_fractions``, ``burst_variants``,
-    ``calibration_choice``, ``discrepancy_sim_factor``, ``restarts``, ``checkpoint_dir``,
+    ``calibration_choice``, ``discrepancy_sim_factor``, ``discrepancy_rule``, ``restarts``, ``checkpoint_dir``,
     ``fit_seed`` (seed of all fitting randomness), ``device`` (``"cpu"``/``"cuda"``; default
     where the model is), ``progress``, ``calibration_options`` and ``self_check`` (after fitting,
     judge a simulation of the fitting window with the in-sample bars, :mod:`organoid_sim.fit.self_check`).
@@ -112,7 +112,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     fit_options = ("max_epochs", "validation_fraction", "refine_steps", "refine_batch", "refine_window_s",
                    "likelihood_weight", "refine_options", "calibration_rounds", "max_likelihood_loss",
                    "partial_burst_fractions", "burst_variants", "calibration_choice", "discrepancy_sim_factor",
-                   "restarts", "checkpoint_dir",
+                   "discrepancy_rule", "restarts", "checkpoint_dir",
                    "fit_seed", "device", "progress", "calibration_options", "self_check")
     legacy_fit_names = {"seed": "fit_seed"}
 
@@ -133,6 +133,7 @@ class SpikingNetworkModel(ModelBase, nn.Module):
                  partial_burst_fractions=_FIT.partial_burst_fractions,
                  burst_variants=_FIT.burst_variants, calibration_choice: str = _FIT.calibration_choice,
                  discrepancy_sim_factor: float = _FIT.discrepancy_sim_factor,
+                 discrepancy_rule: str = _FIT.discrepancy_rule,
                  restarts: int = _FIT.restarts,
                  checkpoint_dir=_FIT.checkpoint_dir, fit_seed: int = _FIT.seed, device=_FIT.device,
                  progress: bool = _FIT.progress, calibration_options: Mapping | None = _FIT.calibration_options,
