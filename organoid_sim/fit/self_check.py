@@ -22,8 +22,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["IN_SAMPLE_BARS", "Bar", "judge", "judge_comparison", "in_sample_check", "capped_fraction", "describe_misses", "warn_if_missed",
-           "table"]
+__all__ = ["IN_SAMPLE_BARS", "Bar", "judge", "judge_comparison", "in_sample_check", "capped_fraction",
+           "describe_misses", "warn_if_missed", "table", "SIM_FACTOR"]
 
 
 class Bar:
