@@ -195,15 +195,11 @@ def _figures_tip(result: Mapping) -> str:
     return "missed: " + ", ".join(missed) if missed else ("all checks met" if result.get("passed") else "not evaluated")
 
 
-def _in_sample_passed(result: Mapping) -> bool | None:
-    """Whether a job's self-check met every in-sample bar (None: no check)."""
-    passed = (result.get("in_sample") or {}).get("passed")
-    return bool(all(passed.values())) if passed else None
-
-
 def _grid(results: list, kind: str, base: Path) -> str:
     """One plate's well grid, coloured by pass/fail of the fidelity checks (``kind="checks"``) or
     of the in-sample self-check (``"in_sample"``), or by bits/spike."""
+    from .batch.results import in_sample_passed   # batch sits below the report, imported when drawn
+
     placed = {_well_position(r.get("well")): r for r in results}
     bits = [abs(b) for b in map(_bits_of, results) if b is not None]
     scale = max(bits) if bits and max(bits) > 0 else 1.0
@@ -224,7 +220,7 @@ def _grid(results: list, kind: str, base: Path) -> str:
             if r.get("status") != "ok":
                 colour, text = _PASS_COLOURS["error"], "error"
             elif kind in ("checks", "in_sample"):
-                ok = r.get("passed") if kind == "checks" else _in_sample_passed(r)
+                ok = r.get("passed") if kind == "checks" else in_sample_passed(r)
                 colour, text = _PASS_COLOURS[ok], {True: "pass", False: "fail", None: "\u2014"}[ok]
             else:
                 colour, text = _bits_colour(b, scale), "\u2014" if b is None else f"{b:.2f}"

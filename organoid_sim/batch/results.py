@@ -10,7 +10,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from .jobs import write_json
 
-__all__ = ["CSV_COLUMNS", "table_rows", "write_tables"]
+__all__ = ["CSV_COLUMNS", "in_sample_passed", "table_rows", "write_tables"]
 
 #: columns of results.csv; evaluation figures are those of the "network" row; ``in_sample_passed``:
 #: the fit's self-check met every in-sample bar
@@ -18,6 +18,23 @@ CSV_COLUMNS = ("file", "well", "status", "skipped", "seed", "n_units", "n_spikes
                "fit_s", "wall_s", "passed", "in_sample_passed", "bits_per_spike", "glm_bits_per_spike", "rate_r",
                "rate_median_rel_err", "corr_matrix_r", "burst_rate_rel_err", "burst_duration_rel_err",
                "error", "job")
+
+
+def in_sample_passed(result: dict) -> bool | None:
+    """Whether a job's fit met every in-sample bar of its self-check (``result["in_sample"]``);
+    None without a check (a failed job, or ``self_check=False``).
+
+    Parameters
+    ----------
+    result : dict
+        A job's result.
+
+    Returns
+    -------
+    bool or None
+    """
+    passed = (result.get("in_sample") or {}).get("passed")
+    return bool(all(passed.values())) if passed else None
 
 
 def table_rows(results: list[dict]) -> list[dict]:
@@ -33,8 +50,7 @@ def table_rows(results: list[dict]) -> list[dict]:
         row["glm_bits_per_spike"] = (ev.get("glm") or {}).get("bits_per_spike")
         row["error"] = f"{err.get('type')}: {err.get('message')}" if err else None
         row["skipped"] = bool(r.get("skipped", False))
-        check = r.get("in_sample") or {}   # the fit's self-check: every in-sample bar met
-        row["in_sample_passed"] = bool(all(check["passed"].values())) if check.get("passed") else None
+        row["in_sample_passed"] = in_sample_passed(r)
         rows.append(row)
     return rows
 
