@@ -379,9 +379,7 @@ def _calibrated_candidates(model, counts, starts: list, bursts, seed: int, cfg: 
         return calibrate_rates(model, counts, rounds=rounds, seed=seed, progress=cfg.progress,
                                **{"bursts": target, **opts, **(variant or {})})
 
-    def rates_only():   # the burst target only sizes the rounds (min_bursts_per_round); nothing else reads it
-        if bursts is None or not opts.get("min_bursts_per_round"):
-            return calibrate(None)
+    def rates_only():   # with burst_gain 0 the target only sizes the rounds (min_bursts_per_round)
         return calibrate(bursts, {"burst_gain": 0.0})
 
     for start, state in starts:

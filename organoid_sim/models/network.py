@@ -103,7 +103,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
     where their defaults live): ``max_epochs``, ``validation_fraction``, ``refine_steps``,
     ``refine_batch``, ``refine_window_s``, ``likelihood_weight``, ``refine_options``,
     ``calibration_rounds``, ``max_likelihood_loss``, ``partial_burst_fractions``, ``burst_variants``,
-    ``calibration_choice``, ``discrepancy_sim_factor``, ``discrepancy_rule``, ``restarts``, ``checkpoint_dir``,
+    ``calibration_choice``, ``discrepancy_sim_factor``, ``discrepancy_rule``, ``restarts``,
+    ``checkpoint_dir``,
     ``fit_seed`` (seed of all fitting randomness), ``device`` (``"cpu"``/``"cuda"``; default
     where the model is), ``progress``, ``calibration_options`` and ``self_check`` (after fitting,
     judge a simulation of the fitting window with the in-sample bars, :mod:`organoid_sim.fit.self_check`).
