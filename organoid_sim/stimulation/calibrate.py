@@ -45,7 +45,8 @@ and network carry it to other amplitudes and pulse shapes.
 The held-out check (``check_fraction``) decides which of these stages stays: each pair stage when
 it predicts the session's held-out electrodes with no higher loss than the stage before and an r
 lower by no more than r's standard error; the calibration as a whole only when it predicts them no
-worse than the prior (loss, r, and a median latency error higher by no more than its standard error).
+worse than the prior (loss, r, and latencies: pair by pair no further from the observed ones than
+the prior's, a one-sided test at 5 %, :func:`paired_latency_change`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import torch
 from ..events import COLUMNS, StimEvents
 from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
-from ..stats.evoked import EVOKED_WINDOW
+from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P
 
 #: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
 #: calibration and the responses measured afterwards with the defaults count the same spikes
@@ -71,6 +72,10 @@ PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 TIMING_PARAMS = ("tau_ms", "direct_tau_ms", "velocity_um_per_ms")
 TIMING_BUDGET, TIMING_MIN_EVALUATIONS = 0.25, 12
 LATENCY_SCALE_S = 0.025
+#: the check calls the calibrated latencies worse than the prior's when they lie further from the observed
+#: ones, pair by pair, by more than this many standard errors: a one-sided test at 5 %
+#: (:func:`paired_latency_change`)
+LATENCY_WORSE_Z = 1.645
 #: phase durations are compared to this many decimals of a microsecond (1 ns)
 PHASE_DECIMALS = 3
 #: Nelder-Mead search in log-parameter space: first simplex step (a factor of 2 per parameter) and
@@ -240,7 +245,7 @@ def _near_weights(coupling, observed, n_units: int, radius_um: float) -> np.ndar
 
 def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, seed: int, n_iterations: int = 4,
                      radius_um: float = 100.0, step: float = 0.7, shrinkage: float = 0.15, floor: float = 0.05,
-                     max_abs_log_gain: float = 2.5):
+                     max_abs_log_gain: float = 2.5, pool_unmeasured: bool = True):
     """Per-recorded-neuron gains (``neuron_log_gain``) by damped log-ratio fixed-point updates.
 
     Each recorded unit's mean response probability to the calibration pulses of electrodes within
@@ -249,8 +254,10 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
     ``observed``: the session's ``EvokedResponses`` (by amplitude); ``events``: its pulses;
     ``states``: model states to start trials from; ``n_trials``, ``window`` (s), ``seed`` as in
     :func:`predict_evoked_responses`; ``floor`` keeps the log-ratio finite for silent units;
-    ``max_abs_log_gain`` bounds each gain. Updates the model in place and returns the last
-    prediction of the session. Only the calibration session is used.
+    ``max_abs_log_gain`` bounds each gain. ``pool_unmeasured``: a unit with no stimulated electrode
+    within ``radius_um`` takes the mean gain of the units that had one (the population's estimate for
+    a unit the session says nothing about; otherwise it would keep the prior's 0). Updates the model
+    in place and returns the last prediction of the session. Only the calibration session is used.
     """
     coupling = model.stim_coupling
     n_units = observed.response_probability.shape[1]
@@ -268,6 +275,8 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
         with torch.no_grad():
             g = coupling.neuron_log_gain[:n_units]
             new = (g.cpu().numpy() + delta) * (1.0 - shrinkage)
+            if pool_unmeasured and has.any() and not has.all():
+                new[~has] = new[has].mean()
             g.copy_(torch.as_tensor(np.clip(new, -max_abs_log_gain, max_abs_log_gain), dtype=g.dtype))
     return pred
 
@@ -477,8 +486,10 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
-    predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or a
-    median latency error higher by more than the prior's standard error) the prior is kept
+    predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or
+    latencies further from the observed ones, pair by pair, by more than :data:`LATENCY_WORSE_Z`
+    standard errors of the mean difference: :func:`paired_latency_change`, recorded as
+    ``check["latency_change"]``) the prior is kept
     (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted again on
     every stimulated electrode (check electrodes included) before the function returns.
     The figures go to ``model.provenance["evoked_check"]`` (saved with the model):
@@ -544,7 +555,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
             result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     kept_prior, check = False, None
     if check_cal is not None and not result["interrupted"]:
-        kept_prior = _worse(check_cal, check_prior) or _latency_worse(check_cal, check_prior)
+        latency_change = paired_latency_change(check_obs, check_cal["_latency_s"], check_prior["_latency_s"])
+        kept_prior = _worse(check_cal, check_prior) or _latency_worse(latency_change)
         if kept_prior:
             coupling.load_state_dict(prior_state)
             warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
@@ -552,12 +564,12 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
                           f"{check_prior['loss']:.4f}, response-probability r {check_cal['response_probability_r']} "
                           f"against {check_prior['response_probability_r']}, median latency error "
                           f"{check_cal['latency_median_abs_err_ms']} against {check_prior['latency_median_abs_err_ms']} "
-                          "ms): the prior is kept", stacklevel=2)
-        check = {"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
-                 "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
-                 "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
-                 **check_stages, "timing": timing_stage, "pair_gains": pairs,
-                 "kept": "prior" if kept_prior else "calibrated"}
+                          f"ms; pair by pair {_describe(latency_change)}): the prior is kept", stacklevel=2)
+        check = _public({"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
+                         "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
+                         "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
+                         "latency_change": latency_change, **check_stages, "timing": timing_stage,
+                         "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"})
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
@@ -654,11 +666,36 @@ def _latency_lower(calibrated: dict, before: dict) -> bool:
     return d is not None and d < 0
 
 
-def _latency_worse(calibrated: dict, prior: dict) -> bool:
-    """True when ``calibrated``'s median latency error (ms) exceeds ``prior``'s by more than the
-    prior's standard error (``latency_median_abs_err_se_ms``; False where either is undefined)."""
-    d = _latency_change(calibrated, prior)
-    return d is not None and d > (prior.get("latency_median_abs_err_se_ms") or 0.0)
+def paired_latency_change(observed, calibrated_latency_s, prior_latency_s) -> dict | None:
+    """How much further (ms) from ``observed``'s median first-spike latencies ``calibrated_latency_s``
+    lie than ``prior_latency_s``, pair by pair.
+
+    Over the pairs that respond reliably in ``observed`` (P >= 0.3,
+    :data:`organoid_sim.stats.evoked.RELIABLE_P`) and in both predictions, ``d = |lat_cal - lat_obs| -
+    |lat_prior - lat_obs|``: returns ``{"n_pairs", "mean_difference_ms"`` (the mean of ``d``),
+    ``"se_ms"`` (its standard error), ``"median_error_change_ms"`` (median |error| of the calibrated
+    minus that of the prior)``}``, or None without such pairs. Both predictions meet the same observed
+    latencies, medians of a few pulses each: pair by pair their noise largely cancels, and ``|d|`` never
+    exceeds ``|lat_cal - lat_prior|`` (triangle inequality), so a pair the calibration did not move
+    adds nothing, however noisy its observation.
+    """
+    p_obs, l_obs = np.ravel(observed.response_probability), np.ravel(observed.median_latency_s)
+    l_cal, l_pri = np.ravel(calibrated_latency_s), np.ravel(prior_latency_s)
+    ok = (np.nan_to_num(p_obs) >= RELIABLE_P) & np.isfinite(l_obs) & np.isfinite(l_cal) & np.isfinite(l_pri)
+    if not ok.any():
+        return None
+    e_cal, e_pri = np.abs(l_cal[ok] - l_obs[ok]) * 1e3, np.abs(l_pri[ok] - l_obs[ok]) * 1e3
+    d = e_cal - e_pri
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"n_pairs": int(len(d)), "mean_difference_ms": round(float(np.mean(d)), 4), "se_ms": round(se, 4),
+            "median_error_change_ms": round(float(np.median(e_cal) - np.median(e_pri)), 3)}
+
+
+def _latency_worse(change: dict | None) -> bool:
+    """True when a :func:`paired_latency_change` says the calibrated latencies lie further from the
+    observed ones than the prior's: the mean pair-by-pair difference above :data:`LATENCY_WORSE_Z`
+    standard errors; False without reliable pairs."""
+    return change is not None and change["mean_difference_ms"] > LATENCY_WORSE_Z * change["se_ms"]
 
 
 def _worse(calibrated: dict, prior: dict, r_tolerance: float = 0.0) -> bool:
@@ -678,9 +715,28 @@ def _r_standard_error(figures: dict) -> float:
 
 
 def _check_figures(model, observed, events, states, n_trials, window, seed, latency_weight) -> dict:
-    """Loss and agreement of the model's current prediction of the check pulses."""
+    """Loss and agreement of the model's current prediction of the check pulses; ``"_latency_s"`` holds
+    the predicted median latencies (s, rows of ``observed``) for :func:`paired_latency_change` and is
+    left out of the check's record (:func:`_public`)."""
     pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed + 5, states=states)
-    return {"loss": round(response_loss(observed, pred, latency_weight), 6), **_figures(observed, pred)}
+    return {"loss": round(response_loss(observed, pred, latency_weight), 6), **_figures(observed, pred),
+            "_latency_s": _align(observed, pred)[1]}
+
+
+def _describe(change: dict | None) -> str:
+    """A :func:`paired_latency_change` in words (ms)."""
+    if change is None:
+        return "no reliable pairs"
+    return (f"{change['mean_difference_ms']:+.2f} ms (SE {change['se_ms']}) further from the observed latencies "
+            f"on average over {change['n_pairs']} pairs")
+
+
+def _public(figures):
+    """``figures`` (a check's dict, or a stage record holding them) without the arrays kept for the
+    paired comparison (keys starting with ``_``)."""
+    if not isinstance(figures, dict):
+        return figures
+    return {k: _public(v) for k, v in figures.items() if not k.startswith("_")}
 
 
 def _search(model, observed, events, params, *, states, n_trials, window, max_evaluations, latency_weight, seed,
