@@ -7,7 +7,7 @@ import pytest
 
 from organoid_sim.cli import build_parser, main
 
-COMMANDS = ("info", "convert", "describe", "compare", "fit", "simulate", "evaluate", "stimulate")
+COMMANDS = ("info", "convert", "describe", "compare", "fit", "simulate", "evaluate", "stimulate", "calibrate")
 
 
 def test_every_command_is_registered():

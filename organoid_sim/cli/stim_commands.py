@@ -1,15 +1,19 @@
-"""``organoid-sim stimulate MODEL_DIR --protocol P.yaml --out evoked.nwb``: run a protocol on a saved model."""
+"""Stimulation from the shell: ``organoid-sim stimulate MODEL_DIR --protocol P.yaml --out evoked.nwb`` runs a
+protocol on a saved model; ``organoid-sim calibrate MODEL_DIR SESSION --out CALIBRATED_DIR`` fits the model's
+stimulation coupling to a recorded calibration session and prints how well it predicts the session's held-out
+electrodes."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from . import CLIError, add_limit_argument, apply_limit, number
+from . import CLIError, add_limit_argument, add_selection_arguments, apply_limit, load_recording, number
 
 
 def register(subparsers) -> None:
-    """Add the ``stimulate`` command."""
+    """Add the ``stimulate`` and ``calibrate`` commands."""
+    _register_calibrate(subparsers)
     p = subparsers.add_parser(
         "stimulate", help="run a stimulation protocol (YAML/JSON) on a fitted model",
         description="Run a stimulation protocol on a model saved with model.save(dir) and write the evoked "
@@ -66,3 +70,100 @@ def run_stimulate(args: argparse.Namespace) -> int:
     print(f"{args.out}: {rec.n_units} units, {rec.n_spikes} spikes, {len(rec.stim)} pulses, "
           f"{rec.duration:.3f} s ({args.trials} trial{'s' if args.trials > 1 else ''}, seed {args.seed})")
     return 0
+
+
+def _register_calibrate(subparsers) -> None:
+    from ..stats.evoked import EVOKED_WINDOW
+
+    c = subparsers.add_parser(
+        "calibrate", help="fit a saved model's stimulation coupling to a recorded calibration session",
+        description="Fit the stimulation coupling of a model saved by 'organoid-sim fit' to the evoked responses of "
+                    "a calibration session (a recording of the same units with stimulation events), holding a "
+                    "share of its stimulated electrodes out as a check, and save the calibrated model. The "
+                    "network weights do not change. Prints the check: the prior's and the calibrated coupling's "
+                    "predictions of the held-out electrodes' pulses; when the calibration predicts them worse, "
+                    "the prior is kept.")
+    c.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by 'organoid-sim fit' or model.save()")
+    c.add_argument("path", metavar="SESSION", help="calibration recording with stimulation events")
+    add_selection_arguments(c)
+    c.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the calibrated model")
+    c.add_argument("--window", nargs=2, type=number(low=0, low_open=False), default=list(EVOKED_WINDOW),
+                   metavar=("START_S", "STOP_S"),
+                   help="seconds after each pulse where first spikes count (default "
+                        f"{EVOKED_WINDOW[0]:g} {EVOKED_WINDOW[1]:g}, that of 'organoid-sim' evoked statistics)")
+    c.add_argument("--trials", type=number(low=1, low_open=False, integer=True), default=16, metavar="N",
+                   help="simulated trials per condition at each evaluation (default 16)")
+    c.add_argument("--evaluations", type=number(low=1, low_open=False, integer=True), default=80, metavar="N",
+                   help="budget of the coupling's parameter search (default 80)")
+    c.add_argument("--check-fraction", type=number(low=0, low_open=False, high=0.9), default=0.25, metavar="F",
+                   help="share of the stimulated electrodes held out as the check (default 0.25; 0: none)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Load model and session, calibrate, save the model and print the held-out check."""
+    import warnings
+
+    import organoid_sim
+    from ..stimulation import calibrate
+
+    start, stop = args.window
+    if not stop > start:
+        raise CLIError(f"--window: the stop ({stop:g} s) must come after the start ({start:g} s)")
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "model.json").is_file():
+        raise CLIError(f"{model_dir}: not a saved model (no model.json; fit one with 'organoid-sim fit')")
+    model = organoid_sim.load_model(model_dir)
+    if getattr(model, "stim_coupling", None) is None:
+        raise CLIError(f"{model_dir}: a {type(model).__name__} without a stimulation coupling cannot be calibrated "
+                       "(fit a SpikingNetworkModel to a recording with electrode positions)")
+    rec = load_recording(args.path, args)
+    with warnings.catch_warnings(record=True) as caught:   # the table below says what the warning would
+        warnings.simplefilter("always")
+        try:
+            result = calibrate(model, rec, n_trials=args.trials, window=(start, stop), max_evaluations=args.evaluations,
+                               check_fraction=args.check_fraction, seed=args.seed, progress=not args.no_progress)
+        except ValueError as exc:
+            raise CLIError(f"{args.path}: {exc}") from None
+    for w in caught:
+        if "the prior is kept" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if result.interrupted:
+        raise CLIError("calibration interrupted: nothing saved")
+    out = model.save(Path(args.out))
+    print(f"saved {out}: coupling fitted to {len(rec.stim)} pulses of {args.path} "
+          f"({result.n_evaluations} evaluations, loss {result.loss_before:.4f} -> {result.loss_after:.4f})")
+    print(check_table(result.check))
+    return 0
+
+
+def check_table(check: dict | None) -> str:
+    """The held-out check of a calibration (``CalibrationResult.check``) as a small text table."""
+    if not check:
+        return "no held-out check (fewer than 4 stimulated electrodes, or --check-fraction 0)"
+    rows = [("", "prior", "calibrated")]
+    for key, name in (("response_probability_r", "response-probability r"),
+                      ("latency_median_abs_err_ms", "median |latency error| (ms)"),
+                      ("probability_mean_abs_err", "mean |probability error|")):
+        rows.append((name, *(_cell(check[side].get(key)) for side in ("prior", "calibrated"))))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"check: {len(check['check_electrodes'])} held-out electrodes, {check['n_check_pulses']} pulses"]
+    lines += [f"  {a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
+    change = check.get("latency_change")
+    if change:
+        d = change["mean_difference_ms"]
+        lines.append(f"  latencies pair by pair: the calibrated ones {abs(d):.2f} ms (SE {change['se_ms']:.2f}) "
+                     f"{'further from' if d > 0 else 'closer to'} the recorded ones than the prior's on average, "
+                     f"{change['n_pairs']} pairs")
+    if check["kept"] == "prior":
+        lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
+    timing = check.get("timing")
+    lines.append(f"  kept: {check['kept']}" + (f"; pair gains: {check['pair_gains']}" if check["kept"] == "calibrated"
+                                                else "") + ("" if not timing else
+                                                            f"; timing stage {'kept' if timing['kept'] else 'undone'}"))
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,0 +1,74 @@
+"""``organoid-sim calibrate``: the API's calibration from the shell, its check printed and saved."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import organoid_sim
+from organoid_sim.cli import main
+from organoid_sim.models import SpikingNetworkModel
+from organoid_sim.nn.stim_coupling import StimulusCoupling
+from organoid_sim.stimulation import calibrate
+from organoid_sim.synthetic import calibration_events, grid_electrodes
+
+#: a coupling the session is made with, stronger and slower than the prior
+TRUE = dict(gain=6.0, q50_nc=0.15, length_um=150.0, tau_ms=4.0)
+ARGS = ["--window", "0.002", "0.05", "--trials", "8", "--evaluations", "12", "--seed", "1", "--no-progress"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A saved 16-unit model with the prior coupling and an NWB session made with ``TRUE``."""
+    tmp = tmp_path_factory.mktemp("calibrate_cli")
+    el = grid_electrodes(4, 4)
+    rng = np.random.default_rng(0)
+    rec = organoid_sim.SpikeRecording.from_spike_times([np.sort(rng.uniform(0, 30, 60)) for _ in range(16)],
+                                                       t_start=0, t_stop=30, electrode_ids=el.ids, electrodes=el)
+    model = SpikingNetworkModel(n_hidden=0, dt_ms=2.0, max_epochs=2, refine_steps=0, calibration_rounds=0,
+                                progress=False)
+    with warnings.catch_warnings():          # uniform spikes: no coupling kept, in-sample bars missed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.fit(rec)
+    model.save(tmp / "model")
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    organoid_sim.save(model.stimulate(ev, seed=3), tmp / "session.nwb")
+    organoid_sim.save(rec, tmp / "spontaneous.nwb")
+    return tmp
+
+
+def test_calibrate_saves_what_the_api_gives_and_prints_the_check(files, capsys):
+    out = files / "calibrated"
+    assert main(["calibrate", str(files / "model"), str(files / "session.nwb"), "--out", str(out), *ARGS]) == 0
+    printed = capsys.readouterr().out
+    cli = organoid_sim.load_model(out)
+    api = organoid_sim.load_model(files / "model")
+    result = calibrate(api, organoid_sim.load(files / "session.nwb"), n_trials=8, window=(0.002, 0.05),
+                       max_evaluations=12, seed=1, progress=False)
+    assert cli.stim_coupling.values() == pytest.approx(api.stim_coupling.values(), rel=1e-6)
+    check = cli.provenance["evoked_check"]
+    assert check == result.check
+    assert {"prior", "calibrated", "latency_change", "kept"} <= set(check)
+    assert "response-probability r" in printed and f"kept: {check['kept']}" in printed
+    assert f"{check['calibrated']['response_probability_r']:.3f}" in printed
+
+
+@pytest.mark.parametrize("case", ["no_pulses", "window", "not_a_model"])
+def test_calibrate_refuses_bad_input_in_one_line(files, case, capsys, tmp_path):
+    model, session, extra = str(files / "model"), str(files / "session.nwb"), []
+    if case == "no_pulses":
+        session = str(files / "spontaneous.nwb")
+    elif case == "window":
+        extra = ["--window", "0.05", "0.01"]
+    else:
+        model = str(tmp_path)
+    assert main(["calibrate", model, session, "--out", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert {"no_pulses": "spontaneous.nwb", "window": "--window", "not_a_model": "model.json"}[case] in err
+    assert not (tmp_path / "out").exists()
