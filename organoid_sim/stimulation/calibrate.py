@@ -26,8 +26,9 @@ The search runs in two stages (``separate_timing=True``, the default). First the
 (``latency_weight`` 0): how likely a pulse evokes spikes is what a session measures best. Then
 the timing parameters (``tau_ms``, ``direct_tau_ms``, ``velocity_um_per_ms``) on the full loss,
 with a quarter of the budget (:data:`TIMING_BUDGET`); this stage stays only when the session's
-held-out electrodes (``check_fraction``) get a lower median latency error from it and are not
-predicted worse otherwise (without a check it stays). Median latencies from a few pulses per
+held-out electrodes (``check_fraction``) get latencies closer to the measured ones from it, pair by
+pair in a one-sided test at 5 % (:func:`paired_latency_change`), and are not predicted worse
+otherwise (without a check it stays). Median latencies from a few pulses per
 condition are noisy, and a latency term searched together with the response law let the law trade
 latencies for probabilities on the fitted electrodes; the check keeps a timing change only where the session
 says the latencies are really off (responses carried by a slower network), and leaves the prior's
@@ -72,10 +73,10 @@ PARAMS = ("gain", "q50_nc", "hill", "length_um", "tau_ms", "distance_power")
 TIMING_PARAMS = ("tau_ms", "direct_tau_ms", "velocity_um_per_ms")
 TIMING_BUDGET, TIMING_MIN_EVALUATIONS = 0.25, 12
 LATENCY_SCALE_S = 0.025
-#: the check calls the calibrated latencies worse than the prior's when they lie further from the observed
-#: ones, pair by pair, by more than this many standard errors: a one-sided test at 5 %
-#: (:func:`paired_latency_change`)
-LATENCY_WORSE_Z = 1.645
+#: the check calls latencies worse (or better) than before when they lie further from (or closer to) the
+#: observed ones, pair by pair, by more than this many standard errors: one-sided tests at 5 %
+#: (:func:`paired_latency_change`; the keep-the-prior check and the timing stage)
+LATENCY_Z = 1.645
 #: phase durations are compared to this many decimals of a microsecond (1 ns)
 PHASE_DECIMALS = 3
 #: Nelder-Mead search in log-parameter space: first simplex step (a factor of 2 per parameter) and
@@ -476,8 +477,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     search; ``coarse_factors`` (e.g. ``(0.25, 4.0)``): first try each parameter multiplied by each
     factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
     there. ``separate_timing``: search the timing parameters (:data:`TIMING_PARAMS`) after the
-    response law, kept only when the held-out check's median latency error falls (module docstring;
-    the record is ``check["timing"]``). ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
+    response law, kept only when the held-out check's latencies come closer to the measured ones, pair
+    by pair at 5 % (module docstring; the record is ``check["timing"]``). ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
     (:func:`fit_neuron_gains`). ``pair_gains``: then fit the electrode x unit ``pair_log_gain``
     (:func:`fit_pair_gains`, the stages ``"measured"`` then ``"anchored"`` of the module docstring);
     each stays unless the held-out check says it predicts the held-out electrodes worse than the
@@ -487,7 +488,7 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
     predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or
-    latencies further from the observed ones, pair by pair, by more than :data:`LATENCY_WORSE_Z`
+    latencies further from the observed ones, pair by pair, by more than :data:`LATENCY_Z`
     standard errors of the mean difference: :func:`paired_latency_change`, recorded as
     ``check["latency_change"]``) the prior is kept
     (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted again on
@@ -631,8 +632,9 @@ def _timing_stage(model, observed, events, timing, law_result, check_obs, check_
                   max_evaluations, latency_weight, seed, progress):
     """The timing parameters' search (:func:`_search` with the full loss, latencies included) after the
     response law's. Kept when the session's held-out check predicts the latencies better than before it
-    (a lower median latency error) and not worse otherwise (:func:`_worse`, r within its standard
-    error); without a check, kept. Returns the search result to go on with and the stage's record."""
+    (pair by pair closer to the observed ones, a one-sided test at 5 %: :func:`_latency_better`) and
+    not worse otherwise (:func:`_worse`, r within its standard error); without a check, kept. Returns
+    the search result to go on with and the stage's record."""
     coupling = model.stim_coupling
     saved = {p: getattr(coupling, "log_" + p).detach().clone() for p in timing}
     fig = (lambda: _check_figures(model, check_obs, check_events, states, n_trials, window, seed,  # noqa: E731
@@ -641,29 +643,18 @@ def _timing_stage(model, observed, events, timing, law_result, check_obs, check_
     res = _search(model, observed, events, timing, states=states, n_trials=n_trials, window=window,
                   max_evaluations=max_evaluations, latency_weight=latency_weight, seed=seed, progress=progress)
     after = fig()
+    change = None if before is None else paired_latency_change(check_obs, after["_latency_s"], before["_latency_s"])
     kept = not res["interrupted"] and (before is None or (
-        _latency_lower(after, before) and not _worse(after, before, r_tolerance=_r_standard_error(before))))
+        _latency_better(change) and not _worse(after, before, r_tolerance=_r_standard_error(before))))
     record = {"params": list(timing), "kept": bool(kept), "n_evaluations": int(res["n"]),
               "values": {p: float(torch.exp(getattr(coupling, "log_" + p).detach())) for p in timing},
-              "check_before": before, "check_after": after}
+              "check_before": before, "check_after": after, "latency_change": change}
     if not kept:
         with torch.no_grad():
             for p, v in saved.items():
                 getattr(coupling, "log_" + p).copy_(v)
         return {**law_result, "n": law_result["n"] + res["n"], "interrupted": res["interrupted"]}, record
     return {**law_result, "pred": res["pred"], "n": law_result["n"] + res["n"]}, record
-
-
-def _latency_change(calibrated: dict, before: dict):
-    """``calibrated``'s median latency error minus ``before``'s (ms); None where either is undefined."""
-    a, b = calibrated.get("latency_median_abs_err_ms"), before.get("latency_median_abs_err_ms")
-    return a - b if a is not None and b is not None and np.isfinite(a) and np.isfinite(b) else None
-
-
-def _latency_lower(calibrated: dict, before: dict) -> bool:
-    """True when ``calibrated``'s median latency error (ms) is lower than ``before``'s (False where undefined)."""
-    d = _latency_change(calibrated, before)
-    return d is not None and d < 0
 
 
 def paired_latency_change(observed, calibrated_latency_s, prior_latency_s) -> dict | None:
@@ -691,11 +682,18 @@ def paired_latency_change(observed, calibrated_latency_s, prior_latency_s) -> di
             "median_error_change_ms": round(float(np.median(e_cal) - np.median(e_pri)), 3)}
 
 
+def _latency_better(change: dict | None) -> bool:
+    """True when a :func:`paired_latency_change` says the new latencies lie closer to the observed ones
+    than the old: the mean pair-by-pair difference below -:data:`LATENCY_Z` standard errors; False
+    without reliable pairs."""
+    return change is not None and change["mean_difference_ms"] < -LATENCY_Z * change["se_ms"]
+
+
 def _latency_worse(change: dict | None) -> bool:
     """True when a :func:`paired_latency_change` says the calibrated latencies lie further from the
-    observed ones than the prior's: the mean pair-by-pair difference above :data:`LATENCY_WORSE_Z`
+    observed ones than the prior's: the mean pair-by-pair difference above :data:`LATENCY_Z`
     standard errors; False without reliable pairs."""
-    return change is not None and change["mean_difference_ms"] > LATENCY_WORSE_Z * change["se_ms"]
+    return change is not None and change["mean_difference_ms"] > LATENCY_Z * change["se_ms"]
 
 
 def _worse(calibrated: dict, prior: dict, r_tolerance: float = 0.0) -> bool:
