@@ -478,9 +478,9 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     factor in turn, keeping what lowers the loss (at most half the budget), then start the simplex
     there. ``separate_timing``: search the timing parameters (:data:`TIMING_PARAMS`) after the
     response law, kept only when the held-out check's latencies come closer to the measured ones, pair
-    by pair at 5 % (module docstring; the record is ``check["timing"]``). ``neuron_gains``: then fit the recorded units' ``neuron_log_gain``
-    (:func:`fit_neuron_gains`). ``pair_gains``: then fit the electrode x unit ``pair_log_gain``
-    (:func:`fit_pair_gains`, the stages ``"measured"`` then ``"anchored"`` of the module docstring);
+    by pair at 5 % (module docstring; the record is ``check["timing"]``). ``neuron_gains``: then fit
+    the recorded units' ``neuron_log_gain`` (:func:`fit_neuron_gains`). ``pair_gains``: then fit the
+    electrode x unit ``pair_log_gain`` (:func:`fit_pair_gains`, the stages ``"measured"`` then ``"anchored"`` of the module docstring);
     each stays unless the held-out check says it predicts the held-out electrodes worse than the
     stage before (a higher loss, or an r lower by more than its standard error; without a check both
     stay; ``result.pair_gains`` names the stage kept). The network weights never change.
@@ -566,7 +566,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
                           f"against {check_prior['response_probability_r']}, median latency error "
                           f"{check_cal['latency_median_abs_err_ms']} against {check_prior['latency_median_abs_err_ms']} "
                           f"ms; pair by pair {_describe(latency_change)}): the prior is kept", stacklevel=2)
-        check = _public({"session": recording.metadata.get("source"), "window_s": [float(window[0]), float(window[1])],
+        check = _public({"session": recording.metadata.get("source"),
+                         "window_s": [float(window[0]), float(window[1])],
                          "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                          "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
                          "latency_change": latency_change, **check_stages, "timing": timing_stage,
@@ -725,7 +726,7 @@ def _describe(change: dict | None) -> str:
     """A :func:`paired_latency_change` in words (ms)."""
     if change is None:
         return "no reliable pairs"
-    return (f"{change['mean_difference_ms']:+.2f} ms (SE {change['se_ms']}) further from the observed latencies "
+    return (f"{change['mean_difference_ms']:+.2f} ms (SE {change['se_ms']:.2f}) further from the observed latencies "
             f"on average over {change['n_pairs']} pairs")
 
 
