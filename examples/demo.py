@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     calib_electrodes = np.array([], np.int64)
     if sample.session is not None:
         from organoid_sim.stimulation import calibrate
+        from organoid_sim.stimulation.calibrate import check_table
 
         t = time.perf_counter()
         # the window of the truth the probe is compared with (the direct responses come 2-5 ms after the pulse)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         model.save(out / "model")
         print(f"[4/5] calibrated the coupling on {len(sample.session.stim)} pulses: loss "
               f"{result.loss_before:.4f} -> {result.loss_after:.4f}")
+        print(check_table(result.check))
         _section_calibration(rep, result, sample.session)
     else:
         print("[4/5] no calibration session in the sample: the coupling keeps its physical prior")

@@ -72,3 +72,20 @@ def test_calibrate_refuses_bad_input_in_one_line(files, case, capsys, tmp_path):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert {"no_pulses": "spontaneous.nwb", "window": "--window", "not_a_model": "model.json"}[case] in err
     assert not (tmp_path / "out").exists()
+
+
+def test_check_table_says_when_the_prior_is_kept():
+    """The table reads a check as calibrate records it: the prior kept, the latency change's sign in words."""
+    from organoid_sim.stimulation.calibrate import check_table
+
+    side = {"response_probability_r": 0.5, "latency_median_abs_err_ms": 4.0, "probability_mean_abs_err": 0.1}
+    check = {"check_electrodes": [1, 2], "n_check_pulses": 16, "prior": side,
+             "calibrated": {**side, "response_probability_r": 0.4}, "kept": "prior", "pair_gains": "none",
+             "timing": None, "latency_change": {"n_pairs": 9, "mean_difference_ms": 1.5, "se_ms": 0.5,
+                                                "median_error_change_ms": 1.0}}
+    text = check_table(check)
+    assert "the prior is kept" in text and "1.50 ms (SE 0.50) further from" in text
+    assert "0.400" in text and "0.500" in text
+    assert "closer to" in check_table({**check, "latency_change": {**check["latency_change"],
+                                                                   "mean_difference_ms": -1.5}})
+    assert check_table(None).startswith("no held-out check")

@@ -107,6 +107,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     import organoid_sim
     from ..stimulation import calibrate
+    from ..stimulation.calibrate import check_table
 
     start, stop = args.window
     if not stop > start:
@@ -136,34 +137,3 @@ def run_calibrate(args: argparse.Namespace) -> int:
           f"({result.n_evaluations} evaluations, loss {result.loss_before:.4f} -> {result.loss_after:.4f})")
     print(check_table(result.check))
     return 0
-
-
-def check_table(check: dict | None) -> str:
-    """The held-out check of a calibration (``CalibrationResult.check``) as a small text table."""
-    if not check:
-        return "no held-out check (fewer than 4 stimulated electrodes, or --check-fraction 0)"
-    rows = [("", "prior", "calibrated")]
-    for key, name in (("response_probability_r", "response-probability r"),
-                      ("latency_median_abs_err_ms", "median |latency error| (ms)"),
-                      ("probability_mean_abs_err", "mean |probability error|")):
-        rows.append((name, *(_cell(check[side].get(key)) for side in ("prior", "calibrated"))))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"check: {len(check['check_electrodes'])} held-out electrodes, {check['n_check_pulses']} pulses"]
-    lines += [f"  {a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
-    change = check.get("latency_change")
-    if change:
-        d = change["mean_difference_ms"]
-        lines.append(f"  latencies pair by pair: the calibrated ones {abs(d):.2f} ms (SE {change['se_ms']:.2f}) "
-                     f"{'further from' if d > 0 else 'closer to'} the recorded ones than the prior's on average, "
-                     f"{change['n_pairs']} pairs")
-    if check["kept"] == "prior":
-        lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
-    timing = check.get("timing")
-    lines.append(f"  kept: {check['kept']}" + (f"; pair gains: {check['pair_gains']}" if check["kept"] == "calibrated"
-                                                else "") + ("" if not timing else
-                                                            f"; timing stage {'kept' if timing['kept'] else 'undone'}"))
-    return "\n".join(lines)
-
-
-def _cell(v) -> str:
-    return "-" if v is None else f"{v:.3f}"

@@ -722,6 +722,40 @@ def _check_figures(model, observed, events, states, n_trials, window, seed, late
             "_latency_s": _align(observed, pred)[1]}
 
 
+def check_table(check: dict | None) -> str:
+    """The held-out check of a calibration (``CalibrationResult.check``, also
+    ``model.provenance["evoked_check"]``) as a small text table: the prior's and the calibrated
+    coupling's response-probability r, median latency error (ms) and mean probability error on the
+    held-out electrodes, the pair-by-pair latency change (:func:`paired_latency_change`) and what was kept."""
+    if not check:
+        return "no held-out check (fewer than 4 stimulated electrodes, or none held out)"
+    rows = [("", "prior", "calibrated")]
+    for key, name in (("response_probability_r", "response-probability r"),
+                      ("latency_median_abs_err_ms", "median |latency error| (ms)"),
+                      ("probability_mean_abs_err", "mean |probability error|")):
+        rows.append((name, *(_cell(check[side].get(key)) for side in ("prior", "calibrated"))))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"check: {len(check['check_electrodes'])} held-out electrodes, {check['n_check_pulses']} pulses"]
+    lines += [f"  {a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
+    change = check.get("latency_change")
+    if change:
+        d = change["mean_difference_ms"]
+        lines.append(f"  latencies pair by pair: the calibrated ones {abs(d):.2f} ms (SE {change['se_ms']:.2f}) "
+                     f"{'further from' if d > 0 else 'closer to'} the recorded ones than the prior's on average, "
+                     f"{change['n_pairs']} pairs")
+    if check["kept"] == "prior":
+        lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
+    timing = check.get("timing")
+    lines.append(f"  kept: {check['kept']}" + (f"; pair gains: {check['pair_gains']}" if check["kept"] == "calibrated"
+                                                else "") + ("" if not timing else
+                                                            f"; timing stage {'kept' if timing['kept'] else 'undone'}"))
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def _describe(change: dict | None) -> str:
     """A :func:`paired_latency_change` in words (ms)."""
     if change is None:
