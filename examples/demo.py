@@ -157,6 +157,8 @@ def _section_model(rep: Report, model, held, sim, cmp, figs: Path) -> None:
 
 
 def _section_calibration(rep: Report, result, session) -> None:
+    from organoid_sim.stimulation.calibrate import check_table
+
     rep.add_heading("3. Calibrating the stimulation coupling")
     rep.add_text(f"Calibration session: {len(session.stim)} pulses on {len(np.unique(session.stim.electrode))} "
                  "electrodes (half of the array). The coupling's global parameters were fitted to the recorded "
@@ -164,6 +166,10 @@ def _section_calibration(rep: Report, result, session) -> None:
     rows = [{"parameter": k, "prior": result.before[k], "calibrated": result.after[k]} for k in result.before]
     rep.add_table(rows, caption=f"loss {result.loss_before:.4g} -> {result.loss_after:.4g} "
                                 f"({result.n_evaluations} evaluations)")
+    rep.add_text("The calibration's own check: a quarter of the stimulated electrodes were held out of the fit; "
+                 "the prior and the calibrated coupling both predict their pulses, and the calibration is kept "
+                 "only when it predicts them no worse (saved as the model's provenance[\"evoked_check\"]).")
+    rep.add_pre(check_table(result.check))
 
 
 def _probe(rep: Report, model, rec, calib_electrodes, truth, out: Path, quick: bool, seed: int,
