@@ -18,7 +18,8 @@ other physics (``benchmarks/cultures/second.py``). On each:
    calibration session, linearly interpolated between the calibrated amplitudes; for an electrode
    never stimulated, the mean over calibrated electrodes of the channel at the same offset from
    them) and the truth's split-half noise ceiling (the same figures between two disjoint halves of
-   the truth's trials).
+   the truth's trials), with the r a perfect prediction of the expected responses would reach
+   against the whole truth (``attainable_r``: Spearman-Brown from the halves' r).
 
 Bars: calibrated r >= 0.8 and above the lookup; latency error <= 5 ms, or <= 1.25x the ceiling's
 where that is larger; the calibrated figures no worse than the prior's.
@@ -145,8 +146,18 @@ def lookup_prediction(session, window, electrodes, amplitudes):
     return np.array(probs), np.array(lats)
 
 
+def attainable_r(split_half_r: float) -> float:
+    """The highest response-probability r any prediction can reach against the whole truth, from the r
+    between its two halves: the whole truth's reliability by the Spearman-Brown formula (twice the
+    trials), ``rho = 2 r / (1 + r)``, and a perfect prediction of the expected responses correlates
+    with it by ``sqrt(rho)``. NaN for r <= 0."""
+    r = float(split_half_r)
+    return float(np.sqrt(2 * r / (1 + r))) if r > 0 else float("nan")
+
+
 def ceiling(culture, electrodes, amplitudes) -> dict:
-    """The truth's split-half figures: one half against the other, averaged over both directions."""
+    """The truth's split-half figures: one half against the other, averaged over both directions, and
+    the r attainable against the whole truth (:func:`attainable_r`)."""
     a, b = culture.halves
     out = []
     for x, y in ((a, b), (b, a)):
@@ -158,8 +169,9 @@ def ceiling(culture, electrodes, amplitudes) -> dict:
             pred_p.append(y.response_probability[ei[int(e)], ai[round(abs(float(amp)), 6)], cols])
             pred_l.append(y.median_latency_s[ei[int(e)], ai[round(abs(float(amp)), 6)], cols])
         out.append(evoked_agreement(*_pairs(x, electrodes, amplitudes, np.array(pred_p), np.array(pred_l), x.unit_ids)))
-    return {k: round(float(np.mean([o[k] for o in out])), 4) for k in (*KEYS, "probability_mean_abs_err")} | {
-        "n_trials_per_half": int(a.n_trials)}
+    figures = {k: round(float(np.mean([o[k] for o in out])), 4) for k in (*KEYS, "probability_mean_abs_err")}
+    return figures | {"n_trials_per_half": int(a.n_trials),
+                      "attainable_r": round(attainable_r(figures["response_probability_r"]), 4)}
 
 
 #: distance bands (um, electrode to channel) of the breakdown: own channel, neighbours, mid, far
@@ -336,6 +348,7 @@ def main(argv=None) -> dict:
                     ("split-half ceiling", ceil)):
         print(f"{name:20s} response-probability r = {d['response_probability_r']:.3f}   "
               f"median |latency error| = {d['latency_median_abs_err_ms']} ms")
+    print(f"{'':20s} r attainable against the whole truth (from its halves): {ceil['attainable_r']:.3f}")
     print(f"{'breakdown (r / latency ms / bias)':36s}" + "".join(f"{n:>26s}" for n in where))
     for part in where["prior"]:
         print(f"  {part:34s}" + "".join(

@@ -12,7 +12,7 @@ from organoid_sim import Electrodes, SpikeRecording, StimEvents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_stimulation import lookup_prediction  # noqa: E402
+from bench_stimulation import attainable_r, lookup_prediction  # noqa: E402
 from stim_cultures import split_pulses  # noqa: E402
 
 WINDOW = (0.002, 0.050)
@@ -62,3 +62,19 @@ def test_split_pulses_alternates_within_each_condition():
     stim = StimEvents.from_columns(np.arange(8.0), [0, 0, 1, 0, 1, 0, 1, 1], -1.0, 200.0, 2)
     a, b = split_pulses(stim)
     assert a.time.tolist() == [0.0, 2.0, 3.0, 6.0] and b.time.tolist() == [1.0, 4.0, 5.0, 7.0]
+
+
+def test_attainable_r_is_what_a_perfect_prediction_reaches():
+    """Binomial truths of 20 pulses per condition x channel, halves of 10: the correlation of the true
+    probabilities with the whole truth matches ``attainable_r`` of the halves' correlation (Monte
+    Carlo over 40 repetitions of 3,000 pairs)."""
+    rng = np.random.default_rng(0)
+    perfect, predicted = [], []
+    for _ in range(40):
+        p = rng.beta(0.6, 2.0, 3000)
+        halves = rng.binomial(10, p[:, None].repeat(2, 1)) / 10
+        whole = halves.mean(1)
+        perfect.append(np.corrcoef(p, whole)[0, 1])
+        predicted.append(attainable_r(np.corrcoef(halves[:, 0], halves[:, 1])[0, 1]))
+    assert np.mean(predicted) == pytest.approx(np.mean(perfect), abs=0.005)
+    assert np.isnan(attainable_r(-0.1)) and attainable_r(1.0) == pytest.approx(1.0)
