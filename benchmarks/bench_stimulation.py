@@ -254,7 +254,7 @@ def model_predictions(culture, held, a, options):
     ``--cache-model`` the three results are kept in ``benchmarks/out/<culture>/`` (deterministic for
     the settings and seed), so the truth can be compared later or again without re-running."""
     key = (f"pred_h{a.hidden}_dt{a.dt_ms:g}_e{a.epochs}_s{a.fit_s:g}_r{a.refine_steps}_seed{a.seed}_t{a.trials}"
-           f"_p{a.predict_trials}_ev{a.evaluations}_v9_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
+           f"_p{a.predict_trials}_ev{a.evaluations}_v10_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
     cache = ROOT / "benchmarks" / "out" / culture.name / f"{key}.json"
     if a.cache_model and cache.exists():
         d = json.loads(cache.read_text())

@@ -327,6 +327,34 @@ def test_pair_gains_find_the_weak_pairs():
     assert g[weak].mean() < -0.3
 
 
+def test_pair_slopes_find_the_steep_pairs():
+    """Two own-channel pairs whose drive grows as charge^2 faster in the ground truth (drive x (q / q1)^2,
+    equal at the middle charge) get clearly higher fitted charge slopes than the other own-channel pairs,
+    and the fitted model's response at the low amplitude falls / at the high amplitude rises for them."""
+    model, el = grid_model()
+    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    steep = [0, 8]
+    slope = np.zeros((9, 9), np.float32)
+    slope[steep, steep] = 2.0
+    q_mid = np.log(np.sqrt(0.5 * 1.5) * 200.0 * 1e-3)          # nC per phase, geometric mean of the amplitudes
+    truth.set_pair_log_gain(np.zeros((9, 9), np.float32), slope, log_q_ref=q_mid)
+    model.stim_coupling = truth
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=24, interval_s=0.25, jitter_s=0.05, seed=1)
+    rec = model.stimulate(ev, seed=3)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # no pair gains
+    observed = evoked_responses(rec, window=EARLY, by_amplitude=True)
+    states = model.run(250, batch=16, seed=1, record=False)[1]
+    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=48, window=EARLY, seed=0)
+    s = np.diag(model.stim_coupling.pair_log_slope.numpy())
+    flat = np.setdiff1d(np.arange(9), steep)
+    assert s[steep].min() > s[flat].max()
+    assert s[steep].mean() > 0.5
+    # without slopes the same fit cannot tell the steep pairs by their slope (there is none)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=16, window=EARLY, seed=0, slopes=False)
+    assert model.stim_coupling.pair_log_slope.numel() == 0
+
+
 def test_offset_map_averages_the_source_pairs_at_the_same_offset():
     """4 electrodes and 4 units on a line at 0, 100, 200, 300 um; values known on electrodes 0 and 2."""
     x = np.array([0.0, 100.0, 200.0, 300.0])

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torch_coupling(seed=0, direct=True, pairs=False):
+def _torch_coupling(seed=0, direct=True, pairs=False, slopes=False):
     rng = np.random.default_rng(seed)
     electrodes = Electrodes(np.array([2, 5, 9, 11]), np.array([0.0, 200.0, 0.0, np.nan]),
                             np.array([0.0, 0.0, 200.0, np.nan]))
@@ -36,7 +36,8 @@ def _torch_coupling(seed=0, direct=True, pairs=False):
             c.set_value("direct_local_fraction", 0.65)
             c.set_value("velocity_um_per_ms", 80.0)
     if pairs:  # electrode x neuron gains for the first 5 neurons (the recorded ones)
-        c.set_pair_log_gain(rng.normal(0, 0.5, (4, 5)))
+        c.set_pair_log_gain(rng.normal(0, 0.5, (4, 5)), rng.normal(0, 0.8, (4, 5)) if slopes else None,
+                            log_q_ref=-1.7)
     return c
 
 
@@ -52,10 +53,11 @@ def _numpy_coupling(c: StimulusCoupling) -> Coupling:
     return Coupling.from_parts(json.loads(json.dumps(c.config())), tensors)
 
 
-@pytest.mark.parametrize("direct,pairs", [(True, False), (False, False), (True, True)])
-def test_inputs_equal_torch_coupling(direct, pairs):
+@pytest.mark.parametrize("direct,pairs,slopes", [(True, False, False), (False, False, False), (True, True, False),
+                                                 (True, True, True)])
+def test_inputs_equal_torch_coupling(direct, pairs, slopes):
     rng = np.random.default_rng(1)
-    c = _torch_coupling(direct=direct, pairs=pairs)
+    c = _torch_coupling(direct=direct, pairs=pairs, slopes=slopes)
     nc = _numpy_coupling(c)
     ev = _events(rng)
     n_steps, dt, t0 = 320, 1e-3, -0.004

@@ -270,3 +270,41 @@ def test_pair_gains_scale_only_their_electrode_and_neuron_and_round_trip(tmp_pat
     torch.testing.assert_close(old.direct_strength(ev), d0)
     with pytest.raises(ValueError, match="pair_log_gain"):
         coupling.set_pair_log_gain(np.zeros((3, 2)))
+
+
+def test_pair_slopes_scale_the_drive_as_a_power_of_charge_and_round_trip(tmp_path):
+    """A pair charge slope s around log charge x_ref multiplies that pair's drive (both pathways) by
+    (q / exp(x_ref))^s, on top of its pair gain; other pairs keep theirs; saved and loaded, and a
+    file without slopes (older) loads as none."""
+    coupling, _ = _layout()
+    amps = np.array([-1.0, -2.0, -3.0])
+    ev = StimEvents.from_columns(np.arange(3) * 0.1, [7, 7, 7], amps, 200.0, 2)
+    q = np.abs(amps) * 200.0 * 1e-3                                   # nC per phase
+    pair = np.zeros((2, 3), np.float32)
+    pair[1, 1] = np.log(2.0)
+    coupling.set_pair_log_gain(pair)
+    with torch.no_grad():
+        m0, d0 = coupling.strength(ev).clone(), coupling.direct_strength(ev).clone()
+    slope = np.zeros((2, 3), np.float32)
+    slope[1, 1] = 1.5
+    x_ref = float(np.log(0.4))
+    coupling.set_pair_log_gain(pair, slope, log_q_ref=x_ref)
+    with torch.no_grad():
+        m1, d1 = coupling.strength(ev), coupling.direct_strength(ev)
+    factor = torch.as_tensor((q / 0.4) ** 1.5, dtype=torch.float32)
+    want_m, want_d = m0.clone(), d0.clone()
+    want_m[:, 1] *= factor
+    want_d[:, 1] *= factor
+    torch.testing.assert_close(m1, want_m)
+    torch.testing.assert_close(d1, want_d)
+    save_file({k: v.contiguous() for k, v in coupling.state_dict().items()}, tmp_path / "c.safetensors")
+    again = StimulusCoupling.from_config(json.loads(json.dumps(coupling.config())))
+    again.load_state_dict(load_file(tmp_path / "c.safetensors"))
+    torch.testing.assert_close(again.strength(ev), m1)
+    old = StimulusCoupling.from_config(coupling.config())
+    old.load_state_dict({k: v for k, v in coupling.state_dict().items() if k not in ("pair_log_slope", "pair_log_q_ref")})
+    torch.testing.assert_close(old.strength(ev), m0)
+    with pytest.raises(ValueError, match="pair_log_slope"):
+        coupling.set_pair_log_gain(pair, np.zeros((2, 2)))
+    coupling.set_pair_log_gain(np.zeros((0, 0)))                       # switching pairs off drops the slopes
+    assert coupling.pair_log_slope.numel() == 0

@@ -89,7 +89,8 @@ class Coupling:
     electrode_ids : ``[E]`` electrode ids (those of ``StimEvents.electrode``).
     electrode_xy_um : ``[E, 2]`` electrode positions (um; NaN: the electrode reaches no neuron).
     raw : the stored parameters, ``{"log_<name>": float, "neuron_log_gain": [n_neurons]}`` and optionally
-        ``"pair_log_gain": [E, n_pair]`` (log space; ``log_direct_local_fraction`` is a logit), as in the
+        ``"pair_log_gain": [E, n_pair]`` with its charge slopes ``"pair_log_slope"`` (same shape) around
+        ``"pair_log_q_ref"`` (log nC) (log space; ``log_direct_local_fraction`` is a logit), as in the
         model's weights.
     direct : whether the direct activation pathway is on.
     ua_per_mv : conversion of voltage-mode amplitudes (uA per mV).
@@ -123,6 +124,13 @@ class Coupling:
             raise ValueError(f"Coupling: pair_log_gain must be [{len(self.electrode_ids)} electrodes, "
                              f"<= {self.n_neurons} neurons], got {pair.shape}")
         self.pair_log_gain = pair.reshape(pair.shape if pair.size else (0, 0))
+        slope = raw.get("pair_log_slope")
+        slope = np.zeros((0, 0), np.float32) if slope is None or not pair.size else _f32(slope)
+        if slope.size and slope.shape != self.pair_log_gain.shape:
+            raise ValueError(f"Coupling: pair_log_slope must have pair_log_gain's shape {self.pair_log_gain.shape}, "
+                             f"got {slope.shape}")
+        self.pair_log_slope = slope.reshape(slope.shape if slope.size else (0, 0))
+        self.pair_log_q_ref = np.float32(np.asarray(raw.get("pair_log_q_ref", 0.0)).reshape(()))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -154,7 +162,7 @@ class Coupling:
             elif n in config:  # models saved before the parameter existed keep the configured value
                 v = float(config[n])
                 raw["log_" + n] = math.log(v / (1 - v)) if n in _LOGIT else math.log(v)
-        for name in ("neuron_log_gain", "pair_log_gain"):
+        for name in ("neuron_log_gain", "pair_log_gain", "pair_log_slope", "pair_log_q_ref"):
             if prefix + name in tensors:
                 raw[name] = tensors[prefix + name]
         return cls(get("neuron_xy_um"), get("electrode_ids"), get("electrode_xy_um"), raw, direct=direct,
@@ -205,6 +213,10 @@ class Coupling:
         if self.pair_log_gain.size:       # the new electrodes have no pair gains (0)
             raw["pair_log_gain"] = np.concatenate(
                 [self.pair_log_gain, np.zeros((len(ids), self.pair_log_gain.shape[1]), np.float32)])
+        if self.pair_log_slope.size:
+            raw["pair_log_slope"] = np.concatenate(
+                [self.pair_log_slope, np.zeros((len(ids), self.pair_log_slope.shape[1]), np.float32)])
+            raw["pair_log_q_ref"] = self.pair_log_q_ref
         return Coupling(self.neuron_xy_um, np.concatenate([self.electrode_ids, ids]),
                         np.concatenate([self.electrode_xy_um, _f32(electrode_xy_um).reshape(-1, 2)]), raw,
                         direct=self.direct, ua_per_mv=self.ua_per_mv)
@@ -268,14 +280,19 @@ class Coupling:
         q, d2 = self._charge_and_d2(events)
         q_eff = q[:, None] * self._attenuation(d2, r["length_um"], r["distance_power"])
         x = np.maximum(q_eff / np.exp(r["q50_nc"]), np.float32(0)) ** np.exp(r["hill"])
-        return np.exp(self._log_gains(r["gain"], events)) * x / (np.float32(1.0) + x)
+        return np.exp(self._log_gains(r["gain"], events, q)) * x / (np.float32(1.0) + x)
 
-    def _log_gains(self, log_gain: np.float32, events: StimEvents) -> np.ndarray:
-        """``[K or 1, n_neurons]`` log of a pathway's gain times the neuron and pair gains (float32)."""
+    def _log_gains(self, log_gain: np.float32, events: StimEvents, q: np.ndarray) -> np.ndarray:
+        """``[K or 1, n_neurons]`` log of a pathway's gain times the neuron and pair gains (float32; ``q``
+        ``[K]`` nC per phase, for the pair gains' charge slopes)."""
         g = (log_gain + self.neuron_log_gain)[None, :]
         if self.pair_log_gain.size == 0:
             return g
-        pair = self.pair_log_gain[self._electrode_rows(np.asarray(events.electrode))]
+        rows = self._electrode_rows(np.asarray(events.electrode))
+        pair = self.pair_log_gain[rows]
+        if self.pair_log_slope.size:
+            x = np.log(np.maximum(q, np.float32(1e-12))).astype(np.float32) - self.pair_log_q_ref
+            pair = pair + self.pair_log_slope[rows] * x[:, None]
         pad = np.zeros((len(pair), self.n_neurons - pair.shape[1]), np.float32)
         return g + np.concatenate([pair, pad], 1)
 
@@ -298,7 +315,7 @@ class Coupling:
         prof = f * self._attenuation(d2, r["length_um"], r["distance_power"]) + (np.float32(1.0) - f) * \
             self._attenuation(d2, r["direct_length_um"], r["direct_power"])
         x = np.maximum(q[:, None] * prof / np.exp(r["direct_q50_nc"]), np.float32(0)) ** np.exp(r["direct_hill"])
-        return np.exp(self._log_gains(r["direct_gain"], events)) * x / (np.float32(1.0) + x)
+        return np.exp(self._log_gains(r["direct_gain"], events, q)) * x / (np.float32(1.0) + x)
 
     def direct_delay_s(self, events: StimEvents) -> np.ndarray:
         """``[K, n_neurons]`` conduction delay (s) of direct spikes: distance / ``velocity_um_per_ms``."""

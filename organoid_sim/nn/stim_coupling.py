@@ -27,7 +27,10 @@ excitable than the prior says. ``pair_log_gain`` (``[E, n_pair]``, empty in the 
 the first ``n_pair`` neurons (the recorded units), a log-gain per electrode x neuron pair: what a
 calibration session measured about how strongly each electrode reaches each recorded channel
 (:func:`organoid_sim.stimulation.calibrate.fit_pair_gains`); both pathways' drives are multiplied
-by ``exp(neuron_log_gain_i + pair_log_gain_ei)``.
+by ``exp(neuron_log_gain_i + pair_log_gain_ei + pair_log_slope_ei * (log q - pair_log_q_ref))``:
+``pair_log_slope`` (same shape, empty when not fitted) lets a pair's drive grow faster or slower
+with charge than the recruitment law says, around the reference log charge ``pair_log_q_ref``
+(log nC).
 
 Time course: the depolarisation is delivered through a normalised alpha kernel
 ``k(t) = t / tau^2 * exp(-t / tau)`` (``tau = tau_ms`` ms, peak at ``tau``, integral 1), which
@@ -181,6 +184,9 @@ class StimulusCoupling(nn.Module):
         self.neuron_log_gain = nn.Parameter(torch.zeros(xy.shape[0]))
         # [E, n_pair] log-gains per electrode x recorded neuron; empty (no pair gains) in the prior
         self.register_buffer("pair_log_gain", torch.zeros(0, 0))
+        # [E, n_pair] change of a pair's log-gain per unit of log charge, around log charge pair_log_q_ref
+        self.register_buffer("pair_log_slope", torch.zeros(0, 0))
+        self.register_buffer("pair_log_q_ref", torch.zeros(()))
         for name, v in dp.items():
             raw = math.log(v / (1.0 - v)) if name in _LOGIT else math.log(v)
             setattr(self, "log_" + name, nn.Parameter(torch.tensor(raw)))
@@ -241,14 +247,21 @@ class StimulusCoupling(nn.Module):
         kw = {k: float(config[k]) for k in (*_NAMES, *_DIRECT_NAMES, "ua_per_mv") if k in config}
         return cls(np.zeros((n, 2)), np.arange(e), np.zeros((e, 2)), direct=bool(config.get("direct", False)), **kw)
 
-    def set_pair_log_gain(self, values) -> None:
-        """Set the electrode x recorded-neuron log-gains (no gradient).
+    def set_pair_log_gain(self, values, slope=None, log_q_ref: float = 0.0) -> None:
+        """Set the electrode x recorded-neuron log-gains, and optionally their charge slopes (no gradient).
 
         Parameters
         ----------
         values : array_like
             ``[E, n_pair]`` natural-log gains (``n_pair <= n_neurons``: the first ``n_pair`` neurons,
-            rows in the order of the electrode layout); an empty array switches them off.
+            rows in the order of the electrode layout); an empty array switches them (and the
+            slopes) off.
+        slope : array_like, optional
+            ``[E, n_pair]``: each pair's log-gain grows by ``slope * (log(q) - log_q_ref)`` for a pulse
+            of charge ``q`` nC per phase (what a session at several amplitudes measured about how
+            steeply each electrode recruits each channel). None: no slopes.
+        log_q_ref : float
+            Natural log of the reference charge (nC) at which the slopes add nothing.
 
         Returns
         -------
@@ -258,7 +271,14 @@ class StimulusCoupling(nn.Module):
         if v.numel() and (v.ndim != 2 or v.shape[0] != self.electrode_ids.shape[0] or v.shape[1] > self.n_neurons):
             raise ValueError(f"StimulusCoupling: pair_log_gain must be [{self.electrode_ids.shape[0]} electrodes, "
                              f"<= {self.n_neurons} neurons], got {tuple(v.shape)}")
-        self.pair_log_gain = (v if v.numel() else torch.zeros(0, 0)).to(self.neuron_xy_um.device)
+        dev = self.neuron_xy_um.device
+        sl = torch.zeros(0, 0) if slope is None or not v.numel() else torch.as_tensor(np.asarray(slope, np.float32))
+        if sl.numel() and sl.shape != v.shape:
+            raise ValueError(f"StimulusCoupling: pair_log_slope must have pair_log_gain's shape {tuple(v.shape)}, "
+                             f"got {tuple(sl.shape)}")
+        self.pair_log_gain = (v if v.numel() else torch.zeros(0, 0)).to(dev)
+        self.pair_log_slope = sl.to(dev)
+        self.pair_log_q_ref = torch.tensor(float(log_q_ref) if sl.numel() else 0.0, device=dev)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # files saved before ``distance_power`` or the direct pathway existed: keep the configured values
@@ -267,6 +287,9 @@ class StimulusCoupling(nn.Module):
         # pair gains: absent in older files (none); their shape is the file's
         pair = state_dict.setdefault(prefix + "pair_log_gain", torch.zeros(0, 0))
         self.pair_log_gain = torch.zeros(tuple(pair.shape), device=self.neuron_xy_um.device)
+        slope = state_dict.setdefault(prefix + "pair_log_slope", torch.zeros(0, 0))
+        self.pair_log_slope = torch.zeros(tuple(slope.shape), device=self.neuron_xy_um.device)
+        state_dict.setdefault(prefix + "pair_log_q_ref", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ physics
@@ -317,15 +340,19 @@ class StimulusCoupling(nn.Module):
         q_eff = q[:, None] * self._attenuation(d2, self.log_length_um, self.log_distance_power)
         h = torch.exp(self.log_hill)
         x = (q_eff / torch.exp(self.log_q50_nc)).clamp_min(0) ** h
-        return torch.exp(self._log_gains(self.log_gain, events)) * x / (1.0 + x)
+        return torch.exp(self._log_gains(self.log_gain, events, q)) * x / (1.0 + x)
 
-    def _log_gains(self, log_gain: torch.Tensor, events: StimEvents) -> torch.Tensor:
-        """``[K, n_neurons]`` or ``[1, n_neurons]`` log of a pathway's gain times the neuron and pair gains."""
+    def _log_gains(self, log_gain: torch.Tensor, events: StimEvents, q: torch.Tensor) -> torch.Tensor:
+        """``[K, n_neurons]`` or ``[1, n_neurons]`` log of a pathway's gain times the neuron and pair gains
+        (``q`` ``[K]`` nC per phase, for the pair gains' charge slopes)."""
         g = (log_gain + self.neuron_log_gain)[None, :]
         if self.pair_log_gain.numel() == 0:
             return g
         rows = self.electrode_rows(np.asarray(events.electrode))
         pair = self.pair_log_gain[rows]
+        if self.pair_log_slope.numel():
+            x = torch.log(q.clamp_min(1e-12)) - self.pair_log_q_ref
+            pair = pair + self.pair_log_slope[rows] * x[:, None].to(pair.dtype)
         pad = torch.zeros(len(rows), self.n_neurons - pair.shape[1], device=pair.device, dtype=pair.dtype)
         return g + torch.cat([pair, pad], 1)
 
@@ -339,7 +366,7 @@ class StimulusCoupling(nn.Module):
         prof = f * self._attenuation(d2, self.log_length_um, self.log_distance_power) + (1.0 - f) * self._attenuation(
             d2, self.log_direct_length_um, self.log_direct_power)
         x = (q[:, None] * prof / torch.exp(self.log_direct_q50_nc)).clamp_min(0) ** torch.exp(self.log_direct_hill)
-        return torch.exp(self._log_gains(self.log_direct_gain, events)) * x / (1.0 + x)
+        return torch.exp(self._log_gains(self.log_direct_gain, events, q)) * x / (1.0 + x)
 
     def direct_delay_s(self, events: StimEvents) -> torch.Tensor:
         """``[K, n_neurons]`` conduction delay (s) of direct spikes: distance / ``velocity_um_per_ms``."""

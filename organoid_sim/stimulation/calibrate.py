@@ -77,6 +77,9 @@ LATENCY_SCALE_S = 0.025
 #: observed ones, pair by pair, by more than this many standard errors: one-sided tests at 5 %
 #: (:func:`paired_latency_change`; the keep-the-prior check and the timing stage)
 LATENCY_Z = 1.645
+#: pair gains also fit a slope in log charge per pair where the session used several amplitudes on an
+#: electrode (:func:`fit_pair_gains`)
+PAIR_SLOPES = True
 #: phase durations are compared to this many decimals of a microsecond (1 ns)
 PHASE_DECIMALS = 3
 #: Nelder-Mead search in log-parameter space: first simplex step (a factor of 2 per parameter) and
@@ -283,7 +286,8 @@ def fit_neuron_gains(model, observed, events, *, states, n_trials: int, window, 
 
 
 def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, seed: int, n_iterations: int = 4,
-                   step: float = 0.7, shrinkage: float = 0.0, floor: float = 0.05, max_abs_log_gain: float = 3.0):
+                   step: float = 0.7, shrinkage: float = 0.0, floor: float = 0.05, max_abs_log_gain: float = 3.0,
+                   slopes: bool = PAIR_SLOPES, max_abs_slope: float = 3.0):
     """Log-gains per stimulated electrode x recorded unit (``pair_log_gain``) by damped log-ratio updates.
 
     Parameters
@@ -299,6 +303,8 @@ def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, se
     n_iterations, step, shrinkage, floor, max_abs_log_gain : int, float
         Number of updates, their damping, the shrinkage towards 0 per update, the probability floor
         of the log-ratio and the bound of each log-gain.
+    slopes, max_abs_slope : bool, float
+        Whether to fit each pair's charge slope too (see Notes) and its bound.
 
     Returns
     -------
@@ -310,30 +316,82 @@ def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, se
     For each electrode of ``observed`` and each recorded unit, ``g += step * mean_a log((P_rec + floor)
     / (P_model + floor))`` over the electrode's amplitudes ``a``, then shrunk towards 0 by ``shrinkage``
     (none by default: the targets already weigh the model where the session measured nothing) and
-    bounded by ``max_abs_log_gain``. Only the rows of the electrodes in ``observed`` are fitted (the
-    others keep theirs, 0 at first).
+    bounded by ``max_abs_log_gain``. With ``slopes`` (default :data:`PAIR_SLOPES`) the update is a line
+    in log charge through an electrode's log-ratios: its tilt moves the pair's ``pair_log_slope``
+    (bounded by ``max_abs_slope``, per unit of log nC) and its level the gain at the coupling's
+    ``pair_log_q_ref`` (set to the session's mean log charge when no slopes exist yet); an electrode
+    stimulated at one charge moves its levels only. Only the rows of the electrodes in ``observed`` are
+    fitted (the others keep theirs, 0 at first).
     """
     coupling = model.stim_coupling
     n_units = observed.response_probability.shape[1]
     rows = coupling.electrode_rows(np.asarray(observed.electrodes, np.int64)).cpu().numpy()
-    fitted = np.unique(rows)
-    pair = coupling.pair_log_gain.cpu().numpy().copy()
-    if pair.shape != (len(coupling.electrode_ids), n_units):
-        pair = np.zeros((len(coupling.electrode_ids), n_units), np.float32)
+    fitted, idx = np.unique(rows, return_inverse=True)
+    pair, slope, log_q_ref = _pair_arrays(coupling, n_units)
     # [rows of observed] -> mean over an electrode's amplitudes
     member = (rows[None, :] == fitted[:, None]).astype(float)
     member /= member.sum(1, keepdims=True)
+    # charge slopes: a line in log charge through each electrode's log-ratios (none with one charge)
+    log_q = np.log(_observed_charge_nc(observed, events, coupling.ua_per_mv))
+    if slopes and not slope.any():
+        log_q_ref = float(np.mean(log_q))
+    q_mean = member @ log_q                                                       # [fitted]
+    xc = log_q - q_mean[idx]
+    var = np.bincount(idx, xc ** 2, minlength=len(fitted))
     pred = None
     for it in range(n_iterations + 1):
-        coupling.set_pair_log_gain(pair)
+        coupling.set_pair_log_gain(pair, slope if slopes else None, log_q_ref)
         pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
         if it == n_iterations:
             break
-        p_sim = _align(observed, pred)[0]
-        delta = member @ np.log((observed.response_probability + floor) / (p_sim + floor))
+        lr = np.log((observed.response_probability + floor) / (_align(observed, pred)[0] + floor))   # [G, U]
+        level = member @ lr                                  # the mean log-ratio, at the electrode's mean log charge
+        tilt = np.zeros_like(level)
+        if slopes:
+            cov = np.zeros_like(level)
+            np.add.at(cov, idx, xc[:, None] * lr)
+            tilt = np.where(var[:, None] > 1e-9, cov / np.maximum(var[:, None], 1e-9), 0.0)
+            slope[fitted] = np.clip(slope[fitted] + step * tilt, -max_abs_slope, max_abs_slope)
+        # the stored gain is the one at log_q_ref: carry the level there along the new tilt
+        delta = level - tilt * (q_mean - log_q_ref)[:, None]
         pair[fitted] = np.clip((pair[fitted] + step * delta) * (1.0 - shrinkage), -max_abs_log_gain,
                                max_abs_log_gain)
     return pred, fitted
+
+
+def _pair_arrays(coupling, n_units: int):
+    """The coupling's pair log-gains and charge slopes as ``[E, n_units]`` float32 copies (zeros where
+    none) and the slopes' reference log charge."""
+    shape = (len(coupling.electrode_ids), n_units)
+    pair = coupling.pair_log_gain.cpu().numpy().copy()
+    slope = coupling.pair_log_slope.cpu().numpy().copy()
+    if pair.shape != shape:
+        pair = np.zeros(shape, np.float32)
+    if slope.shape != shape:
+        slope = np.zeros(shape, np.float32)
+    return pair, slope, float(coupling.pair_log_q_ref)
+
+
+def _pair_state(coupling):
+    """What :func:`_restore_pairs` needs to put the pair gains back."""
+    return (coupling.pair_log_gain.clone(), coupling.pair_log_slope.clone(), float(coupling.pair_log_q_ref))
+
+
+def _restore_pairs(coupling, state) -> None:
+    gain, slope, ref = state
+    coupling.set_pair_log_gain(gain.cpu().numpy(), slope.cpu().numpy() if slope.numel() else None, ref)
+
+
+def _observed_charge_nc(observed, events, ua_per_mv: float) -> np.ndarray:
+    """Charge per phase (nC) of each row (electrode, amplitude) of ``observed``: the median over its pulses."""
+    from ..nn.stim_coupling import charge_per_phase_nc
+
+    q = charge_per_phase_nc(events, ua_per_mv)
+    out = np.empty(len(observed.electrodes))
+    for g, (e, a) in enumerate(zip(observed.electrodes, observed.amplitudes)):
+        hit = (events.electrode == e) & np.isclose(events.amplitude, a)
+        out[g] = np.median(q[hit]) if hit.any() else np.nan
+    return np.maximum(out, 1e-12)
 
 
 def offset_map(coupling, values: np.ndarray, source_rows, target_rows, tolerance_um: float = 10.0) -> np.ndarray:
@@ -424,10 +482,10 @@ def anchored_targets(model, observed, events, *, states, n_trials: int, window, 
     extra = StimEvents(np.zeros(len(others) * len(shapes)), np.repeat(others, len(shapes)),
                        np.tile(shapes[:, 0], len(others)), np.tile(shapes[:, 1], len(others)),
                        np.tile(shapes[:, 2], len(others)).astype(np.int64), amplitude_unit=events.amplitude_unit)
-    saved = coupling.pair_log_gain.clone()
+    saved = _pair_state(coupling)
     coupling.set_pair_log_gain(np.zeros((0, 0)))
     pred = predict_evoked_responses(model, extra, n_trials=n_trials, window=window, seed=seed, states=states)
-    coupling.set_pair_log_gain(saved)
+    _restore_pairs(coupling, saved)
     target = pred.response_probability.copy()
     src_rows_all = coupling.electrode_rows(np.asarray(observed.electrodes, np.int64)).cpu().numpy()
     dst_rows_all = coupling.electrode_rows(np.asarray(pred.electrodes, np.int64)).cpu().numpy()
@@ -599,7 +657,7 @@ def _pair_stages(model, observed, events, check_obs, check_events, check_cal, *,
     coupling = model.stim_coupling
     kept, best, pred, figures = "none", check_cal, None, {}
     for stage in ("measured", "anchored"):
-        before = coupling.pair_log_gain.clone()
+        before = _pair_state(coupling)
         coupling.set_pair_log_gain(np.zeros((0, 0)))
         _fit_pairs(model, observed, events, stage == "anchored", states=states, n_trials=n_trials, window=window,
                    seed=seed)
@@ -607,7 +665,7 @@ def _pair_stages(model, observed, events, check_obs, check_events, check_cal, *,
             fig = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
             figures[f"pair_gains_{stage}"] = fig
             if _worse(fig, best, r_tolerance=_r_standard_error(best)):
-                coupling.set_pair_log_gain(before)
+                _restore_pairs(coupling, before)
                 break
             best = fig
         kept = stage
