@@ -249,12 +249,30 @@ def _responses(d: dict):
         else None)) for k, v in d.items()})
 
 
+def package_digest(pkg: Path | None = None) -> str:
+    """First 10 hex digits of the SHA-256 of every source file (path and text) of the package folder
+    ``pkg`` (default: the ``organoid_sim`` imported): the cached predictions belong to the code that made
+    them, so any change of the package starts new ones."""
+    import hashlib
+
+    import organoid_sim
+
+    h = hashlib.sha256()
+    pkg = Path(organoid_sim.__file__).parent if pkg is None else Path(pkg)
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(str(path.relative_to(pkg)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def model_predictions(culture, held, a, options):
     """Fit (or load) the model, predict ``held`` with the prior, calibrate, predict again. With
     ``--cache-model`` the three results are kept in ``benchmarks/out/<culture>/`` (deterministic for
-    the settings and seed), so the truth can be compared later or again without re-running."""
+    the settings, the seed and the package's code, :func:`package_digest`), so the truth can be
+    compared later or again without re-running."""
     key = (f"pred_h{a.hidden}_dt{a.dt_ms:g}_e{a.epochs}_s{a.fit_s:g}_r{a.refine_steps}_seed{a.seed}_t{a.trials}"
-           f"_p{a.predict_trials}_ev{a.evaluations}_v10_" + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
+           f"_p{a.predict_trials}_ev{a.evaluations}_{package_digest()}_"
+           + "_".join(f"{k}{v}" for k, v in sorted(options.items())).replace(" ", ""))
     cache = ROOT / "benchmarks" / "out" / culture.name / f"{key}.json"
     if a.cache_model and cache.exists():
         d = json.loads(cache.read_text())

@@ -78,3 +78,17 @@ def test_attainable_r_is_what_a_perfect_prediction_reaches():
         predicted.append(attainable_r(np.corrcoef(halves[:, 0], halves[:, 1])[0, 1]))
     assert np.mean(predicted) == pytest.approx(np.mean(perfect), abs=0.005)
     assert np.isnan(attainable_r(-0.1)) and attainable_r(1.0) == pytest.approx(1.0)
+
+
+def test_prediction_cache_key_follows_the_package_code(tmp_path):
+    """The cached predictions' key changes when any source file of the package changes, and only then."""
+    from bench_stimulation import package_digest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = package_digest(tmp_path)
+    assert len(first) == 10 and first == package_digest(tmp_path)
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert package_digest(tmp_path) != first
+    assert len(package_digest()) == 10                    # the installed package itself

@@ -329,8 +329,7 @@ def test_pair_gains_find_the_weak_pairs():
 
 def test_pair_slopes_find_the_steep_pairs():
     """Two own-channel pairs whose drive grows as charge^2 faster in the ground truth (drive x (q / q1)^2,
-    equal at the middle charge) get clearly higher fitted charge slopes than the other own-channel pairs,
-    and the fitted model's response at the low amplitude falls / at the high amplitude rises for them."""
+    equal at the middle charge) get clearly higher fitted charge slopes than the other own-channel pairs."""
     model, el = grid_model()
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
     steep = [0, 8]
@@ -344,14 +343,14 @@ def test_pair_slopes_find_the_steep_pairs():
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # no pair gains
     observed = evoked_responses(rec, window=EARLY, by_amplitude=True)
     states = model.run(250, batch=16, seed=1, record=False)[1]
-    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=48, window=EARLY, seed=0)
+    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=48, window=EARLY, seed=0, slopes=True)
     s = np.diag(model.stim_coupling.pair_log_slope.numpy())
     flat = np.setdiff1d(np.arange(9), steep)
     assert s[steep].min() > s[flat].max()
     assert s[steep].mean() > 0.5
-    # without slopes the same fit cannot tell the steep pairs by their slope (there is none)
+    # without slopes (the default) the fit has none
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
-    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=16, window=EARLY, seed=0, slopes=False)
+    fit_pair_gains(model, observed, rec.stim, states=states, n_trials=16, window=EARLY, seed=0)
     assert model.stim_coupling.pair_log_slope.numel() == 0
 
 
@@ -511,3 +510,54 @@ def test_paired_latency_check_is_a_five_percent_test_with_power():
     assert change["n_pairs"] == 4 and change["mean_difference_ms"] == pytest.approx(1.0)
     assert paired_latency_change(_observed([0.1], [0.02]), np.array([0.02]), np.array([0.02])) is None
     assert not _latency_worse(None)
+
+
+def _responses(electrodes, amplitudes, p):
+    from organoid_sim.stats import EvokedResponses
+
+    g, u = p.shape
+    nan = np.full((g, u), np.nan)
+    return EvokedResponses(electrodes=np.asarray(electrodes), amplitudes=np.asarray(amplitudes, float),
+                           unit_ids=np.arange(u), n_events=np.full(g, 10), n_responses=np.zeros((g, u)),
+                           response_probability=p, median_latency_s=nan, mean_latency_s=nan.copy(),
+                           window=(0.002, 0.05))
+
+
+def test_paired_check_counts_electrodes_not_pairs():
+    """Keep-the-prior test of the check's loss and r (8 check electrodes x 2 amplitudes x 40 channels,
+    10 pulses per condition, and a burst-like offset shared by all channels of a condition, so that
+    pairs are not independent): two equally good predictions are called worse at most about 5 % of
+    the time by the paired jackknife test, where "any rise of the loss or fall of r" does so most of
+    the time; a prediction whose responses to each condition are off by a shared error of SD 0.2 is
+    called worse at least 80 % of the time. With 2 check electrodes there is no paired test."""
+    from organoid_sim.stimulation.calibrate import _check_worse, _worse, paired_check_change
+
+    rng = np.random.default_rng(2)
+    el, amp = np.repeat(np.arange(8), 2), np.tile([-1.0, -2.5], 8)
+    n_cond, n_units, trials = len(el), 40, 200
+    truth = np.clip(rng.uniform(0.05, 0.6, (n_cond, n_units)) * np.where(amp < -2, 1.5, 1.0)[:, None], 0, 1)
+
+    def prediction(shared_sd=0.0):
+        p = truth + rng.normal(0, 0.04, truth.shape) + rng.normal(0, shared_sd, (n_cond, 1))
+        return _responses(el, amp, np.clip(p, 0, 1))
+
+    def rates(shared_sd):
+        paired = naive = 0
+        for _ in range(trials):
+            burst = rng.normal(0, 0.1, (n_cond, 1))
+            obs = _responses(el, amp, rng.binomial(10, np.clip(truth + burst, 0, 1)) / 10.0)
+            prior, cal = prediction(), prediction(shared_sd)
+            fig = {side: {"loss": response_loss(obs, pred, 0.2), "response_probability_r": np.corrcoef(
+                obs.response_probability.ravel(), pred.response_probability.ravel())[0, 1]}
+                for side, pred in (("prior", prior), ("cal", cal))}
+            change = paired_check_change(obs, cal, prior)
+            assert change["n_electrodes"] == 8
+            paired += _check_worse(fig["cal"], fig["prior"], change)
+            naive += _worse(fig["cal"], fig["prior"])
+        return paired / trials, naive / trials
+
+    null_paired, null_naive = rates(0.0)
+    assert null_paired < 0.1 and null_naive > 0.4
+    assert rates(0.2)[0] >= 0.8
+    two = _responses(el[:4], amp[:4], truth[:4])
+    assert paired_check_change(two, two, two) is None

@@ -46,8 +46,11 @@ and network carry it to other amplitudes and pulse shapes.
 The held-out check (``check_fraction``) decides which of these stages stays: each pair stage when
 it predicts the session's held-out electrodes with no higher loss than the stage before and an r
 lower by no more than r's standard error; the calibration as a whole only when it predicts them no
-worse than the prior (loss, r, and latencies: pair by pair no further from the observed ones than
-the prior's, a one-sided test at 5 %, :func:`paired_latency_change`).
+worse than the prior: loss and r electrode by electrode (a one-sided 5 % test of each change against
+its jackknife standard error over the check electrodes, :func:`paired_check_change`: the channels'
+responses to one pulse share the network's state, so pairs are not independent observations) and
+latencies pair by pair (no further from the observed ones than the prior's, a one-sided test at
+5 %, :func:`paired_latency_change`).
 """
 
 from __future__ import annotations
@@ -77,9 +80,13 @@ LATENCY_SCALE_S = 0.025
 #: observed ones, pair by pair, by more than this many standard errors: one-sided tests at 5 %
 #: (:func:`paired_latency_change`; the keep-the-prior check and the timing stage)
 LATENCY_Z = 1.645
-#: pair gains also fit a slope in log charge per pair where the session used several amplitudes on an
-#: electrode (:func:`fit_pair_gains`)
-PAIR_SLOPES = True
+#: the keep-the-prior check tests its loss and r changes against their jackknife standard errors over the
+#: check electrodes (:func:`paired_check_change`) when it holds at least this many; with fewer, any rise
+#: of the loss or fall of r keeps the prior. 0 switches the paired test off (the rule before 2026-12-07)
+CHECK_MIN_ELECTRODES = 3
+#: whether pair gains also fit a slope in log charge per pair where the session used several amplitudes on
+#: an electrode (:func:`fit_pair_gains`); off: measured on both ground-truth cultures and not adopted
+PAIR_SLOPES = False
 #: phase durations are compared to this many decimals of a microsecond (1 ns)
 PHASE_DECIMALS = 3
 #: Nelder-Mead search in log-parameter space: first simplex step (a factor of 2 per parameter) and
@@ -545,10 +552,12 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
 
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
-    predicts them worse (a higher :func:`response_loss`, a lower response-probability r, or
-    latencies further from the observed ones, pair by pair, by more than :data:`LATENCY_Z`
-    standard errors of the mean difference: :func:`paired_latency_change`, recorded as
-    ``check["latency_change"]``) the prior is kept
+    predicts them worse (a higher :func:`response_loss` or a lower response-probability r, each by
+    more than the one-sided 5 % quantile of Student's t times its delete-one-electrode jackknife
+    standard error: :func:`paired_check_change`, recorded as ``check["change"]``, and with fewer
+    than :data:`CHECK_MIN_ELECTRODES` check electrodes any rise or fall; or latencies further from
+    the observed ones, pair by pair, by more than :data:`LATENCY_Z` standard errors of the mean
+    difference: :func:`paired_latency_change`, recorded as ``check["latency_change"]``) the prior is kept
     (``kept_prior=True``, with a warning). When the pair gains are kept, they are fitted again on
     every stimulated electrode (check electrodes included) before the function returns.
     The figures go to ``model.provenance["evoked_check"]`` (saved with the model):
@@ -615,7 +624,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
     kept_prior, check = False, None
     if check_cal is not None and not result["interrupted"]:
         latency_change = paired_latency_change(check_obs, check_cal["_latency_s"], check_prior["_latency_s"])
-        kept_prior = _worse(check_cal, check_prior) or _latency_worse(latency_change)
+        check_change = paired_check_change(check_obs, check_cal["_pred"], check_prior["_pred"], latency_weight)
+        kept_prior = _check_worse(check_cal, check_prior, check_change) or _latency_worse(latency_change)
         if kept_prior:
             coupling.load_state_dict(prior_state)
             warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
@@ -628,7 +638,7 @@ def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDO
                          "window_s": [float(window[0]), float(window[1])],
                          "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                          "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
-                         "latency_change": latency_change, **check_stages, "timing": timing_stage,
+                         "latency_change": latency_change, "change": check_change, **check_stages, "timing": timing_stage,
                          "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"})
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
@@ -741,6 +751,70 @@ def paired_latency_change(observed, calibrated_latency_s, prior_latency_s) -> di
             "median_error_change_ms": round(float(np.median(e_cal) - np.median(e_pri)), 3)}
 
 
+def paired_check_change(observed, calibrated, prior, latency_weight: float = 0.2) -> dict | None:
+    """How much the calibrated prediction's check loss and response-probability r differ from the prior's,
+    with standard errors that count the check electrodes, not the pairs.
+
+    ``observed``: the check's ``EvokedResponses`` (by amplitude); ``calibrated``, ``prior``: predictions of
+    the same pulses. The pairs of one stimulated electrode share its pulses and the network's state
+    after them, so they are not independent observations: the standard errors are delete-one-electrode
+    jackknife errors of the two differences. Returns ``{"n_electrodes", "loss_change", "loss_se",
+    "r_change", "r_se", "t_threshold"}`` (calibrated minus prior; the one-sided 5 % quantile of
+    Student's t with ``n_electrodes - 1`` degrees of freedom, since a jackknife over a few electrodes
+    underestimates the spread), or None with fewer than :data:`CHECK_MIN_ELECTRODES` check electrodes
+    (or with it 0).
+    """
+    from scipy.stats import t as student_t
+
+    electrodes = np.unique(observed.electrodes)
+    if CHECK_MIN_ELECTRODES <= 0 or len(electrodes) < max(CHECK_MIN_ELECTRODES, 2):
+        return None
+
+    def differences(keep) -> tuple[float, float]:
+        obs = _take_rows(observed, keep)
+        p = np.ravel(obs.response_probability)
+        r = [_pearson(p, np.ravel(_align(obs, pred)[0])) for pred in (calibrated, prior)]
+        return (response_loss(obs, calibrated, latency_weight) - response_loss(obs, prior, latency_weight),
+                r[0] - r[1])
+
+    full = differences(np.ones(len(observed.electrodes), bool))
+    jack = np.array([differences(observed.electrodes != e) for e in electrodes])      # [n, 2]
+    n = len(electrodes)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt((n - 1) / n * np.nansum((jack - np.nanmean(jack, 0)) ** 2, 0))
+    return {"n_electrodes": int(n), "loss_change": round(float(full[0]), 6), "loss_se": round(float(se[0]), 6),
+            "r_change": round(float(full[1]), 4), "r_se": round(float(se[1]), 4),
+            "t_threshold": round(float(student_t.ppf(0.95, n - 1)), 4)}
+
+
+def _take_rows(responses, keep):
+    """``responses`` (``EvokedResponses``) with only the rows (conditions) where ``keep`` is True."""
+    from dataclasses import replace
+
+    rows = {k: getattr(responses, k)[keep] for k in ("electrodes", "amplitudes", "n_events", "n_responses",
+                                                      "response_probability", "median_latency_s", "mean_latency_s")}
+    return replace(responses, **rows)
+
+
+def _pearson(a, b) -> float:
+    """Pearson r over the pairs finite in both; NaN when either side is constant."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 2 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def _check_worse(calibrated: dict, prior: dict, change: dict | None) -> bool:
+    """The keep-the-prior test of the loss and r: with a :func:`paired_check_change`, a rise of the loss
+    by more than ``t_threshold`` of its standard errors or a fall of r by more (one-sided, 5 % each);
+    without one (too few check electrodes), any rise of the loss or fall of r (:func:`_worse`)."""
+    if change is None:
+        return _worse(calibrated, prior)
+    t = change["t_threshold"]
+    r_fell = np.isfinite(change["r_change"]) and change["r_change"] < -t * change["r_se"]
+    return bool(change["loss_change"] > t * change["loss_se"] or r_fell)
+
+
 def _latency_better(change: dict | None) -> bool:
     """True when a :func:`paired_latency_change` says the new latencies lie closer to the observed ones
     than the old: the mean pair-by-pair difference below -:data:`LATENCY_Z` standard errors; False
@@ -773,11 +847,12 @@ def _r_standard_error(figures: dict) -> float:
 
 def _check_figures(model, observed, events, states, n_trials, window, seed, latency_weight) -> dict:
     """Loss and agreement of the model's current prediction of the check pulses; ``"_latency_s"`` holds
-    the predicted median latencies (s, rows of ``observed``) for :func:`paired_latency_change` and is
-    left out of the check's record (:func:`_public`)."""
+    the predicted median latencies (s, rows of ``observed``) for :func:`paired_latency_change` and
+    ``"_pred"`` the prediction for :func:`paired_check_change`; both are left out of the check's record
+    (:func:`_public`)."""
     pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed + 5, states=states)
     return {"loss": round(response_loss(observed, pred, latency_weight), 6), **_figures(observed, pred),
-            "_latency_s": _align(observed, pred)[1]}
+            "_latency_s": _align(observed, pred)[1], "_pred": pred}
 
 
 def check_table(check: dict | None) -> str:
@@ -801,6 +876,11 @@ def check_table(check: dict | None) -> str:
         lines.append(f"  latencies pair by pair: the calibrated ones {abs(d):.2f} ms (SE {change['se_ms']:.2f}) "
                      f"{'further from' if d > 0 else 'closer to'} the recorded ones than the prior's on average, "
                      f"{change['n_pairs']} pairs")
+    paired = check.get("change")
+    if paired:
+        lines.append(f"  electrode by electrode: loss {paired['loss_change']:+.4f} (SE {paired['loss_se']:.4f}), r "
+                     f"{paired['r_change']:+.3f} (SE {paired['r_se']:.3f}); worse beyond {paired['t_threshold']:.2f} SE, "
+                     f"{paired['n_electrodes']} electrodes")
     if check["kept"] == "prior":
         lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
     timing = check.get("timing")
