@@ -304,21 +304,30 @@ def test_r_tolerance_is_the_standard_error_of_r():
     assert _worse({"loss": 0.21, "response_probability_r": rho}, ref, r_tolerance=se)
 
 
-def test_pair_gains_find_the_weak_pairs():
-    """Two electrode x unit pairs made 5x weaker in the ground truth (their own channel under the
-    electrode) get clearly lower fitted pair gains than the other own-channel pairs."""
+def _pair_session(pair, slope=None, log_q_ref=0.0, n_repeats=6):
+    """A session made with pair gains (and charge slopes) of known values on the 3 x 3 grid (0.5 and
+    1.5 uA); returns the model back at the prior without them, its electrodes, the session, its
+    responses and start states for the fits."""
     model, el = grid_model()
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
-    weak = [0, 8]
-    pair = np.zeros((9, 9), np.float32)
-    pair[weak, weak] = np.log(0.2)
-    truth.set_pair_log_gain(pair)
+    truth.set_pair_log_gain(pair, slope, log_q_ref=log_q_ref)
     model.stim_coupling = truth
-    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=n_repeats, interval_s=0.25, jitter_s=0.05,
+                            seed=1)
     rec = model.stimulate(ev, seed=3)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # no pair gains
     observed = evoked_responses(rec, window=EARLY, by_amplitude=True)
     states = model.run(250, batch=16, seed=1, record=False)[1]
+    return model, el, rec, observed, states
+
+
+def test_pair_gains_find_the_weak_pairs():
+    """Two electrode x unit pairs made 5x weaker in the ground truth (their own channel under the
+    electrode) get clearly lower fitted pair gains than the other own-channel pairs."""
+    weak = [0, 8]
+    pair = np.zeros((9, 9), np.float32)
+    pair[weak, weak] = np.log(0.2)
+    model, el, rec, observed, states = _pair_session(pair)
     _, fitted = fit_pair_gains(model, observed, rec.stim, states=states, n_trials=16, window=EARLY, seed=0)
     g = np.diag(model.stim_coupling.pair_log_gain.numpy())
     assert sorted(fitted.tolist()) == list(range(9))
@@ -330,19 +339,11 @@ def test_pair_gains_find_the_weak_pairs():
 def test_pair_slopes_find_the_steep_pairs():
     """Two own-channel pairs whose drive grows as charge^2 faster in the ground truth (drive x (q / q1)^2,
     equal at the middle charge) get clearly higher fitted charge slopes than the other own-channel pairs."""
-    model, el = grid_model()
-    truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
     steep = [0, 8]
     slope = np.zeros((9, 9), np.float32)
     slope[steep, steep] = 2.0
     q_mid = np.log(np.sqrt(0.5 * 1.5) * 200.0 * 1e-3)          # nC per phase, geometric mean of the amplitudes
-    truth.set_pair_log_gain(np.zeros((9, 9), np.float32), slope, log_q_ref=q_mid)
-    model.stim_coupling = truth
-    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=24, interval_s=0.25, jitter_s=0.05, seed=1)
-    rec = model.stimulate(ev, seed=3)
-    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)   # no pair gains
-    observed = evoked_responses(rec, window=EARLY, by_amplitude=True)
-    states = model.run(250, batch=16, seed=1, record=False)[1]
+    model, el, rec, observed, states = _pair_session(np.zeros((9, 9), np.float32), slope, q_mid, n_repeats=24)
     fit_pair_gains(model, observed, rec.stim, states=states, n_trials=48, window=EARLY, seed=0, slopes=True)
     s = np.diag(model.stim_coupling.pair_log_slope.numpy())
     flat = np.setdiff1d(np.arange(9), steep)

@@ -88,4 +88,8 @@ def test_check_table_says_when_the_prior_is_kept():
     assert "0.400" in text and "0.500" in text
     assert "closer to" in check_table({**check, "latency_change": {**check["latency_change"],
                                                                    "mean_difference_ms": -1.5}})
+    assert "electrode by electrode" not in text                   # a check of 2 electrodes has no paired test
+    paired = check_table({**check, "change": {"n_electrodes": 6, "loss_change": 0.012, "loss_se": 0.004,
+                                              "r_change": -0.05, "r_se": 0.03, "t_threshold": 2.015}})
+    assert "electrode by electrode: loss +0.0120 (SE 0.0040), r -0.050 (SE 0.030)" in paired and "2.02 SE" in paired
     assert check_table(None).startswith("no held-out check")

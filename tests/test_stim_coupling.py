@@ -244,6 +244,24 @@ def test_model_with_direct_pathway_round_trips_and_old_files_load(tmp_path):
     torch.testing.assert_close(old.strength(ev), coupling.strength(ev))
 
 
+def _assert_scaled_and_round_trip(coupling, ev, before, want, new_keys, tmp_path):
+    """``coupling``'s membrane and direct drives of ``ev`` are ``want``; saved and loaded they stay so, and
+    loaded from a file without ``new_keys`` (older) they are ``before``."""
+    with torch.no_grad():
+        got = coupling.strength(ev), coupling.direct_strength(ev)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    save_file({k: v.contiguous() for k, v in coupling.state_dict().items()}, tmp_path / "c.safetensors")
+    again = StimulusCoupling.from_config(json.loads(json.dumps(coupling.config())))
+    again.load_state_dict(load_file(tmp_path / "c.safetensors"))
+    torch.testing.assert_close(again.strength(ev), got[0])
+    torch.testing.assert_close(again.direct_strength(ev), got[1])
+    old = StimulusCoupling.from_config(coupling.config())
+    old.load_state_dict({k: v for k, v in coupling.state_dict().items() if k not in new_keys})
+    torch.testing.assert_close(old.strength(ev), before[0])
+    torch.testing.assert_close(old.direct_strength(ev), before[1])
+
+
 def test_pair_gains_scale_only_their_electrode_and_neuron_and_round_trip(tmp_path):
     """A pair log-gain g on (electrode 7, neuron 1) multiplies both pathways' drive of exactly that pair
     by exp(g); other pairs keep theirs; saved and loaded (also from files that predate pair gains)."""
@@ -254,20 +272,10 @@ def test_pair_gains_scale_only_their_electrode_and_neuron_and_round_trip(tmp_pat
     pair = np.zeros((2, 3), np.float32)          # pair gains for the first 3 neurons only
     pair[1, 1] = np.log(3.0)
     coupling.set_pair_log_gain(pair)
-    with torch.no_grad():
-        m1, d1 = coupling.strength(ev), coupling.direct_strength(ev)
     want_m, want_d = m0.clone(), d0.clone()
     want_m[1, 1] *= 3.0
     want_d[1, 1] *= 3.0
-    torch.testing.assert_close(m1, want_m)
-    torch.testing.assert_close(d1, want_d)
-    save_file({k: v.contiguous() for k, v in coupling.state_dict().items()}, tmp_path / "c.safetensors")
-    again = StimulusCoupling.from_config(json.loads(json.dumps(coupling.config())))
-    again.load_state_dict(load_file(tmp_path / "c.safetensors"))
-    torch.testing.assert_close(again.direct_strength(ev), d1)
-    old = StimulusCoupling.from_config(coupling.config())
-    old.load_state_dict({k: v for k, v in coupling.state_dict().items() if k != "pair_log_gain"})
-    torch.testing.assert_close(old.direct_strength(ev), d0)
+    _assert_scaled_and_round_trip(coupling, ev, (m0, d0), (want_m, want_d), ("pair_log_gain",), tmp_path)
     with pytest.raises(ValueError, match="pair_log_gain"):
         coupling.set_pair_log_gain(np.zeros((3, 2)))
 
@@ -289,21 +297,12 @@ def test_pair_slopes_scale_the_drive_as_a_power_of_charge_and_round_trip(tmp_pat
     slope[1, 1] = 1.5
     x_ref = float(np.log(0.4))
     coupling.set_pair_log_gain(pair, slope, log_q_ref=x_ref)
-    with torch.no_grad():
-        m1, d1 = coupling.strength(ev), coupling.direct_strength(ev)
     factor = torch.as_tensor((q / 0.4) ** 1.5, dtype=torch.float32)
     want_m, want_d = m0.clone(), d0.clone()
     want_m[:, 1] *= factor
     want_d[:, 1] *= factor
-    torch.testing.assert_close(m1, want_m)
-    torch.testing.assert_close(d1, want_d)
-    save_file({k: v.contiguous() for k, v in coupling.state_dict().items()}, tmp_path / "c.safetensors")
-    again = StimulusCoupling.from_config(json.loads(json.dumps(coupling.config())))
-    again.load_state_dict(load_file(tmp_path / "c.safetensors"))
-    torch.testing.assert_close(again.strength(ev), m1)
-    old = StimulusCoupling.from_config(coupling.config())
-    old.load_state_dict({k: v for k, v in coupling.state_dict().items() if k not in ("pair_log_slope", "pair_log_q_ref")})
-    torch.testing.assert_close(old.strength(ev), m0)
+    _assert_scaled_and_round_trip(coupling, ev, (m0, d0), (want_m, want_d), ("pair_log_slope", "pair_log_q_ref"),
+                                  tmp_path)
     with pytest.raises(ValueError, match="pair_log_slope"):
         coupling.set_pair_log_gain(pair, np.zeros((2, 2)))
     coupling.set_pair_log_gain(np.zeros((0, 0)))                       # switching pairs off drops the slopes
