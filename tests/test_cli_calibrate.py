@@ -56,6 +56,8 @@ def test_calibrate_saves_what_the_api_gives_and_prints_the_check(files, capsys):
     assert {"prior", "calibrated", "latency_change", "kept"} <= set(check)
     assert "response-probability r" in printed and f"kept: {check['kept']}" in printed
     assert f"{check['calibrated']['response_probability_r']:.3f}" in printed
+    first = printed.splitlines()[0]                         # the first line says which coupling was saved
+    assert ("the prior coupling kept" in first) == result.kept_prior and ("coupling fitted" in first) != result.kept_prior
 
 
 @pytest.mark.parametrize("case", ["no_pulses", "window", "not_a_model"])

@@ -131,7 +131,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if result.interrupted:
         raise CLIError("calibration interrupted: nothing saved")
     out = model.save(Path(args.out))
-    print(f"saved {out}: coupling fitted to {len(rec.stim)} pulses of {args.path} "
-          f"({result.n_evaluations} evaluations, loss {result.loss_before:.4f} -> {result.loss_after:.4f})")
+    what = "the prior coupling kept (see the check below)" if result.kept_prior else "coupling fitted"
+    print(f"saved {out}: {what}; calibration on {len(rec.stim)} pulses of {args.path} "
+          f"({result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f})")
     print(check_table(result.check))
     return 0
