@@ -184,6 +184,16 @@ def _median_standard_error(x: np.ndarray):
     return round(float(xs[hi] - xs[lo]) / 2.0, 3)
 
 
+def pearson_r(a, b) -> float:
+    """Pearson r of two arrays (flattened) over the entries finite in both; NaN with fewer than two such
+    entries or when either side is constant there."""
+    a, b = np.ravel(a).astype(float), np.ravel(b).astype(float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 2 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
 def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = RELIABLE_P) -> dict:
     """How well predicted evoked responses agree with reference ones, over (condition, unit) pairs.
 
@@ -213,8 +223,7 @@ def evoked_agreement(p_ref, lat_ref_s, p_pred, lat_pred_s, reliable_p: float = R
         raise ValueError(f"evoked_agreement: shapes differ: {p_ref.shape}, {p_pred.shape}, {l_ref.shape}, "
                          f"{l_pred.shape}")
     ok = np.isfinite(p_ref) & np.isfinite(p_pred)
-    r = (float(np.corrcoef(p_ref[ok], p_pred[ok])[0, 1]) if ok.sum() > 1 and p_ref[ok].std() > 0
-         and p_pred[ok].std() > 0 else float("nan"))
+    r = pearson_r(p_ref, p_pred)
     reliable = ok & (p_ref >= reliable_p) & np.isfinite(l_ref)
     both = reliable & np.isfinite(l_pred)
     err = np.abs(l_pred[both] - l_ref[both]) * 1e3

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ import torch
 from ..events import COLUMNS, StimEvents
 from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
-from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P
+from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P, pearson_r
 
 #: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
 #: calibration and the responses measured afterwards with the defaults count the same spikes
@@ -338,13 +338,13 @@ def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, se
     # [rows of observed] -> mean over an electrode's amplitudes
     member = (rows[None, :] == fitted[:, None]).astype(float)
     member /= member.sum(1, keepdims=True)
-    # charge slopes: a line in log charge through each electrode's log-ratios (none with one charge)
-    log_q = np.log(_observed_charge_nc(observed, events, coupling.ua_per_mv))
-    if slopes and not slope.any():
-        log_q_ref = float(np.mean(log_q))
-    q_mean = member @ log_q                                                       # [fitted]
-    xc = log_q - q_mean[idx]
-    var = np.bincount(idx, xc ** 2, minlength=len(fitted))
+    if slopes:      # a line in log charge through each electrode's log-ratios (none with one charge)
+        log_q = np.log(_observed_charge_nc(observed, events, coupling.ua_per_mv))
+        if not slope.any():
+            log_q_ref = float(np.mean(log_q))
+        q_mean = member @ log_q                                                   # [fitted]
+        xc = log_q - q_mean[idx]
+        var = np.bincount(idx, xc ** 2, minlength=len(fitted))
     pred = None
     for it in range(n_iterations + 1):
         coupling.set_pair_log_gain(pair, slope if slopes else None, log_q_ref)
@@ -352,15 +352,14 @@ def fit_pair_gains(model, observed, events, *, states, n_trials: int, window, se
         if it == n_iterations:
             break
         lr = np.log((observed.response_probability + floor) / (_align(observed, pred)[0] + floor))   # [G, U]
-        level = member @ lr                                  # the mean log-ratio, at the electrode's mean log charge
-        tilt = np.zeros_like(level)
+        delta = member @ lr                                  # the mean log-ratio, at the electrode's mean log charge
         if slopes:
-            cov = np.zeros_like(level)
+            cov = np.zeros_like(delta)
             np.add.at(cov, idx, xc[:, None] * lr)
             tilt = np.where(var[:, None] > 1e-9, cov / np.maximum(var[:, None], 1e-9), 0.0)
             slope[fitted] = np.clip(slope[fitted] + step * tilt, -max_abs_slope, max_abs_slope)
-        # the stored gain is the one at log_q_ref: carry the level there along the new tilt
-        delta = level - tilt * (q_mean - log_q_ref)[:, None]
+            # the stored gain is the one at log_q_ref: carry the level there along the new tilt
+            delta = delta - tilt * (q_mean - log_q_ref)[:, None]
         pair[fitted] = np.clip((pair[fitted] + step * delta) * (1.0 - shrinkage), -max_abs_log_gain,
                                max_abs_log_gain)
     return pred, fitted
@@ -476,8 +475,6 @@ def anchored_targets(model, observed, events, *, states, n_trials: int, window, 
         and the conditions to simulate (one row per condition of the session, plus one per
         unstimulated electrode x pulse shape).
     """
-    from dataclasses import replace
-
     coupling = model.stim_coupling
     cond = conditions_of(events)
     shapes = np.unique(np.stack([cond.amplitude, cond.phase_us, cond.n_phases.astype(float)], 1), axis=0)
@@ -773,7 +770,7 @@ def paired_check_change(observed, calibrated, prior, latency_weight: float = 0.2
     def differences(keep) -> tuple[float, float]:
         obs = _take_rows(observed, keep)
         p = np.ravel(obs.response_probability)
-        r = [_pearson(p, np.ravel(_align(obs, pred)[0])) for pred in (calibrated, prior)]
+        r = [pearson_r(p, _align(obs, pred)[0]) for pred in (calibrated, prior)]
         return (response_loss(obs, calibrated, latency_weight) - response_loss(obs, prior, latency_weight),
                 r[0] - r[1])
 
@@ -789,19 +786,9 @@ def paired_check_change(observed, calibrated, prior, latency_weight: float = 0.2
 
 def _take_rows(responses, keep):
     """``responses`` (``EvokedResponses``) with only the rows (conditions) where ``keep`` is True."""
-    from dataclasses import replace
-
     rows = {k: getattr(responses, k)[keep] for k in ("electrodes", "amplitudes", "n_events", "n_responses",
                                                       "response_probability", "median_latency_s", "mean_latency_s")}
     return replace(responses, **rows)
-
-
-def _pearson(a, b) -> float:
-    """Pearson r over the pairs finite in both; NaN when either side is constant."""
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 2 or a[ok].std() == 0 or b[ok].std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
 def _check_worse(calibrated: dict, prior: dict, change: dict | None) -> bool:
