@@ -13,7 +13,7 @@ from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, check_split, conditions_of,
-                                                default_params, fit_neuron_gains, fit_pair_gains,
+                                                context_trains, default_params, fit_neuron_gains, fit_pair_gains,
                                                 offset_map, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
@@ -94,6 +94,43 @@ def test_prediction_matches_sequential_simulation():
     p_sim = pred.response_probability[np.arange(len(own)), own]
     assert np.corrcoef(p_obs, p_sim)[0, 1] > 0.7
     assert np.abs(p_obs.mean() - p_sim.mean()) < 0.15
+
+
+def test_context_trains_follow_the_sessions_intervals_and_pulses():
+    ev = StimEvents.from_columns([0.0, 0.5, 1.3, 1.8], [1, 2, 3, 1], [-1.0, -2.0, -1.0, -3.0], 200.0, 2)
+    pulses = set(zip(ev.electrode.tolist(), ev.amplitude.tolist()))
+    trains = context_trains(ev, 200, span_s=4.0, seed=0)
+    for train in trains:
+        steps = np.diff(np.r_[train.time, 4.0])      # between pulses, and from the last one to the end
+        assert np.all(np.isclose(steps[:, None], [0.5, 0.8]).any(1))
+        assert 0.0 <= train.time[0] < 0.8             # no room for one more interval before the first
+        assert set(zip(train.electrode.tolist(), train.amplitude.tolist())) <= pulses
+    # 4 s of intervals of 0.5 or 0.8 s (mean 0.6 s, the last interval to the end included): 6.2 pulses per train
+    n = np.array([len(tr) for tr in trains])
+    assert abs(n.mean() - 6.2) < 0.3 and 5 <= n.min() and n.max() <= 8
+    assert [len(tr) for tr in context_trains(ev.take([0]), 3, span_s=4.0)] == [0, 0, 0]   # no interval, no train
+
+
+def test_pulse_context_predicts_a_fast_protocol_like_the_sequential_simulation():
+    """Pulses 30 ms apart meet a network still adapting to the ones before: the protocol run as one
+    session (the model's sequential simulate()) responds less than isolated trials from spontaneous
+    states predict; trials started after a train of the session's pulses (``context``) come closer."""
+    model, el = grid_model()
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **TRUE)
+    ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=48, interval_s=0.03, jitter_s=0.006, seed=1)
+    session = model.stimulate(ev, seed=4)
+    window = (0.002, 0.027)
+    observed = evoked_responses(session, window=window, by_amplitude=True)
+    own = [list(observed.unit_ids).index(e) for e in observed.electrodes]
+    p_obs = observed.response_probability[np.arange(len(own)), own].mean()
+    p = {}
+    for name, context in (("spontaneous", None), ("context", session.stim)):
+        pred = predict_evoked_responses(model, session.stim, n_trials=48, seed=1, burn_in_s=0.5, window=window,
+                                        context=context)
+        p[name] = pred.response_probability[np.arange(len(own)), own].mean()
+    # four seeds of session and trials: isolated trials 0.10-0.16 too high, context 0.02-0.47 of that error
+    assert p["spontaneous"] > p_obs + 0.05
+    assert abs(p["context"] - p_obs) < 0.6 * abs(p["spontaneous"] - p_obs)
 
 
 def test_calibration_recovers_known_coupling(session):
