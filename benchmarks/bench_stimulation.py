@@ -32,6 +32,7 @@ Run: ``python benchmarks/bench_stimulation.py [--culture ours|second] [--json]``
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -52,6 +53,9 @@ from organoid_sim.stats import evoked_agreement  # noqa: E402
 from organoid_sim.stimulation import calibrate, predict_evoked_responses  # noqa: E402
 
 KEYS = ("response_probability_r", "latency_median_abs_err_ms")
+#: the benchmark measures calibrate's own defaults (trials per condition, evaluations)
+CALIBRATE_DEFAULTS = {k: v.default for k, v in inspect.signature(calibrate).parameters.items()
+                      if k in ("n_trials", "max_evaluations")}
 #: model trials per held-out condition: a prediction is the model's expected response, so its
 #: Monte-Carlo error should stay below the truth's own (100 trials on ours, 20 pulses on second)
 PREDICT_TRIALS = 128
@@ -308,10 +312,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=30, help="teacher-forced epochs of the fit")
     ap.add_argument("--fit-s", type=float, default=120.0, help="seconds of the spontaneous recording to fit on")
     ap.add_argument("--refine-steps", type=int, default=0, help="free-running refinement steps of the fit")
-    ap.add_argument("--trials", type=int, default=32, help="model trials per condition in the calibration")
+    ap.add_argument("--trials", type=int, default=CALIBRATE_DEFAULTS["n_trials"],
+                    help="model trials per condition in the calibration (default: calibrate's, %(default)s)")
     ap.add_argument("--predict-trials", type=int, default=PREDICT_TRIALS,
                     help="model trials per held-out condition in the predictions (default: %(default)s)")
-    ap.add_argument("--evaluations", type=int, default=120, help="calibration budget (model evaluations)")
+    ap.add_argument("--evaluations", type=int, default=CALIBRATE_DEFAULTS["max_evaluations"],
+                    help="calibration budget, model evaluations (default: calibrate's, %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small per-step products: 1 is fastest)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--coarse", type=float, nargs="*", default=None,

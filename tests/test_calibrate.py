@@ -140,7 +140,8 @@ def test_calibration_recovers_known_coupling(session):
     prior_strength = model.stim_coupling.strength(_held_out()).detach().numpy()
     # the global search's recovery (pair gains, a later stage fitted to response probabilities, trade
     # drive for drive where the probability saturates: they are tested on their own below)
-    result = calibrate(model, session, params=("gain", "q50_nc", "length_um", "tau_ms"), max_evaluations=60,
+    result = calibrate(model, session, params=("gain", "q50_nc", "length_um", "tau_ms"),
+                       n_trials=16, max_evaluations=60,
                        burn_in_s=0.5, progress=False, seed=0, window=EARLY, pair_gains=False)
     assert result.loss_after < result.loss_before
     # the electrodes held out of the fit are predicted better too, and the model carries the figures
@@ -175,7 +176,8 @@ def test_prior_is_kept_when_calibration_predicts_the_held_out_electrodes_worse()
                                                       **{**TRUE, "gain": 3.0})
     prior = model.stim_coupling.values()
     with pytest.warns(UserWarning, match="the prior is kept"):
-        result = calibrate(model, session, params=("gain",), max_evaluations=12, burn_in_s=0.5, progress=False,
+        result = calibrate(model, session, params=("gain",),
+                           n_trials=16, max_evaluations=12, burn_in_s=0.5, progress=False,
                            seed=0, neuron_gains=False, window=EARLY)
     assert result.loss_after < result.loss_before                 # it did fit the live electrodes better
     assert result.kept_prior and result.check["kept"] == "prior"
@@ -256,7 +258,7 @@ def test_same_seed_same_calibration(session):
     out = []
     for _ in range(2):
         model, _ = grid_model()
-        out.append(calibrate(model, session, params=("gain",), max_evaluations=6, burn_in_s=0.2,
+        out.append(calibrate(model, session, params=("gain",), n_trials=16, max_evaluations=6, burn_in_s=0.2,
                              progress=False, seed=4).after)
     assert out[0] == out[1]
 
@@ -287,7 +289,8 @@ def test_calibration_recovers_the_direct_gain():
     ev = calibration_events(el.ids, amplitudes_ua=(0.5, 1.5), n_repeats=6, interval_s=0.25, jitter_s=0.05, seed=1)
     rec = model.stimulate(ev, seed=3)
     model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, **{**truth, "direct_gain": 0.75})
-    res = calibrate(model, rec, params=("direct_gain",), max_evaluations=14, burn_in_s=0.5, progress=False, seed=0,
+    res = calibrate(model, rec, params=("direct_gain",),
+                    n_trials=16, max_evaluations=14, burn_in_s=0.5, progress=False, seed=0,
                     neuron_gains=False, window=EARLY)
     assert res.loss_after < res.loss_before
     assert abs(np.log(res.after["direct_gain"] / 3.0)) < 0.3 * np.log(4.0)
@@ -477,7 +480,8 @@ def test_timing_stage_is_undone_when_the_check_cannot_see_latencies():
     model.stim_coupling = StimulusCoupling(model.neuron_xy_um.numpy(), el.ids, xy, **{**TRUE, "tau_ms": 2.0})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)          # whether the prior is kept at the end is not the point
-        res = calibrate(model, rec, params=("gain", "tau_ms"), max_evaluations=40, burn_in_s=0.5, progress=False,
+        res = calibrate(model, rec, params=("gain", "tau_ms"),
+                        n_trials=16, max_evaluations=40, burn_in_s=0.5, progress=False,
                         seed=0, neuron_gains=False, pair_gains=False, window=EARLY)
     stage = res.check["timing"]
     assert not stage["kept"] and stage["n_evaluations"] > 0

@@ -95,3 +95,23 @@ def test_check_table_says_when_the_prior_is_kept():
                                               "r_change": -0.05, "r_se": 0.03, "t_threshold": 2.015}})
     assert "electrode by electrode: loss +0.0120 (SE 0.0040), r -0.050 (SE 0.030)" in paired and "2.02 SE" in paired
     assert check_table(None).startswith("no held-out check")
+
+
+def test_the_cli_and_the_benchmark_use_calibrates_defaults():
+    """One default: the shell command, the API and the stimulation benchmark calibrate with the same
+    trials per condition and evaluation budget (the benchmark's figures are those of the defaults)."""
+    import inspect
+    import sys
+    from pathlib import Path
+
+    from organoid_sim.cli import build_parser
+
+    api = {k: v.default for k, v in inspect.signature(calibrate).parameters.items()}
+    args = build_parser().parse_args(["calibrate", "model", "session.nwb", "--out", "out"])
+    assert (args.trials, args.evaluations) == (api["n_trials"], api["max_evaluations"])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_stimulation
+    finally:
+        sys.path.pop(0)
+    assert bench_stimulation.CALIBRATE_DEFAULTS == {k: api[k] for k in ("n_trials", "max_evaluations")}

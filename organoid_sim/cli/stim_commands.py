@@ -91,10 +91,10 @@ def _register_calibrate(subparsers) -> None:
                    metavar=("START_S", "STOP_S"),
                    help="seconds after each pulse where first spikes count (default "
                         f"{EVOKED_WINDOW[0]:g} {EVOKED_WINDOW[1]:g}, that of 'organoid-sim' evoked statistics)")
-    c.add_argument("--trials", type=number(low=1, low_open=False, integer=True), default=16, metavar="N",
-                   help="simulated trials per condition at each evaluation (default 16)")
-    c.add_argument("--evaluations", type=number(low=1, low_open=False, integer=True), default=80, metavar="N",
-                   help="budget of the coupling's parameter search (default 80)")
+    c.add_argument("--trials", type=number(low=1, low_open=False, integer=True), default=32, metavar="N",
+                   help="simulated trials per condition at each evaluation (default 32, as calibrate())")
+    c.add_argument("--evaluations", type=number(low=1, low_open=False, integer=True), default=120, metavar="N",
+                   help="budget of the coupling's parameter search (default 120, as calibrate())")
     c.add_argument("--check-fraction", type=number(low=0, low_open=False, high=0.9), default=0.25, metavar="F",
                    help="share of the stimulated electrodes held out as the check (default 0.25; 0: none)")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

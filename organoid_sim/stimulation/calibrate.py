@@ -633,7 +633,7 @@ def _figures(observed, predicted) -> dict:
     return evoked_agreement(observed.response_probability, observed.median_latency_s, p_sim, l_sim)
 
 
-def calibrate(model, recording, *, params=None, n_trials: int = 16, window=WINDOW, max_evaluations: int = 80,
+def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDOW, max_evaluations: int = 120,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
               neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
               coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None) -> CalibrationResult:
