@@ -12,8 +12,9 @@ from organoid_sim import SpikeRecording, StimEvents
 from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
-from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, calibrate, check_split, conditions_of,
-                                                context_trains, default_params, fit_neuron_gains, fit_pair_gains,
+from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, REPEAT_SEED_STEP, average_couplings,
+                                                calibrate, check_split, conditions_of, context_trains,
+                                                default_params, fit_neuron_gains, fit_pair_gains,
                                                 offset_map, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
 
@@ -278,6 +279,45 @@ def test_bad_inputs_are_refused(session):
         other = SpikingNetworkModel(n_hidden=0, dt_ms=2.0)
         other.attach_recording(session.select_units(index=np.arange(4)))
         calibrate(other, session, progress=False)
+
+
+def test_average_couplings_is_the_entrywise_mean_with_absent_pair_gains_as_zeros():
+    model, el = grid_model()
+    a = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, gain=2.0, tau_ms=1.0)
+    b = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, gain=8.0, tau_ms=4.0)
+    b.set_pair_log_gain(np.full((9, 9), 0.6))
+    mean = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el)
+    mean.load_state_dict(average_couplings([a.state_dict(), b.state_dict()]))
+    values = mean.values()
+    assert np.isclose(values["gain"], 4.0) and np.isclose(values["tau_ms"], 2.0)     # geometric means
+    assert np.allclose(mean.pair_log_gain.numpy(), 0.3)
+    assert torch.equal(mean.electrode_ids, a.electrode_ids)
+
+
+def test_repeated_calibration_keeps_the_mean_of_its_runs(session):
+    """``repeats=3`` is three whole calibrations with seeds s, s + step, s + 2 step, their couplings
+    averaged: the same as running them one by one and averaging the log parameters by hand."""
+    opts = dict(params=("gain", "tau_ms"), n_trials=8, max_evaluations=8, burn_in_s=0.2, progress=False,
+                window=EARLY, pair_gains=False)
+    logs = []
+    for k in range(3):
+        model, _ = grid_model()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            calibrate(model, session, seed=5 + k * REPEAT_SEED_STEP, **opts)
+        c = model.stim_coupling
+        logs.append([float(c.log_gain.detach()), float(c.log_tau_ms.detach()), *c.neuron_log_gain.detach().numpy()])
+    model, _ = grid_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = calibrate(model, session, seed=5, repeats=3, **opts)
+    c = model.stim_coupling
+    got = [float(c.log_gain.detach()), float(c.log_tau_ms.detach()), *c.neuron_log_gain.detach().numpy()]
+    assert np.allclose(got, np.mean(logs, 0), atol=1e-6)
+    assert len(res.check["runs"]) == 3 and res.kept_prior == all(r["kept"] == "prior" for r in res.check["runs"])
+    assert model.provenance["evoked_check"] is res.check
+    with pytest.raises(ValueError, match="repeats"):
+        calibrate(model, session, repeats=0, **opts)
 
 
 def test_calibration_recovers_the_direct_gain():

@@ -60,6 +60,22 @@ def test_calibrate_saves_what_the_api_gives_and_prints_the_check(files, capsys):
     assert ("the prior coupling kept" in first) == result.kept_prior and ("coupling fitted" in first) != result.kept_prior
 
 
+def test_calibrate_repeats_averages_like_the_api_and_says_so(files, capsys):
+    out = files / "calibrated_twice"
+    args = ["calibrate", str(files / "model"), str(files / "session.nwb"), "--out", str(out), "--repeats", "2", *ARGS]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    api = organoid_sim.load_model(files / "model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = calibrate(api, organoid_sim.load(files / "session.nwb"), n_trials=8, window=(0.002, 0.05),
+                           max_evaluations=12, seed=1, progress=False, repeats=2)
+    cli = organoid_sim.load_model(out)
+    assert cli.stim_coupling.values() == pytest.approx(api.stim_coupling.values(), rel=1e-6)
+    assert cli.provenance["evoked_check"] == result.check and len(result.check["runs"]) == 2
+    assert "the mean of 2 calibrations (seeds 1, 101;" in printed
+
+
 @pytest.mark.parametrize("case", ["no_pulses", "window", "not_a_model"])
 def test_calibrate_refuses_bad_input_in_one_line(files, case, capsys, tmp_path):
     model, session, extra = str(files / "model"), str(files / "session.nwb"), []

@@ -97,6 +97,8 @@ def _register_calibrate(subparsers) -> None:
                    help="budget of the coupling's parameter search (default 120, as calibrate())")
     c.add_argument("--check-fraction", type=number(low=0, low_open=False, high=0.9), default=0.25, metavar="F",
                    help="share of the stimulated electrodes held out as the check (default 0.25; 0: none)")
+    c.add_argument("--repeats", type=number(low=1, low_open=False, integer=True), default=None, metavar="N",
+                   help="whole calibrations run with other seeds and averaged (default: calibrate()'s)")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     c.set_defaults(func=run_calibrate)
 
@@ -122,10 +124,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     rec = load_recording(args.path, args)
     with warnings.catch_warnings():
         # the table below says what the prior-kept warning would; every other warning passes
-        warnings.filterwarnings("ignore", message="calibrate: the calibrated coupling predicted")
+        warnings.filterwarnings("ignore",
+                                message=r"calibrate: (the calibrated coupling|\d+ of \d+ calibrations) predicted")
         try:
             result = calibrate(model, rec, n_trials=args.trials, window=(start, stop), max_evaluations=args.evaluations,
-                               check_fraction=args.check_fraction, seed=args.seed, progress=not args.no_progress)
+                               check_fraction=args.check_fraction, seed=args.seed, progress=not args.no_progress,
+                               repeats=args.repeats)
         except ValueError as exc:
             raise CLIError(f"{args.path}: {exc}") from None
     if result.interrupted:

@@ -103,6 +103,8 @@ CONTEXT_PULSES, CONTEXT_TAUS, CONTEXT_MAX_S = 4, 3.0, 10.0
 #: (:func:`pulse_context_states`) instead of spontaneous states; off: measured on both ground-truth
 #: cultures and not adopted (docs/benchmarks.md)
 PULSE_CONTEXT = False
+#: calibrations averaged by :func:`calibrate` by default (its ``repeats``), and the step between their seeds
+REPEATS, REPEAT_SEED_STEP = 1, 100
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -636,7 +638,8 @@ def _figures(observed, predicted) -> dict:
 def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDOW, max_evaluations: int = 120,
               latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
               neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
-              coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None) -> CalibrationResult:
+              coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None,
+              repeats: int | None = None) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
     ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
@@ -676,7 +679,116 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
     its own intervals (:func:`pulse_context_states`: refractoriness after earlier responses) instead
     of spontaneous activity; default :data:`PULSE_CONTEXT` (off: on the benchmark's two ground
     truths it moved results by the noise of the start states only, docs/benchmarks.md).
+
+    ``repeats`` (default :data:`REPEATS`): run the whole calibration this many times, with seeds
+    ``seed``, ``seed + REPEAT_SEED_STEP``, ... (other start states, trials and check electrodes),
+    and keep the mean of their couplings (:func:`average_couplings`, in the coupling's own log
+    parameters; a run that kept the prior adds the prior): one run's result moves with its random
+    draws (its search path, the check's choices), and the mean of several lies closer to where they
+    scatter around. ``kept_prior`` then means that every run kept the prior; ``check`` is the first
+    run's, with each run's outcome under ``check["runs"]``; ``loss_before``/``loss_after`` are the
+    prior's and the mean coupling's loss on every pulse of the session. Same ``seed``, same result.
     """
+    repeats = REPEATS if repeats is None else repeats
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"calibrate: repeats must be a whole number >= 1, got {repeats}")
+    options = dict(params=params, n_trials=n_trials, window=window, max_evaluations=max_evaluations,
+                   latency_weight=latency_weight, burn_in_s=burn_in_s, progress=progress, neuron_gains=neuron_gains,
+                   pair_gains=pair_gains, check_fraction=check_fraction, coarse_factors=coarse_factors,
+                   separate_timing=separate_timing, pulse_context=pulse_context)
+    if repeats == 1:
+        return _calibrate_once(model, recording, seed=seed, **options)
+    return _calibrate_averaged(model, recording, int(repeats), seed, options)
+
+
+def average_couplings(states: list[dict]) -> dict:
+    """The mean of several ``StimulusCoupling.state_dict()`` of one layout, entry by entry in the
+    coupling's own (log) parameters; pair gains absent from a state (shape ``(0, 0)``) count as
+    zeros of the others' shape, and integer entries (electrode ids) are the first state's.
+
+    Parameters
+    ----------
+    states : list of dict
+        State dicts of couplings of the same model (same neurons and electrodes).
+
+    Returns
+    -------
+    dict
+        A state dict to ``load_state_dict``.
+    """
+    out = {}
+    for name, first in states[0].items():
+        values = [s[name] for s in states]
+        if not first.is_floating_point():
+            out[name] = first.clone()
+            continue
+        shape = max((v.shape for v in values), key=lambda sh: int(np.prod(sh)))
+        values = [v if v.shape == shape else torch.zeros(shape, dtype=v.dtype, device=v.device) for v in values]
+        out[name] = torch.stack(values).mean(0)
+    return out
+
+
+def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict) -> CalibrationResult:
+    """:func:`calibrate` with ``repeats`` > 1: runs with seeds ``seed + REPEAT_SEED_STEP * k``, their
+    couplings averaged (a Ctrl-C keeps the mean of the runs finished)."""
+    coupling = model.stim_coupling
+
+    def copy() -> dict:
+        return {k: v.detach().clone() for k, v in coupling.state_dict().items()}
+
+    prior = copy()
+    runs, states = [], []
+    for k in range(repeats):
+        coupling.load_state_dict({n: v.clone() for n, v in prior.items()})
+        with warnings.catch_warnings():     # a run that keeps the prior is reported once, below
+            warnings.filterwarnings("ignore", message="calibrate: the calibrated coupling predicted")
+            run = _calibrate_once(model, recording, seed=seed + REPEAT_SEED_STEP * k, **options)
+        if run.interrupted and k:
+            break
+        runs.append(run)
+        states.append(copy())
+        if run.interrupted:
+            break
+    coupling.load_state_dict(average_couplings(states))
+    kept_prior = all(r.kept_prior for r in runs)
+    if any(r.kept_prior for r in runs):
+        warnings.warn(f"calibrate: {sum(r.kept_prior for r in runs)} of {len(runs)} calibrations predicted their "
+                      "held-out electrodes worse than the prior and kept it; the mean coupling includes the prior "
+                      "as often" + (": the prior is kept" if kept_prior else ""), stacklevel=3)
+    window, n_trials = options["window"], options["n_trials"]
+    latency_weight = options["latency_weight"]
+    context = recording.stim if (PULSE_CONTEXT if options["pulse_context"] is None else options["pulse_context"]) \
+        else None
+    observed = evoked_responses(recording, window=window, by_amplitude=True)
+    predicted = predict_evoked_responses(model, recording.stim, n_trials=n_trials, window=window, seed=seed,
+                                         burn_in_s=options["burn_in_s"], context=context)
+    loss_after = response_loss(observed, predicted, latency_weight)
+    mean_state = copy()
+    coupling.load_state_dict(prior)
+    loss_before = response_loss(observed, predict_evoked_responses(
+        model, recording.stim, n_trials=n_trials, window=window, seed=seed, burn_in_s=options["burn_in_s"],
+        context=context), latency_weight)
+    coupling.load_state_dict(mean_state)
+    check = None
+    if runs[0].check is not None:
+        check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated",
+                 "runs": [{"seed": seed + REPEAT_SEED_STEP * k, "kept": "prior" if r.kept_prior else "calibrated",
+                           "pair_gains": r.pair_gains,
+                           "check_electrodes": (r.check or {}).get("check_electrodes")} for k, r in enumerate(runs)]}
+        if isinstance(getattr(model, "provenance", None), dict):
+            model.provenance["evoked_check"] = check
+    return CalibrationResult(before=runs[0].before, after=coupling.values(), loss_before=float(loss_before),
+                             loss_after=float(loss_after), n_evaluations=sum(r.n_evaluations for r in runs),
+                             interrupted=any(r.interrupted for r in runs) or len(runs) < repeats,
+                             observed=observed, predicted=predicted, check=check, kept_prior=kept_prior,
+                             pair_gains=runs[0].pair_gains if len({r.pair_gains for r in runs}) == 1 else "mixed")
+
+
+def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window=WINDOW, max_evaluations: int = 120,
+              latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
+              neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
+              coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None) -> CalibrationResult:
+    """One calibration (:func:`calibrate` with ``repeats=1``)."""
     _check(model, recording)
     coupling = model.stim_coupling
     params = default_params(coupling) if params is None else tuple(params)
@@ -982,6 +1094,11 @@ def check_table(check: dict | None) -> str:
         lines.append(f"  electrode by electrode: loss {paired['loss_change']:+.4f} (SE {paired['loss_se']:.4f}), r "
                      f"{paired['r_change']:+.3f} (SE {paired['r_se']:.3f}); worse beyond {paired['t_threshold']:.2f} SE, "
                      f"{paired['n_electrodes']} electrodes")
+    runs = check.get("runs")
+    if runs:
+        n_prior = sum(r["kept"] == "prior" for r in runs)
+        lines.append(f"  the mean of {len(runs)} calibrations (seeds {', '.join(str(r['seed']) for r in runs)}; "
+                     f"{n_prior} kept the prior); the figures above are the first one's check")
     if check["kept"] == "prior":
         lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
     timing = check.get("timing")
