@@ -192,8 +192,7 @@ def context_trains(context: StimEvents, n: int, span_s: float, seed: int = 0) ->
     -------
     list of StimEvents, one per train, times in ``[0, span_s)``.
     """
-    gaps = np.diff(np.sort(np.asarray(context.time, float)))
-    gaps = gaps[gaps > 0]
+    gaps = _intervals(context)
     rng = np.random.default_rng([seed, 7])
     trains = []
     for _ in range(n):
@@ -235,8 +234,7 @@ def pulse_context_states(model, n: int, context: StimEvents, *, burn_in_s: float
     -------
     The model's state, batch ``n``.
     """
-    gaps = np.diff(np.sort(np.asarray(context.time, float)))
-    gaps = gaps[gaps > 0]
+    gaps = _intervals(context)
     if len(gaps) == 0:
         return _spontaneous_states(model, n, burn_in_s, seed)
     dt_s = model.dt_ms / 1000.0
@@ -249,6 +247,12 @@ def pulse_context_states(model, n: int, context: StimEvents, *, burn_in_s: float
         direct = torch.stack([d for _, d in inputs], 1).to(dev) if coupling.direct else None
         _, state, _ = model.run(steps, batch=n, seed=seed, ext=ext, direct=direct, record=False)
     return state
+
+
+def _intervals(events: StimEvents) -> np.ndarray:
+    """The intervals (s, > 0) between consecutive pulses of ``events``."""
+    gaps = np.diff(np.sort(np.asarray(events.time, float)))
+    return gaps[gaps > 0]
 
 
 def _memory_s(model) -> float:
@@ -684,8 +688,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
 
     ``pulse_context``: start every trial from a state after a train of the session's own pulses at
     its own intervals (:func:`pulse_context_states`: refractoriness after earlier responses) instead
-    of spontaneous activity; default :data:`PULSE_CONTEXT` (off: on the benchmark's two ground
-    truths it moved results by the noise of the start states only, docs/benchmarks.md).
+    of spontaneous activity; default :data:`PULSE_CONTEXT` (off: measured on the benchmark's two
+    ground truths, where it lowered the mean held-out r on both, docs/benchmarks.md).
 
     ``repeats`` (default :data:`REPEATS`): run the whole calibration this many times, with seeds
     ``seed``, ``seed + REPEAT_SEED_STEP``, ... (other start states and trials; the same check
@@ -767,8 +771,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
     if runs[0].check is not None:
         check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated",
                  "runs": [{"seed": seed + REPEAT_SEED_STEP * k, "kept": "prior" if r.kept_prior else "calibrated",
-                           "pair_gains": r.pair_gains,
-                           "check_electrodes": (r.check or {}).get("check_electrodes")} for k, r in enumerate(runs)]}
+                           "pair_gains": r.pair_gains} for k, r in enumerate(runs)]}
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     return CalibrationResult(before=runs[0].before, after=coupling.values(),
