@@ -109,7 +109,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     import organoid_sim
     from ..stimulation import calibrate
-    from ..stimulation.calibrate import check_table
+    from ..stimulation.calibrate import PRIOR_KEPT_WARNING, check_table
 
     start, stop = args.window
     if not stop > start:
@@ -124,8 +124,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     rec = load_recording(args.path, args)
     with warnings.catch_warnings():
         # the table below says what the prior-kept warning would; every other warning passes
-        warnings.filterwarnings("ignore",
-                                message=r"calibrate: (the calibrated coupling|\d+ of \d+ calibrations) predicted")
+        warnings.filterwarnings("ignore", message=PRIOR_KEPT_WARNING)
         try:
             result = calibrate(model, rec, n_trials=args.trials, window=(start, stop), max_evaluations=args.evaluations,
                                check_fraction=args.check_fraction, seed=args.seed, progress=not args.no_progress,

@@ -112,6 +112,9 @@ PULSE_CONTEXT = False
 #: calibrations averaged by :func:`calibrate` by default (its ``repeats``), and the step between their seeds:
 #: 3 against 1 measured on both ground-truth cultures, seeds 0-5, and adopted (docs/benchmarks.md)
 REPEATS, REPEAT_SEED_STEP = 3, 100
+#: the start of :func:`calibrate`'s warnings that the prior was kept (one run's, or the runs' count when
+#: averaging), for ``warnings.filterwarnings(message=...)`` where a caller reports the check itself
+PRIOR_KEPT_WARNING = r"calibrate: (the calibrated coupling|\d+ of \d+ calibrations) predicted"
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -753,7 +756,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
     for k in range(repeats):
         coupling.load_state_dict({n: v.clone() for n, v in prior.items()})
         with warnings.catch_warnings():     # a run that keeps the prior is reported once, below
-            warnings.filterwarnings("ignore", message="calibrate: the calibrated coupling predicted")
+            warnings.filterwarnings("ignore", message=PRIOR_KEPT_WARNING)
             run = _calibrate_once(model, recording, seed=seed + REPEAT_SEED_STEP * k, check_seed=seed, **options)
         if run.interrupted and k:
             break
