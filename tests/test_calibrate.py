@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, REPEAT_SEED_STEP, _calibrate_once,
+                                                 _check_figures, _split_session, _trial_states,
                                                 average_couplings, calibrate, check_split, conditions_of,
                                                 context_trains,
                                                 default_params, fit_neuron_gains, fit_pair_gains,
@@ -315,12 +317,43 @@ def test_repeated_calibration_keeps_the_mean_of_its_runs(session):
         res = calibrate(model, session, seed=5, repeats=3, **opts)
     c = model.stim_coupling
     got = [float(c.log_gain.detach()), float(c.log_tau_ms.detach()), *c.neuron_log_gain.detach().numpy()]
+    assert res.check["kept"] == "calibrated" and not res.kept_prior
     assert np.allclose(got, np.mean(logs, 0), atol=1e-6)
-    assert len(res.check["runs"]) == 3 and res.kept_prior == all(r["kept"] == "prior" for r in res.check["runs"])
+    assert len(res.check["runs"]) == 3 and all(r["kept"] == "calibrated" for r in res.check["runs"])
     assert model.provenance["evoked_check"] is res.check
+    # the check's figures are the mean coupling's, on the first seed's check electrodes, start states and trials
+    _, _, check_events, _, check_obs = _split_session(session, 0.25, EARLY, 5)
+    states = _trial_states(model, session, 8, 0.2, 5, None)
+    again = _check_figures(model, check_obs, check_events, states, 8, EARLY, 5, 0.2)
+    assert res.check["calibrated"]["loss"] == again["loss"]
+    assert [r["response_probability_r"] for r in res.check["runs"]] != [None] * 3
     with pytest.raises(ValueError, match="repeats"):
         calibrate(model, session, repeats=0, **opts)
 
+
+def test_a_mean_coupling_that_predicts_the_check_worse_keeps_the_prior(session, monkeypatch):
+    """Each run passes its own check, but their mean is what the model keeps, so the mean is checked
+    again: runs whose judged couplings are made 50x too strong (as a run far off would be) average to a
+    coupling that predicts the held-out electrodes worse than the prior, and the prior is kept."""
+    cal = sys.modules["organoid_sim.stimulation.calibrate"]       # the package's ``calibrate`` is the function
+    real = cal._calibrate_once
+
+    def far_off(*args, pre_refit=None, **kwargs):
+        run = real(*args, pre_refit=pre_refit, **kwargs)
+        pre_refit[-1]["log_gain"] = pre_refit[-1]["log_gain"] + float(np.log(50.0))
+        return run
+
+    monkeypatch.setattr(cal, "_calibrate_once", far_off)
+    model, _ = grid_model()
+    prior = model.stim_coupling.values()
+    opts = dict(params=("gain", "tau_ms"), n_trials=8, max_evaluations=8, burn_in_s=0.2, progress=False,
+                window=EARLY, pair_gains=False)
+    with pytest.warns(UserWarning, match=r"the mean of 2 calibrations predicted .* the prior is kept"):
+        res = calibrate(model, session, seed=5, repeats=2, **opts)
+    assert res.kept_prior and res.check["kept"] == "prior"
+    assert all(r["kept"] == "calibrated" for r in res.check["runs"])
+    assert res.check["calibrated"]["loss"] > res.check["prior"]["loss"]
+    assert model.stim_coupling.values() == prior
 
 def test_calibration_recovers_the_direct_gain():
     """A session made with 3 directly evoked spikes per pulse at saturation (and a weak membrane

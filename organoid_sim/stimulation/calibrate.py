@@ -56,7 +56,9 @@ All of this runs :data:`REPEATS` times by default (``repeats``), with other seed
 trials; the check electrodes stay those of ``seed``), and the model keeps the mean of the couplings found
 (:func:`average_couplings`): one run's result moves with its random draws (on the benchmark's
 ground truths by up to 0.03-0.05 in held-out r), and the mean of three predicted better than its
-runs did on average on 11 of 12 fits measured (on the 12th all three kept the prior).
+runs did on average on 11 of 12 fits measured (on the 12th all three kept the prior). The mean
+passes the same held-out check as one run (fitted without the check electrodes, against the
+prior), or the prior is kept.
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ PULSE_CONTEXT = False
 #: calibrations averaged by :func:`calibrate` by default (its ``repeats``), and the step between their seeds:
 #: 3 against 1 measured on both ground-truth cultures, seeds 0-5, and adopted (docs/benchmarks.md)
 REPEATS, REPEAT_SEED_STEP = 3, 100
-#: the start of :func:`calibrate`'s warnings that the prior was kept (one run's, or the runs' count when
-#: averaging), for ``warnings.filterwarnings(message=...)`` where a caller reports the check itself
-PRIOR_KEPT_WARNING = r"calibrate: (the calibrated coupling|\d+ of \d+ calibrations) predicted"
+#: the start of :func:`calibrate`'s warnings that the prior was kept (one run's, the runs' count or their mean's
+#: when averaging), for ``warnings.filterwarnings(message=...)`` where a caller reports the check itself
+PRIOR_KEPT_WARNING = r"calibrate: (the calibrated coupling|(the mean of )?\d+ (of \d+ )?calibrations) predicted"
 #: the direct pathway's parameters calibrated by default (when the coupling has that pathway)
 DIRECT_PARAMS = ("direct_gain", "direct_q50_nc", "direct_hill", "direct_length_um", "direct_power", "direct_tau_ms",
                  "velocity_um_per_ms", "direct_local_fraction")
@@ -700,8 +702,13 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
     the mean of their couplings (:func:`average_couplings`, in the coupling's own log
     parameters; a run that kept the prior adds the prior): one run's result moves with its random
     draws (its search path, the check's choices), and the mean of several lies closer to where they
-    scatter around. ``kept_prior`` then means that every run kept the prior; ``check`` is the first
-    run's, with each run's outcome under ``check["runs"]``; ``loss_before``/``loss_after`` are the
+    scatter around. The mean is then checked as one run is: the mean of the runs' couplings as their
+    checks judged them (before the pair gains are fitted again on the check electrodes) predicts the
+    check electrodes, and when it predicts them worse than the prior the prior is kept (a warning).
+    ``kept_prior`` then means that every run kept the prior or that the mean failed the check;
+    ``check`` holds the mean's figures (the first run's when every run kept the prior) and the first
+    run's stage records (``"timing"``, the pair-gain stages), with each run's outcome and own check r
+    under ``check["runs"]``; ``loss_before``/``loss_after`` are the
     runs' means, ``observed``/``predicted`` the first run's. Same ``seed``, same result.
     """
     repeats = REPEATS if repeats is None else repeats
@@ -745,54 +752,97 @@ def average_couplings(states: list[dict]) -> dict:
 
 def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict) -> CalibrationResult:
     """:func:`calibrate` with ``repeats`` > 1: runs with seeds ``seed + REPEAT_SEED_STEP * k``, their
-    couplings averaged (a Ctrl-C keeps the mean of the runs finished)."""
+    couplings averaged (a Ctrl-C keeps the mean of the runs finished). The mean of the runs' couplings
+    as their checks judged them (before each run fitted its pair gains on the check electrodes too)
+    is checked again on the check electrodes of ``seed`` against the prior, with the rule of one
+    run; when it predicts them worse, the prior is kept."""
     coupling = model.stim_coupling
 
     def copy() -> dict:
         return {k: v.detach().clone() for k, v in coupling.state_dict().items()}
 
     prior = copy()
-    runs, states = [], []
+    runs, judged, final = [], [], []
     for k in range(repeats):
         coupling.load_state_dict({n: v.clone() for n, v in prior.items()})
         with warnings.catch_warnings():     # a run that keeps the prior is reported once, below
             warnings.filterwarnings("ignore", message=PRIOR_KEPT_WARNING)
-            run = _calibrate_once(model, recording, seed=seed + REPEAT_SEED_STEP * k, check_seed=seed, **options)
+            run = _calibrate_once(model, recording, seed=seed + REPEAT_SEED_STEP * k, check_seed=seed,
+                                  pre_refit=judged, **options)
         if run.interrupted and k:
             break
         runs.append(run)
-        states.append(copy())
+        final.append(copy())
         if run.interrupted:
             break
-    coupling.load_state_dict(average_couplings(states))
-    kept_prior = all(r.kept_prior for r in runs)
-    if any(r.kept_prior for r in runs):
-        warnings.warn(f"calibrate: {sum(r.kept_prior for r in runs)} of {len(runs)} calibrations predicted their "
-                      "held-out electrodes worse than the prior and kept it; the mean coupling includes the prior "
-                      "as often" + (": the prior is kept" if kept_prior else ""), stacklevel=3)
+    interrupted = any(r.interrupted for r in runs) or len(runs) < repeats
+    n_prior = sum(r.kept_prior for r in runs)
     check = None
-    if runs[0].check is not None:
-        check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated",
-                 "runs": [{"seed": seed + REPEAT_SEED_STEP * k, "kept": "prior" if r.kept_prior else "calibrated",
-                           "pair_gains": r.pair_gains} for k, r in enumerate(runs)]}
-        if isinstance(getattr(model, "provenance", None), dict):
-            model.provenance["evoked_check"] = check
+    if runs[0].check is not None and not interrupted and n_prior < len(runs):
+        check = _check_mean(model, recording, prior, average_couplings(judged), seed, options, runs)
+    kept_prior = n_prior == len(runs) or (check is not None and check["kept"] == "prior")
+    coupling.load_state_dict(prior if kept_prior else average_couplings(final))
+    if n_prior and not kept_prior:
+        warnings.warn(f"calibrate: {n_prior} of {len(runs)} calibrations predicted their held-out electrodes "
+                      "worse than the prior and kept it; the mean coupling includes the prior as often",
+                      stacklevel=3)
+    elif n_prior == len(runs):
+        warnings.warn(f"calibrate: {n_prior} of {len(runs)} calibrations predicted their held-out electrodes "
+                      "worse than the prior and kept it: the prior is kept", stacklevel=3)
+    if check is None and runs[0].check is not None:
+        check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated", "runs": _run_records(runs, seed)}
+    if check is not None and isinstance(getattr(model, "provenance", None), dict):
+        model.provenance["evoked_check"] = check
     return CalibrationResult(before=runs[0].before, after=coupling.values(),
                              loss_before=float(np.mean([r.loss_before for r in runs])),
                              loss_after=float(np.mean([r.loss_after for r in runs])),
-                             n_evaluations=sum(r.n_evaluations for r in runs),
-                             interrupted=any(r.interrupted for r in runs) or len(runs) < repeats,
+                             n_evaluations=sum(r.n_evaluations for r in runs), interrupted=interrupted,
                              observed=runs[0].observed, predicted=runs[0].predicted, check=check, kept_prior=kept_prior,
                              pair_gains=runs[0].pair_gains if len({r.pair_gains for r in runs}) == 1 else "mixed")
+
+
+def _run_records(runs, seed: int) -> list[dict]:
+    """Each run of an averaged calibration: its seed, what it kept, and its own check's calibrated figures."""
+    out = []
+    for k, r in enumerate(runs):
+        cal = (r.check or {}).get("calibrated") or {}
+        out.append({"seed": seed + REPEAT_SEED_STEP * k, "kept": "prior" if r.kept_prior else "calibrated",
+                    "pair_gains": r.pair_gains, "response_probability_r": cal.get("response_probability_r"),
+                    "latency_median_abs_err_ms": cal.get("latency_median_abs_err_ms")})
+    return out
+
+
+def _check_mean(model, recording, prior: dict, mean: dict, seed: int, options: dict, runs) -> dict:
+    """The check record of an averaged calibration: the prior and the ``mean`` coupling (state dicts)
+    predicting the check electrodes of ``seed`` from the first run's start states and trials, judged by
+    :func:`_judge` (``"kept"``: ``"prior"`` when the mean predicts them worse, with a warning)."""
+    coupling = model.stim_coupling
+    window, n_trials, lw = options["window"], options["n_trials"], options["latency_weight"]
+    held, _, check_events, _, check_obs = _split_session(recording, options["check_fraction"], window, seed)
+    states = _trial_states(model, recording, n_trials, options["burn_in_s"], seed, options["pulse_context"])
+    figures = {}
+    for name, state in (("prior", prior), ("calibrated", mean)):
+        coupling.load_state_dict({k: v.clone() for k, v in state.items()})
+        figures[name] = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, lw)
+    worse, latency_change, change = _judge(check_obs, figures["calibrated"], figures["prior"], lw)
+    if worse:
+        _warn_prior_kept(f"the mean of {len(runs)} calibrations", len(held), figures["calibrated"], figures["prior"],
+                         latency_change, stacklevel=5)
+    pairs = {r.pair_gains for r in runs if not r.kept_prior}
+    # the stage records (timing, pair-gain stages) stay the first run's
+    return _public({**runs[0].check, **figures, "latency_change": latency_change, "change": change,
+                    "pair_gains": pairs.pop() if len(pairs) == 1 else "mixed",
+                    "kept": "prior" if worse else "calibrated", "runs": _run_records(runs, seed)})
 
 
 def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window=WINDOW, max_evaluations: int = 120,
                     latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
                     neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
                     coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None,
-                    check_seed: int | None = None) -> CalibrationResult:
+                    check_seed: int | None = None, pre_refit: list | None = None) -> CalibrationResult:
     """One calibration (:func:`calibrate` with ``repeats=1``); ``check_seed`` draws the check
-    electrodes (default ``seed``)."""
+    electrodes (default ``seed``); ``pre_refit``, a list, gets the coupling's state as the check
+    judged it: before the pair gains are fitted again on the check electrodes too."""
     _check(model, recording)
     coupling = model.stim_coupling
     params = default_params(coupling) if params is None else tuple(params)
@@ -802,17 +852,13 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {tuple(names)}")
     if not 0 <= check_fraction < 1:
         raise ValueError(f"calibrate: check_fraction must lie in [0, 1), got {check_fraction}")
-    held = check_split(recording.stim, check_fraction, seed if check_seed is None else check_seed)
-    is_held = np.isin(recording.stim.electrode, held)
-    events, check_events = recording.stim.take(~is_held), recording.stim.take(is_held)
-    observed = evoked_responses(recording, window=window, by_amplitude=True, stim=events)
-    context = recording.stim if (PULSE_CONTEXT if pulse_context is None else pulse_context) else None
-    states = _start_states(model, n_trials, burn_in_s, seed + STATES_SEED_OFFSET, context)
+    held, events, check_events, observed, check_obs = _split_session(recording, check_fraction, window,
+                                                                     seed if check_seed is None else check_seed)
+    states = _trial_states(model, recording, n_trials, burn_in_s, seed, pulse_context)
     before = coupling.values()
     prior_state = {k: v.detach().clone() for k, v in coupling.state_dict().items()}
     check_prior = None
     if len(check_events):
-        check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events)
         check_prior = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
     law, timing = _split_timing(params) if separate_timing else (params, ())
     n_timing = min(max(TIMING_MIN_EVALUATIONS, int(max_evaluations * TIMING_BUDGET)), max_evaluations // 2) if (
@@ -850,17 +896,10 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
             result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     kept_prior, check = False, None
     if check_cal is not None and not result["interrupted"]:
-        latency_change = paired_latency_change(check_obs, check_cal["_latency_s"], check_prior["_latency_s"])
-        check_change = paired_check_change(check_obs, check_cal["_pred"], check_prior["_pred"], latency_weight)
-        kept_prior = _check_worse(check_cal, check_prior, check_change) or _latency_worse(latency_change)
+        kept_prior, latency_change, check_change = _judge(check_obs, check_cal, check_prior, latency_weight)
         if kept_prior:
             coupling.load_state_dict(prior_state)
-            warnings.warn(f"calibrate: the calibrated coupling predicted the {len(held)} held-out electrodes of the "
-                          f"session worse than the prior (loss {check_cal['loss']:.4f} against "
-                          f"{check_prior['loss']:.4f}, response-probability r {check_cal['response_probability_r']} "
-                          f"against {check_prior['response_probability_r']}, median latency error "
-                          f"{check_cal['latency_median_abs_err_ms']} against {check_prior['latency_median_abs_err_ms']} "
-                          f"ms; pair by pair {_describe(latency_change)}): the prior is kept", stacklevel=2)
+            _warn_prior_kept("the calibrated coupling", len(held), check_cal, check_prior, latency_change, stacklevel=4)
         check = _public({"session": recording.metadata.get("source"),
                          "window_s": [float(window[0]), float(window[1])],
                          "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
@@ -870,6 +909,8 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
+    if pre_refit is not None:
+        pre_refit.append({k: v.detach().clone() for k, v in coupling.state_dict().items()})
     if pairs != "none" and len(check_events):
         # the check has judged the procedure; the gains it keeps use every stimulated electrode
         everything = evoked_responses(recording, window=window, by_amplitude=True)
@@ -880,6 +921,45 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                              loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
                              interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
                              check=check, kept_prior=kept_prior, pair_gains=pairs)
+
+
+def _split_session(recording, check_fraction: float, window, check_seed: int):
+    """The session's pulses split for the check (:func:`check_split`): the held-out electrode ids, the
+    fitted pulses, the check pulses and the responses to each (by amplitude; ``None`` without a check)."""
+    held = check_split(recording.stim, check_fraction, check_seed)
+    is_held = np.isin(recording.stim.electrode, held)
+    events, check_events = recording.stim.take(~is_held), recording.stim.take(is_held)
+    observed = evoked_responses(recording, window=window, by_amplitude=True, stim=events)
+    check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events) if len(
+        check_events) else None
+    return held, events, check_events, observed, check_obs
+
+
+def _trial_states(model, recording, n_trials: int, burn_in_s: float, seed: int, pulse_context: bool | None):
+    """The start states of a calibration with ``seed`` (spontaneous, or after the session's pulses)."""
+    context = recording.stim if (PULSE_CONTEXT if pulse_context is None else pulse_context) else None
+    return _start_states(model, n_trials, burn_in_s, seed + STATES_SEED_OFFSET, context)
+
+
+def _judge(check_obs, check_cal: dict, check_prior: dict, latency_weight: float):
+    """The keep-the-prior decision on the check electrodes: ``(keep the prior, latency change, loss/r change)``
+    (:func:`paired_latency_change`, :func:`paired_check_change`, :func:`_check_worse`)."""
+    latency_change = paired_latency_change(check_obs, check_cal["_latency_s"], check_prior["_latency_s"])
+    check_change = paired_check_change(check_obs, check_cal["_pred"], check_prior["_pred"], latency_weight)
+    return _check_worse(check_cal, check_prior, check_change) or _latency_worse(latency_change), latency_change, \
+        check_change
+
+
+def _warn_prior_kept(what: str, n_held: int, check_cal: dict, check_prior: dict, latency_change,
+                     stacklevel: int) -> None:
+    """The warning that ``what`` (e.g. "the calibrated coupling") predicted the check electrodes worse
+    (``stacklevel`` as :func:`warnings.warn`'s, counted from here: the caller of :func:`calibrate`)."""
+    warnings.warn(f"calibrate: {what} predicted the {n_held} held-out electrodes of the session worse than the "
+                  f"prior (loss {check_cal['loss']:.4f} against {check_prior['loss']:.4f}, response-probability r "
+                  f"{check_cal['response_probability_r']} against {check_prior['response_probability_r']}, median "
+                  f"latency error {check_cal['latency_median_abs_err_ms']} against "
+                  f"{check_prior['latency_median_abs_err_ms']} ms; pair by pair {_describe(latency_change)}): the "
+                  "prior is kept", stacklevel=stacklevel)
 
 
 def _pair_stages(model, observed, events, check_obs, check_events, check_cal, *, states, n_trials, window, seed,
@@ -1101,8 +1181,12 @@ def check_table(check: dict | None) -> str:
     runs = check.get("runs")
     if runs:
         n_prior = sum(r["kept"] == "prior" for r in runs)
+        what = ("the first run's coupling" if n_prior == len(runs) else
+                "the mean coupling, fitted without the held-out electrodes")
         lines.append(f"  the mean of {len(runs)} calibrations (seeds {', '.join(str(r['seed']) for r in runs)}; "
-                     f"{n_prior} kept the prior); the figures above are the first one's check")
+                     f"{n_prior} kept the prior); calibrated: {what}; each run's own check r: "
+                     + ", ".join(_cell(r.get("response_probability_r")) + (" (kept the prior)" if r["kept"] == "prior"
+                                                                           else "") for r in runs))
     if check["kept"] == "prior":
         lines.append("  the calibrated coupling predicted the held-out electrodes worse: the prior is kept")
     timing = check.get("timing")
