@@ -782,13 +782,10 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
         check = _check_mean(model, recording, prior, average_couplings(judged), seed, options, runs)
     kept_prior = n_prior == len(runs) or (check is not None and check["kept"] == "prior")
     coupling.load_state_dict(prior if kept_prior else average_couplings(final))
-    if n_prior and not kept_prior:
-        warnings.warn(f"calibrate: {n_prior} of {len(runs)} calibrations predicted their held-out electrodes "
-                      "worse than the prior and kept it; the mean coupling includes the prior as often",
-                      stacklevel=3)
-    elif n_prior == len(runs):
-        warnings.warn(f"calibrate: {n_prior} of {len(runs)} calibrations predicted their held-out electrodes "
-                      "worse than the prior and kept it: the prior is kept", stacklevel=3)
+    if n_prior and (n_prior == len(runs) or not kept_prior):      # a mean that failed its check has warned
+        warnings.warn(f"calibrate: {n_prior} of {len(runs)} calibrations predicted their held-out electrodes worse "
+                      "than the prior and kept it" + (": the prior is kept" if kept_prior else
+                                                      "; the mean coupling includes the prior as often"), stacklevel=3)
     if check is None and runs[0].check is not None:
         check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated", "runs": _run_records(runs, seed)}
     if check is not None and isinstance(getattr(model, "provenance", None), dict):
