@@ -338,9 +338,9 @@ def test_a_mean_coupling_that_predicts_the_check_worse_keeps_the_prior(session, 
     cal = sys.modules["organoid_sim.stimulation.calibrate"]       # the package's ``calibrate`` is the function
     real = cal._calibrate_once
 
-    def far_off(*args, pre_refit=None, **kwargs):
-        run = real(*args, pre_refit=pre_refit, **kwargs)
-        pre_refit[-1]["log_gain"] = pre_refit[-1]["log_gain"] + float(np.log(50.0))
+    def far_off(*args, judged=None, **kwargs):
+        run = real(*args, judged=judged, **kwargs)
+        judged[-1]["state"]["log_gain"] = judged[-1]["state"]["log_gain"] + float(np.log(50.0))
         return run
 
     monkeypatch.setattr(cal, "_calibrate_once", far_off)

@@ -768,7 +768,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
         with warnings.catch_warnings():     # a run that keeps the prior is reported once, below
             warnings.filterwarnings("ignore", message=PRIOR_KEPT_WARNING)
             run = _calibrate_once(model, recording, seed=seed + REPEAT_SEED_STEP * k, check_seed=seed,
-                                  pre_refit=judged, **options)
+                                  judged=judged, **options)
         if run.interrupted and k:
             break
         runs.append(run)
@@ -779,7 +779,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
     n_prior = sum(r.kept_prior for r in runs)
     check = None
     if runs[0].check is not None and not interrupted and n_prior < len(runs):
-        check = _check_mean(model, recording, prior, average_couplings(judged), seed, options, runs)
+        check = _check_mean(model, average_couplings([j["state"] for j in judged]), judged[0], seed, options, runs)
     kept_prior = n_prior == len(runs) or (check is not None and check["kept"] == "prior")
     coupling.load_state_dict(prior if kept_prior else average_couplings(final))
     if n_prior and (n_prior == len(runs) or not kept_prior):      # a mean that failed its check has warned
@@ -809,22 +809,20 @@ def _run_records(runs, seed: int) -> list[dict]:
     return out
 
 
-def _check_mean(model, recording, prior: dict, mean: dict, seed: int, options: dict, runs) -> dict:
-    """The check record of an averaged calibration: the prior and the ``mean`` coupling (state dicts)
-    predicting the check electrodes of ``seed`` from the first run's start states and trials, judged by
-    :func:`_judge` (``"kept"``: ``"prior"`` when the mean predicts them worse, with a warning)."""
-    coupling = model.stim_coupling
-    window, n_trials, lw = options["window"], options["n_trials"], options["latency_weight"]
-    held, _, check_events, _, check_obs = _split_session(recording, options["check_fraction"], window, seed)
-    states = _trial_states(model, recording, n_trials, options["burn_in_s"], seed, options["pulse_context"])
-    figures = {}
-    for name, state in (("prior", prior), ("calibrated", mean)):
-        coupling.load_state_dict({k: v.clone() for k, v in state.items()})
-        figures[name] = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, lw)
-    worse, latency_change, change = _judge(check_obs, figures["calibrated"], figures["prior"], lw)
+def _check_mean(model, mean: dict, first: dict, seed: int, options: dict, runs) -> dict:
+    """The check record of an averaged calibration: the ``mean`` coupling (a state dict) predicting the
+    check electrodes of ``seed`` from the first run's start states and trials (``first``: what that
+    run's check used, :func:`_calibrate_once`'s ``judged``), against the prior's figures of that check,
+    judged by :func:`_judge` (``"kept"``: ``"prior"`` when the mean predicts them worse, with a warning)."""
+    model.stim_coupling.load_state_dict({k: v.clone() for k, v in mean.items()})
+    window, lw = options["window"], options["latency_weight"]
+    figures = {"prior": first["check_prior"],
+               "calibrated": _check_figures(model, first["check_obs"], first["check_events"], first["states"],
+                                            options["n_trials"], window, seed, lw)}
+    worse, latency_change, change = _judge(first["check_obs"], figures["calibrated"], figures["prior"], lw)
     if worse:
-        _warn_prior_kept(f"the mean of {len(runs)} calibrations", len(held), figures["calibrated"], figures["prior"],
-                         latency_change, stacklevel=5)
+        _warn_prior_kept(f"the mean of {len(runs)} calibrations", len(np.unique(first["check_events"].electrode)),
+                         figures["calibrated"], figures["prior"], latency_change, stacklevel=5)
     pairs = {r.pair_gains for r in runs if not r.kept_prior}
     # the stage records (timing, pair-gain stages) stay the first run's
     return _public({**runs[0].check, **figures, "latency_change": latency_change, "change": change,
@@ -836,10 +834,11 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                     latency_weight: float = 0.2, burn_in_s: float = 2.0, seed: int = 0, progress: bool = True,
                     neuron_gains: bool = True, pair_gains: bool = True, check_fraction: float = 0.25,
                     coarse_factors=(), separate_timing: bool = True, pulse_context: bool | None = None,
-                    check_seed: int | None = None, pre_refit: list | None = None) -> CalibrationResult:
+                    check_seed: int | None = None, judged: list | None = None) -> CalibrationResult:
     """One calibration (:func:`calibrate` with ``repeats=1``); ``check_seed`` draws the check
-    electrodes (default ``seed``); ``pre_refit``, a list, gets the coupling's state as the check
-    judged it: before the pair gains are fitted again on the check electrodes too."""
+    electrodes (default ``seed``); ``judged``, a list, gets a dict: ``"state"``, the coupling's state
+    dict as the check judged it (before the pair gains are fitted again on the check electrodes too),
+    and what the check used (``"check_obs"``, ``"check_events"``, ``"states"``, ``"check_prior"``)."""
     _check(model, recording)
     coupling = model.stim_coupling
     params = default_params(coupling) if params is None else tuple(params)
@@ -906,8 +905,10 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
-    if pre_refit is not None:
-        pre_refit.append({k: v.detach().clone() for k, v in coupling.state_dict().items()})
+    if judged is not None:
+        judged.append({"state": {k: v.detach().clone() for k, v in coupling.state_dict().items()},
+                       "check_obs": check_obs, "check_events": check_events, "states": states,
+                       "check_prior": check_prior})
     if pairs != "none" and len(check_events):
         # the check has judged the procedure; the gains it keeps use every stimulated electrode
         everything = evoked_responses(recording, window=window, by_amplitude=True)
