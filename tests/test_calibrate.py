@@ -14,9 +14,8 @@ from organoid_sim.models import SpikingNetworkModel
 from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, REPEAT_SEED_STEP, _calibrate_once,
-                                                 _check_figures, _split_session, _trial_states,
-                                                average_couplings, calibrate, check_split, conditions_of,
-                                                context_trains,
+                                                _check_figures, _split_session, _trial_states, average_couplings,
+                                                calibrate, check_split, conditions_of, context_trains,
                                                 default_params, fit_neuron_gains, fit_pair_gains,
                                                 offset_map, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
@@ -354,6 +353,7 @@ def test_a_mean_coupling_that_predicts_the_check_worse_keeps_the_prior(session, 
     assert all(r["kept"] == "calibrated" for r in res.check["runs"])
     assert res.check["calibrated"]["loss"] > res.check["prior"]["loss"]
     assert model.stim_coupling.values() == prior
+
 
 def test_calibration_recovers_the_direct_gain():
     """A session made with 3 directly evoked spikes per pulse at saturation (and a weak membrane
