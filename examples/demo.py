@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         calib_electrodes = np.unique(sample.session.stim.electrode)
         model.save(out / "model")
         print(f"[4/5] calibrated the coupling on {len(sample.session.stim)} pulses: loss "
-              f"{result.loss_before:.4f} -> {result.loss_after:.4f}")
+              f"{result.loss_before:.4f} -> {result.loss_after:.4f}"
+              + (f" (the prior kept; the calibrated coupling's {result.loss_calibrated:.4f})" if result.kept_prior
+                 else ""))
         print(check_table(result.check))
         _section_calibration(rep, result, sample.session)
     else:

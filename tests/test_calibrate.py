@@ -182,7 +182,8 @@ def test_prior_is_kept_when_calibration_predicts_the_held_out_electrodes_worse()
         result = calibrate(model, session, params=("gain",),
                            n_trials=16, max_evaluations=12, burn_in_s=0.5, progress=False,
                            seed=0, neuron_gains=False, window=EARLY)
-    assert result.loss_after < result.loss_before                 # it did fit the live electrodes better
+    assert result.loss_calibrated < result.loss_before            # it did fit the live electrodes better
+    assert result.loss_after == result.loss_before and result.predicted is result.prior_predicted
     assert result.kept_prior and result.check["kept"] == "prior"
     assert result.check["calibrated"]["loss"] > result.check["prior"]["loss"]
     assert model.stim_coupling.values() == prior and result.after == prior
@@ -326,6 +327,13 @@ def test_repeated_calibration_keeps_the_mean_of_its_runs(session):
     again = _check_figures(model, check_obs, check_events, states, 8, EARLY, 5, 0.2)
     assert res.check["calibrated"]["loss"] == again["loss"]
     assert [r["response_probability_r"] for r in res.check["runs"]] != [None] * 3
+    # the losses are the prior's and the kept mean's, on the first run's fitted pulses and trials
+    _, events, _, observed, _ = _split_session(session, 0.25, EARLY, 5)
+    kept = predict_evoked_responses(model, events, n_trials=8, window=EARLY, seed=5, states=states)
+    assert res.loss_after == response_loss(observed, kept) and res.observed is not None
+    model.stim_coupling.load_state_dict(grid_model()[0].stim_coupling.state_dict())
+    prior = predict_evoked_responses(model, events, n_trials=8, window=EARLY, seed=5, states=states)
+    assert res.loss_before == response_loss(observed, prior)
     with pytest.raises(ValueError, match="repeats"):
         calibrate(model, session, repeats=0, **opts)
 
@@ -352,7 +360,7 @@ def test_a_mean_coupling_that_predicts_the_check_worse_keeps_the_prior(session, 
     assert res.kept_prior and res.check["kept"] == "prior"
     assert all(r["kept"] == "calibrated" for r in res.check["runs"])
     assert res.check["calibrated"]["loss"] > res.check["prior"]["loss"]
-    assert model.stim_coupling.values() == prior
+    assert model.stim_coupling.values() == prior and res.loss_after == res.loss_before
 
 
 def test_calibration_recovers_the_direct_gain():

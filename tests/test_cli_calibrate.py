@@ -58,6 +58,7 @@ def test_calibrate_saves_what_the_api_gives_and_prints_the_check(files, capsys):
     assert f"{check['calibrated']['response_probability_r']:.3f}" in printed
     first = printed.splitlines()[0]                         # the first line says which coupling was saved
     assert ("the prior coupling kept" in first) == result.kept_prior and ("coupling fitted" in first) != result.kept_prior
+    assert f"fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}" in first      # the loss of what was saved
 
 
 def test_calibrate_repeats_averages_like_the_api_and_says_so(files, capsys):

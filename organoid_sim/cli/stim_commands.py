@@ -136,6 +136,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     out = model.save(Path(args.out))
     what = "the prior coupling kept (see the check below)" if result.kept_prior else "coupling fitted"
     print(f"saved {out}: {what}; calibration on {len(rec.stim)} pulses of {args.path} "
-          f"({result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f})")
+          f"({result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}"
+          + (f"; the calibrated coupling's {result.loss_calibrated:.4f}, not kept)" if result.kept_prior else ")"))
     print(check_table(result.check))
     return 0

@@ -130,10 +130,13 @@ def default_params(coupling) -> tuple[str, ...]:
 
 @dataclass
 class CalibrationResult:
-    """Outcome of :func:`calibrate`: parameters and loss before/after (on the fitted pulses), the responses
-    compared, and ``check``: the prior's and the calibrated coupling's figures on the session's held-out
-    electrodes (None without a check), ``kept_prior``: whether the prior was kept, ``pair_gains``: the
-    pair-gain stage kept (``"none"``, ``"measured"`` or ``"anchored"``)."""
+    """Outcome of :func:`calibrate`: parameters and loss before/after (on the fitted pulses: the prior's and
+    that of the coupling the model keeps, so with the prior kept they are equal), the responses compared
+    (``predicted``: the kept coupling's, ``prior_predicted``: the prior's), ``loss_calibrated``: the
+    calibrated coupling's loss on the same pulses whether it was kept or not, and ``check``: the prior's
+    and the calibrated coupling's figures on the session's held-out electrodes (None without a check),
+    ``kept_prior``: whether the prior was kept, ``pair_gains``: the pair-gain stage kept (``"none"``,
+    ``"measured"`` or ``"anchored"``)."""
 
     before: dict
     after: dict
@@ -146,11 +149,14 @@ class CalibrationResult:
     check: dict | None = None
     kept_prior: bool = False
     pair_gains: str = "none"
+    loss_calibrated: float | None = None
+    prior_predicted: object = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no response arrays)."""
         return {"before": self.before, "after": self.after, "loss_before": self.loss_before,
-                "loss_after": self.loss_after, "n_evaluations": self.n_evaluations, "interrupted": self.interrupted,
+                "loss_after": self.loss_after, "loss_calibrated": self.loss_calibrated,
+                "n_evaluations": self.n_evaluations, "interrupted": self.interrupted,
                 "kept_prior": self.kept_prior, "pair_gains": self.pair_gains, "check": self.check}
 
 
@@ -708,8 +714,9 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
     ``kept_prior`` then means that every run kept the prior or that the mean failed the check;
     ``check`` holds the mean's figures (the first run's when every run kept the prior) and the first
     run's stage records (``"timing"``, the pair-gain stages), with each run's outcome and own check r
-    under ``check["runs"]``; ``loss_before``/``loss_after`` are the
-    runs' means, ``observed``/``predicted`` the first run's. Same ``seed``, same result.
+    under ``check["runs"]``; ``observed`` and ``loss_before`` are the first run's (its fitted pulses and
+    trials), ``loss_after``/``predicted`` those of the coupling kept on the same pulses and trials (after a
+    Ctrl-C, the first run's), and ``loss_calibrated`` the runs' mean. Same ``seed``, same result.
     """
     repeats = REPEATS if repeats is None else repeats
     if int(repeats) != repeats or repeats < 1:
@@ -790,12 +797,21 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
         check = {**runs[0].check, "kept": "prior" if kept_prior else "calibrated", "runs": _run_records(runs, seed)}
     if check is not None and isinstance(getattr(model, "provenance", None), dict):
         model.provenance["evoked_check"] = check
-    return CalibrationResult(before=runs[0].before, after=coupling.values(),
-                             loss_before=float(np.mean([r.loss_before for r in runs])),
-                             loss_after=float(np.mean([r.loss_after for r in runs])),
-                             n_evaluations=sum(r.n_evaluations for r in runs), interrupted=interrupted,
-                             observed=runs[0].observed, predicted=runs[0].predicted, check=check, kept_prior=kept_prior,
-                             pair_gains=runs[0].pair_gains if len({r.pair_gains for r in runs}) == 1 else "mixed")
+    first = runs[0]
+    loss_after, predicted = (first.loss_before, first.prior_predicted) if kept_prior else (first.loss_after,
+                                                                                          first.predicted)
+    if not kept_prior and not interrupted:       # the mean coupling on the first run's fitted pulses and trials
+        fitted = judged[0]
+        predicted = predict_evoked_responses(model, fitted["events"], n_trials=options["n_trials"],
+                                             window=options["window"], seed=seed, states=fitted["states"])
+        loss_after = response_loss(first.observed, predicted, options["latency_weight"])
+    return CalibrationResult(before=first.before, after=coupling.values(), loss_before=first.loss_before,
+                             loss_after=float(loss_after), n_evaluations=sum(r.n_evaluations for r in runs),
+                             interrupted=interrupted, observed=first.observed, predicted=predicted, check=check,
+                             kept_prior=kept_prior,
+                             pair_gains=first.pair_gains if len({r.pair_gains for r in runs}) == 1 else "mixed",
+                             loss_calibrated=float(np.mean([r.loss_calibrated for r in runs])),
+                             prior_predicted=first.prior_predicted)
 
 
 def _run_records(runs, seed: int) -> list[dict]:
@@ -838,7 +854,8 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
     """One calibration (:func:`calibrate` with ``repeats=1``); ``check_seed`` draws the check
     electrodes (default ``seed``); ``judged``, a list, gets a dict: ``"state"``, the coupling's state
     dict as the check judged it (before the pair gains are fitted again on the check electrodes too),
-    and what the check used (``"check_obs"``, ``"check_events"``, ``"states"``, ``"check_prior"``)."""
+    and, when it is the list's first, what the run fitted and checked with (``"events"``, the fitted
+    pulses; ``"states"``; ``"check_obs"``, ``"check_events"``, ``"check_prior"``)."""
     _check(model, recording)
     coupling = model.stim_coupling
     params = default_params(coupling) if params is None else tuple(params)
@@ -905,20 +922,22 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
-    if judged is not None:
-        judged.append({"state": {k: v.detach().clone() for k, v in coupling.state_dict().items()},
-                       "check_obs": check_obs, "check_events": check_events, "states": states,
-                       "check_prior": check_prior})
+    if judged is not None:       # only the first run's data are used again (the mean's check, its loss)
+        judged.append({"state": {k: v.detach().clone() for k, v in coupling.state_dict().items()}} | (
+            {} if judged else {"events": events, "states": states, "check_obs": check_obs,
+                               "check_events": check_events, "check_prior": check_prior}))
     if pairs != "none" and len(check_events):
         # the check has judged the procedure; the gains it keeps use every stimulated electrode
         everything = evoked_responses(recording, window=window, by_amplitude=True)
         coupling.set_pair_log_gain(np.zeros((0, 0)))
         _fit_pairs(model, everything, recording.stim, pairs == "anchored", states=states, n_trials=n_trials,
                    window=window, seed=seed)
+    kept = "loss0" if kept_prior else "loss"
     return CalibrationResult(before=before, after=coupling.values(), loss_before=float(result["loss0"]),
-                             loss_after=float(result["loss"]), n_evaluations=int(result["n"]),
-                             interrupted=result["interrupted"], observed=observed, predicted=result["pred"],
-                             check=check, kept_prior=kept_prior, pair_gains=pairs)
+                             loss_after=float(result[kept]), n_evaluations=int(result["n"]),
+                             interrupted=result["interrupted"], observed=observed,
+                             predicted=result["pred0" if kept_prior else "pred"], check=check, kept_prior=kept_prior,
+                             pair_gains=pairs, loss_calibrated=float(result["loss"]), prior_predicted=result["pred0"])
 
 
 def _split_session(recording, check_fraction: float, window, check_seed: int):
