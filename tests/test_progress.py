@@ -73,3 +73,16 @@ def test_convert_shows_a_bar_for_large_files(tmp_path, capsys, monkeypatch):
     assert organoid_sim.load(tmp_path / "c.nwb") == organoid_sim.load(tmp_path / "a.csv")
     assert main(["convert", str(tmp_path / "in.npz"), str(tmp_path / "d.csv"), "--no-progress"]) == 0
     assert "writing" not in capsys.readouterr().err
+
+
+def test_a_fit_without_progress_shows_no_bar_from_its_own_simulations(capsys, monkeypatch):
+    """The fit's stages simulate (rate calibration, self-check); with ``progress=False`` none of
+    those simulations may draw a bar, however long they are."""
+    monkeypatch.setattr(network, "PROGRESS_NEURON_STEPS", 100)     # every simulation counts as long
+    rng = np.random.default_rng(3)
+    rec = organoid_sim.SpikeRecording.from_spike_times(
+        [np.sort(rng.uniform(0, 20.0, rng.integers(40, 80))) for _ in range(4)], t_start=0.0, t_stop=20.0)
+    model = network.SpikingNetworkModel(n_hidden=0, dt_ms=2.0, max_epochs=2, refine_steps=0, calibration_rounds=1,
+                                        progress=False, fit_seed=0).fit(rec)
+    assert model.provenance["self_check"]["simulated_s"] > 0       # the self-check did simulate
+    assert "simulate" not in capsys.readouterr().err

@@ -414,7 +414,8 @@ def _discrepancy(model, recording, seed: int, sim_factor: float = 1.0, rule: str
     figures, e.g. no bursts on either side, count 0, an infinite one 1); with ``rule="bars"``,
     ``n + s / (1 + s)`` for ``n`` in-sample bars missed (:func:`~.self_check.judge_comparison`)."""
     sim = model.simulate(sim_factor * recording.duration, seed=seed + DISCREPANCY_SEED_OFFSET,
-                         t_start=recording.t_start, n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S)
+                         t_start=recording.t_start, n_parallel=DISCREPANCY_PARALLEL, burn_in_s=DISCREPANCY_BURN_IN_S,
+                         progress=False)
     cmp = compare(recording, sim)
     s = cmp.summary
     terms = [abs(s.get("burst_rate_rel_err", np.nan)), abs(s.get("burst_duration_rel_err", np.nan)),

@@ -150,7 +150,7 @@ def _burst_errors(model, target: BurstTarget, duration_s: float, batch: int, see
     ratio (simulated / recorded) is shrunk towards 0 by its standard error (both sides' counting
     noise; ``shrink`` times it), so the depression does not chase noise. A simulation without
     bursts gives the log rate ratio of half a burst and no duration ratio (0)."""
-    sim = model.simulate(duration_s * batch, seed=seed, n_parallel=batch, burn_in_s=2.0)
+    sim = model.simulate(duration_s * batch, seed=seed, n_parallel=batch, burn_in_s=2.0, progress=False)
     rates = sim.spike_counts / sim.duration
     b = detect_bursts(sim, **target.params)
     n, n0 = len(b), max(target.n_bursts, 1)

@@ -160,7 +160,7 @@ def in_sample_check(model, recording, *, seed: int = 0, n_parallel: int = 8, bur
     if not sim_factor > 0:
         raise ValueError(f"sim_factor must be > 0, got {sim_factor}")
     sim = model.simulate(sim_factor * recording.duration, seed=seed, t_start=recording.t_start,
-                         n_parallel=n_parallel, burn_in_s=burn_in_s)
+                         n_parallel=n_parallel, burn_in_s=burn_in_s, progress=False)
     cmp = compare(recording, sim)
     figures, passed = judge_comparison(cmp)
     out = {"figures": figures, "passed": passed,
