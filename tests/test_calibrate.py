@@ -267,6 +267,21 @@ def test_same_seed_same_calibration(session):
     assert out[0] == out[1]
 
 
+def test_the_loss_after_is_that_of_the_coupling_kept(session):
+    """``loss_after`` is the kept model's loss on the fitted pulses with the calibration's own trials,
+    also when the kept pair gains were fitted again on every stimulated electrode at the end."""
+    model, _ = grid_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = calibrate(model, session, params=("gain",), n_trials=8, max_evaluations=8, burn_in_s=0.2,
+                        progress=False, seed=2, window=EARLY, repeats=1)
+    assert not res.kept_prior and res.pair_gains != "none"        # the path with the final refit
+    _, events, _, observed, _ = _split_session(session, 0.25, EARLY, 2)
+    states = _trial_states(model, session, 8, 0.2, 2, None)
+    kept = predict_evoked_responses(model, events, n_trials=8, window=EARLY, seed=2, states=states)
+    assert res.loss_after == res.loss_calibrated == response_loss(observed, kept)
+
+
 def test_loss_is_zero_for_identical_responses(session):
     obs = evoked_responses(session, window=(0.002, 0.1), by_amplitude=True)
     assert response_loss(obs, obs) == 0.0

@@ -798,12 +798,13 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
     if check is not None and isinstance(getattr(model, "provenance", None), dict):
         model.provenance["evoked_check"] = check
     first = runs[0]
-    loss_after, predicted = (first.loss_before, first.prior_predicted) if kept_prior else (first.loss_after,
-                                                                                          first.predicted)
-    if not kept_prior and not interrupted:       # the mean coupling on the first run's fitted pulses and trials
-        fitted = judged[0]
-        predicted = predict_evoked_responses(model, fitted["events"], n_trials=options["n_trials"],
-                                             window=options["window"], seed=seed, states=fitted["states"])
+    if kept_prior:
+        loss_after, predicted = first.loss_before, first.prior_predicted
+    elif interrupted:
+        loss_after, predicted = first.loss_after, first.predicted
+    else:                        # the mean coupling on the first run's fitted pulses and trials
+        predicted = predict_evoked_responses(model, judged[0]["events"], n_trials=options["n_trials"],
+                                             window=options["window"], seed=seed, states=judged[0]["states"])
         loss_after = response_loss(first.observed, predicted, options["latency_weight"])
     return CalibrationResult(before=first.before, after=coupling.values(), loss_before=first.loss_before,
                              loss_after=float(loss_after), n_evaluations=sum(r.n_evaluations for r in runs),
@@ -932,6 +933,8 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         coupling.set_pair_log_gain(np.zeros((0, 0)))
         _fit_pairs(model, everything, recording.stim, pairs == "anchored", states=states, n_trials=n_trials,
                    window=window, seed=seed)
+        pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
+        result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
     kept = "loss0" if kept_prior else "loss"
     return CalibrationResult(before=before, after=coupling.values(), loss_before=float(result["loss0"]),
                              loss_after=float(result[kept]), n_evaluations=int(result["n"]),
