@@ -701,3 +701,40 @@ def test_paired_check_counts_electrodes_not_pairs():
     assert rates(0.2)[0] >= 0.8
     two = _responses(el[:4], amp[:4], truth[:4])
     assert paired_check_change(two, two, two) is None
+
+
+def test_calibration_runs_on_a_layout_unlike_the_benchmarks():
+    """Two units per electrode, electrode ids with gaps, a stimulated electrode that records no unit,
+    a unit that never fired, voltage-mode pulses at three levels with 100 us phases: calibration
+    (averaged, with its check) and prediction run, and the prediction has one column per unit and
+    one row per (electrode, amplitude), the unit-less electrode included."""
+    from organoid_sim.recording import Electrodes
+
+    ids = np.array([3, 5, 8, 13, 21, 34, 55, 89, 144])
+    el = Electrodes(ids, 120.0 * (np.arange(9) % 3), 120.0 * (np.arange(9) // 3))
+    unit_el = np.repeat(ids[:8], 2)                                      # electrode 144 records nothing
+    rng = np.random.default_rng(0)
+    trains = [np.array([]) if k == 5 else np.sort(rng.uniform(0, 20, 40)) for k in range(16)]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0, t_stop=20, unit_ids=100 + np.arange(16),
+                                          electrode_ids=unit_el, electrodes=el)
+    model = SpikingNetworkModel(n_hidden=0, dt_ms=2.0)
+    model.attach_recording(rec)
+    stim_el = ids[[0, 2, 4, 6, 8, 1]]
+    t = 0.3 + 0.25 * np.arange(6 * 3 * 4)
+    e = np.tile(np.repeat(stim_el, 3), 4)
+    a = -np.tile([600.0, 1200.0, 1800.0], 6 * 4)
+    ev = StimEvents.from_columns(t, e, a, 100.0, 2, amplitude_unit="mV")
+    model.stim_coupling.set_value("gain", 6.0)
+    session = model.stimulate(ev, seed=1)
+    model.stim_coupling.set_value("gain", 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = calibrate(model, session, params=("gain",), n_trials=4, max_evaluations=4, burn_in_s=0.2,
+                        progress=False, seed=0, window=EARLY, repeats=2)
+    assert res.check is not None and set(res.check["check_electrodes"]) <= set(stim_el.tolist())
+    assert np.isfinite(res.loss_after) and np.isfinite(res.after["gain"])
+    held = StimEvents.from_columns(np.zeros(2), ids[[7, 8]], [-900.0, -900.0], 100.0, 2, amplitude_unit="mV",
+                                   sort=False)
+    pred = predict_evoked_responses(model, held, n_trials=4, window=EARLY, seed=1)
+    assert pred.response_probability.shape == (2, 16) and list(pred.unit_ids) == list(100 + np.arange(16))
+    assert sorted(pred.electrodes.tolist()) == [89, 144]
