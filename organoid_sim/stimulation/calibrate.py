@@ -764,11 +764,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
     is checked again on the check electrodes of ``seed`` against the prior, with the rule of one
     run; when it predicts them worse, the prior is kept."""
     coupling = model.stim_coupling
-
-    def copy() -> dict:
-        return {k: v.detach().clone() for k, v in coupling.state_dict().items()}
-
-    prior = copy()
+    prior = _state_copy(coupling)
     runs, judged, final = [], [], []
     for k in range(repeats):
         coupling.load_state_dict({n: v.clone() for n, v in prior.items()})
@@ -779,7 +775,7 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
         if run.interrupted and k:
             break
         runs.append(run)
-        final.append(copy())
+        final.append(_state_copy(coupling))
         if run.interrupted:
             break
     interrupted = any(r.interrupted for r in runs) or len(runs) < repeats
@@ -813,6 +809,11 @@ def _calibrate_averaged(model, recording, repeats: int, seed: int, options: dict
                              pair_gains=first.pair_gains if len({r.pair_gains for r in runs}) == 1 else "mixed",
                              loss_calibrated=float(np.mean([r.loss_calibrated for r in runs])),
                              prior_predicted=first.prior_predicted)
+
+
+def _state_copy(coupling) -> dict:
+    """A detached copy of ``coupling``'s state dict (what it holds now, kept apart from later changes)."""
+    return {k: v.detach().clone() for k, v in coupling.state_dict().items()}
 
 
 def _run_records(runs, seed: int) -> list[dict]:
@@ -870,7 +871,7 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                                                                      seed if check_seed is None else check_seed)
     states = _trial_states(model, recording, n_trials, burn_in_s, seed, pulse_context)
     before = coupling.values()
-    prior_state = {k: v.detach().clone() for k, v in coupling.state_dict().items()}
+    prior_state = _state_copy(coupling)
     check_prior = None
     if len(check_events):
         check_prior = _check_figures(model, check_obs, check_events, states, n_trials, window, seed, latency_weight)
@@ -924,7 +925,7 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
     if judged is not None:       # only the first run's data are used again (the mean's check, its loss)
-        judged.append({"state": {k: v.detach().clone() for k, v in coupling.state_dict().items()}} | (
+        judged.append({"state": _state_copy(coupling)} | (
             {} if judged else {"events": events, "states": states, "check_obs": check_obs,
                                "check_events": check_events, "check_prior": check_prior}))
     if pairs != "none" and len(check_events):
