@@ -16,6 +16,7 @@ import pytest
 
 import organoid_sim
 from organoid_sim.cli import build_parser, main
+from organoid_sim.cli.model_commands import unfitted_model
 from organoid_sim.models import SpikingNetworkModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +63,9 @@ def test_trim_rule_on_the_div12_plate(d1):
 
 def test_one_hidden_unit_default():
     parser = build_parser()
-    fit = parser.parse_args(["fit", "x.npz", "--out", "m"])
+    fit = unfitted_model(parser.parse_args(["fit", "x.npz", "--out", "m"]))
     ev = parser.parse_args(["evaluate", "x.npz"])
-    assert fit.hidden == ev.hidden == SpikingNetworkModel().n_hidden == 8
+    assert fit.n_hidden == ev.hidden == SpikingNetworkModel().n_hidden == 8
     readme = (ROOT / "README.md").read_text()
     assert "SpikingNetworkModel(n_hidden=8)" in readme  # the README's example says the same
 
@@ -144,7 +145,20 @@ def test_fit_command_defaults_are_the_api_defaults():
     from organoid_sim.cli import build_parser
     from organoid_sim.fit import FitConfig
 
-    a = build_parser().parse_args(["fit", "rec.nwb", "--out", "m"])
+    a = unfitted_model(build_parser().parse_args(["fit", "rec.nwb", "--out", "m"])).get_params()
     d = FitConfig()
-    assert (a.max_epochs, a.refine_steps, a.restarts, a.calibration_rounds) == (
+    assert (a["max_epochs"], a["refine_steps"], a["restarts"], a["calibration_rounds"]) == (
         d.max_epochs, d.refine_steps, d.restarts, d.calibration_rounds)
+    api = SpikingNetworkModel().get_params()
+    assert (a["n_hidden"], a["dt_ms"]) == (api["n_hidden"], api["dt_ms"])
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], dict(n_hidden=0, dt_ms=1.0, refine_steps=0)),
+    (["--dt-ms", "2", "--hidden", "3"], dict(n_hidden=3, dt_ms=2.0, refine_steps=0)),
+])
+def test_fit_for_stimulation_is_the_apis_with_explicit_options_over_it(extra, expected):
+    a = unfitted_model(build_parser().parse_args(["fit", "rec.nwb", "--out", "m", "--for-stimulation", *extra]))
+    api = SpikingNetworkModel.for_stimulation(**{k: v for k, v in expected.items() if k in ("n_hidden", "dt_ms")})
+    assert {k: a.get_params()[k] for k in expected} == expected
+    assert {k: api.get_params()[k] for k in expected} == expected

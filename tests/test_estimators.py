@@ -63,6 +63,31 @@ def test_set_params_keeps_fitted_state_for_fit_options_only(rec):
     assert m.layout_ is None and m.n_hidden == 2 and m.get_params()["refine_steps"] == 5
 
 
+@pytest.mark.parametrize("cls", [CoupledGLM, SpikingNetworkModel])
+def test_a_loaded_model_keeps_the_fit_options_it_was_fitted_with(cls, rec, tmp_path):
+    """``cls(**loaded.get_params())`` must refit as the saved model was fitted, not with the defaults;
+    where the fit ran (device, progress, checkpoints) is the loading machine's."""
+    given = {k: v for k, v in {**QUICK, "max_epochs": 3, "validation_fraction": 0.2, "fit_seed": 7}.items()
+             if k in inspect.signature(cls.__init__).parameters}
+    m = cls(**given).fit(rec)
+    loaded = load_model(m.save(tmp_path / "m"))
+    local = {"progress", "device", "checkpoint_dir"}
+    assert {k: loaded.get_params()[k] for k in given if k not in local} == \
+        {k: v for k, v in given.items() if k not in local}
+    assert loaded.get_params()["progress"] == inspect.signature(cls.__init__).parameters["progress"].default
+
+
+def test_for_stimulation_is_the_advised_fit_with_overrides_taking_precedence():
+    from organoid_sim.models.network import STIMULATION_FIT
+
+    m = SpikingNetworkModel.for_stimulation(max_epochs=5)
+    assert {k: m.get_params()[k] for k in STIMULATION_FIT} == STIMULATION_FIT and m.get_params()["max_epochs"] == 5
+    assert m.stimulation_fit_differences() == {}
+    assert SpikingNetworkModel.for_stimulation(n_hidden=3).stimulation_fit_differences() == {"n_hidden": 3}
+    d = SpikingNetworkModel().get_params()
+    assert SpikingNetworkModel().stimulation_fit_differences() == {k: d[k] for k in STIMULATION_FIT}
+
+
 @pytest.mark.parametrize("cls, options", [
     (SpikingNetworkModel, dict(max_epochs=2, refine_steps=0, calibration_rounds=0, progress=False, seed=4)),
     (CoupledGLM, dict(progress=False)),

@@ -40,15 +40,20 @@ def register(subparsers) -> None:
     from ..fit.config import FitConfig   # the API's defaults, so that the command fits what fit() does
 
     d = FitConfig()
-    f.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=hidden,
-                   help=f"number of hidden neurons (default {hidden})")
+    f.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=None,
+                   help=f"number of hidden neurons (default {hidden}; 0 with --for-stimulation)")
     _add_trim_argument(f)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
-    f.add_argument("--dt-ms", type=number(low=0), default=dt_ms, help=f"time step in ms (default {dt_ms:g})")
+    f.add_argument("--dt-ms", type=number(low=0), default=None,
+                   help=f"time step in ms (default {dt_ms:g}; 1 with --for-stimulation)")
     f.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=d.max_epochs,
                    help=f"teacher-forced L-BFGS epochs (default {d.max_epochs})")
-    f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=d.refine_steps,
-                   help=f"free-running refinement steps (default {d.refine_steps})")
+    f.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=None,
+                   help=f"free-running refinement steps (default {d.refine_steps}; 0 with --for-stimulation)")
+    f.add_argument("--for-stimulation", action="store_true",
+                   help="the fit advised for stimulation experiments: no hidden neurons, 1 ms steps, no "
+                        "refinement (SpikingNetworkModel.for_stimulation); --hidden, --dt-ms and "
+                        "--refine-steps still apply")
     f.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=d.restarts,
                    help=f"refinement restarts; the one closest to the recording is kept (default {d.restarts})")
     f.add_argument("--calibration-rounds", type=number(low=0, low_open=False, integer=True),
@@ -91,9 +96,21 @@ def _load(args):
     return load_recording(args.path, args)
 
 
-def run_fit(args) -> int:
+def unfitted_model(args, checkpoint_dir=None):
+    """The ``SpikingNetworkModel`` that ``organoid-sim fit`` fits: the API's defaults, or
+    :meth:`~organoid_sim.models.SpikingNetworkModel.for_stimulation` with ``--for-stimulation``,
+    and the options given on the command line over either."""
     from ..models import SpikingNetworkModel
 
+    given = {k: v for k, v in (("n_hidden", args.hidden), ("dt_ms", args.dt_ms), ("refine_steps", args.refine_steps))
+             if v is not None}
+    make = SpikingNetworkModel.for_stimulation if args.for_stimulation else SpikingNetworkModel
+    return make(**given, seed=args.seed, device=args.device, progress=not args.no_progress,
+                max_epochs=args.max_epochs, restarts=args.restarts, fit_seed=args.seed,
+                calibration_rounds=args.calibration_rounds, checkpoint_dir=checkpoint_dir)
+
+
+def run_fit(args) -> int:
     if args.device == "cuda":
         import torch
 
@@ -102,10 +119,7 @@ def run_fit(args) -> int:
     rec = _trimmed(_load(args), args)
     out_dir = Path(args.out)
     ckpt = out_dir / CHECKPOINT
-    model = SpikingNetworkModel(n_hidden=args.hidden, dt_ms=args.dt_ms, seed=args.seed, device=args.device,
-                                progress=not args.no_progress, max_epochs=args.max_epochs,
-                                refine_steps=args.refine_steps, restarts=args.restarts, fit_seed=args.seed,
-                                calibration_rounds=args.calibration_rounds, checkpoint_dir=ckpt)
+    model = unfitted_model(args, checkpoint_dir=ckpt)
     made_dir = not out_dir.exists()
     try:
         model.fit(rec)

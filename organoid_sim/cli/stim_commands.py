@@ -139,4 +139,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
           f"({result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}"
           + (f"; the calibrated coupling's {result.loss_calibrated:.4f}, not kept)" if result.kept_prior else ")"))
     print(check_table(result.check))
+    _note_stimulation_fit(model)
     return 0
+
+
+def _note_stimulation_fit(model) -> None:
+    """One line when the model was not fitted as advised for stimulation (docs/stimulation.md)."""
+    other = model.stimulation_fit_differences() if hasattr(model, "stimulation_fit_differences") else {}
+    if other:
+        print(f"note: this model was fitted with {', '.join(f'{k}={v:g}' for k, v in other.items())}; fits for "
+              "stimulation ('organoid-sim fit --for-stimulation') predicted held-out pulses better on the "
+              "stimulation benchmark (docs/stimulation.md, 'Which fit to calibrate')")

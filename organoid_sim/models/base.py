@@ -283,6 +283,16 @@ class ModelBase:
             type(self).__init__(self, **new)
         return self
 
+    #: fit options that describe the machine a fit ran on, not the fit: never restored on loading
+    _local_fit_options = ("device", "progress", "checkpoint_dir")
+
+    def _restore_fit_options(self, settings: Mapping[str, Any]) -> None:
+        """Take back the fit options a saved model was fitted with (its ``fit_settings``), so that
+        :meth:`get_params` of a loaded model describes its fit and not the constructor's defaults."""
+        named = {self.legacy_fit_names.get(k, k): v for k, v in settings.items()}
+        self._params.update({k: v for k, v in named.items()
+                             if k in self.fit_options and k not in self._local_fit_options})
+
     def _legacy_fit_options(self, options: Mapping[str, Any]) -> None:
         """``fit(recording, **options)`` of earlier releases: map the options onto parameters
         (``set_params``) with a FutureWarning; unknown options raise ``TypeError``."""
@@ -504,6 +514,7 @@ def load_model(directory, device=None):
     _check_layout(path, model, doc["layout"])
     model.layout_ = doc["layout"]
     model.provenance_ = doc.get("provenance", {})
+    model._restore_fit_options(model.provenance_.get("fit_settings") or {})
     if hasattr(model, "finish_loading"):
         model.finish_loading()
     if device is not None and isinstance(model, torch.nn.Module):
