@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from stim_cultures import load_culture  # noqa: E402
 
 from organoid_sim.events import StimEvents  # noqa: E402
+from organoid_sim.models.network import STIMULATION_FIT  # noqa: E402
 from organoid_sim.stats import evoked_agreement  # noqa: E402
 from organoid_sim.stimulation import calibrate, predict_evoked_responses  # noqa: E402
 
@@ -307,11 +308,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--culture", default="ours", choices=("ours", "second"), help="which ground truth")
     ap.add_argument("--samples", default=str(ROOT / "data_samples"), help="folder with ours' sample files")
     ap.add_argument("--json", action="store_true", help="print a JSON object as the last line")
-    ap.add_argument("--hidden", type=int, default=0, help="hidden neurons of the fitted model")
-    ap.add_argument("--dt-ms", type=float, default=1.0, help="model time step (ms)")
+    # the fit's defaults are those SpikingNetworkModel.for_stimulation() advises
+    ap.add_argument("--hidden", type=int, default=STIMULATION_FIT["n_hidden"], help="hidden neurons of the fitted model")
+    ap.add_argument("--dt-ms", type=float, default=STIMULATION_FIT["dt_ms"], help="model time step (ms)")
     ap.add_argument("--epochs", type=int, default=30, help="teacher-forced epochs of the fit")
     ap.add_argument("--fit-s", type=float, default=120.0, help="seconds of the spontaneous recording to fit on")
-    ap.add_argument("--refine-steps", type=int, default=0, help="free-running refinement steps of the fit")
+    ap.add_argument("--refine-steps", type=int, default=STIMULATION_FIT["refine_steps"],
+                    help="free-running refinement steps of the fit")
     ap.add_argument("--trials", type=int, default=CALIBRATE_DEFAULTS["n_trials"],
                     help="model trials per condition in the calibration (default: calibrate's, %(default)s)")
     ap.add_argument("--predict-trials", type=int, default=PREDICT_TRIALS,
