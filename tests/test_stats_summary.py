@@ -107,7 +107,9 @@ def test_degenerate_recordings_are_described_not_crashed(trains):
         stats.cv_isi(rec)
     c = stats.compare(rec, rec)
     assert "DIFFERS" not in c.verdict and any("not assessable" in n for n in c.notes)
-    json.dumps(c.to_dict())
+    # strict JSON, as the CLI writes it (no NaN): the description's params included
+    json.dumps(c.to_dict(), allow_nan=False)
+    json.dumps(c.reference.to_dict(full=True), allow_nan=False)
 
 
 def test_silent_candidate_differs(d1_desc, d1):

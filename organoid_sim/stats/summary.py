@@ -88,7 +88,7 @@ class Description:
         d = {"info": dict(self.info), "scalars": {k: _py(v) for k, v in self.scalars.items()},
              "per_unit": {k: [_py(x) for x in v] for k, v in self.per_unit.items()},
              "unit_ids": self.unit_ids.tolist(), "skipped": {k: list(v) for k, v in self.skipped.items()},
-             "params": dict(self.params)}
+             "params": {k: _py(v) for k, v in self.params.items()}}  # NaN avalanche bin (< 2 spikes) -> None
         if full:
             d["corr"] = [[_py(x) for x in row] for row in self.corr]
             d["sttc"] = [[_py(x) for x in row] for row in self.sttc]
