@@ -116,3 +116,18 @@ def test_silent_candidate_differs(d1_desc, d1):
     silent = SpikeRecording.from_spike_times([[] for _ in range(16)], t_start=0.0, t_stop=100.0, unit_ids=d1.unit_ids)
     c = stats.compare(d1_desc, silent)
     assert "DIFFERS" in c.verdict and c.summary["rate_median_rel_err"] == 1.0
+
+
+def test_compare_describes_the_candidate_with_the_reference_descriptions_parameters(rng):
+    # a Description made with non-default bins/windows against its own recording is an identity: the
+    # candidate must be described with the same corr bin, STTC window, Fano bin and min_spikes
+    base = np.sort(rng.uniform(0, 60, 300))
+    trains = [np.clip(np.concatenate([base[rng.random(300) < 0.6] + rng.uniform(0, 0.03), rng.uniform(0, 60, 100)]),
+                      0, 60) for _ in range(5)]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=60.0, sort=True)
+    params = dict(sttc_dt=0.05, corr_bin_ms=50.0, fano_bin_ms=500.0, min_spikes=5)
+    c = stats.compare(stats.describe(rec, **params), rec)
+    np.testing.assert_array_equal(c.candidate.sttc, stats.sttc(rec, 0.05, rtol=0.0))
+    np.testing.assert_array_equal(c.candidate.corr, stats.correlation_matrix(rec, 50.0))
+    for key in ("corr_matrix_rmse", "sttc_matrix_rmse", "fano_rmse", "mean_corr_rel_err", "mean_sttc_rel_err"):
+        assert c.summary[key] == 0.0, key

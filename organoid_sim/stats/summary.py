@@ -308,6 +308,10 @@ def _check(value: float, rule: tuple) -> bool:
     return {"<=": value <= lim, ">=": value >= lim, "abs<=": abs(value) <= lim}[op]
 
 
+#: describe() keyword -> key of Description.params, for describing a candidate like its reference
+_DESCRIBE_PARAMS = {"corr_bin_ms": "corr_bin_ms", "sttc_dt": "sttc_dt_s", "sttc_rtol": "sttc_rtol",
+                    "fano_bin_ms": "fano_bin_ms", "min_spikes": "min_spikes"}
+
 N_PERMUTATIONS = 200  # unit relabellings that give the spread of r between unrelated matrices
 
 
@@ -401,7 +405,9 @@ def compare(reference, candidate, *, tolerances: dict | None = None, noise_floor
     checks undefined for the recordings at hand (NaN, e.g. matrix r with one unit) are left out and
     named in ``notes``.
     A candidate recording is described with the reference's avalanche bin width and burst detector
-    (its ``max_isi_n`` and ``min_units``), so both sides are judged by one definition of an event.
+    (its ``max_isi_n`` and ``min_units``), so both sides are judged by one definition of an event,
+    and with the reference's bins, STTC window and ``min_spikes`` (those of a reference given as a
+    :class:`Description`) unless ``describe_params`` names them.
 
     Noise floor (``noise_floor=True`` and a reference given as a recording): the ``r`` checks
     (``rate_r``, ``corr_matrix_r``, ``sttc_matrix_r``) are also computed between the reference's
@@ -416,6 +422,9 @@ def compare(reference, candidate, *, tolerances: dict | None = None, noise_floor
     ref_rec = None if isinstance(reference, Description) else reference
     ref = reference if isinstance(reference, Description) else describe(reference, **describe_params)
     if not isinstance(candidate, Description):
+        # a reference given as a Description carries its own bins and windows: describe the candidate with them
+        describe_params = {**{k: ref.params[p] for k, p in _DESCRIBE_PARAMS.items() if p in ref.params},
+                           **describe_params}
         # avalanches depend on the bin width and bursts on the ISI_N window, which both adapt to a
         # recording's rate: use the reference's for both sides
         if "avalanche_bin_ms" not in describe_params and np.isfinite(ref.params.get("avalanche_bin_ms", np.nan)):
