@@ -91,6 +91,13 @@ def _pynwb_file(tmp_path, stim="uA"):
         t.add_column("electrode", "site")
         t.add_row(start_time=0.5, stop_time=1.0, electrode=11)
         nwb.add_time_intervals(t)
+    if stim == "before_start":  # NWB allows times before session_start_time: a pulse at -0.5 s
+        t = TimeIntervals(name="stim", description="pulses")
+        t.add_column("electrode", "site")
+        t.add_column("amplitude_uA", "current")
+        for t0 in (-0.5, 1.5):
+            t.add_row(start_time=t0, stop_time=t0 + 0.0004, electrode=11, amplitude_uA=-5.0)
+        nwb.add_time_intervals(t)
     if stim == "mV":  # a table whose electrode column is a region of the electrodes table, in mV
         v = TimeIntervals(name="voltage_stim", description="pulses")
         v.add_column("electrode", "site", table=nwb.electrodes)
@@ -136,6 +143,21 @@ def test_amplitude_column_named_with_its_unit(tmp_path):
     np.testing.assert_array_equal(rec.stim.amplitude, ref["amplitude_uA"])
     assert rec.stim.amplitude_unit == "uA"
     assert rec.stim.phase_us.tolist() == [200.0, 200.0, 200.0]
+
+
+def test_pulses_before_time_zero_shift_the_recording_like_spikes(tmp_path):
+    """A pulse before 0 s moves the whole recording (spikes, window, pulses) so the window starts at 0 s."""
+    path = _pynwb_file(tmp_path, stim="before_start")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:   # the reference: what pynwb reads back
+        nwb = io.read()
+        ref_stim = nwb.intervals["stim"].to_dataframe()["start_time"].to_numpy()
+        ref_spikes = nwb.units["spike_times"][0]
+    with pytest.warns(UserWarning, match="shifted by 0.5 s"):
+        rec = organoid_sim.load(path)
+    offset = rec.metadata["time_offset_s"]
+    assert offset == -0.5 and rec.t_start == 0.0 and rec.t_stop == 3.5
+    np.testing.assert_allclose(rec.stim.time + offset, ref_stim, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rec.spike_times[0] + offset, ref_spikes, rtol=0, atol=1e-12)
 
 
 def test_table_with_electrodes_but_no_amplitude_is_skipped_with_a_warning(tmp_path):

@@ -428,9 +428,9 @@ def _amplitude_column(f, g: str) -> str | None:
     return next((c for c in AMPLITUDE_COLUMNS if f"{g}/{c}" in f), None)
 
 
-def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str, amplitude: str = "amplitude"):
-    """One ``/intervals`` table as StimEvents (electrode regions mapped to electrode ids)."""
-    from ..events import StimEvents
+def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str, amplitude: str = "amplitude") -> dict:
+    """One ``/intervals`` table's columns (electrode regions mapped to electrode ids; times in s as stored,
+    possibly before 0 s, which ``StimEvents`` cannot hold: :func:`_stim_tables` shifts them)."""
     from ._util import h5_attr
 
     required = ("start_time", "electrode", amplitude)
@@ -451,12 +451,13 @@ def _stim_table(path, f, g: str, e_ids: np.ndarray, unit: str, amplitude: str = 
         n_phases = cols["n_phases"] if cols["n_phases"] is not None else np.full(n, 2)
         # float seconds: 0.0004 s / 2 is 200.00000001 us; rounding to 1 ns keeps one condition one value
         cols["phase_us"] = np.round((cols["stop_time"] - cols["start_time"]) * 1e6 / n_phases, PHASE_DECIMALS)
-    return build(path, g, StimEvents.from_columns, cols["start_time"], cols["electrode"], cols["amplitude"],
-                 cols["phase_us"], cols["n_phases"], amplitude_unit=unit)
+    return {**cols, "table": g, "unit": unit}
 
 
-def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict):
-    """Stimulation events from every ``/intervals/*`` table with electrode and amplitude columns."""
+def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict, t_start: float = 0.0):
+    """Stimulation events from every ``/intervals/*`` table with electrode and amplitude columns, and the
+    offset (s, <= 0) subtracted from their times: the earliest of 0, ``t_start`` and the first onset, so
+    a file with times before 0 s is shifted as a whole (see :func:`_shift_to_zero`)."""
     from ..events import StimEvents
 
     unit = scratch.get("amplitude_unit", "uA")
@@ -478,10 +479,13 @@ def _stim_tables(path, f, e_ids: np.ndarray, scratch: dict):
         else:
             table_unit = AMPLITUDE_COLUMNS[amp] or _amplitude_unit(path, f, f"{g}/{amp}", unit)
         tables.append(_stim_table(path, f, g, e_ids, table_unit, amp))
+    offset = float(min([0.0, t_start] + [c["start_time"].min(initial=0.0) for c in tables]))
     if not tables:
-        return StimEvents.empty(unit)
-    merged = build(path, "intervals", StimEvents.concat, tables)
-    return merged.take(np.argsort(merged.time, kind="stable"))
+        return StimEvents.empty(unit), offset
+    events = [build(path, c["table"], StimEvents.from_columns, c["start_time"] - offset, c["electrode"],
+                    c["amplitude"], c["phase_us"], c["n_phases"], amplitude_unit=c["unit"]) for c in tables]
+    merged = build(path, "intervals", StimEvents.concat, events)
+    return merged.take(np.argsort(merged.time, kind="stable")), offset
 
 
 def _session_fields(path, f) -> dict:
@@ -565,19 +569,19 @@ def _warn_gaps(path, observed: np.ndarray | None, t_start: float, t_stop: float)
                       f"rec.time_slice(a, b) for one observed part.", ObservationGapWarning, stacklevel=3)
 
 
-def _shift_to_zero(path, times, t_start, t_stop, stim, observed):
-    """Move a foreign file that starts before 0 s (NWB allows times before session start) so that
-    its window starts at 0 s; returns the shifted values and the offset (s) that was removed."""
+def _shift_to_zero(path, offset, times, t_start, t_stop, observed):
+    """Move a foreign file that starts before 0 s (NWB allows times before session start) by ``offset``
+    (s, from :func:`_stim_tables`, which has already moved the pulses) so that its window starts at 0 s."""
     import warnings
 
-    offset = min(t_start, stim.time.min(initial=t_start))
     if offset >= 0:
-        return times, t_start, t_stop, stim, observed, 0.0
+        return times, t_start, t_stop, observed
     warnings.warn(f"{path}: times start at {offset:g} s (before session_start_time); every time is shifted by "
                   f"{-offset:g} s so the window starts at 0 s (metadata['time_offset_s'] = {offset:g}: add it "
                   f"to get the file's times back)", UserWarning, stacklevel=3)
     observed = None if observed is None else observed - offset
-    return times - offset, t_start - offset, t_stop - offset, stim.shifted(-offset), observed, float(offset)
+    # the window starts at 0 s even when the earliest time is a pulse before the first spike/observation
+    return times - offset, 0.0, t_stop - offset, observed
 
 
 def read(path, progress=None, sort: bool = False, **options):
@@ -627,7 +631,8 @@ def read(path, progress=None, sort: bool = False, **options):
         positions = _unit_positions(path, f, n)
         observed = None if scratch else _obs_intervals(path, f)
         t_start, t_stop = _window(path, times, scratch, observed)
-        stim = _stim_tables(path, f, e_ids, scratch)
+        # our own files never hold times before 0 s: only a foreign file's offset can be non-zero
+        stim, offset = _stim_tables(path, f, e_ids, scratch, t_start)
         session = _session_fields(path, f)
         fs = _sampling_rate(path, f, scratch)
     if sort and len(times):
@@ -637,9 +642,9 @@ def read(path, progress=None, sort: bool = False, **options):
     # the provenance fields every reader writes.
     if "metadata" not in scratch:
         metadata = {"source": str(path), "format": FORMAT, **session}
-        times, t_start, t_stop, stim, observed, shift = _shift_to_zero(path, times, t_start, t_stop, stim, observed)
-        if shift:
-            metadata["time_offset_s"] = shift
+        times, t_start, t_stop, observed = _shift_to_zero(path, offset, times, t_start, t_stop, observed)
+        if offset:
+            metadata["time_offset_s"] = offset
         if observed is not None:
             metadata["obs_intervals"] = observed.tolist()
         _warn_gaps(path, observed, t_start, t_stop)
