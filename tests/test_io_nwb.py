@@ -185,6 +185,23 @@ def test_string_unit_ids_and_empty_recording(tmp_path):
     assert organoid_sim.load(organoid_sim.save(empty, tmp_path / "e.nwb")) == empty
 
 
+def test_foreign_file_with_an_empty_units_table_loads_with_no_units(tmp_path):
+    """A Units table without rows (sorting found nothing) is a valid NWB file: pynwb writes only its ``id``."""
+    from datetime import datetime, timezone
+
+    from pynwb.misc import Units
+
+    nwb = pynwb.NWBFile(session_description="s", identifier="id", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.units = Units(name="units", description="no units found")
+    path = tmp_path / "no_units.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:   # the reference: pynwb reads a table of 0 units
+        assert len(io.read().units) == 0
+    rec = organoid_sim.load(path)
+    assert rec.n_units == 0 and rec.n_spikes == 0 and rec.metadata["format"] == "nwb"
+
+
 def test_unsorted_nwb_spikes_raise_or_sort(tmp_path):
     path = _pynwb_file(tmp_path, stim=None)
     with h5py.File(path, "a") as f:

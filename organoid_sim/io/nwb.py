@@ -506,6 +506,15 @@ def _scratch(path, f) -> dict:
     return parse_json(path, name, h5_read(path, f, name))
 
 
+def _no_rows(path, f) -> bool:
+    """True for a Units table without rows and without a spike_times column (pynwb then writes only
+    an empty ``id``): a valid file in which sorting found no units."""
+    if "units/spike_times" in f:
+        return False
+    ids = h5_read(path, f, "units/id", ndim=1, optional=True)
+    return ids is not None and len(ids) == 0
+
+
 def _unit_ids(path, f, n: int, scratch: dict) -> np.ndarray:
     """Unit ids: the ``unit_name`` column for text ids, else ``units/id``."""
     if scratch.get("unit_id_kind") == "U" or ("units/unit_name" in f and not scratch):
@@ -618,7 +627,7 @@ def read(path, progress=None, sort: bool = False, **options):
             raise RecordingFormatError(path, "units", "the file has no Units table (no spike times to load; "
                                        "raw voltage NWB files need spike sorting first)")
         with progress_bar(progress, dataset_size(f, "units/spike_times"), f"reading {Path(path).name}") as bar:
-            if "units" in f:
+            if "units" in f and not _no_rows(path, f):
                 times, offsets = _ragged(path, f, "units/spike_times", kinds="f", bar=bar)
                 if times.ndim != 1:
                     raise RecordingFormatError(path, "units/spike_times", f"has shape {times.shape}, expected 1-D")
