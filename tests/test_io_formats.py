@@ -202,3 +202,10 @@ def test_mcs_falls_back_to_cutouts_then_says_no_spike_data(mcs_path, tmp_path):
 def test_csv_text_ids_that_look_like_numbers(tmp_path):
     rec = SpikeRecording.from_spike_times([[0.5], [0.25], []], t_start=0.0, t_stop=1.0, unit_ids=["007", "7", "x"])
     assert organoid_sim.load(organoid_sim.save(rec, tmp_path / "ids.csv")) == rec
+
+
+def test_csv_text_ids_with_surrounding_spaces_round_trip(tmp_path):
+    """Our header says the ids are text: cells are taken as written, not stripped like a foreign CSV's."""
+    rec = SpikeRecording.from_spike_times([[0.5], [0.25]], t_start=0.0, t_stop=1.0, unit_ids=[" a", "b "])
+    back = organoid_sim.load(organoid_sim.save(rec, tmp_path / "ids.csv"))
+    assert back == rec, back.differences(rec)

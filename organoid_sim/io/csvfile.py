@@ -114,7 +114,7 @@ def _pairs(path, lines, text_ids: bool = False, progress=None):
     for k, row in enumerate(rows):
         try:
             times[k] = float(row[ti])
-            units.append(row[ui].strip())
+            units.append(row[ui] if text_ids else row[ui].strip())  # our text ids are written exactly
         except (ValueError, IndexError):
             raise RecordingFormatError(path, f"line {body[k][0]}", f"cannot read a (time, unit) pair from "
                                        f"{body[k][1]!r}") from None
