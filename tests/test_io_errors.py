@@ -157,3 +157,11 @@ def test_option_that_does_not_apply(tmp_path):
     with pytest.raises(ReaderOptionError, match=r"x.nwb \(nwb\).*\['well'\]") as err:
         organoid_sim.load(path, well="D1")
     assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)
+
+
+def test_scalar_per_unit_array_names_the_dataset(tmp_path):
+    """A one-unit file written by hand with a scalar id (``f["unit_ids"] = 7``) says which dataset is wrong."""
+    _expect(_generic(tmp_path / "s.h5", spike_times=[0.1, 0.2], spike_times_index=[2], unit_ids=7),
+            "unit_ids", "expected 1-D")
+    _expect(_generic(tmp_path / "e.h5", spike_times=[0.1, 0.2], spike_times_index=[2], electrode_ids=3),
+            "electrode_ids", "expected 1-D")

@@ -46,7 +46,10 @@ STIM = ("time", "electrode", "amplitude", "phase_us", "n_phases")
 _KINDS = {"spike_times": "fiu", "spike_times_index": "iu", "spike_units": "iuSUO", "unit_ids": "iuSUO",
           "electrode_ids": "iu", "positions": "fiu", "electrodes/id": "iu", "electrodes/x": "fiu",
           "electrodes/y": "fiu", "stim/electrode": "iu", "stim/n_phases": "iu"}
-_NDIM = {"positions": 2}
+# every other array is one value per spike, unit, electrode or pulse (a scalar one-unit id is an error)
+_NDIM = {"positions": 2, **{name: 1 for name in ("spike_times_index", "spike_units", "unit_ids", "electrode_ids",
+                                                  "electrodes/id", "electrodes/x", "electrodes/y")},
+         **{f"stim/{c}": 1 for c in STIM}}
 ZIP_SIGNATURE = b"PK\x03\x04"
 
 
