@@ -54,6 +54,24 @@ def test_grouped_by_amplitude(stim_rec):
     assert ev.to_dict()["amplitude_unit"] == "uA"
 
 
+def test_pulses_whose_window_was_not_recorded_are_left_out(stim_rec):
+    """Cut the recording 50 ms after the last pulse: with a 10-200 ms window its response was never
+    recorded, so the pulse must not count as unanswered; a window ending exactly at t_stop counts."""
+    rec, truth = stim_rec
+    last = rec.stim.time[-1]
+    cut = rec.time_slice(rec.t_start, last + 0.05)
+    with pytest.warns(RuntimeWarning, match="1 of 120 pulses left out"):
+        ev = stats.evoked_responses(cut)
+    assert ev.n_events.tolist() == [60, 59]                  # the last pulse was on electrode 9
+    kept = rec.stim.electrode[:-1] == 9
+    expected = (truth["resp1"][:-1][kept]).mean()             # by hand, over the pulses with a recorded window
+    assert ev.response_probability[1, 1] == pytest.approx(expected)
+    exact = rec.time_slice(rec.t_start, last + 0.2)
+    assert stats.evoked_responses(exact).n_events.tolist() == [60, 60]   # no warning: the window fits
+    with pytest.raises(ValueError, match="no pulse's window"):
+        stats.evoked_responses(rec.time_slice(rec.t_start, rec.stim.time[0] + 0.05))
+
+
 def test_no_stimulation_is_a_clear_error():
     rec = SpikeRecording.from_spike_times([[0.1, 0.2]], t_start=0, t_stop=1)
     with pytest.raises(ValueError, match="no stimulation events"):

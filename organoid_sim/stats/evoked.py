@@ -133,6 +133,22 @@ class EvokedResponses:
         return "\n".join(lines)
 
 
+def _recorded_windows(rec, stim, w0: float, w1: float):
+    """The pulses whose response window (``w0``-``w1`` s after them) lies inside the recording; a
+    pulse whose window runs past its end would count as unanswered although nothing was recorded."""
+    tol = 1e-9 * max(1.0, abs(rec.t_start), abs(rec.t_stop))     # trials that end exactly at the window's end
+    inside = (stim.time + w0 >= rec.t_start - tol) & (stim.time + w1 <= rec.t_stop + tol)
+    if inside.all():
+        return stim
+    if not inside.any():
+        raise ValueError(f"evoked_responses: no pulse's window ({w0 * 1e3:g}-{w1 * 1e3:g} ms after it) lies inside "
+                         f"the recording ({rec.t_start:g}-{rec.t_stop:g} s)")
+    warnings.warn(f"evoked_responses: {int((~inside).sum())} of {len(stim)} pulses left out: their window "
+                  f"({w0 * 1e3:g}-{w1 * 1e3:g} ms after the pulse) runs outside the recording "
+                  f"({rec.t_start:g}-{rec.t_stop:g} s)", RuntimeWarning, stacklevel=3)
+    return stim.take(np.flatnonzero(inside))
+
+
 def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplitude: bool = False,
                      stim=None) -> EvokedResponses:
     """Response probability and first-spike latency per stimulated electrode x unit.
@@ -140,6 +156,8 @@ def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplit
     ``window`` (s after pulse onset) excludes the stimulation artefact: default 10 ms to 200 ms.
     ``by_amplitude=True`` splits each electrode's pulses by amplitude (rows electrode x amplitude).
     ``stim`` overrides ``rec.stim``. Raises ``ValueError`` if there are no stimulation events.
+    Pulses whose window runs outside the recording (``t_start``-``t_stop`` s; e.g. the last pulses of
+    a recording cut short) are left out with a ``RuntimeWarning``: their responses were not recorded.
     """
     stim = rec.stim if stim is None else stim
     if len(stim) == 0:
@@ -147,6 +165,7 @@ def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplit
     w0, w1 = float(window[0]), float(window[1])
     if not (0 <= w0 < w1):
         raise ValueError(f"window must be (start, stop) seconds after the pulse with 0 <= start < stop, got {window}")
+    stim = _recorded_windows(rec, stim, w0, w1)
     lat = first_spike_latencies(rec, stim.time, (w0, w1))        # [events, N]
     amp_key = stim.amplitude if by_amplitude else np.zeros(len(stim))
     keys, group = np.unique(np.stack([stim.electrode.astype(float), amp_key], axis=1), axis=0, return_inverse=True)
