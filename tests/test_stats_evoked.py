@@ -60,15 +60,19 @@ def test_pulses_whose_window_was_not_recorded_are_left_out(stim_rec):
     rec, truth = stim_rec
     last = rec.stim.time[-1]
     cut = rec.time_slice(rec.t_start, last + 0.05)
-    with pytest.warns(RuntimeWarning, match="1 of 120 pulses left out"):
+    with pytest.warns(RuntimeWarning, match="1 of 120 events left out"):
         ev = stats.evoked_responses(cut)
     assert ev.n_events.tolist() == [60, 59]                  # the last pulse was on electrode 9
     kept = rec.stim.electrode[:-1] == 9
     expected = (truth["resp1"][:-1][kept]).mean()             # by hand, over the pulses with a recorded window
     assert ev.response_probability[1, 1] == pytest.approx(expected)
+    with pytest.warns(RuntimeWarning, match="1 of 120 events left out"):
+        p = stats.psth(cut, cut.stim.time, window=(-0.05, 0.2), bin_ms=5.0)
+    full = stats.psth(rec, rec.stim.time[:-1], window=(-0.05, 0.2), bin_ms=5.0)   # the same 119 events, all recorded
+    assert p.n_events == 119 and np.array_equal(p.counts, full.counts)
     exact = rec.time_slice(rec.t_start, last + 0.2)
     assert stats.evoked_responses(exact).n_events.tolist() == [60, 60]   # no warning: the window fits
-    with pytest.raises(ValueError, match="no pulse's window"):
+    with pytest.raises(ValueError, match="no event's window"):
         stats.evoked_responses(rec.time_slice(rec.t_start, rec.stim.time[0] + 0.05))
 
 

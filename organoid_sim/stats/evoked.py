@@ -69,13 +69,16 @@ def psth(rec, event_times, window: tuple[float, float] = (-0.05, 0.2), bin_ms: f
     """PSTH of every unit around ``event_times`` (s): ``window`` (s, relative) in ``bin_ms`` ms bins.
 
     Bins start at ``window[0]``; a spike at relative time ``r`` goes to bin ``floor((r - window[0]) /
-    bin)`` with the core rounding rule. Events may overlap; each event counts its own spikes.
+    bin)`` with the core rounding rule. Events may overlap; each event counts its own spikes. Events
+    whose window runs outside the recording (``t_start``-``t_stop`` s) are left out with a
+    ``RuntimeWarning`` (``n_events`` counts those kept), so the rates near the ends are not diluted.
     """
     event_times = np.asarray(event_times, dtype=np.float64).ravel()
     w0, w1 = float(window[0]), float(window[1])
     if not w1 > w0:
         raise ValueError(f"window must be (start, stop) seconds with stop > start, got {window}")
     n_bins = n_bins_for(w0, w1, bin_ms)
+    event_times = event_times[_recorded_windows(rec, event_times, w0, w1, "psth")]
     ev, u, rel = _spikes_around(rec, event_times, w0, w1)
     b = bin_index((rel - w0) / (bin_ms / 1000.0))
     keep = (b >= 0) & (b < n_bins)
@@ -133,20 +136,20 @@ class EvokedResponses:
         return "\n".join(lines)
 
 
-def _recorded_windows(rec, stim, w0: float, w1: float):
-    """The pulses whose response window (``w0``-``w1`` s after them) lies inside the recording; a
-    pulse whose window runs past its end would count as unanswered although nothing was recorded."""
+def _recorded_windows(rec, event_times: np.ndarray, w0: float, w1: float, what: str) -> np.ndarray:
+    """Mask of the events whose window (``w0``-``w1`` s around them) lies inside the recording: an
+    event whose window runs past its ends would count as unanswered although nothing was recorded.
+    Warns when some are left out; raises when none is left."""
     tol = 1e-9 * max(1.0, abs(rec.t_start), abs(rec.t_stop))     # trials that end exactly at the window's end
-    inside = (stim.time + w0 >= rec.t_start - tol) & (stim.time + w1 <= rec.t_stop + tol)
-    if inside.all():
-        return stim
-    if not inside.any():
-        raise ValueError(f"evoked_responses: no pulse's window ({w0 * 1e3:g}-{w1 * 1e3:g} ms after it) lies inside "
+    inside = (event_times + w0 >= rec.t_start - tol) & (event_times + w1 <= rec.t_stop + tol)
+    if len(inside) and not inside.any():
+        raise ValueError(f"{what}: no event's window ({w0 * 1e3:g}-{w1 * 1e3:g} ms around it) lies inside "
                          f"the recording ({rec.t_start:g}-{rec.t_stop:g} s)")
-    warnings.warn(f"evoked_responses: {int((~inside).sum())} of {len(stim)} pulses left out: their window "
-                  f"({w0 * 1e3:g}-{w1 * 1e3:g} ms after the pulse) runs outside the recording "
-                  f"({rec.t_start:g}-{rec.t_stop:g} s)", RuntimeWarning, stacklevel=3)
-    return stim.take(np.flatnonzero(inside))
+    if not inside.all():
+        warnings.warn(f"{what}: {int((~inside).sum())} of {len(inside)} events left out: their window "
+                      f"({w0 * 1e3:g}-{w1 * 1e3:g} ms around the event) runs outside the recording "
+                      f"({rec.t_start:g}-{rec.t_stop:g} s)", RuntimeWarning, stacklevel=3)
+    return inside
 
 
 def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplitude: bool = False,
@@ -165,7 +168,7 @@ def evoked_responses(rec, window: tuple[float, float] = EVOKED_WINDOW, by_amplit
     w0, w1 = float(window[0]), float(window[1])
     if not (0 <= w0 < w1):
         raise ValueError(f"window must be (start, stop) seconds after the pulse with 0 <= start < stop, got {window}")
-    stim = _recorded_windows(rec, stim, w0, w1)
+    stim = stim.take(np.flatnonzero(_recorded_windows(rec, stim.time, w0, w1, "evoked_responses")))
     lat = first_spike_latencies(rec, stim.time, (w0, w1))        # [events, N]
     amp_key = stim.amplitude if by_amplitude else np.zeros(len(stim))
     keys, group = np.unique(np.stack([stim.electrode.astype(float), amp_key], axis=1), axis=0, return_inverse=True)
