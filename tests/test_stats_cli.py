@@ -51,3 +51,19 @@ def test_compare_applies_the_detector_only_to_the_mea_nap_side(ngn2_path, tmp_pa
     assert d["summary"]["rate_r"] > 0.999          # the same spikes on both sides
     assert main(["compare", str(ngn2_path), str(copy)]) == 2       # the .mat file still needs a detector
     assert "detector" in capsys.readouterr().err
+
+
+def test_describe_json_of_a_nearly_silent_recording(tmp_path, capsys):
+    """Three spikes: no avalanche bin can be chosen (NaN), which the JSON file says as null, as
+    docs/stats.md promises, instead of refusing to write the file."""
+    import numpy as np
+
+    import organoid_sim
+
+    src = tmp_path / "sparse.npz"
+    organoid_sim.save(organoid_sim.SpikeRecording.from_spike_times([np.array([1.0])] * 3, t_start=0.0,
+                                                                   t_stop=10.0), src)
+    out = tmp_path / "d.json"
+    assert main(["describe", str(src), "--json", str(out), "--full"]) == 0
+    d = json.loads(out.read_text())
+    assert d["params"]["avalanche_bin_ms"] is None and d["scalars"]["n_spikes"] == 3
