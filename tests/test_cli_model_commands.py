@@ -162,3 +162,16 @@ def test_fit_for_stimulation_is_the_apis_with_explicit_options_over_it(extra, ex
     api = SpikingNetworkModel.for_stimulation(**{k: v for k, v in expected.items() if k in ("n_hidden", "dt_ms")})
     assert {k: a.get_params()[k] for k in expected} == expected
     assert {k: api.get_params()[k] for k in expected} == expected
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_simulate_on_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
+    """As 'fit --device cuda' does: one line naming the option, not torch's traceback."""
+    from network_models import ground_truth
+
+    model_dir = ground_truth(4).save(tmp_path / "m")
+    out = tmp_path / "sim.npz"
+    assert main(["simulate", str(model_dir), "--duration", "1", "--out", str(out), "--device", "cuda",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "Traceback" not in err and not out.exists()

@@ -96,6 +96,15 @@ def _load(args):
     return load_recording(args.path, args)
 
 
+def _check_device(device: str) -> None:
+    """Refuse ``--device cuda`` without CUDA up front (torch would fail with a traceback later)."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda: no CUDA device is available")
+
+
 def unfitted_model(args, checkpoint_dir=None):
     """The ``SpikingNetworkModel`` that ``organoid-sim fit`` fits: the API's defaults, or
     :meth:`~organoid_sim.models.SpikingNetworkModel.for_stimulation` with ``--for-stimulation``,
@@ -111,11 +120,7 @@ def unfitted_model(args, checkpoint_dir=None):
 
 
 def run_fit(args) -> int:
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise CLIError("--device cuda: no CUDA device is available")
+    _check_device(args.device)
     rec = _trimmed(_load(args), args)
     out_dir = Path(args.out)
     ckpt = out_dir / CHECKPOINT
@@ -169,6 +174,7 @@ def run_simulate(args) -> int:
 
     if not (Path(args.model_dir) / "model.json").exists():
         raise CLIError(f"{args.model_dir}: not a saved model (no model.json)")
+    _check_device(args.device)
     apply_limit(args)
     model = organoid_sim.load_model(args.model_dir, device=args.device)
     kwargs = {"progress": False} if args.no_progress else {}
