@@ -238,3 +238,15 @@ def test_a_well_report_shows_the_fit_s_self_check(serial):
     for b in IN_SAMPLE_BARS:
         assert b.label in page
     assert page.count(">missed<") == sum(not v for v in r["in_sample"]["passed"].values())
+
+
+def test_negative_worker_count_is_refused(tmp_path, capsys):
+    """A local cluster of -1 workers has no worker: the run used to wait for ever."""
+    plate = tmp_path / "rec.npz"
+    organoid_sim.save(organoid_sim.SpikeRecording.from_spike_times([np.array([1.0, 2.0])] * 2, t_start=0.0,
+                                                                   t_stop=3.0), plate)
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-plate", str(plate), "--out", str(tmp_path / "cli"), "--workers", "-1", "--no-progress"])
+    assert exc.value.code == 2 and "--workers" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="workers"):
+        fit_many([plate], tmp_path / "api", workers=-1, progress=False, **FAST)

@@ -202,6 +202,8 @@ def fit_many(sources, out_dir, client=None, *, wells="all", workers: int | None 
         One result per job, in job order (see :func:`~organoid_sim.batch.jobs.run_job`), each with
         ``skipped`` (True when it came from an earlier run).
     """
+    if workers is not None and workers < 0:   # a local cluster without workers would wait for ever
+        raise ValueError(f"workers must be >= 0 (0 runs serially), got {workers}")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(sources, wells=wells, seed=seed, derive_seeds=derive_seeds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import CLIError
+from . import CLIError, number
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of a running Dask scheduler (e.g. tcp://host:8786) instead of a local cluster")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=number(low=0, low_open=False, integer=True), default=None,
                    help="local worker processes (default: one per core; 0 runs the jobs in this process)")
     p.add_argument("--evaluate", action="store_true",
                    help="also fit on 75 %% and judge on the rest (organoid_sim.evaluate) and check the fidelity bars")
