@@ -32,6 +32,27 @@ def test_info_lists_wells_then_describes_one(div12_path, capsys):
     assert "39,399" in text and "axion" in text
 
 
+def test_info_lists_the_wells_of_an_axion_csv_plate(capsys):
+    """An Axion spike-list CSV holds a whole plate like the .h5 export: 'info' lists its wells
+    instead of failing with 'choose one with --well'."""
+    import csv
+    import gzip
+    from pathlib import Path
+
+    from conftest import SHARED
+
+    path = SHARED / "real" / "axion_csv" / "exampleRecording_1012016_plate1_DIV3_spike_list.csv.gz"
+    if not path.exists():
+        pytest.skip(f"shared data file not found: {path}")
+    with gzip.open(path, "rt") as fh:   # independent: the well prefix of every spike's electrode
+        wells = {row[3].split("_")[0] for row in csv.reader(fh) if len(row) > 3 and "_" in row[3]}
+    listing = _json_out(capsys, ["info", str(path), "--json"])
+    assert listing["format"] == "axion_csv" and sorted(listing["wells"]) == sorted(wells) and len(wells) > 1
+    info = _json_out(capsys, ["info", str(path), "--well", "B2", "--json"])
+    assert info["well"] == "B2" and sorted(info["wells"]) == sorted(wells)
+    assert Path(info["source"]).name == path.name
+
+
 def test_info_asks_for_a_detector(ngn2_path, capsys):
     listing = _json_out(capsys, ["info", str(ngn2_path), "--json"])
     assert listing["detectors"] == ["bior1p5", "thr4", "thr5"]

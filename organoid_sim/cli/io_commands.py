@@ -90,7 +90,8 @@ def run_info(args: argparse.Namespace) -> int:
     from ..io import detect_format
 
     fmt = args.in_format or detect_format(args.path)
-    wells = organoid_sim.list_wells(args.path) if fmt in ("axion", "maxwell") else []
+    # the formats whose files hold a plate (list_wells detects the format again: not for --format overrides)
+    wells = organoid_sim.list_wells(args.path) if fmt in ("axion", "axion_csv", "maxwell") else []
     choices = _choices(args, fmt, wells)
     if choices:
         option, values = choices
