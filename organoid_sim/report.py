@@ -154,10 +154,11 @@ _PASS_COLOURS = {True: "#7bc47f", False: "#e8746b", None: "#d9d9de", "error": "#
 
 
 def _well_position(well) -> tuple[str, int] | None:
-    """``("B", 3)`` for a plate well name like ``B3``; None for other names."""
+    """``("B", 3)`` for a plate well name like ``B3``; None for other names (e.g. MaxTwo's
+    ``well000``, which is no row letter and column: it would land in column 0, off the grid)."""
     import re
 
-    m = re.fullmatch(r"([A-Za-z]+)(\d+)", str(well or ""))
+    m = re.fullmatch(r"([A-Za-z]{1,2})0*([1-9]\d*)", str(well or ""))
     return (m.group(1).upper(), int(m.group(2))) if m else None
 
 

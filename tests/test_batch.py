@@ -219,6 +219,19 @@ def test_plate_overview_grid_colours_and_links(tmp_path):
     assert 'href="p/A1/report.html"' in page and 'href="p/B1/result.json"' in page and "no spikes" in page
 
 
+def test_plate_overview_shows_every_maxtwo_well(tmp_path):
+    """MaxTwo wells are named well000..well005: no plate row letter, so one row in run order with
+    every well in it (well000 used to be read as row 'WELL', column 0, and fell off the grid)."""
+    from organoid_sim.report import plate_overview
+
+    wells = [f"well{k:03d}" for k in range(3)]
+    results = [{"job": f"p/{w}", "file": "/x/p.raw.h5", "well": w, "status": "ok", "val_bits": 0.1 * k,
+                "figures": []} for k, w in enumerate(wells)]
+    page = plate_overview(results, tmp_path / "plate.html").read_text()
+    for w in wells:
+        assert page.count(f'href="p/{w}/result.json">{w}<br/>') == 3   # in each of the three grids
+
+
 def test_cli_fit_plate_errors_are_one_line(plate, tmp_path, capsys):
     assert main(["fit-plate", str(tmp_path / "none.h5"), "--out", str(tmp_path)]) == 2
     assert main(["fit-plate", str(plate), "--out", str(tmp_path), "--scheduler", "tcp://x:1", "--workers", "2"]) == 2
