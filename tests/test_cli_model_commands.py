@@ -175,3 +175,24 @@ def test_simulate_on_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda" in err and "Traceback" not in err and not out.exists()
+
+
+def test_bad_output_path_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
+    """An --out that cannot be written (unknown extension, missing folder) is refused before a
+    simulation of minutes runs, in the command's words (not save()'s 'format=...')."""
+    from network_models import ground_truth
+
+    model_dir = ground_truth(4).save(tmp_path / "m")
+    ran = []
+    monkeypatch.setattr(SpikingNetworkModel, "simulate", lambda self, *a, **k: ran.append(1))
+    for out in (tmp_path / "sim.txt", tmp_path / "missing" / "sim.nwb"):
+        assert main(["simulate", str(model_dir), "--duration", "1", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and "format=" not in err
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text("trains:\n  - design: {phase_us: [200, 200], amplitudes: [-1.0, 1.0]}\n    electrodes: [0]\n")
+    monkeypatch.setattr("organoid_sim.stimulation.trials.run_trials", lambda *a, **k: ran.append(1))
+    assert main(["stimulate", str(model_dir), "--protocol", str(protocol), "--out", str(tmp_path / "e.txt"),
+                 "--no-progress"]) == 2
+    assert "e.txt" in capsys.readouterr().err
+    assert ran == []

@@ -105,6 +105,20 @@ def load_recording(path: str, args: argparse.Namespace, *, well=None, well_flag:
         raise CLIError(cli_wording(str(exc), {"well": well_flag})) from None
 
 
+def check_output(path: str) -> None:
+    """Refuse an output recording ``path`` that ``organoid_sim.save`` would refuse (unknown extension,
+    missing folder) before the command loads or simulates anything."""
+    from pathlib import Path
+
+    from ..io import WRITERS
+
+    out = Path(path)
+    if out.suffix.lower() not in WRITERS:
+        raise CLIError(f"{path}: unknown output extension {out.suffix.lower()!r}; use one of {', '.join(WRITERS)}")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise CLIError(f"{path}: directory {out.parent} does not exist")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command."""
     from .. import __version__

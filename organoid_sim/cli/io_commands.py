@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from . import CLIError, add_selection_arguments, load_recording
+from . import add_selection_arguments, check_output, load_recording
 
 
 def register(subparsers) -> None:
@@ -115,11 +114,8 @@ def run_info(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     """Load ``IN`` and save it as ``OUT`` (format from the extension); prints a one-line summary."""
     import organoid_sim
-    from ..io import WRITERS
 
-    suffix = Path(args.output).suffix.lower()
-    if suffix not in WRITERS:
-        raise CLIError(f"{args.output}: unknown output extension {suffix!r}; use one of {', '.join(WRITERS)}")
+    check_output(args.output)
     rec = _load(args)
     organoid_sim.save(rec, args.output, progress=False if args.no_progress else None)
     print(f"{args.input} -> {args.output}: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration:.3f} s")

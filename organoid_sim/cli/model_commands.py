@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import CLIError, add_limit_argument, add_selection_arguments, apply_limit, load_recording, number
+from . import (CLIError, add_limit_argument, add_selection_arguments, apply_limit, check_output, load_recording,
+               number)
 
 CHECKPOINT = "checkpoint"
 
@@ -175,6 +176,7 @@ def run_simulate(args) -> int:
     if not (Path(args.model_dir) / "model.json").exists():
         raise CLIError(f"{args.model_dir}: not a saved model (no model.json)")
     _check_device(args.device)
+    check_output(args.out)
     apply_limit(args)
     model = organoid_sim.load_model(args.model_dir, device=args.device)
     kwargs = {"progress": False} if args.no_progress else {}

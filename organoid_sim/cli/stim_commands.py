@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CLIError, add_limit_argument, add_selection_arguments, apply_limit, load_recording, number
+from . import (CLIError, add_limit_argument, add_selection_arguments, apply_limit, check_output, load_recording,
+               number)
 
 
 def register(subparsers) -> None:
@@ -46,6 +47,7 @@ def run_stimulate(args: argparse.Namespace) -> int:
     model_dir = Path(args.model_dir)
     if not model_dir.is_dir():
         raise CLIError(f"{model_dir}: not a model folder (expected the directory written by model.save())")
+    check_output(args.out)
     apply_limit(args)
     protocol = Protocol.load(args.protocol)
     if args.device is not None and args.device.lower() == "none":
