@@ -97,6 +97,17 @@ def test_hand_written_yaml_loads(tmp_path):
     np.testing.assert_allclose(p.to_events().time, [0.25, 0.35, 0.45])
 
 
+def test_fractional_pulse_count_in_a_file_is_refused(tmp_path):
+    """``n_pulses: 2.5`` is refused as PulseTrain(n_pulses=2.5) is, not silently cut to 2 pulses."""
+    path = tmp_path / "p.yaml"
+    path.write_text("trains:\n  - design: {phase_us: [200, 200], amplitudes: [-2, 2]}\n"
+                    "    electrodes: [5]\n    n_pulses: 2.5\n    frequency_hz: 10\n")
+    with pytest.raises(ValueError, match=r"p\.yaml: protocol: train 0: .*n_pulses must be a positive integer"):
+        Protocol.load(path)
+    path.write_text(path.read_text().replace("2.5", "3.0"))   # a whole number written as a float is fine
+    assert Protocol.load(path).n_pulses == 3
+
+
 def test_load_errors_name_the_file_and_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trains: [ {design: {phase_us: [100]}, electrodes: [1]} ]\n")

@@ -78,7 +78,7 @@ class PulseTrain:
             if key not in d:
                 raise ValueError(f"pulse train: missing key {key!r} (have {sorted(d)})")
         return cls(PulseDesign.from_dict(d["design"]), tuple(d["electrodes"]), float(d.get("start_s", 0.0)),
-                   int(d.get("n_pulses", 1)), d.get("frequency_hz"))
+                   d.get("n_pulses", 1), d.get("frequency_hz"))   # __post_init__ refuses a fractional count
 
 
 @dataclass(frozen=True)
