@@ -105,6 +105,20 @@ def test_interrupted_fit_cleans_up_its_checkpoint(tmp_path):
     assert not out.exists()
 
 
+def test_failed_fit_cleans_up_its_checkpoint(silent_lead_in, tmp_path, monkeypatch):
+    """A fit that fails after writing checkpoints leaves neither them nor the folder it made."""
+    def failing(self, recording):
+        (self.get_params()["checkpoint_dir"]).mkdir(parents=True)
+        (self.get_params()["checkpoint_dir"] / "checkpoint.json").write_text("{}")
+        raise RuntimeError("fit failed")
+
+    monkeypatch.setattr(SpikingNetworkModel, "fit", failing)
+    out = tmp_path / "model"
+    with pytest.raises(RuntimeError, match="fit failed"):
+        main(["fit", str(silent_lead_in), "--out", str(out), "--hidden", "0", *FAST])
+    assert not out.exists()
+
+
 def test_duration_nan_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "m", "--out", "x.npz", "--duration", "nan"])

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
                                           "refinement, rate and burst calibration) to the recording, trimmed to its first.."
                                           "last spike, and save it to MODEL_DIR. The fit keeps interrupt-safe "
                                           "checkpoints in MODEL_DIR/checkpoint and removes them when it ends, "
-                                          "finished or interrupted (Ctrl-C): an interrupted fit saves nothing "
-                                          "and is run again from the start.")
+                                          "finished, interrupted (Ctrl-C) or failed: an interrupted fit saves "
+                                          "nothing and is run again from the start.")
     f.add_argument("path", metavar="PATH", help="recording file (any format organoid-sim reads)")
     add_selection_arguments(f)
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the saved model")
@@ -129,8 +129,8 @@ def run_fit(args) -> int:
     made_dir = not out_dir.exists()
     try:
         model.fit(rec)
-    except KeyboardInterrupt:
-        # an interrupted fit is not resumed: its checkpoints go, and so does a folder the fit made
+    except BaseException:
+        # an interrupted or failed fit is not resumed: its checkpoints go, and so does a folder the fit made
         shutil.rmtree(ckpt, ignore_errors=True)
         if made_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
