@@ -28,3 +28,20 @@ def test_console_entry_point_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "organoid_sim", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert all(c in out.stdout for c in COMMANDS)
+
+
+@pytest.mark.parametrize("option, value", [("--hidden", "-1"), ("--dt-ms", "0"), ("--max-epochs", "-2"),
+                                           ("--refine-steps", "1.5"), ("--restarts", "0")])
+def test_fit_plate_refuses_impossible_settings_before_any_job(option, value, capsys, tmp_path):
+    """As 'organoid-sim fit' does: one line naming the option, not one failed job per well."""
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-plate", "plate.h5", "--out", str(tmp_path / "out"), option, value])
+    assert exc.value.code == 2
+    assert option in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_fit_plate_defaults_are_the_apis():
+    from organoid_sim.fit import FitConfig
+
+    a, d = build_parser().parse_args(["fit-plate", "plate.h5", "--out", "o"]), FitConfig()
+    assert (a.max_epochs, a.refine_steps, a.restarts) == (d.max_epochs, d.refine_steps, d.restarts)

@@ -24,13 +24,19 @@ def register(subparsers) -> None:
                    help="local worker processes (default: one per core; 0 runs the jobs in this process)")
     p.add_argument("--evaluate", action="store_true",
                    help="also fit on 75 %% and judge on the rest (organoid_sim.evaluate) and check the fidelity bars")
-    p.add_argument("--hidden", type=int, default=None,
+    from ..fit.config import FitConfig   # the API's defaults, as 'organoid-sim fit' has them
+
+    d = FitConfig()
+    p.add_argument("--hidden", type=number(low=0, low_open=False, integer=True), default=None,
                    help="hidden neurons per network (default: SpikingNetworkModel's, as 'organoid-sim fit')")
-    p.add_argument("--dt-ms", type=float, default=None,
+    p.add_argument("--dt-ms", type=number(low=0), default=None,
                    help="time step in ms (default: SpikingNetworkModel's, as 'organoid-sim fit')")
-    p.add_argument("--max-epochs", type=int, default=30, help="teacher-forced L-BFGS epochs (default 30)")
-    p.add_argument("--refine-steps", type=int, default=60, help="free-running refinement steps (default 60)")
-    p.add_argument("--restarts", type=int, default=1, help="refinement restarts (default 1)")
+    p.add_argument("--max-epochs", type=number(low=0, low_open=False, integer=True), default=d.max_epochs,
+                   help=f"teacher-forced L-BFGS epochs (default {d.max_epochs})")
+    p.add_argument("--refine-steps", type=number(low=0, low_open=False, integer=True), default=d.refine_steps,
+                   help=f"free-running refinement steps (default {d.refine_steps})")
+    p.add_argument("--restarts", type=number(low=1, low_open=False, integer=True), default=d.restarts,
+                   help=f"refinement restarts (default {d.restarts})")
     p.add_argument("--seed", type=int, default=0, help="seed of every job (default 0)")
     p.add_argument("--derive-seeds", action="store_true",
                    help="give each job its own seed from (seed, file name, well) instead")
