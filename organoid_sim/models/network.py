@@ -411,8 +411,8 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         neurons, 1 ms steps, no free-running refinement), with ``params`` taking precedence.
 
         The estimator's defaults were chosen for the statistics of spontaneous activity; on the
-        stimulation benchmark's ground-truth cultures the fits refinement and hidden neurons gave
-        answered pulses worse (docs/stimulation.md, "Which fit to calibrate").
+        stimulation benchmark's ground-truth cultures, fits with free-running refinement and hidden
+        neurons predicted held-out pulses worse (docs/stimulation.md, "Which fit to calibrate").
 
         Parameters
         ----------
