@@ -168,3 +168,14 @@ def test_bernoulli_glm_simulation_follows_its_spike_probability_up_to_one():
     p = -np.expm1(-np.array([0.05, 1.0, 3.0]))
     assert np.all(np.abs(p_hat - p) <= 4 * np.sqrt(p * (1 - p) / 20000) + 1e-3), (p_hat, p)
     assert sim.metadata["saturated_bins"] is None
+
+
+def test_scoring_units_of_another_kind_names_the_units():
+    """A model fitted to integer unit ids scoring a recording with text ids: the error names both
+    sets of units (it was int()'s "invalid literal for int() with base 10: 'a'")."""
+    rec = _poisson_recording([2.0, 3.0], 20.0)
+    model = PoissonModel().fit(rec)
+    other = rec.replace(unit_ids=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"recording has units \['a', 'b'\].*fitted to \[0, 1\]"):
+        model.score(other)
+    assert model.score(rec.replace(unit_ids=np.array(["0", "1"]))) == pytest.approx(0.0, abs=1e-6)

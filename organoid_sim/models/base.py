@@ -334,7 +334,8 @@ class ModelBase:
 
     def _check_units(self, rec: SpikeRecording) -> None:
         ids = unit_ids_from_layout(self.layout_)
-        if rec.n_units != len(ids) or not np.array_equal(rec.unit_ids.astype(ids.dtype), ids):
+        # compared as text: casting text ids to the model's integer ids raised int()'s own error
+        if rec.n_units != len(ids) or not np.array_equal(rec.unit_ids.astype(str), ids.astype(str)):
             raise ValueError(f"recording has units {rec.unit_ids[:8].tolist()}... ({rec.n_units}) but the model was "
                              f"fitted to {ids[:8].tolist()}... ({len(ids)}); select the same units")
 
