@@ -77,6 +77,17 @@ def test_a_loaded_model_keeps_the_fit_options_it_was_fitted_with(cls, rec, tmp_p
     assert loaded.get_params()["progress"] == inspect.signature(cls.__init__).parameters["progress"].default
 
 
+
+def test_a_loaded_network_keeps_its_guard_calibration_refinement_and_check_options(rec, tmp_path):
+    """The fit options that were missing from ``fit_settings`` (``max_likelihood_loss``,
+    ``refine_options``, ``calibration_options``, ``self_check``) come back too: they loaded as the
+    constructor's defaults, so a clone refitted with the default likelihood guard and self-check."""
+    given = {"max_likelihood_loss": 0.1, "refine_options": {"weights": {"rates": 2.0}},
+             "calibration_options": {"burst_gain": 0.0}, "self_check": False}
+    m = SpikingNetworkModel(**QUICK, **given).fit(rec)
+    loaded = load_model(m.save(tmp_path / "m"))
+    assert {k: loaded.get_params()[k] for k in given} == given
+
 def test_for_stimulation_is_the_advised_fit_with_overrides_taking_precedence():
     from organoid_sim.models.network import STIMULATION_FIT
 

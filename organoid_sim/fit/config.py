@@ -236,16 +236,20 @@ class FitConfig:
         Returns
         -------
         dict
-            ``max_epochs``, ``validation_fraction``, the refinement and calibration settings,
-            ``restarts`` and ``seed``.
+            ``max_epochs``, ``validation_fraction``, the refinement and calibration settings and
+            options, the likelihood guard, ``restarts``, ``self_check`` and ``seed``: every fit
+            option but where the fit ran, so that a loaded model's ``get_params()`` refits the same.
         """
+        opts = lambda o: None if o is None else dict(o)  # noqa: E731  (JSON: no mapping proxies)
         return dict(max_epochs=self.max_epochs, validation_fraction=self.validation_fraction,
                     refine_steps=self.refine_steps, refine_batch=self.refine_batch,
                     refine_window_s=self.refine_window_s, likelihood_weight=self.likelihood_weight,
-                    calibration_rounds=self.calibration_rounds,
+                    refine_options=opts(self.refine_options), calibration_rounds=self.calibration_rounds,
+                    calibration_options=opts(self.calibration_options),
+                    max_likelihood_loss=self.max_likelihood_loss,
                     partial_burst_fractions=list(self.partial_burst_fractions),
                     burst_variants=[dict(v) for v in self.burst_variants],
                     calibration_choice=self.calibration_choice,
                     discrepancy_sim_factor=self.discrepancy_sim_factor, discrepancy_rule=self.discrepancy_rule,
-                    restarts=self.restarts,
+                    restarts=self.restarts, self_check=self.self_check,
                     seed=self.seed)
