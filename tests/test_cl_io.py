@@ -120,3 +120,39 @@ def test_errors_name_file_and_dataset(tmp_path):
         organoid_sim.load(_write(tmp_path / "ok.h5", [], []), channels=[3, 3])
     with pytest.raises(ReaderOptionError, match="well"):
         organoid_sim.load(tmp_path / "ok.h5", well="A1")
+
+
+def _cl_msgpack(obj) -> bytes:
+    """``obj`` packed as cl-sdk's DataStream.append packs it (cl.util.to_msgpacked: msgpack with
+    msgpack_numpy's encoding of numpy arrays and scalars)."""
+    import msgpack
+
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return {b"nd": True, b"type": o.dtype.str, b"kind": b"", b"shape": o.shape, b"data": o.tobytes()}
+        if isinstance(o, np.generic):
+            return {b"nd": False, b"type": o.dtype.str, b"data": o.tobytes()}
+        return o
+
+    return msgpack.packb(obj, default=default, use_bin_type=True)
+
+
+def test_data_stream_numpy_values_decode_as_cl_sdk_reads_them(tmp_path):
+    """cl-sdk's own docs append a numpy array to a data stream; its RecordingView gives the array back
+    (and numpy scalars as numpy scalars), so read_data_stream must too, without unpickling anything."""
+    pytest.importorskip("msgpack")
+    path = _write(tmp_path / "np.h5", [(100, 8)], [])
+    values = [np.array([2**64 - 1, 2**64 - 2], np.uint64), {"count": np.int64(7), "xy": np.eye(2)}, "text"]
+    blobs = [_cl_msgpack(v) for v in values]
+    ends = np.cumsum([len(b) for b in blobs])
+    with h5py.File(path, "a") as f:
+        g = f.create_group("data_stream/game")
+        idx = np.zeros(3, [("timestamp", "<i8"), ("start_index", "<u8"), ("end_index", "<u8")])
+        idx["timestamp"], idx["start_index"], idx["end_index"] = [0, 1, 3], ends - [len(b) for b in blobs], ends
+        g.create_dataset("index", data=idx)
+        g.create_dataset("data", data=np.frombuffer(b"".join(blobs), np.uint8))
+    _, got = read_data_stream(path, "game")
+    assert got[0].dtype == np.uint64 and got[0].tolist() == [2**64 - 1, 2**64 - 2]
+    assert got[1]["count"] == 7 and isinstance(got[1]["count"], np.int64)
+    np.testing.assert_array_equal(got[1]["xy"], np.eye(2))
+    assert got[2] == "text"

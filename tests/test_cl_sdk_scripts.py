@@ -90,6 +90,20 @@ def test_documentation_examples_run_unchanged():
     assert rec.duration == pytest.approx(3.0, abs=0.05) and rec.n_spikes > 10
     ds = organoid_sim.load(spaces["create_data_stream"]["recording"].file["path"])
     assert ds.metadata["data_streams"]["example_data_stream"]["n_events"] == 4
+    # the stream's values (one a numpy uint64 array) read back as cl-sdk's own RecordingView reads them
+    from cl import RecordingView
+
+    from organoid_sim.io.cl1 import read_data_stream
+
+    path = spaces["create_data_stream"]["recording"].file["path"]
+    _, ours = read_data_stream(path, "example_data_stream")
+    with RecordingView(path) as view:
+        stream = view.data_streams["example_data_stream"]
+        theirs = [stream[k] for k in stream.keys()]
+    assert len(ours) == len(theirs) == 4
+    for a, b in zip(ours, theirs):
+        assert type(a) is type(b), (a, b)
+        assert np.array_equal(a, b) if isinstance(b, np.ndarray) else a == b, (a, b)
 
 
 def test_closed_loop_spikes_on_model_channels_and_recording_loads_back():

@@ -188,10 +188,32 @@ def _stream_summary(path, f) -> dict[str, Any]:
     return out
 
 
+def _numpy_hook(obj: dict) -> Any:
+    """msgpack object hook: the numpy arrays and scalars cl-sdk packs with msgpack_numpy's layout
+    (``{b"nd": True, b"type", b"kind", b"shape", b"data"}``, ``{b"nd": False, b"type", b"data"}``) as
+    numpy values, as cl-sdk's RecordingView decodes them; object arrays (msgpack_numpy would unpickle
+    them; cl-sdk writes them as lists) and anything malformed stay as they are."""
+    nd = obj.get(b"nd")
+    if nd not in (True, False) or b"type" not in obj or not isinstance(obj.get(b"data"), bytes):
+        return obj
+    try:
+        if nd is False:
+            return np.frombuffer(obj[b"data"], dtype=np.dtype(obj[b"type"]))[0]
+        if obj.get(b"kind", b"") not in (b"", b"V"):
+            return obj
+        descr = obj[b"type"]
+        if obj.get(b"kind") == b"V":   # structured: [(name, type, *shape), ...]
+            descr = [(f[0], f[1], *f[2:]) for f in descr]
+        return np.frombuffer(obj[b"data"], dtype=np.dtype(descr)).reshape(obj[b"shape"])
+    except (TypeError, ValueError, IndexError):
+        return obj
+
+
 def read_data_stream(path, name: str) -> tuple[np.ndarray, list]:
     """The events of data stream ``name`` of a CL1 recording: times (s) and their values.
 
-    Values are decoded with ``msgpack`` when it is installed (cl-sdk installs it), else raw bytes.
+    Values are decoded with ``msgpack`` when it is installed (cl-sdk installs it), numpy arrays and
+    scalars as numpy values (as cl-sdk's ``RecordingView`` gives them), else raw bytes.
 
     Parameters
     ----------
@@ -211,7 +233,7 @@ def read_data_stream(path, name: str) -> tuple[np.ndarray, list]:
     try:
         import msgpack
 
-        values = [msgpack.unpackb(c, raw=False, strict_map_key=False) for c in chunks]
+        values = [msgpack.unpackb(c, raw=False, strict_map_key=False, object_hook=_numpy_hook) for c in chunks]
     except ImportError:
         values = chunks
     return _relative(idx["timestamp"], attrs, path, f"data_stream/{name}/index") / fps, values
