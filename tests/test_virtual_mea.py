@@ -204,3 +204,21 @@ def test_buffered_input_equals_the_coupling_over_all_pulses(model):
                                rtol=2e-3, atol=1e-6)
     torch.testing.assert_close(torch.cat(got_direct_all).sum(0), coupling.direct_strength(both).detach().sum(0),
                                rtol=2e-3, atol=1e-6)
+
+
+def test_spike_timestamps_are_the_frames_their_times_fall_in(model, monkeypatch):
+    # a spike at time t lies in frame floor(t * 25 kHz); a spike in the last half frame of a tick belongs
+    # to that tick, not to the next one's first frame (as in cl-sdk, start <= timestamp < next start)
+    fps, tps = 25_000, 100
+    with VirtualMEA(model, seed=0).open() as neurons:
+        stepper = neurons._stepper
+
+        def advance(t0, n_steps):
+            t1 = t0 + n_steps * stepper.dt_s
+            return np.array([t0, t0 + 0.3 / fps, t1 - 1.6 / fps, t1 - 0.2 / fps]), np.zeros(4, np.int64)
+
+        monkeypatch.setattr(stepper, "advance", advance)
+        for tick in neurons.loop(ticks_per_second=tps, stop_after_ticks=30):
+            ts = [s.timestamp for s in tick.analysis.spikes]
+            assert ts == [tick.timestamp, tick.timestamp, tick.timestamp + 248, tick.timestamp + 249], \
+                (tick.iteration, ts)

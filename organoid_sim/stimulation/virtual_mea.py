@@ -389,8 +389,8 @@ class Neurons:
 
     def _tick(self, k: int, t0: float, t1: float, times: np.ndarray, units: np.ndarray, late: float) -> Tick:
         channels = self._electrode_ids[units] if len(units) else np.zeros(0, np.int64)
-        spikes = [Spike(int(c), self._unit_ids[u].item(), float(t), int(round(t * FRAMES_PER_SECOND)))
-                  for c, u, t in zip(channels, units, times)]
+        spikes = [Spike(int(c), self._unit_ids[u].item(), float(t), int(f))
+                  for c, u, t, f in zip(channels, units, times, _frames(times, t0, t1))]
         stims = self._events.time_slice(t0, t1)
         return Tick(k, t0, t1, times, units, channels, TickAnalysis(spikes, stims), late)
 
@@ -414,6 +414,14 @@ class Neurons:
 def _recorded_units(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(unit_ids, electrode_ids)`` of the model's recorded units (from the fitted layout)."""
     return unit_ids_from_layout(model.layout), np.asarray(model.layout["electrode_ids"], dtype=np.int64)
+
+
+def _frames(times: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    """Frame (:data:`FRAMES_PER_SECOND`) each time (s) of the tick ``[t0, t1)`` falls in: floor, not round
+    (a spike in a tick's last half frame is not on the next tick's first frame), kept inside the tick's
+    frames against float rounding at its edges."""
+    lo, hi = round(t0 * FRAMES_PER_SECOND), round(t1 * FRAMES_PER_SECOND)
+    return np.clip(np.floor(np.asarray(times) * FRAMES_PER_SECOND + 1e-6), lo, hi - 1).astype(np.int64)
 
 
 def _n_ticks(tps: float, seconds: float | None, ticks: int | None) -> int | None:
