@@ -222,3 +222,12 @@ def test_spike_timestamps_are_the_frames_their_times_fall_in(model, monkeypatch)
             ts = [s.timestamp for s in tick.analysis.spikes]
             assert ts == [tick.timestamp, tick.timestamp, tick.timestamp + 248, tick.timestamp + 249], \
                 (tick.iteration, ts)
+
+
+def test_stop_after_seconds_runs_whole_ticks_covering_the_time(model):
+    # cl-sdk's Loop runs ceil(stop_after_seconds * ticks_per_second) ticks: at least the time asked for
+    with VirtualMEA(model, seed=0).open() as neurons:
+        assert len(list(neurons.loop(100, stop_after_seconds=0.004))) == 1    # was 0: nothing ran
+        assert len(list(neurons.loop(100, stop_after_seconds=0.025))) == 3    # was 2 (20 ms of 25)
+        assert len(list(neurons.loop(100, stop_after_seconds=0.03))) == 3
+        assert len(list(neurons.loop(10, stop_after_seconds=0.3))) == 3       # no extra tick from float rounding

@@ -354,8 +354,8 @@ class Neurons:
         """Advance the model tick by tick and yield each :class:`Tick` with its new spikes.
 
         ``ticks_per_second`` must divide into whole model steps (``1 / (ticks_per_second * dt)``).
-        Stops after ``stop_after_seconds`` s of simulated time or ``stop_after_ticks`` ticks (or when
-        the caller breaks out). In paced mode (``accelerated=False``) each tick is handed over no
+        Stops after the whole ticks that cover ``stop_after_seconds`` s of simulated time (``ceil``, as
+        cl-sdk) or ``stop_after_ticks`` ticks (or when the caller breaks out). In paced mode (``accelerated=False``) each tick is handed over no
         earlier than its end in wall-clock time from the loop start.
         """
         self._check_open()
@@ -428,7 +428,8 @@ def _n_ticks(tps: float, seconds: float | None, ticks: int | None) -> int | None
     if seconds is not None and ticks is not None:
         raise ValueError("give stop_after_seconds or stop_after_ticks, not both")
     if seconds is not None:
-        return int(round(float(seconds) * float(tps)))
+        # whole ticks covering the time, as cl-sdk's Loop (ceil); the tolerance keeps 0.3 s x 10 at 3 ticks
+        return int(np.ceil(float(seconds) * float(tps) - 1e-9))
     return None if ticks is None else int(ticks)
 
 
