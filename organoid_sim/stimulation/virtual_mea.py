@@ -355,8 +355,9 @@ class Neurons:
 
         ``ticks_per_second`` must divide into whole model steps (``1 / (ticks_per_second * dt)``).
         Stops after the whole ticks that cover ``stop_after_seconds`` s of simulated time (``ceil``, as
-        cl-sdk) or ``stop_after_ticks`` ticks (or when the caller breaks out). In paced mode (``accelerated=False``) each tick is handed over no
-        earlier than its end in wall-clock time from the loop start.
+        cl-sdk) or ``stop_after_ticks`` ticks (or when the caller breaks out). In paced mode
+        (``accelerated=False``) each tick is handed over no earlier than its end in wall-clock time
+        from the loop start.
         """
         self._check_open()
         dt = self._stepper.dt_s
