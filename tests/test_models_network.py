@@ -104,6 +104,17 @@ def test_stimulation_input_drives_the_targeted_neurons():
         m.simulate(5.0, input_current=np.zeros((10, 6)))
 
 
+def test_simulate_refuses_what_it_cannot_run_in_one_line():
+    m = _network(4)
+    with pytest.raises(ValueError, match="n_parallel must be >= 1"):
+        m.simulate(1.0, n_parallel=0)
+    with pytest.raises(ValueError, match="shorter than half a model step"):
+        m.simulate(0.4 * m.dt_ms / 1000.0)
+    unfitted = SpikingNetworkModel(n_hidden=0, n_recorded=4)
+    with pytest.raises(RuntimeError, match="no unit layout"):
+        unfitted.simulate(1.0)
+
+
 def test_ground_truth_weights_are_recovered():
     truth = _network(8, seed=4, tau_syn_ms=(10.0,), dt_ms=5.0, l2=1e-5)
     rec = truth.simulate(300.0, seed=5, n_parallel=10, burn_in_s=1.0)

@@ -666,9 +666,16 @@ class SpikingNetworkModel(ModelBase, nn.Module):
         if not (math.isfinite(duration_s) and duration_s > 0):
             raise ValueError(f"duration_s must be a positive, finite number of seconds, got {duration_s}")
         n_parallel = int(n_parallel)
+        if n_parallel < 1:
+            raise ValueError(f"n_parallel must be >= 1 trajectories, got {n_parallel}")
         if n_parallel > 1 and (stim is not None and len(stim) or input_current is not None):
             raise ValueError("n_parallel > 1 cannot be combined with stim or input_current")
         n_steps = int(round(duration_s * 1000.0 / dt))
+        if n_steps < 1:
+            raise ValueError(f"duration_s ({duration_s:g} s) is shorter than half a model step ({dt:g} ms)")
+        if self.layout is None:   # built with n_recorded= but never fitted: no unit ids to label the output
+            raise RuntimeError("SpikingNetworkModel has no unit layout: fit it to a recording (or set model.layout) "
+                               "before simulate(); run() works without one")
         n_out = self.n_neurons if include_hidden else self.n_recorded
         check_request(f"simulate({duration_s:g} s)", float(n_steps) * n_out * BYTES_PER_COUNT,
                       f"{n_steps:,} steps of {dt:g} ms x {n_out} neurons")
