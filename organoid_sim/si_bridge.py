@@ -159,7 +159,11 @@ def recording_to_spikeinterface(rec: "SpikeRecording", sampling_frequency: float
     """A SpikeInterface ``NumpySorting`` of ``rec`` (module docstring); one segment from ``t_start``."""
     from spikeinterface.core import NumpySorting
 
-    fs = float(sampling_frequency) if sampling_frequency is not None else 1.0 / spike_time_resolution(rec)[0]
+    if sampling_frequency is None:
+        # The rate itself, not 1 / (1 / rate): that is off by an ulp at 12.5 and 25 kHz, and a
+        # recording at the true rate is then refused as "sorting at 12500 Hz but recording at 12500 Hz".
+        sampling_frequency = rec.sampling_rate or 1.0 / spike_time_resolution(rec)[0]
+    fs = float(sampling_frequency)
     if not (np.isfinite(fs) and fs > 0):
         raise ValueError(f"sampling_frequency must be a positive number of Hz, got {sampling_frequency}")
     frames = np.round((rec.times - rec.t_start) * fs).astype(np.int64)

@@ -65,6 +65,17 @@ def test_to_spikeinterface_without_sampling_rate_uses_the_resolution_rule():
     np.testing.assert_array_equal(sorting.get_property("electrode_id"), [-1, -1])
 
 
+
+@pytest.mark.parametrize("fs", [12_500.0, 25_000.0])  # Axion's and cl1's rates: 1 / (1 / fs) != fs
+def test_to_spikeinterface_keeps_the_sampling_rate_exactly(fs):
+    rec = SpikeRecording.from_spike_times([[0.1, 0.2]], t_stop=1.0, sampling_rate=fs, electrode_ids=[0])
+    sorting = rec.to_spikeinterface()
+    assert sorting.get_sampling_frequency() == fs
+    np.testing.assert_array_equal(sorting.get_unit_spike_train(0), [round(0.1 * fs), round(0.2 * fs)])
+    recording = si.NumpyRecording(np.zeros((int(fs), 1), dtype="float32"), sampling_frequency=fs)
+    back = SpikeRecording.from_spikeinterface(sorting, recording)  # refused when the rates differ
+    assert back.sampling_rate == fs
+
 # ------------------------------------------------------------------------------ phy / Kilosort folders
 def _phy_folder(tmp_path, *, cluster_info=True, params=None, name="phy"):
     """A minimal phy folder as Kilosort writes it: 3 clusters on a 4-channel probe at 30 kHz."""
