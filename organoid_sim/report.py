@@ -22,6 +22,7 @@ import numbers
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 from .atomic import atomic_write_bytes, atomic_write_text
 
@@ -181,7 +182,8 @@ def _bits_colour(v: float | None, scale: float) -> str:
 def _well_cell(result: Mapping, colour: str, text: str, base: Path) -> str:
     job_dir = base / str(result.get("job", ""))
     target = "report.html" if "report.html" in (result.get("figures") or []) else "result.json"
-    href = html.escape(os.path.relpath(job_dir / target, base).replace(os.sep, "/"), quote=True)
+    # percent-encoded: a file stem with '#', '%' or '?' (it names the job folder) would cut the link
+    href = html.escape(quote(os.path.relpath(job_dir / target, base).replace(os.sep, "/")), quote=True)
     tip = html.escape(_figures_tip(result), quote=True)
     label = html.escape(str(result.get("well") or "recording"))
     return (f'<td style="background:{colour}" title="{tip}"><a href="{href}">{label}<br/>'

@@ -85,3 +85,36 @@ def test_text_is_escaped():
                                          (np.float32(2.5), "2.5"), (np.int64(1000), "1,000"), ("x", "x")])
 def test_format_value(value, text):
     assert format_value(value) == text
+
+
+def test_plate_overview_links_reach_job_folders_with_url_characters_in_their_names(tmp_path):
+    """A file stem with '#', '%' or '?' names the job folder; the well's link must still lead there."""
+    from urllib.parse import urljoin, urlparse
+    from urllib.request import url2pathname
+
+    from organoid_sim.report import plate_overview
+
+    job = "DIV12 #2 50%?/A1"
+    result = {"job": job, "file": f"/x/{job.split('/')[0]}.h5", "well": "A1", "status": "ok", "val_bits": 0.5,
+              "passed": True, "figures": ["report.html"]}
+    page_path = plate_overview([result], tmp_path / "plate.html")
+    hrefs = [dict(a)["href"] for a in _links(page_path.read_text())]
+    assert len(hrefs) == 3   # one per grid
+    for href in hrefs:   # resolved as a browser does: relative to the page, then percent-decoded
+        target = url2pathname(urlparse(urljoin(page_path.as_uri(), href)).path)
+        assert target == str(tmp_path / job / "report.html")
+
+
+def _links(text: str) -> list:
+    class _A(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "a":
+                self.found.append(attrs)
+
+    p = _A()
+    p.feed(text)
+    return p.found
