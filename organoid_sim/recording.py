@@ -571,7 +571,7 @@ class SpikeRecording:
         for o in others:
             if not np.array_equal(o.unit_ids, self._unit_ids):
                 raise ValueError("concat needs recordings with the same unit ids in the same order")
-            parts.append(o.shifted(parts[-1].t_stop - o.t_start))
+            parts.append(o if o.t_start == parts[-1].t_stop else o._starting_at(parts[-1].t_stop))
         counts = np.sum([p.spike_counts for p in parts], axis=0)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         unit_of = np.concatenate([p.unit_index for p in parts])
@@ -579,6 +579,17 @@ class SpikeRecording:
         order = np.argsort(unit_of, kind="stable")
         return self.replace(times=times[order], offsets=offsets, t_stop=parts[-1].t_stop,
                             stim=StimEvents.concat([p.stim for p in parts]))
+
+    def _starting_at(self, t: float) -> "SpikeRecording":
+        """The same recording moved so that its window starts exactly at ``t`` (s).
+
+        Times are re-based (``t + (time - t_start)``) rather than shifted by ``t - t_start``: that sum
+        can land an ulp before ``t``, behind a spike or pulse of the previous part on its ``t_stop``.
+        """
+        s = self._stim
+        stim = StimEvents(t + (s.time - self._t_start), s.electrode, s.amplitude, s.phase_us, s.n_phases,
+                          amplitude_unit=s.amplitude_unit)
+        return self.replace(times=t + (self._times - self._t_start), t_start=t, t_stop=t + self.duration, stim=stim)
 
     # ------------------------------------------------------------------ conversions
     def to_tensor(self, bin_ms: float = 1.0, t0: float | None = None, t1: float | None = None,

@@ -79,6 +79,21 @@ def test_split_then_concat_is_identity(rng):
     assert a.concat(b) == rec
 
 
+
+def test_concat_joins_windows_exactly_with_spikes_and_pulses_on_the_edges():
+    """The second part starts exactly where the first stops: shifting it by ``t_stop - t_start`` put
+    its first spike and pulse an ulp earlier (2.629 + (6.652 - 2.629) < 6.652), behind the first
+    part's last ones, and concat raised 'not sorted'."""
+    t0, t1 = 2.629, 6.652
+    stim = StimEvents.from_columns([t0, t1], [1, 2], [1.0, 2.0], 200.0, 2)
+    rec = SpikeRecording.from_spike_times([[t0, t1]], t_start=t0, t_stop=t1, stim=stim)
+    joined = rec.concat(rec)
+    end = t1 + (t1 - t0)   # the second copy: offsets from its t_start, counted from the first's t_stop
+    assert (joined.t_start, joined.t_stop) == (t0, end)
+    np.testing.assert_array_equal(joined.times, [t0, t1, t1, end])
+    np.testing.assert_array_equal(joined.stim.time, [t0, t1, t1, end])
+    np.testing.assert_array_equal(joined.stim.electrode, [1, 2, 1, 2])
+
 def test_select_units(rng):
     rec = _random_recording(rng, n_units=6)
     sub = rec.select_units([3, 1])
