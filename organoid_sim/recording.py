@@ -261,13 +261,15 @@ class SpikeRecording:
     @classmethod
     def from_spike_times(cls, spike_times: Sequence[Iterable[float]], *, t_start: float | None = None,
                          t_stop: float | None = None, sort: bool = False, **kwargs) -> "SpikeRecording":
-        """Build from one array of spike times (seconds) per unit.
+        """Build from one array of spike times (seconds; quantities and neo SpikeTrains in any time unit) per unit.
 
         With ``sort=False`` (default) unsorted input raises ``ValueError``; ``sort=True`` sorts each
         unit. Other keyword arguments are those of :class:`SpikeRecording`.
         """
         arrays = []
         for i, st in enumerate(spike_times):
+            if hasattr(st, "rescale"):  # quantities / neo SpikeTrain: its magnitude may be in ms
+                st = st.rescale("s")
             a = np.asarray(getattr(st, "magnitude", st), dtype=np.float64).ravel()
             arrays.append(np.sort(a, kind="stable") if sort else a)
         lengths = np.array([len(a) for a in arrays], dtype=np.int64)

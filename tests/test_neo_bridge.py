@@ -38,3 +38,12 @@ def test_from_neo_block_in_ms(rng):
         np.testing.assert_allclose(ours, s.rescale(pq.s).magnitude, rtol=0, atol=1e-12)
     np.testing.assert_allclose(rec.firing_rates(),
                                [float(mean_firing_rate(s).rescale(pq.Hz)) for s in seg.spiketrains])
+
+
+def test_from_spike_times_reads_quantities_in_seconds_whatever_their_unit():
+    """A neo SpikeTrain (or quantities array) in ms handed to from_spike_times: its times in s, as
+    neo's own rescale gives them (the unit used to be dropped, so 100 ms became 100 s)."""
+    st = neo.SpikeTrain([100.0, 2500.0] * pq.ms, t_stop=3000.0 * pq.ms)
+    rec = SpikeRecording.from_spike_times([st, np.array([0.5]) * pq.s], t_stop=3.0)
+    np.testing.assert_array_equal(rec.spike_times[0], st.rescale(pq.s).magnitude)
+    np.testing.assert_array_equal(rec.spike_times[1], [0.5])
