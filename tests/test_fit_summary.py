@@ -161,3 +161,23 @@ def test_early_stopping_counts_only_gains_above_min_improvement(min_improvement)
     assert -abs(m.weight.item() - 1.0) == pytest.approx(best)
     if min_improvement > 0.01:
         assert len(scores) - 1 < 60                # stopped early, while the quartic still gains a little
+
+
+def test_noise_weights_give_every_term_the_same_share_of_the_halves_loss():
+    """``RefineConfig(weights="noise")``: w_k * (the loss term k between the even and odd windows,
+    computed here with NumPy-checked statistics) is the same for every term, and the shares sum to
+    what the default weights give the same halves."""
+    from organoid_sim.fit.config import RefineConfig
+    from organoid_sim.fit.refine import noise_weights
+    from organoid_sim.fit.summary import LOSS_WEIGHTS
+
+    rng = np.random.default_rng(1)
+    counts = torch.from_numpy(rng.poisson(rng.uniform(0.01, 0.08, 6), size=(4000, 6)).astype(np.float32))
+    windows, c = data_windows(counts, 400), RefineConfig(bin_ms=20.0, n_lags=5)
+    w = noise_weights(windows, 5.0, c, {})
+    halves = [summary_stats(windows[:, k::2], 5.0, 20.0, 5) for k in (0, 1)]
+    _, parts = stats_loss(halves[0], halves[1], {k: 1.0 for k in LOSS_WEIGHTS})
+    shares = np.array([w[k] * parts[k] for k in parts])
+    np.testing.assert_allclose(shares, shares[0], rtol=1e-9)
+    assert shares.sum() == pytest.approx(sum(LOSS_WEIGHTS[k] * parts[k] for k in parts), rel=1e-9)
+    assert noise_weights(windows[:, :3], 5.0, c, {}) == LOSS_WEIGHTS    # too few windows: the defaults

@@ -26,8 +26,11 @@ from ..engine.trajectory import run_adjoint, run_recorded
 from ..nn.free_run import free_run
 from .config import (CHECKPOINT_EVERY, GRAD_CLIP_NORM, LOSS_SMOOTHING, MIN_BEST_STEP, REFINE_BURN_IN_SEED_OFFSET,
                      REFINE_NOISE_SEED_OFFSET, RefineConfig)
-from .summary import data_windows, loss_weights, stats_loss, summary_stats
+from .summary import LOSS_WEIGHTS, data_windows, loss_weights, stats_loss, summary_stats
 from .teacher import network_term, split_index
+
+#: ``RefineConfig(weights=NOISE_WEIGHTS)``: loss weights from the recording's variability (:func:`noise_weights`)
+NOISE_WEIGHTS = "noise"
 
 __all__ = ["refine_free_running"]
 
@@ -87,7 +90,9 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
     L = max(2, int(round(c.window_s * 1000.0 / dt)))
     stat_kw = _stat_options(c, dt, L)
     with torch.no_grad():
-        target = summary_stats(data_windows(counts, L), dt, c.bin_ms, c.n_lags, **stat_kw)
+        windows = data_windows(counts, L)
+        target = summary_stats(windows, dt, c.bin_ms, c.n_lags, **stat_kw)
+        weights = noise_weights(windows, dt, c, stat_kw) if c.weights == NOISE_WEIGHTS else c.weights
     frozen = ("stim_coupling", "log_tau_rec_ms", "log_tau_adapt_ms", "use_logit")
     params = [p for name, p in model.named_parameters() if not name.startswith(frozen)]
     anchor = _likelihood_anchor(model, counts, c.validation_fraction, design) if c.likelihood_weight > 0 else None
@@ -107,7 +112,7 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
             st, spikes = free_run(model.step_params(), state, u, model.observation, model.surrogate,
                                   model.n_recorded, loops=CompiledLoops)
             sim = summary_stats(spikes, dt, c.bin_ms, c.n_lags, **stat_kw)
-            loss, parts = stats_loss(sim, target, c.weights)
+            loss, parts = stats_loss(sim, target, weights)
             if anchor is not None:
                 lost = (anchor[1] - anchor[0]()) / anchor[2]
                 loss = loss + c.likelihood_weight * lost
@@ -190,11 +195,40 @@ def _vectors(dtype, n: int):
     return lambda t: _array(torch.as_tensor(t).expand(n), dtype)
 
 
+def noise_weights(windows: torch.Tensor, dt: float, c: RefineConfig, stat_kw: dict) -> dict:
+    """Loss weights from the recording's own variability: each term gets the same share of the loss
+    that the even and the odd windows (``[L, W, N]``) give each other, the total that share would have
+    with :data:`LOSS_WEIGHTS` (``RefineConfig(weights="noise")``; an ablation, not the default).
+
+    Parameters
+    ----------
+    windows : torch.Tensor
+        Recorded counts cut into windows, ``[L, W, N]``.
+    dt : float
+        Step (ms).
+    c : RefineConfig
+        The statistics' options.
+    stat_kw : dict
+        Keywords of :func:`summary_stats` (the burst persistence).
+
+    Returns
+    -------
+    dict
+        Term name -> weight; :data:`LOSS_WEIGHTS` when there are fewer than 4 windows.
+    """
+    if windows.shape[1] < 4:
+        return dict(LOSS_WEIGHTS)
+    halves = [summary_stats(windows[:, k::2], dt, c.bin_ms, c.n_lags, **stat_kw) for k in (0, 1)]
+    _, noise = stats_loss(halves[0], halves[1], {k: 1.0 for k in LOSS_WEIGHTS})
+    total = sum(LOSS_WEIGHTS[k] * v for k, v in noise.items())
+    return {k: total / (len(noise) * max(v, 1e-6)) for k, v in noise.items()}
+
+
 def _stat_options(c: RefineConfig, dt: float, L: int) -> dict:
     """Keywords of :func:`summary_stats` for the burst persistence: the data's ISI_N window
     ``(s, N)`` turned into ``(steps, spikes)``; none without a detector, with a zero weight, or
     when a window of ``L`` steps cannot hold the window and its lags."""
-    if c.burst is None or loss_weights(c.weights)["burst_persistence"] <= 0:
+    if c.burst is None or (c.weights != NOISE_WEIGHTS and loss_weights(c.weights)["burst_persistence"] <= 0):
         return {}
     win, lags = max(1, int(round(c.burst[0] * 1000.0 / dt))), max(1, int(round(c.persistence_ms / dt)))
     return {"burst": (win, float(c.burst[1])), "persistence_lags": lags} if win + lags < L else {}
