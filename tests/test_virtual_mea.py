@@ -231,3 +231,25 @@ def test_stop_after_seconds_runs_whole_ticks_covering_the_time(model):
         assert len(list(neurons.loop(100, stop_after_seconds=0.025))) == 3    # was 2 (20 ms of 25)
         assert len(list(neurons.loop(100, stop_after_seconds=0.03))) == 3
         assert len(list(neurons.loop(10, stop_after_seconds=0.3))) == 3       # no extra tick from float rounding
+
+
+def test_documented_closed_loops_run_as_written(model):
+    """The loops of docs/stimulation.md and of the module docstring ask for a 30 ms burst on every
+    quiet tick; as written they must keep each burst clear of the last (CL1: no overlap, <= 200 Hz)."""
+    import re
+    import textwrap
+    from pathlib import Path
+
+    import organoid_sim.stimulation.virtual_mea as vm
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "stimulation.md").read_text(encoding="utf-8")
+    from_docs = re.search(r"```python\n(from organoid_sim\.stimulation import VirtualMEA.*?)```", docs, re.S).group(1)
+    from_docstring = textwrap.dedent(vm.__doc__.split("::\n", 1)[1].split("\nTime is simulated", 1)[0])
+    for code in (from_docs, from_docstring):
+        code = re.sub(r"stop_after_seconds=\d+", "stop_after_seconds=1", code)
+        scope = {"model": model}
+        exec(compile(code, "<documented loop>", "exec"), scope)
+        stim = scope["session"].stim
+        assert len(stim) >= 8                    # bursts were delivered (channels 40, 48: no units here)
+        for e in np.unique(stim.electrode):
+            assert np.diff(np.sort(stim.time[stim.electrode == e])).min() >= 0.005 - 1e-9

@@ -6,10 +6,12 @@
 
     with VirtualMEA(model, device="cl1", seed=0).open() as neurons:
         design = StimDesign(160, -1.0, 160, 1.0)          # (phase us, current uA) pairs
+        next_stim_s = 0.0
         for tick in neurons.loop(ticks_per_second=100, stop_after_seconds=5):
             counts = tick.spike_counts(channels=[8, 9])    # new spikes of this tick
-            if counts.sum() < 2:
-                neurons.stim(ChannelSet(8, 9), design, BurstDesign(4, 100))
+            if counts.sum() < 2 and tick.stop_s >= next_stim_s:
+                neurons.stim(ChannelSet(8, 9), design, BurstDesign(4, 100))   # 30 ms
+                next_stim_s = tick.stop_s + 0.04           # no burst on top of the last one
         session = neurons.recording()                      # SpikeRecording with every pulse in .stim
 
 Time is simulated: tick ``k`` covers ``[k / ticks_per_second, (k + 1) / ticks_per_second)`` seconds
