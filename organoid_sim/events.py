@@ -33,6 +33,16 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _whole_ids(electrode) -> np.ndarray:
+    """Electrode ids as int64; float columns (a CSV's ``3.0``) only when every value is a whole
+    number, so ``3.7`` or NaN is refused rather than cut to 3 or a huge negative id."""
+    a = np.asarray(electrode)
+    if a.dtype.kind == "f" and not (np.all(np.isfinite(a)) and np.array_equal(a, np.round(a))):
+        bad = a[~(np.isfinite(a) & (a == np.round(a)))].ravel()
+        raise ValueError(f"stimulation events: electrode ids must be whole numbers, got {bad[:5].tolist()}")
+    return a.astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class StimEvents:
     """Table of stimulation pulses (see module docstring for the columns and units)."""
@@ -92,7 +102,7 @@ class StimEvents:
         """
         time = np.asarray(time, dtype=np.float64)
         n = len(time)
-        electrode = np.broadcast_to(np.asarray(electrode, dtype=np.int64), (n,))
+        electrode = np.broadcast_to(_whole_ids(electrode), (n,))
         amplitude = np.zeros(n) if amplitude is None else np.broadcast_to(np.asarray(amplitude, float), (n,))
         phase_us = np.zeros(n) if phase_us is None else np.broadcast_to(np.asarray(phase_us, float), (n,))
         n_phases = (np.full(n, 2, np.int64) if n_phases is None

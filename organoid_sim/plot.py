@@ -266,10 +266,14 @@ def psth(p, units=None, title: str | None = None, window=None) -> Figure:
                   label=f"response window {window[0] * 1e3:g}-{window[1] * 1e3:g} ms")
     a.legend(fontsize=7, loc="upper right")
     a.set_ylabel("population rate (Hz)")
-    rates = p.rate_hz if units is None else p.rate_hz[:, units]
+    rows = np.arange(p.rate_hz.shape[1]) if units is None else np.asarray(units)
+    rates = p.rate_hz[:, rows]
     im = b.pcolormesh(t_ms, np.arange(rates.shape[1] + 1), rates.T, cmap="magma", shading="flat")
     fig.colorbar(im, ax=b, label="rate (Hz)")
     b.axvline(0, color="tab:cyan", lw=1)
+    # rows are labelled with the units' ids (at most about 16 labels), not their positions in the heat map
+    shown = np.arange(0, len(rows), max(1, int(np.ceil(len(rows) / 16))))
+    b.set_yticks(shown + 0.5, [str(u) for u in np.asarray(p.unit_ids)[rows][shown]])
     b.set_ylabel("unit")
     b.set_xlabel("time from stimulus (ms)")
     a.set_title(title or f"PSTH over {p.n_events} events")

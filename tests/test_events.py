@@ -26,3 +26,11 @@ def test_columns_and_slicing():
 def test_bad_events_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StimEvents.from_columns(**kwargs)
+
+
+def test_from_columns_refuses_electrode_ids_that_are_not_whole_numbers():
+    """A CSV's 3.0 is electrode 3; 3.7 or NaN is an error naming the values, never a cut id."""
+    assert StimEvents.from_columns([0.1, 0.2], [3.0, 4.0]).electrode.tolist() == [3, 4]
+    for bad in ([3.7, 4.0], [np.nan, 4.0]):
+        with pytest.raises(ValueError, match="whole numbers"):
+            StimEvents.from_columns([0.1, 0.2], bad)

@@ -67,6 +67,18 @@ def test_psth_band_is_explained():
     assert "response window 2-50 ms" in legend and "stimulus onset" in legend
 
 
+def test_psth_rows_are_labelled_with_the_chosen_units_ids():
+    times = np.arange(1.0, 30.0, 0.5)
+    rec = SpikeRecording.from_spike_times([times + 0.02, times + 0.05, times + 0.08], t_start=0, t_stop=31,
+                                          unit_ids=[10, 11, 12], stim=StimEvents.from_columns(times, 3, 5.0, 100.0, 2))
+    p = stats.psth(rec, rec.stim.time, bin_ms=5.0)
+    heat = plot.psth(p, units=[2, 0]).axes[1]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["12", "10"]
+    # each labelled row holds that unit's rates: unit 12 answers 80 ms after the pulse
+    mesh = heat.collections[0].get_array().reshape(2, -1)
+    assert np.argmax(mesh[0]) == np.argmax(p.rate_hz[:, 2]) != np.argmax(p.rate_hz[:, 0])
+
+
 def test_protocol_reads_as_text_in_reports():
     from organoid_sim.stimulation import CL1, probe_electrodes
 
