@@ -13,18 +13,18 @@ def _positions(ch):
     return np.c_[(ch % 8) * 200.0, (ch // 8) * 200.0]
 
 
-def ground_truth(seed: int = 0):
-    """A ``SpikingNetworkModel`` of 16 units on :data:`CHANNELS` with weak excitatory coupling and
-    the physical stimulus-coupling prior (the known ground truth)."""
+def ground_truth(seed: int = 0, channels=CHANNELS):
+    """A ``SpikingNetworkModel`` of 16 units on :data:`CHANNELS` (or ``channels``) with weak
+    excitatory coupling and the physical stimulus-coupling prior (the known ground truth)."""
     import torch
 
     from organoid_sim.models import SpikingNetworkModel
     from organoid_sim.recording import SpikeRecording
 
     rng = np.random.default_rng(seed)
-    trains = [np.sort(rng.uniform(0, 60, rng.poisson(60 * r))) for r in rng.uniform(2, 8, len(CHANNELS))]
-    rec = SpikeRecording.from_spike_times(trains, t_stop=60.0, electrode_ids=CHANNELS,
-                                          positions=_positions(CHANNELS))
+    trains = [np.sort(rng.uniform(0, 60, rng.poisson(60 * r))) for r in rng.uniform(2, 8, len(channels))]
+    rec = SpikeRecording.from_spike_times(trains, t_stop=60.0, electrode_ids=channels,
+                                          positions=_positions(np.asarray(channels)))
     # 5 ms = 125 frames a step: the stream tests read in blocks on step bounds
     model = SpikingNetworkModel(seed=seed, n_hidden=0, dt_ms=5.0)
     model.attach_recording(rec)

@@ -58,3 +58,15 @@ def test_channel_map_and_errors():
     many = np.arange(1000, 1070)
     with pytest.raises(ValueError, match="70 electrodes.*channel_map"):
         map_channels(many, many, np.c_[many * 1.0, many * 0.0])
+
+
+def test_an_8x8_mea_with_units_on_the_corners_keeps_its_numbers_and_hides_the_corners():
+    """A model of a full 8 x 8 MEA (units on all 64 electrodes, e.g. the bundled sample): the CL1
+    grounds 0, 7, 56 and 63, so those units appear on no channel; every other keeps its number."""
+    grid = CL1.electrodes()
+    m = map_channels(grid.ids, grid.ids, grid.positions)
+    assert m.rule == "cl1"
+    corner = np.isin(grid.ids, GROUNDED)
+    assert (m.unit_channel[corner] == -1).all()
+    np.testing.assert_array_equal(m.unit_channel[~corner], grid.ids[~corner])
+    assert "channel  0" not in m.describe() and len(m.describe().splitlines()) == 60

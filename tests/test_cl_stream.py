@@ -143,3 +143,16 @@ def test_a_step_of_no_whole_frames_runs_at_the_nearest_step_that_is(tmp_path):
     with pytest.raises(ValueError, match="not a whole number of 25 kHz frames"):
         ModelStream(tmp_path / "m", seed=0, dt_ms=2.5)    # asked for explicitly: refused, as before
     assert not ModelStream(tmp_path / "m", seed=0, dt_ms=2.0).dt_adjusted
+
+
+def test_units_on_grounded_corners_are_simulated_but_never_reported(tmp_path):
+    """Channel 0 is grounded on a CL1: its unit (firing at 2-8 Hz in the model) never shows up, and
+    the stream says so once, while the other units' channels do fire."""
+    channels = np.r_[0, CHANNELS[1:]]
+    model = ground_truth(0, channels=channels)
+    model.save(tmp_path / "m")
+    with pytest.warns(UserWarning, match="1 units sit on the CL1's grounded corner"):
+        stream = ModelStream(tmp_path / "m", seed=1)
+    _, ch, _ = _read_all(stream, 2 * FPS, [125])
+    assert 0 not in set(ch.tolist()) and set(ch.tolist()) <= set(CHANNELS[1:].tolist())
+    assert model.simulate(2.0, seed=1).spike_counts[0] > 0           # the corner unit does fire

@@ -7,10 +7,11 @@ so no unit is put there.
 
 Default mapping (:func:`map_channels` without ``channel_map``):
 
-1. **CL1 layout**: when every model electrode with units has a channel number 0..63 off the grounded
-   corners as id and the positions (where known) sit on the 8 x 8 grid (``x = col * p``, ``y = row * p``
-   for one pitch ``p``, origin at channel 0), each electrode keeps its number (a model fitted to a CL1
-   recording), also the electrodes without units.
+1. **CL1 layout**: when every model electrode with units has a channel number 0..63 as id and the
+   positions (where known) sit on the 8 x 8 grid (``x = col * p``, ``y = row * p`` for one pitch ``p``,
+   origin at channel 0), each electrode keeps its number (a model fitted to a CL1 recording), also the
+   electrodes without units. Units on the grounded corners (a model of an 8 x 8 MEA that records
+   there) are simulated with the rest but appear on no channel, as the CL1 cannot record them.
 2. **Any other layout**: the electrodes' bounding box is scaled (aspect kept) onto the 8 x 8 grid and
    each electrode goes to the nearest free, non-grounded channel (electrodes in id order; ties go
    to the lower channel); electrodes without a known position take the remaining channels in id order.
@@ -38,6 +39,8 @@ GRID = 8
 GROUNDED = (0, 7, 56, 63)
 #: electrode ids of the virtual electrodes under channels that have no model electrode
 VIRTUAL_ID_BASE = 1_000_000_000
+#: channel of a unit the CL1 cannot show (on a grounded corner): simulated, never reported
+UNREPORTED = -1
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class ChannelMapping:
 
     Attributes
     ----------
-    unit_channel : int64 ``[n_units]`` channel of each recorded unit (model neuron order).
+    unit_channel : int64 ``[n_units]`` channel of each recorded unit (model neuron order);
+        :data:`UNREPORTED` (-1) for a unit on a grounded corner of a CL1 layout.
     electrode_channel : ``{electrode_id: channel}`` for the electrodes that carry units or were mapped.
     stim_electrode : int64 ``[64]`` electrode id a pulse on each channel is delivered to (a model
         electrode or a virtual one, ``VIRTUAL_ID_BASE + channel``).
@@ -63,7 +67,7 @@ class ChannelMapping:
 
     def describe(self) -> str:
         """One line per used channel: ``channel <- electrode (n units)``."""
-        counts = np.bincount(self.unit_channel, minlength=N_CHANNELS)
+        counts = np.bincount(self.unit_channel[self.unit_channel >= 0], minlength=N_CHANNELS)
         return "\n".join(f"channel {c:2d} <- electrode {e} ({counts[c]} units)"
                          for e, c in sorted(self.electrode_channel.items(), key=lambda kv: kv[1]))
 
@@ -79,7 +83,8 @@ def _usable() -> np.ndarray:
 
 
 def _is_cl1(eids: np.ndarray, exy: np.ndarray) -> bool:
-    if len(eids) == 0 or eids.min() < 0 or eids.max() >= N_CHANNELS or np.isin(eids, GROUNDED).any():
+    """Ids 0..63 and positions (where known) on the CL1's 8 x 8 grid of one pitch, corners included."""
+    if len(eids) == 0 or eids.min() < 0 or eids.max() >= N_CHANNELS:
         return False
     known = np.isfinite(exy).all(1)
     if not known.any():
@@ -169,16 +174,19 @@ def map_channels(unit_electrodes, electrode_ids, electrode_xy_um,
         assign, rule = m, "channel_map"
     else:
         sel = np.isin(eids, used)
-        if sel.sum() > len(_usable()):
+        on_array = sel | ((eids >= 0) & (eids < N_CHANNELS))
+        if _is_cl1(eids[sel], exy[sel]) and _is_cl1(eids[on_array], exy[on_array]):
+            # a CL1 layout: every electrode keeps its number, also those without units (still stimulable);
+            # units on the grounded corners (an 8 x 8 MEA that has them) are simulated but never reported
+            kept = eids[on_array & ~np.isin(eids, GROUNDED)]
+            assign, rule = {int(e): int(e) for e in kept}, "cl1"
+        elif sel.sum() > len(_usable()):
             raise ValueError(f"the model has {int(sel.sum())} electrodes with units but the CL1 has "
                              f"{len(_usable())} usable channels: pass channel_map={{electrode_id: channel}}")
-        on_array = sel | (~np.isin(eids, GROUNDED) & (eids >= 0) & (eids < N_CHANNELS))
-        if _is_cl1(eids[sel], exy[sel]) and _is_cl1(eids[on_array], exy[on_array]):
-            # a CL1 layout: every electrode keeps its number, also those without units (still stimulable)
-            assign, rule = {int(e): int(e) for e in eids[on_array]}, "cl1"
         else:
             assign, rule = _grid_assign(eids[sel], exy[sel]), "grid"
-    unit_channel = np.array([assign[int(e)] for e in ue], np.int64)
+    unit_channel = np.array([assign.get(int(e), UNREPORTED) if rule == "cl1" else assign[int(e)] for e in ue],
+                            np.int64)
     mapped_e = np.array(list(assign), np.int64)
     mapped_c = np.array([assign[int(e)] for e in mapped_e], np.int64)
     pos = {int(e): exy[i] for i, e in enumerate(eids)}

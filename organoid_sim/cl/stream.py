@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -33,7 +34,7 @@ from ..engine import Simulator, load_network
 from ..model_files import read_document
 from ..engine.stimulus import Coupling
 from ..events import StimEvents
-from .channels import ChannelMapping, map_channels
+from .channels import GROUNDED, ChannelMapping, map_channels
 from .signal import FPS, POST_FRAMES, PRE_FRAMES, Signal
 
 
@@ -106,7 +107,11 @@ class ModelStream:
         if len(self.mapping.unit_channel) != n_rec:
             raise ValueError(f"{model_dir}: layout has {len(self.mapping.unit_channel)} units, the network "
                              f"{n_rec} recorded neurons")
-        # neuron -> channel (hidden neurons: -1, not seen on the array)
+        hidden_units = int((self.mapping.unit_channel < 0).sum())
+        if hidden_units:
+            warnings.warn(f"{model_dir}: {hidden_units} units sit on the CL1's grounded corner channels "
+                          f"{GROUNDED}: simulated with the network, never reported", UserWarning, stacklevel=2)
+        # neuron -> channel (hidden neurons and units on grounded corners: -1, not seen on the array)
         self.neuron_channel = np.r_[self.mapping.unit_channel, np.full(self.spec.n_hidden, -1)].astype(np.int64)
         coupling = Coupling.from_model_dir(model_dir)
         if coupling is not None:
