@@ -70,3 +70,15 @@ def test_an_8x8_mea_with_units_on_the_corners_keeps_its_numbers_and_hides_the_co
     assert (m.unit_channel[corner] == -1).all()
     np.testing.assert_array_equal(m.unit_channel[~corner], grid.ids[~corner])
     assert "channel  0" not in m.describe() and len(m.describe().splitlines()) == 60
+
+
+@pytest.mark.parametrize("units, ids, xy", [
+    (np.full(10, -1), np.zeros(0, np.int64), np.zeros((0, 2))),          # a recording without electrodes
+    (np.arange(12), np.arange(12), np.full((12, 2), np.nan)),            # 0-based ids, no positions
+])
+def test_ids_alone_never_hide_a_unit_on_a_corner(units, ids, xy):
+    """Without positions on the grid nothing says an electrode numbered 0 or 7 is a CL1 corner: every
+    unit is reported, on a channel off the corners."""
+    m = map_channels(units, ids, xy)
+    assert m.rule == "grid" and (m.unit_channel >= 0).all()
+    assert not set(m.unit_channel.tolist()) & set(GROUNDED)

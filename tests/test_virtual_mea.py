@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import test_stimulation_model as _shared
@@ -230,7 +232,9 @@ def test_stop_after_seconds_runs_whole_ticks_covering_the_time(model):
         assert len(list(neurons.loop(100, stop_after_seconds=0.004))) == 1    # was 0: nothing ran
         assert len(list(neurons.loop(100, stop_after_seconds=0.025))) == 3    # was 2 (20 ms of 25)
         assert len(list(neurons.loop(100, stop_after_seconds=0.03))) == 3
-        assert len(list(neurons.loop(10, stop_after_seconds=0.3))) == 3       # no extra tick from float rounding
+        assert len(list(neurons.loop(10, stop_after_seconds=0.3))) == 3
+        # where the product rounds up, as cl-sdk's math.ceil(0.07 * 100) = 8 does
+        assert len(list(neurons.loop(100, stop_after_seconds=0.07))) == math.ceil(0.07 * 100) == 8
 
 
 def test_documented_closed_loops_run_as_written(model):

@@ -82,8 +82,8 @@ def _usable() -> np.ndarray:
     return np.array([c for c in range(N_CHANNELS) if c not in GROUNDED])
 
 
-def _is_cl1(eids: np.ndarray, exy: np.ndarray) -> bool:
-    """Ids 0..63 and positions (where known) on the CL1's 8 x 8 grid of one pitch, corners included."""
+def _on_grid(eids: np.ndarray, exy: np.ndarray) -> bool:
+    """Ids 0..63 and positions (where known) on the 8 x 8 grid of one pitch."""
     if len(eids) == 0 or eids.min() < 0 or eids.max() >= N_CHANNELS:
         return False
     known = np.isfinite(exy).all(1)
@@ -96,6 +96,17 @@ def _is_cl1(eids: np.ndarray, exy: np.ndarray) -> bool:
         return bool(np.allclose(xy, 0.0, atol=1e-3))
     pitch = np.median(xy[nz] / rc[nz])
     return bool(pitch > 0 and np.allclose(xy, rc * pitch, atol=1e-3 * pitch + 1e-6))
+
+
+def _is_cl1(eids: np.ndarray, exy: np.ndarray) -> bool:
+    """A CL1 layout: on the grid and off the grounded corners."""
+    return _on_grid(eids, exy) and not np.isin(eids, GROUNDED).any()
+
+
+def _is_full_mea(eids: np.ndarray, exy: np.ndarray) -> bool:
+    """An 8 x 8 MEA with units on a grounded corner: every position known and on the grid (ids alone,
+    e.g. 0-based ids of a file without positions, say nothing about corners)."""
+    return bool(np.isin(eids, GROUNDED).any() and np.isfinite(exy).all() and _on_grid(eids, exy))
 
 
 def _grid_assign(eids: np.ndarray, exy: np.ndarray) -> dict:
@@ -174,12 +185,13 @@ def map_channels(unit_electrodes, electrode_ids, electrode_xy_um,
         assign, rule = m, "channel_map"
     else:
         sel = np.isin(eids, used)
-        on_array = sel | ((eids >= 0) & (eids < N_CHANNELS))
-        if _is_cl1(eids[sel], exy[sel]) and _is_cl1(eids[on_array], exy[on_array]):
+        on_array = ~np.isin(eids, GROUNDED) & (eids >= 0) & (eids < N_CHANNELS)
+        full = not len(orphans) and _is_full_mea(eids[sel], exy[sel]) and _on_grid(eids[sel | on_array],
+                                                                                  exy[sel | on_array])
+        if full or (_is_cl1(eids[sel], exy[sel]) and _is_cl1(eids[sel | on_array], exy[sel | on_array])):
             # a CL1 layout: every electrode keeps its number, also those without units (still stimulable);
-            # units on the grounded corners (an 8 x 8 MEA that has them) are simulated but never reported
-            kept = eids[on_array & ~np.isin(eids, GROUNDED)]
-            assign, rule = {int(e): int(e) for e in kept}, "cl1"
+            # units on the grounded corners of a full 8 x 8 MEA are simulated but never reported
+            assign, rule = {int(e): int(e) for e in eids[on_array]}, "cl1"
         elif sel.sum() > len(_usable()):
             raise ValueError(f"the model has {int(sel.sum())} electrodes with units but the CL1 has "
                              f"{len(_usable())} usable channels: pass channel_map={{electrode_id: channel}}")

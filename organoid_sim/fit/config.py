@@ -75,8 +75,10 @@ class RefineConfig:
         Adam learning rate.
     burn_in_s : float
         Simulated time (s) before the first step, from rest.
-    weights : Mapping, optional
-        Weights of the loss terms (:func:`organoid_sim.fit.summary.loss_weights`).
+    weights : Mapping or "noise", optional
+        Weights of the loss terms (:func:`organoid_sim.fit.summary.loss_weights`); ``"noise"``: set
+        from the recording's own variability (:func:`organoid_sim.fit.refine.noise_weights`, an
+        ablation, not the default).
     likelihood_weight : float
         Weight of the teacher-forced negative log-likelihood anchor (0: none).
     validation_fraction : float

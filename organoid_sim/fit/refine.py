@@ -221,7 +221,9 @@ def noise_weights(windows: torch.Tensor, dt: float, c: RefineConfig, stat_kw: di
     halves = [summary_stats(windows[:, k::2], dt, c.bin_ms, c.n_lags, **stat_kw) for k in (0, 1)]
     _, noise = stats_loss(halves[0], halves[1], {k: 1.0 for k in LOSS_WEIGHTS})
     total = sum(LOSS_WEIGHTS[k] * v for k, v in noise.items())
-    return {k: total / (len(noise) * max(v, 1e-6)) for k, v in noise.items()}
+    # a term the halves agree on exactly (no bursts in either) would get an unbounded weight
+    floor = 1e-3 * max(max(noise.values()), 1e-12)
+    return {k: total / (len(noise) * max(v, floor)) for k, v in noise.items()}
 
 
 def _stat_options(c: RefineConfig, dt: float, L: int) -> dict:

@@ -45,7 +45,7 @@ class PulseTrain:
         if not np.isfinite(self.start_s) or self.start_s < 0:
             raise ValueError(f"pulse train: start_s must be finite and >= 0 s, got {self.start_s}")
         if int(self.n_pulses) != self.n_pulses or self.n_pulses < 1:
-            raise ValueError(f"pulse train: n_pulses must be a positive integer, got {self.n_pulses}")
+            raise ValueError(f"pulse train: n_pulses must be a positive integer, got {self.n_pulses!r}")
         object.__setattr__(self, "n_pulses", int(self.n_pulses))
         if self.n_pulses > 1 and (self.frequency_hz is None or not self.frequency_hz > 0):
             raise ValueError(f"pulse train: {self.n_pulses} pulses need frequency_hz > 0, "

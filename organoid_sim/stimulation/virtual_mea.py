@@ -31,6 +31,7 @@ The model is advanced tick by tick with its state carried over (``model.run(...,
 
 from __future__ import annotations
 
+import math
 import time as _time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -431,8 +432,8 @@ def _n_ticks(tps: float, seconds: float | None, ticks: int | None) -> int | None
     if seconds is not None and ticks is not None:
         raise ValueError("give stop_after_seconds or stop_after_ticks, not both")
     if seconds is not None:
-        # whole ticks covering the time, as cl-sdk's Loop (ceil); the tolerance keeps 0.3 s x 10 at 3 ticks
-        return int(np.ceil(float(seconds) * float(tps) - 1e-9))
+        # whole ticks covering the time, exactly as cl-sdk's Loop counts them (float rounding included)
+        return int(math.ceil(float(seconds) * float(tps)))
     return None if ticks is None else int(ticks)
 
 
