@@ -48,6 +48,17 @@ def test_run_trials_reproducible_and_independent(model, probe, batched):
     assert not np.array_equal(t1[0].times, t1[1].times)
 
 
+def test_bare_events_give_trials_of_one_length_batched_or_not(model, probe):
+    """A bare StimEvents runs for its last pulse + DEFAULT_TAIL_S (as_events) in both modes."""
+    from organoid_sim.stimulation.protocol import as_events
+
+    events = probe.to_events()
+    _, duration_s = as_events(events)
+    for batched in (True, False):
+        trials = run_trials(model, events, 2, seed=0, batched=batched, device_profile=None, progress=False)
+        assert all(t.t_stop == pytest.approx(duration_s, abs=model.dt_ms * 1e-3) for t in trials), batched
+
+
 def test_batched_and_sequential_trials_agree_in_distribution(model, probe):
     # both modes simulate the same model; their pooled response probabilities must agree within binomial noise
     b = concat_trials(run_trials(model, probe, 8, seed=0, batched=True, progress=False))

@@ -9,6 +9,7 @@ trials on the same device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,11 +65,24 @@ def run_trials(model: Any, protocol, n_trials: int, seed: int = 0, *, burn_in_s:
         raise ValueError(f"burn_in_s must be >= 0 seconds, got {burn_in_s}")
     if batched:
         return _batched_trials(model, events, duration_s, int(n_trials), int(seed), float(burn_in_s), progress)
+    if isinstance(protocol, StimEvents):     # model.stimulate would give bare events a tail of its own
+        protocol = _TimedEvents(events, duration_s)
     out = []
     for k, s in enumerate(_progress(trial_seeds(seed, n_trials), progress, "trials")):
         rec = model.stimulate(protocol, seed=s, burn_in_s=burn_in_s, **stimulate_kwargs)
         out.append(rec.with_metadata(trial=k, trial_seed=s))
     return out
+
+
+@dataclass(frozen=True)
+class _TimedEvents:
+    """Bare ``StimEvents`` with the duration (s) :func:`as_events` gives them, for ``model.stimulate``."""
+
+    events: StimEvents
+    duration_s: float
+
+    def to_events(self) -> StimEvents:
+        return self.events
 
 
 def _validate(protocol, device_profile) -> None:
