@@ -190,6 +190,23 @@ def test_prior_is_kept_when_calibration_predicts_the_held_out_electrodes_worse()
     assert model.provenance["evoked_check"]["check_electrodes"] == held.tolist()
 
 
+def test_check_counts_the_pulses_it_judged_in_a_session_cut_short(session):
+    """A held-out pulse whose window runs past the recording's end is left out of the check
+    (stats.evoked_responses): the check's pulse count leaves it out too."""
+    held = check_split(session.stim, 0.75, seed=0)
+    last = session.stim.take(np.isin(session.stim.electrode, held)).time.max()
+    cut = session.time_slice(0, float(last) + 0.05)              # the last held-out pulse's window is cut
+    model, el = grid_model()
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = calibrate(model, cut, n_trials=2, max_evaluations=1, burn_in_s=0.2, neuron_gains=False,
+                           pair_gains=False, separate_timing=False, check_fraction=0.75, progress=False, repeats=1)
+    n_held = int(np.isin(cut.stim.electrode, held).sum())
+    assert result.check["check_electrodes"] == held.tolist()
+    assert result.check["n_check_pulses"] == n_held - 1
+
+
 def test_check_split_is_seeded_and_leaves_electrodes_to_fit():
     ev = StimEvents.from_columns(np.arange(12) * 0.1, np.arange(12) % 6, -1.0, 200.0, 2)
     a, b = check_split(ev, 0.25, seed=3), check_split(ev, 0.25, seed=3)

@@ -915,10 +915,11 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         if kept_prior:
             coupling.load_state_dict(prior_state)
             _warn_prior_kept("the calibrated coupling", len(held), check_cal, check_prior, latency_change, stacklevel=4)
+        # the pulses judged: stats.evoked_responses leaves out those whose window runs past the recording
         check = _public({"session": recording.metadata.get("source"),
                          "window_s": [float(window[0]), float(window[1])],
                          "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
-                         "n_check_pulses": int(len(check_events)), "prior": check_prior, "calibrated": check_cal,
+                         "n_check_pulses": int(check_obs.n_events.sum()), "prior": check_prior, "calibrated": check_cal,
                          "latency_change": latency_change, "change": check_change, **check_stages, "timing": timing_stage,
                          "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"})
         if isinstance(getattr(model, "provenance", None), dict):
