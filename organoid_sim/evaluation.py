@@ -95,7 +95,8 @@ def judge_evaluation(result: dict) -> dict:
     ``recording_held_out`` (bar -> bool: the recording's own first part against its held-out part,
     judged by the absolute bars alone; where it misses one, the culture drifted past that bar
     and the network can meet it only by being no worse than the drift) and, with an
-    ``"in_sample"`` row, ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`)
+    ``"in_sample"`` row, ``in_sample`` (bar -> bool, :data:`organoid_sim.fit.self_check.IN_SAMPLE_BARS`;
+    as in the self-check, the burst bars are met when neither side has a network burst)
     and ``in_sample_passed``.
     """
     net = result["network"]
@@ -108,8 +109,18 @@ def judge_evaluation(result: dict) -> dict:
         out["recording_held_out"] = judge(result["recording"], held_out_bars())
     if "in_sample" in result:
         ins = judge(result["in_sample"])
+        if _neither_bursts(result["in_sample"]):   # the self-check's rule (judge_comparison)
+            ins.update(burst_rate_rel_err=True, burst_duration_rel_err=True)
         out.update(in_sample=ins, in_sample_passed=all(ins.values()))
     return out
+
+
+def _neither_bursts(row: dict) -> bool:
+    """Whether a row's figures say that neither side had a network burst: a burst-rate error of
+    0 (both rates 0) with an undefined duration error (either side bursting gives a duration, or
+    a rate error of -1 or inf)."""
+    rate, dur = row.get("burst_rate_rel_err"), row.get("burst_duration_rel_err")
+    return rate == 0 and (dur is None or not math.isfinite(dur))
 
 
 def _figures(held: SpikeRecording, candidate: SpikeRecording) -> dict:

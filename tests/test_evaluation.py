@@ -140,3 +140,35 @@ def test_evaluate_notes_say_which_calibration_the_fit_kept(network_recording, me
         assert burst_notes == []
     else:
         assert len(burst_notes) == 1 and expected in burst_notes[0], notes
+
+
+def _bursting(n_units: int = 8, duration_s: float = 60.0, seed: int = 0):
+    """Poisson background (2 Hz) plus a network burst every 2 s (each unit 5 spikes in 60 ms)."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(1.0, duration_s - 1.0, 2.0)
+    trains = [np.sort(np.concatenate([rng.uniform(0, duration_s, rng.poisson(2.0 * duration_s)),
+                                      (starts[:, None] + rng.uniform(0, 0.06, (len(starts), 5))).ravel()]))
+              for _ in range(n_units)]
+    return organoid_sim.SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=duration_s)
+
+
+@pytest.mark.parametrize("candidate_bursts", [False, True])
+def test_judge_evaluation_in_sample_agrees_with_the_self_checks_own_verdict(candidate_bursts):
+    """The ``in_sample`` row holds the self-check's figures; judging them again must give the
+    self-check's verdict (:func:`~organoid_sim.fit.self_check.judge_comparison`), including its
+    rule that the burst bars are met when neither the window nor the simulation bursts (there the
+    burst-duration error is undefined)."""
+    from organoid_sim.evaluation import judge_evaluation
+    from organoid_sim.fit.self_check import judge_comparison
+    from organoid_sim.stats import compare
+
+    rng = np.random.default_rng(3)
+    window = organoid_sim.SpikeRecording.from_spike_times(
+        [np.sort(rng.uniform(0, 60.0, rng.poisson(60))) for _ in range(8)], t_start=0.0, t_stop=60.0)
+    sim = _bursting() if candidate_bursts else organoid_sim.SpikeRecording.from_spike_times(
+        [np.sort(rng.uniform(0, 60.0, rng.poisson(60))) for _ in range(8)], t_start=0.0, t_stop=60.0)
+    figures, passed = judge_comparison(compare(window, sim))
+    assert passed["burst_rate_rel_err"] is (not candidate_bursts)   # the reference verdict
+    out = judge_evaluation({"network": {"bits_per_spike": 1.0}, "in_sample": {"bits_per_spike": 1.0, **figures}})
+    assert out["in_sample"] == passed
+    assert out["in_sample_passed"] is all(passed.values())
