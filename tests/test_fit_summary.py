@@ -127,6 +127,30 @@ def test_interrupted_fit_keeps_best_parameters_and_a_checkpoint(tmp_path):
     assert info["stage"] == "toy_best" and torch.equal(saved.weight, m.weight)
 
 
+def test_best_checkpoint_carries_the_metrics_of_the_parameters_it_holds(tmp_path):
+    """The ``_best`` checkpoint holds the kept (best) parameters; its metrics must be theirs (the
+    held-out score recomputed on them), not those of the last epoch run."""
+    from organoid_sim.fit.solver import lbfgs_early_stopping
+
+    m = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(5.0)
+
+    def objective():   # training pulls the weight to 1 ...
+        return ((m.weight - 1.0) ** 2).sum()
+
+    def metrics():     # ... past the held-out optimum at 3, so later epochs are worse there
+        w = m.weight.item()
+        return {"train_bits": -abs(w - 1.0), "val_bits": -abs(w - 3.0)}
+
+    out = lbfgs_early_stopping(m, [m.weight], objective, metrics, max_epochs=20, iters_per_epoch=1, patience=2,
+                               progress=False, checkpoint=Checkpointer(tmp_path), stage="toy")
+    kept = metrics()
+    info = Checkpointer(tmp_path).load(torch.nn.Linear(1, 1, bias=False))
+    assert info["stage"] == "toy_best" and out["val_bits"] != kept["val_bits"]   # the last epoch was worse
+    assert info["metrics"] == pytest.approx(kept) and info["metrics"]["val_bits"] == pytest.approx(out["best_val_bits"])
+
+
 @pytest.mark.parametrize("min_improvement", [1e-4, 0.05])
 def test_early_stopping_counts_only_gains_above_min_improvement(min_improvement):
     """On a quartic (slow, steady progress) the held-out score gains less and less per epoch: the

@@ -68,7 +68,7 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
     with torch.no_grad():  # the starting point is a candidate too: fitting must not make it worse
         history: dict = metrics()
     start = history["val_bits"] if history["val_bits"] == history["val_bits"] else history["train_bits"]
-    best = {"score": start, "state": copy.deepcopy(module.state_dict()), "epoch": -1}
+    best = {"score": start, "state": copy.deepcopy(module.state_dict()), "epoch": -1, "metrics": history}
     bad, prev = 0, None
     bar = tqdm(range(max_epochs), disable=not progress, desc=desc, unit="epoch")
     try:
@@ -79,7 +79,7 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
             bar.set_postfix(train=f"{history['train_bits']:.3f} b/sp", held_out=f"{history['val_bits']:.3f} b/sp")
             score = history["val_bits"] if history["val_bits"] == history["val_bits"] else history["train_bits"]
             if score > best["score"] + min_improvement:
-                best = {"score": score, "state": copy.deepcopy(module.state_dict()), "epoch": epoch}
+                best = {"score": score, "state": copy.deepcopy(module.state_dict()), "epoch": epoch, "metrics": history}
                 bad = 0
             else:
                 bad += 1
@@ -90,7 +90,7 @@ def lbfgs_early_stopping(module: torch.nn.Module, params: list, objective: Calla
             prev = loss
     finally:  # also on KeyboardInterrupt: keep the best parameters and leave a checkpoint
         module.load_state_dict(best["state"])
-        if checkpoint is not None:
-            checkpoint.save(module, stage + "_best", best["epoch"], history)
+        if checkpoint is not None:   # the kept parameters with their own figures, not the last epoch's
+            checkpoint.save(module, stage + "_best", best["epoch"], best["metrics"])
         bar.close()
     return {**history, "best_val_bits": best["score"], "epochs": best["epoch"] + 1}
