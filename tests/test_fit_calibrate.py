@@ -198,3 +198,28 @@ def test_a_rates_only_calibration_with_a_burst_target_only_lengthens_its_rounds(
     calibrate_rates(b, counts, rounds=2, duration_s=long_s, batch=2, seed=0, progress=False)
     torch.testing.assert_close(a.bias, b.bias, rtol=0, atol=0)
     torch.testing.assert_close(a.use_logit, gt.use_logit, rtol=0, atol=0)
+
+
+def test_keep_the_best_round_keeps_that_rounds_depression_with_its_biases(monkeypatch):
+    """``average_from=None`` keeps the round whose measured rate error was smallest: the model must
+    end with the parameters that round measured, biases and (with a burst target) ``U`` and
+    ``tau_rec`` alike, so the reported error belongs to them (recorded here at each measurement)."""
+    from organoid_sim.fit import calibrate as cal
+
+    gt = _ground_truth()
+    nr = gt.n_recorded
+    counts = torch.ones(400, nr)                         # 400 Hz per unit at 2.5 ms
+    errs_by_round = iter([0.5, 0.05, 0.3, 0.4])          # round 1 measures the smallest error
+    measured = []
+
+    def fake_errors(model, target, duration_s, batch, seed, shrink=1.0):
+        measured.append({k: getattr(model, k).detach().clone() for k in ("bias", "use_logit", "log_tau_rec_ms")})
+        rates = np.full(model.n_neurons, 400.0 * (1.0 + next(errs_by_round)))
+        return rates, 0, 0.3, -0.2                        # bursts too frequent and too short: depression moves
+
+    monkeypatch.setattr(cal, "_burst_errors", fake_errors)
+    target = cal.BurstTarget(rate_hz=0.5, median_duration_s=0.2, params={}, n_bursts=20)
+    out = calibrate_rates(gt, counts, rounds=4, seed=0, bursts=target, average_from=None, progress=False)
+    assert out["calibration_median_rel_err"] == pytest.approx(0.05)
+    for k, v in measured[1].items():
+        torch.testing.assert_close(getattr(gt, k).detach(), v, rtol=0, atol=0, msg=k)

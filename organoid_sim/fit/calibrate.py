@@ -259,7 +259,7 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
     batch : trajectories per round.
     gain, unit_gain : damping of the common and of the per-unit part of the bias shift.
     average_from : fraction of the rounds after which the biases are averaged; ``None`` keeps
-        instead the biases of the round with the smallest measured median error (the calibration
+        instead the biases (and depression) of the round with the smallest measured median error (the calibration
         before 2026-12-01, with ``rounds=6, duration_s=90, unit_gain=0.4``: an ablation arm).
     seed : seed of the simulations.
     bursts : the recording's :class:`BurstTarget` (:func:`burst_target`), optional.
@@ -311,9 +311,9 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
         err = float(np.median(np.abs(rates[:nr] - target) / np.maximum(target, 1e-9)))
         errs.append(err)
         bar.set_postfix(median_rel_err=f"{err:.2f}", saturated=n_sat)
-        if average is None:  # keep-the-best variant: the biases this round measured
+        if average is None:  # keep-the-best variant: the parameters this round measured (depression too)
             if err <= min(errs):
-                best_bias = model.bias.detach().clone()
+                best = [getattr(model, k).detach().clone() for k in names]
             if r == rounds - 1:
                 break  # the last simulation only measures the last shift
         log_ratio = np.log((target + 0.01) / (rates[:nr] + 0.01))
@@ -329,11 +329,8 @@ def calibrate_rates(model, counts: torch.Tensor, *, rounds: int = 12, duration_s
             kept.append([getattr(model, k).detach().clone() for k in names])
     bar.close()
     with torch.no_grad():
-        if average is None:
-            model.bias.copy_(best_bias)
-        else:
-            for i, k in enumerate(names):
-                getattr(model, k).copy_(torch.stack([v[i] for v in kept]).mean(0))
+        for i, k in enumerate(names):
+            getattr(model, k).copy_(best[i] if average is None else torch.stack([v[i] for v in kept]).mean(0))
     out = {"calibration_median_rel_err": float(min(errs) if average is None else np.mean(errs[first_avg:])),
            "calibration_rounds_err": errs}
     if with_bursts:
