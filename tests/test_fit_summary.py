@@ -151,6 +151,26 @@ def test_best_checkpoint_carries_the_metrics_of_the_parameters_it_holds(tmp_path
     assert info["metrics"] == pytest.approx(kept) and info["metrics"]["val_bits"] == pytest.approx(out["best_val_bits"])
 
 
+def test_refinement_best_checkpoint_carries_the_loss_of_the_iterate_it_holds(tmp_path):
+    """Refinement ends with its best iterate and a ``refine_best`` checkpoint of it: the loss terms
+    saved there are those measured for that iterate (they sum to the returned ``refine_loss``),
+    not those of the last step (a large step size makes the later steps worse here)."""
+    from organoid_sim import SpikeRecording
+    from organoid_sim.fit.refine import refine_free_running
+    from organoid_sim.models import SpikingNetworkModel
+
+    rng = np.random.default_rng(1)
+    trains = [np.sort(rng.random(rng.poisson(r * 30)) * 30) for r in (2.0, 4.0, 8.0, 1.0)]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=30.0)
+    m = SpikingNetworkModel(n_hidden=0, dt_ms=5.0, tau_syn_ms=(10.0,))
+    m.attach_recording(rec)
+    out = refine_free_running(m, rec.to_tensor(5.0), steps=12, batch=2, window_s=1.0, lr=0.3, likelihood_weight=0.0,
+                              progress=False, checkpoint=Checkpointer(tmp_path))
+    info = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert info["stage"] == "refine_best" and info["step"] == out["refine_best_step"] < 11
+    assert sum(info["metrics"].values()) == pytest.approx(out["refine_loss"], rel=1e-9)
+
+
 @pytest.mark.parametrize("min_improvement", [1e-4, 0.05])
 def test_early_stopping_counts_only_gains_above_min_improvement(min_improvement):
     """On a quartic (slow, steady progress) the held-out score gains less and less per epoch: the

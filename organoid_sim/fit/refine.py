@@ -126,7 +126,7 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
             total = sum(smooth.values())
             # the loss was measured with the parameters before this step
             if total < best["loss"] and it >= MIN_BEST_STEP:
-                best = {"loss": total, "state": prev_state, "step": it}
+                best = {"loss": total, "state": prev_state, "step": it, "parts": smooth}
             prev_state = copy.deepcopy(model.state_dict())
             if avg_start is not None and it >= avg_start:
                 averaged = _running_mean(averaged, prev_state, it - avg_start)
@@ -138,8 +138,9 @@ def refine_free_running(model, counts: torch.Tensor, config: RefineConfig | None
             model.load_state_dict(averaged)
         elif best["step"] >= 0:
             model.load_state_dict(best["state"])
-        if checkpoint is not None:
-            checkpoint.save(model, "refine_best", best["step"], smooth or {})
+        if checkpoint is not None:   # the best iterate with its own loss terms, not the last step's
+            kept = best["parts"] if averaged is None and best["step"] >= 0 else smooth
+            checkpoint.save(model, "refine_best", best["step"], kept or {})
         bar.close()
     return {"refine_loss": best["loss"], "refine_best_step": best["step"], "refine_averaged": averaged is not None,
             **{f"refine_{k}": v for k, v in parts.items()}}
