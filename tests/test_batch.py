@@ -172,11 +172,28 @@ def test_cli_fit_plate_serial_with_reports(plate, tmp_path, capsys):
     res = {r["well"]: r for r in json.loads((out / "results.json").read_text())["results"]}
     assert res["A1"]["status"] == "ok" and res["A1"]["figures"] == ["report.html"]
     assert res["A1"]["options"]["max_epochs"] == 2 and "passed" not in res["A1"]
-    assert (out / "plate" / "A1" / "report.html").read_text().count("data:image/png;base64") == 2
+    report = (out / "plate" / "A1" / "report.html").read_text()
+    assert report.count("data:image/png;base64") == 2
+    assert "<title>plate.h5 A1</title>" in report                  # was "None": the report had no file or well
     page = (out / "plate.html").read_text()
     assert page.count('href="plate/A1/report.html"') == 3 and page.count('href="plate/C1/result.json"') == 3
     assert re.search(r'background:#d9d9de"[^>]*><a href="plate/A1/report.html">A1<br/>\u2014', page)  # not evaluated
     assert _cli(plate, out) == 1 and "(1 skipped as already finished)" in capsys.readouterr().out
+
+
+def test_figures_get_the_job_they_draw(plate, tmp_path):
+    """``figures`` sees the job's file, well, seed and status (it saw only the fit's figures: the
+    well's report.html was titled "None", and its simulated raster used seed 0 whatever the job's)."""
+    seen = []
+
+    def figures(folder, rec, model, result):
+        seen.append({k: result.get(k) for k in ("file", "well", "seed", "status")})
+        return []
+
+    fit_many([plate], tmp_path / "out", client="serial", progress=False, wells="A1", seed=5, derive_seeds=True,
+             figures=figures, max_epochs=1, refine_steps=0, n_hidden=0)
+    assert seen == [{"file": str(plate.resolve()), "well": "A1", "seed": job_seed(5, "plate.h5", "A1", derive=True),
+                     "status": "ok"}]
 
 
 @pytest.mark.slow

@@ -281,7 +281,7 @@ def load_job_recording(job: Job, trim_silence: bool = True):
 
 
 def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: float, trim_silence: bool,
-                  figures: Callable | None) -> dict:
+                  figures: Callable | None, base: dict) -> dict:
     from ..evaluation import evaluate as evaluate_recording   # batch sits above evaluation
     from ..models import SpikingNetworkModel
 
@@ -311,7 +311,9 @@ def _fit_and_save(job: Job, folder: Path, options: dict, evaluate: bool, split: 
         out["passed"] = bool(all(judged)) if judged else None
     if figures is not None:
         try:
-            out["figures"] = [str(p) for p in (figures(folder, rec, model, out) or [])]
+            # the job's identity too: the report names the file and well, its raster uses the job's seed
+            drawn = {**base, "status": "ok", **out}
+            out["figures"] = [str(p) for p in (figures(folder, rec, model, drawn) or [])]
         except Exception as exc:   # the model and its figures are saved; a drawing problem is only noted
             out["warnings"].append(f"figures failed: {type(exc).__name__}: {exc}")
     return out
@@ -364,7 +366,7 @@ def run_job(job: Job, out_dir, options: dict | None = None, *, evaluate: bool = 
     with _job_folder(final) as folder, _torch_threads(torch_threads):
         try:
             result = {**base, "status": "ok", **_fit_and_save(job, folder, options, evaluate, split, trim_silence,
-                                                              figures)}
+                                                              figures, base)}
         except Exception as exc:   # a failed job records why; the others go on (Ctrl-C still stops all)
             shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
             result = {**base, "status": "error",
