@@ -147,6 +147,18 @@ def test_interrupt_leaves_no_partial_job_folder(plate, tmp_path, monkeypatch):
     assert list((tmp_path / "out" / "plate").iterdir()) == []      # neither the job folder nor its temporary one
 
 
+def test_clean_partial_touches_only_its_own_jobs_folders(tmp_path):
+    """A file stem with glob characters: its jobs' temporary folders are removed and another file's
+    running job is left alone (``p[1]`` was read as a pattern matching ``p1``, the other way round)."""
+    from organoid_sim.batch.jobs import clean_partial
+
+    mine, other = tmp_path / "p[1]" / ".A1.tmp-0123456789ab", tmp_path / "p1" / ".A1.tmp-0123456789ab"
+    for d in (mine, other):
+        d.mkdir(parents=True)
+    assert clean_partial(tmp_path, [Job(str(tmp_path / "p[1].h5"), "A1", 0)]) == 1
+    assert not mine.exists() and other.exists()
+
+
 def test_fidelity_checks_against_the_bars():
     good = {"network": {"bits_per_spike": 0.5, "rate_r": 0.95, "rate_median_rel_err": 0.1, "corr_matrix_r": 0.8,
                         "burst_rate_rel_err": -0.2, "burst_duration_rel_err": 0.24},

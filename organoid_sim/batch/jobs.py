@@ -9,6 +9,7 @@ interrupts the job (an error, Ctrl-C, a worker killed by the cluster).
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import inspect
 import json
@@ -217,8 +218,9 @@ def clean_partial(out_dir, jobs=None) -> int:
     alone. Call it only while none of ``jobs`` runs. Returns how many were removed.
     """
     out_dir = Path(out_dir)
+    # names escaped: a stem like "p[1]" is no pattern (it matched the folder "p1" of another file)
     patterns = [f"*/.*{_TMP_MARK}*"] if jobs is None else [
-        f"{Path(j.name).parent}/.{Path(j.name).name}{_TMP_MARK}*" for j in jobs]
+        f"{glob.escape(str(Path(j.name).parent))}/.{glob.escape(Path(j.name).name)}{_TMP_MARK}*" for j in jobs]
     n = 0
     for pattern in patterns:
         for tmp in out_dir.glob(pattern):
