@@ -40,6 +40,16 @@ class Sample:
     folder: Path
 
 
+def make_out(path: Path | str) -> Path:
+    """Create the output folder ``path`` (with its parents); a path that cannot be one stops the example."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:   # an existing file, a file among the parents, no permission
+        raise ExampleError(f"--out {out}: cannot be used as the output folder ({exc.strerror or exc})") from None
+    return out
+
+
 def load_sample(folder: Path | str | None = None) -> Sample:
     """Load ``data_samples/`` (or ``folder``); the spontaneous recording is required."""
     folder = Path(folder) if folder else SAMPLES
@@ -74,6 +84,11 @@ def get_model(model_dir: str | None, *, quick: bool, seed: int = 0, progress: bo
     if model_dir:
         if not Path(model_dir).is_dir():
             raise ExampleError(f"{model_dir}: not a model folder (write one with model.save(dir) or `make demo`)")
-        return organoid_sim.load_model(model_dir)
+        from organoid_sim.model_files import ModelFileError
+
+        try:
+            return organoid_sim.load_model(model_dir)
+        except (FileNotFoundError, ModelFileError) as exc:   # e.g. a folder without model.json
+            raise ExampleError(str(exc)) from None
     model, _ = fit_model(load_sample().spontaneous, quick=quick, seed=seed, progress=progress)
     return model

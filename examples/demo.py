@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    out, quick, progress, seed = Path(args.out), args.quick, not args.no_progress, args.seed
-    out.mkdir(parents=True, exist_ok=True)
+    out, quick, progress, seed = _common.make_out(args.out), args.quick, not args.no_progress, args.seed
     timings: dict[str, float] = {}
     rep = Report("organoid-sim demo: virtual organoid" + (" (quick)" if quick else ""))
 

@@ -93,3 +93,26 @@ def test_pong_quick(demo_out):
     game = result["model"]
     assert game["hits"] + game["misses"] >= 1 and game["pulses"] > 0
     assert result["random_paddle"]["decoder"] == "random"
+
+
+def _fails(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()   # one line, no traceback
+    assert line.startswith("error: ")
+    return line
+
+
+def test_examples_refuse_bad_input_in_one_line(tmp_path):
+    """An --out that is a file (or lies under one) and a folder that holds no saved model were tracebacks."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert str(a_file) in _fails("demo.py", "--quick", "--out", str(a_file))
+    assert "cannot be used as the output folder" in _fails("stimulation_experiment.py", "--quick", "--out",
+                                                           str(a_file / "sub"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "model.json missing" in _fails("pong.py", "--quick", "--model", str(empty))
+    assert "model.json missing" in _fails("stimulation_experiment.py", "--quick", "--model", str(empty),
+                                          "--out", str(tmp_path / "out"))
