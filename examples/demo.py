@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short version (about a minute; used by the tests)")
     ap.add_argument("--out", default=str(_common.ROOT / "demo_out"), help="output folder (default demo_out/)")
     ap.add_argument("--samples", default=None, help="sample folder (default data_samples/)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fit, the simulations and the probe (default 0)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     out, quick, progress, seed = _common.make_out(args.out), args.quick, not args.no_progress, args.seed
     timings: dict[str, float] = {}

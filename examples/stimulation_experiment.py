@@ -86,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder (default: fit one on the bundled sample)")
-    ap.add_argument("--out", default=str(_common.ROOT / "demo_out" / "amplitude_sweep"))
+    ap.add_argument("--out", default=str(_common.ROOT / "demo_out" / "amplitude_sweep"),
+                    help="output folder (default demo_out/amplitude_sweep/)")
     ap.add_argument("--quick", action="store_true", help="few trials (tests)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fit, the protocol's order and the trials (default 0)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     out = _common.make_out(args.out)
     model = _common.get_model(args.model, quick=args.quick, seed=args.seed, progress=not args.no_progress)

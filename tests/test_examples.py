@@ -116,3 +116,18 @@ def test_examples_refuse_bad_input_in_one_line(tmp_path):
     assert "model.json missing" in _fails("pong.py", "--quick", "--model", str(empty))
     assert "model.json missing" in _fails("stimulation_experiment.py", "--quick", "--model", str(empty),
                                           "--out", str(tmp_path / "out"))
+
+
+
+@pytest.mark.parametrize("script", ["demo.py", "stimulation_experiment.py", "pong.py"])
+def test_help_documents_every_option(script):
+    """--seed, --no-progress (and stimulation_experiment's --out) were listed in --help with no text."""
+    import os
+    import re
+
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "COLUMNS": "300"})
+    options = [re.split(r"\s{2,}", line.strip()) for line in proc.stdout.splitlines() if line.startswith("  -")]
+    assert len(options) >= 5
+    for option in options:
+        assert len(option) == 2 and option[1], (script, option)   # the option, then its help text
