@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["calibrate"] = time.perf_counter() - t
         calib_electrodes = np.unique(sample.session.stim.electrode)
         model.save(out / "model")
-        print(f"[4/5] calibrated the coupling on {len(sample.session.stim)} pulses: loss "
-              f"{result.loss_before:.4f} -> {result.loss_after:.4f}"
-              + (f" (the prior kept; the calibrated coupling's {result.loss_calibrated:.4f})" if result.kept_prior
-                 else ""))
+        print(f"[4/5] calibrated the coupling on {len(sample.session.stim)} pulses: {_loss_line(result)}")
         print(check_table(result.check))
         _section_calibration(rep, result, sample.session)
     else:
@@ -158,6 +155,13 @@ def _section_model(rep: Report, model, held, sim, cmp, figs: Path) -> None:
                    "Recording (left) vs model (right)", png_path=figs / "comparison.png")
 
 
+def _loss_line(result) -> str:
+    """The calibration's loss, prior -> kept coupling, and the calibrated one's when the prior was kept."""
+    return (f"loss {result.loss_before:.4f} -> {result.loss_after:.4f}"
+            + (f" (the prior kept; the calibrated coupling's {result.loss_calibrated:.4f})" if result.kept_prior
+               else ""))
+
+
 def _section_calibration(rep: Report, result, session) -> None:
     from organoid_sim.stimulation.calibrate import check_table
 
@@ -165,9 +169,10 @@ def _section_calibration(rep: Report, result, session) -> None:
     rep.add_text(f"Calibration session: {len(session.stim)} pulses on {len(np.unique(session.stim.electrode))} "
                  "electrodes (half of the array). The coupling's global parameters were fitted to the recorded "
                  "response probabilities and latencies; the network weights stay fixed.")
-    rows = [{"parameter": k, "prior": result.before[k], "calibrated": result.after[k]} for k in result.before]
-    rep.add_table(rows, caption=f"loss {result.loss_before:.4g} -> {result.loss_after:.4g} "
-                                f"({result.n_evaluations} evaluations)")
+    # result.after is the coupling the model keeps: the prior itself when the check kept the prior
+    kept = "kept (the prior)" if result.kept_prior else "calibrated"
+    rows = [{"parameter": k, "prior": result.before[k], kept: result.after[k]} for k in result.before]
+    rep.add_table(rows, caption=f"{_loss_line(result)} ({result.n_evaluations} evaluations)")
     rep.add_text("The calibration's own check: a quarter of the stimulated electrodes were held out of the fit; "
                  "the prior and the calibrated coupling both predict their pulses, and the calibration is kept "
                  "only when it predicts them no worse (saved as the model's provenance[\"evoked_check\"]).")

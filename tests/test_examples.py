@@ -131,3 +131,37 @@ def test_help_documents_every_option(script):
     assert len(options) >= 5
     for option in options:
         assert len(option) == 2 and option[1], (script, option)   # the option, then its help text
+
+
+@pytest.mark.parametrize("kept_prior", [True, False])
+def test_demo_report_calibration_table_says_what_the_model_kept(kept_prior):
+    """With the prior kept, the report's table showed the prior's values under "calibrated" and its caption
+    (loss 0.1196 -> 0.1196) left out the calibrated coupling's loss that the printed line gives."""
+    import html
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import demo
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from organoid_sim.report import Report
+
+    prior, calibrated = {"gain": 3.0}, {"gain": 2.5}
+    result = SimpleNamespace(before=prior, after=prior if kept_prior else calibrated, loss_before=0.1196,
+                             loss_after=0.1196 if kept_prior else 0.1, loss_calibrated=0.1551 if kept_prior else 0.1,
+                             kept_prior=kept_prior, n_evaluations=36, check=None)
+    stim = type("Stim", (), {"electrode": np.array([1, 3]), "__len__": lambda self: 2})()
+    session = SimpleNamespace(stim=stim)
+    rep = Report("t")
+    demo._section_calibration(rep, result, session)
+    text = html.unescape(rep.to_html())
+    line = demo._loss_line(result)   # what the demo prints after "[4/5] calibrated the coupling on ... pulses:"
+    assert f"<caption>{line} (36 evaluations)</caption>" in text
+    if kept_prior:
+        assert "the calibrated coupling's 0.1551" in line
+        assert "<th>kept (the prior)</th>" in text and "<th>calibrated</th>" not in text
+    else:
+        assert line == "loss 0.1196 -> 0.1000" and "<th>calibrated</th>" in text
