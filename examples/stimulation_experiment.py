@@ -7,6 +7,7 @@ trials, analysed with the package's evoked-response statistics:
 * ``amplitude_sweep.yaml``: the protocol (load it back with ``Protocol.load``, or run it from the
   shell with ``organoid-sim stimulate MODEL_DIR --protocol amplitude_sweep.yaml --out evoked.nwb``);
 * ``evoked.nwb``: the simulated session with every pulse in its stimulation table;
+* ``curves.json``: the input-output curves below, per electrode;
 * ``stim_io_curve.png``: response probability and first-spike latency of the channel under each
   stimulated electrode vs the charge per phase; ``stim_psth.png``: PSTH at the largest amplitude.
 
@@ -100,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     for e, c in result["curves"].items():
         probs = ", ".join(f"{a:g} uA: {p:.2f}" for a, p in zip(c["amplitude_uA"], c["response_probability"]))
         print(f"electrode {e}: P(response) {probs}")
-    print(f"wrote {out / 'amplitude_sweep.yaml'}, {out / 'evoked.nwb'}, {out / 'stim_io_curve.png'}, "
-          f"{out / 'stim_psth.png'}")
+    print(f"wrote {out / 'amplitude_sweep.yaml'}, {out / 'evoked.nwb'}, {out / 'curves.json'}, "
+          f"{out / 'stim_io_curve.png'}, {out / 'stim_psth.png'}")
     return 0
 
 

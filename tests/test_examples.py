@@ -83,6 +83,8 @@ def test_stimulation_experiment_quick(demo_out, tmp_path):
     assert len(curves["curves"]) == 4 and "P(response)" in proc.stdout
     for name in ("amplitude_sweep.yaml", "evoked.nwb", "stim_io_curve.png", "stim_psth.png"):
         assert (tmp_path / name).stat().st_size > 0
+    for p in tmp_path.iterdir():   # every file written is named (curves.json was not)
+        assert str(p) in proc.stdout, p
     evoked = organoid_sim.load(tmp_path / "evoked.nwb")
     assert len(evoked.stim) == curves["n_pulses"] == 5 * len(Protocol.load(tmp_path / "amplitude_sweep.yaml").to_events())
 
