@@ -301,6 +301,7 @@ def comparison(cmp, ref_rec=None, cand_rec=None, labels=("reference", "candidate
             a = _first_second(rec)
             _draw_raster(axes[r, c], rec, a, min(rec.t_stop, a + 30.0), descs[c].bursts, 64)
             axes[r, c].set_xlim(a, min(rec.t_stop, a + 30.0))
+            axes[r, c].set_xlabel("time (s)")
             axes[r, c].set_title(f"{labels[c]}: raster, first 30 s, bursts shaded")
         r += 1
     vmax = max(np.nanmax(d.per_unit["rate_hz"]) if len(d.per_unit["rate_hz"]) else 1.0 for d in descs)

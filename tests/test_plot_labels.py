@@ -38,6 +38,13 @@ def test_comparison_histograms_share_their_range_and_label_their_ticks(d1_compar
             assert all(float(x) > 0 for x in labels)
 
 
+def test_comparison_rasters_name_their_time_axis(d1_comparison):
+    """The raster row's time axis (e.g. 90-120 s in the demo's comparison.png) had ticks but no label."""
+    _, fig = d1_comparison
+    rasters = _axes_titled(fig, ("raster",))
+    assert len(rasters) == 2 and all(ax.get_xlabel() == "time (s)" for ax in rasters)
+
+
 def test_short_log_range_still_has_labelled_ticks():
     """Burst durations of 40-90 ms hold no power of ten: the axis gets 1-2-5 ticks (0.05)."""
     from matplotlib.figure import Figure
