@@ -127,3 +127,18 @@ def test_the_check_counts_both_sides_bursts_and_their_counting_noise(truth):
     missed = {**check, "passed": {**check["passed"], "burst_rate_rel_err": False}, "missed": ["burst rate"]}
     assert f"differ with counting-noise p = {b['count_p']:.2g}" in describe_misses(missed)
     assert "counting-noise" not in (describe_misses({**check, "missed": ["rate"]}) or "")
+
+
+@pytest.mark.parametrize("value", [0.1504, 0.15001, 0.149, -0.1504, 0.342, 0.2000001])
+def test_a_missed_bar_never_prints_as_on_the_bar(value):
+    """The printed figure, read back, lies on the same side of the bar as the value itself (0.1504
+    printed as "+15.0 % (bar 15 %)" read as met); whole figures keep one decimal."""
+    from organoid_sim.fit.self_check import IN_SAMPLE_BARS
+
+    rate, corr = IN_SAMPLE_BARS[0], IN_SAMPLE_BARS[3]
+    printed = float(rate.text(value).split()[3]) / 100
+    assert (abs(printed) > rate.limit) == (abs(value) > rate.limit)
+    r = 0.8 - (abs(value) - 0.15) / 10                      # r just below or above 0.80
+    shown = float(corr.text(r).split()[2])
+    assert (shown < corr.limit) == (r < corr.limit)
+    assert IN_SAMPLE_BARS[0].text(0.342).startswith("median rate error +34.2 %")

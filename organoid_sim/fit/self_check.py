@@ -61,8 +61,8 @@ class Bar:
         if value is None or not math.isfinite(value):
             return f"{self.label} undefined"
         if self.kind == "abs_max":
-            return f"{self.label} {100 * value:+.1f} % (bar {100 * self.limit:.0f} %)"
-        return f"{self.label} {value:.3f} (bar {self.limit:.2f})"
+            return f"{self.label} {_value(self, value)} (bar {100 * self.limit:.0f} %)"
+        return f"{self.label} {_value(self, value)} (bar {self.limit:.2f})"
 
 
 #: the in-sample bars: the free-running simulation against the fitting window itself
@@ -295,4 +295,8 @@ def _value(bar: Bar, v: float) -> str:
     """A figure as the table prints it: a signed percentage for relative errors, r to 3 places."""
     if v is None or not np.isfinite(v):
         return "n/a"
-    return f"{100 * v:+.1f} %" if bar.kind == "abs_max" else f"{v:.3f}"
+    shown, limit, digits = (100 * v, 100 * bar.limit, 1) if bar.kind == "abs_max" else (v, bar.limit, 3)
+    # more digits while a value off the bar would print as the bar itself (0.1504: "+15.04 %", not "+15.0 %")
+    while digits < 6 and abs(shown) != limit and round(abs(shown), digits) == round(limit, digits):
+        digits += 1
+    return f"{shown:+.{digits}f} %" if bar.kind == "abs_max" else f"{shown:.{digits}f}"
