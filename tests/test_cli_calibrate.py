@@ -59,6 +59,10 @@ def test_calibrate_saves_what_the_api_gives_and_prints_the_check(files, capsys):
     first = printed.splitlines()[0]                         # the first line says which coupling was saved
     assert ("the prior coupling kept" in first) == result.kept_prior and ("coupling fitted" in first) != result.kept_prior
     assert f"fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}" in first      # the loss of what was saved
+    # every pulse of the session's window is either fitted or held out for the check
+    n = len(organoid_sim.load(files / "session.nwb").stim)
+    n_check = check["n_check_pulses"]
+    assert f"calibration on {n} pulses" in first and f"({n - n_check} fitted, {n_check} held out" in first
     # the model was fitted at 2 ms: the last line says the fit advised for stimulation differs
     assert printed.splitlines()[-1].startswith("note: this model was fitted with dt_ms=2; ")
 

@@ -137,8 +137,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise CLIError("calibration interrupted: nothing saved")
     out = model.save(Path(args.out))
     what = "the prior coupling kept (see the check below)" if result.kept_prior else "coupling fitted"
-    print(f"saved {out}: {what}; calibration on {len(rec.stim)} pulses of {args.path} "
-          f"({result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}"
+    # the pulses judged: those whose window runs past the recording's end are left out (with a warning)
+    n_fit, n_check = int(result.observed.n_events.sum()), int((result.check or {}).get("n_check_pulses", 0))
+    print(f"saved {out}: {what}; calibration on {n_fit + n_check} pulses of {args.path} ({n_fit} fitted, "
+          f"{n_check} held out for the check; "
+          f"{result.n_evaluations} evaluations, fit loss {result.loss_before:.4f} -> {result.loss_after:.4f}"
           + (f"; the calibrated coupling's {result.loss_calibrated:.4f}, not kept)" if result.kept_prior else ")"))
     print(check_table(result.check))
     _note_stimulation_fit(model)
