@@ -100,8 +100,8 @@ def judge_evaluation(result: dict) -> dict:
     and ``in_sample_passed``.
     """
     net = result["network"]
-    bits = net.get("bits_per_spike", float("nan"))
-    glm_bits = result.get("glm", {}).get("bits_per_spike", float("-inf"))
+    bits = _number(net.get("bits_per_spike", float("nan")))
+    glm_bits = _number(result.get("glm", {}).get("bits_per_spike", float("-inf")))
     held = {"bits_per_spike": bool(math.isfinite(bits) and bits > 0 and not bits < glm_bits)}
     held.update(judge(net, held_out_bars(), floor=result.get("recording")))
     out = {"held_out": held, "passed": all(held.values())}
@@ -113,6 +113,11 @@ def judge_evaluation(result: dict) -> dict:
             ins.update(burst_rate_rel_err=True, burst_duration_rel_err=True)
         out.update(in_sample=ins, in_sample_passed=all(ins.values()))
     return out
+
+
+def _number(v) -> float:
+    """A figure as a float: ``to_json`` writes an undefined (NaN) figure as null."""
+    return float("nan") if v is None else float(v)
 
 
 def _neither_bursts(row: dict) -> bool:

@@ -41,6 +41,7 @@ def test_plan_jobs_wells_and_errors(plate, tmp_path):
     jobs = plan_jobs([plate])
     assert [j.well for j in jobs] == organoid_sim.list_wells(plate) == ALL
     assert [j.name for j in plan_jobs(plate, wells="A2,A1")] == ["plate/A2", "plate/A1"]
+    assert [j.name for j in plan_jobs(plate, wells="A2, ,A1,")] == ["plate/A2", "plate/A1"]   # stray commas
     assert len(plan_jobs([plate, plate])) == len(ALL)              # duplicates removed
     with pytest.raises(ValueError, match=r"plate\.h5.*Z9.*wells: A1, A2, B1, C1"):
         plan_jobs(plate, wells=["A1", "Z9"])

@@ -114,6 +114,21 @@ def test_judge_evaluation_tells_the_cultures_own_drift_apart():
     assert not out["held_out"]["rate_median_rel_err"] and not out["held_out"]["corr_matrix_r"] and not out["passed"]
 
 
+def test_judge_evaluation_reads_a_report_back_from_json():
+    """``to_json`` writes undefined figures as null: the verdicts of the JSON and of the dict agree."""
+    import json
+
+    from organoid_sim.evaluation import judge_evaluation
+    from organoid_sim.jsonable import finite_or_none
+
+    row = {"rate_r": 0.97, "rate_median_rel_err": 0.08, "burst_rate_rel_err": -0.1,
+           "burst_duration_rel_err": float("nan"), "corr_matrix_r": 0.9}
+    for bits, glm in ((2.0, 1.0), (float("nan"), 1.0), (2.0, float("nan")), (0.5, 1.0)):
+        result = {"network": {**row, "bits_per_spike": bits}, "glm": {"bits_per_spike": glm}, "recording": row,
+                  "in_sample": row}
+        assert judge_evaluation(json.loads(json.dumps(finite_or_none(result)))) == judge_evaluation(result)
+
+
 @pytest.mark.parametrize("metrics,expected", [
     ({"burst_calibration_rejected": True, "burst_calibration_fraction": 0.0},
      "burst calibration was undone by the likelihood guard"),

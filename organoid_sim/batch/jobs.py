@@ -95,7 +95,8 @@ def _wells_of(path: str, wells) -> list[str | None]:
         return [None]
     if wells is None or wells == "all":
         return list(available)
-    asked = [w.strip() for w in wells.split(",")] if isinstance(wells, str) else [str(w) for w in wells]
+    # "A1," or "A1, ,B2": empty names are separators, not wells
+    asked = [w.strip() for w in wells.split(",") if w.strip()] if isinstance(wells, str) else [str(w) for w in wells]
     missing = [w for w in asked if w not in available]
     if missing:
         raise ValueError(f"{path}: well(s) {', '.join(missing)} not in the file; wells: {', '.join(available)}")
