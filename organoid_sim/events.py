@@ -37,9 +37,10 @@ def _whole_ids(electrode) -> np.ndarray:
     """Electrode ids as int64; float columns (a CSV's ``3.0``) only when every value is a whole
     number, so ``3.7`` or NaN is refused rather than cut to 3 or a huge negative id."""
     a = np.asarray(electrode)
-    if a.dtype.kind == "f" and not (np.all(np.isfinite(a)) and np.array_equal(a, np.round(a))):
+    if a.dtype.kind == "f":
         bad = a[~(np.isfinite(a) & (a == np.round(a)))].ravel()
-        raise ValueError(f"stimulation events: electrode ids must be whole numbers, got {bad[:5].tolist()}")
+        if len(bad):
+            raise ValueError(f"stimulation events: electrode ids must be whole numbers, got {bad[:5].tolist()}")
     return a.astype(np.int64)
 
 

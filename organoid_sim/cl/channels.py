@@ -98,17 +98,6 @@ def _on_grid(eids: np.ndarray, exy: np.ndarray) -> bool:
     return bool(pitch > 0 and np.allclose(xy, rc * pitch, atol=1e-3 * pitch + 1e-6))
 
 
-def _is_cl1(eids: np.ndarray, exy: np.ndarray) -> bool:
-    """A CL1 layout: on the grid and off the grounded corners."""
-    return _on_grid(eids, exy) and not np.isin(eids, GROUNDED).any()
-
-
-def _is_full_mea(eids: np.ndarray, exy: np.ndarray) -> bool:
-    """An 8 x 8 MEA with units on a grounded corner: every position known and on the grid (ids alone,
-    e.g. 0-based ids of a file without positions, say nothing about corners)."""
-    return bool(np.isin(eids, GROUNDED).any() and np.isfinite(exy).all() and _on_grid(eids, exy))
-
-
 def _grid_assign(eids: np.ndarray, exy: np.ndarray) -> dict:
     free = list(_usable())
     out: dict[int, int] = {}
@@ -186,9 +175,11 @@ def map_channels(unit_electrodes, electrode_ids, electrode_xy_um,
     else:
         sel = np.isin(eids, used)
         on_array = ~np.isin(eids, GROUNDED) & (eids >= 0) & (eids < N_CHANNELS)
-        full = not len(orphans) and _is_full_mea(eids[sel], exy[sel]) and _on_grid(eids[sel | on_array],
-                                                                                  exy[sel | on_array])
-        if full or (_is_cl1(eids[sel], exy[sel]) and _is_cl1(eids[sel | on_array], exy[sel | on_array])):
+        on_grid = _on_grid(eids[sel], exy[sel]) and _on_grid(eids[sel | on_array], exy[sel | on_array])
+        # units on a grounded corner: only a full 8 x 8 MEA with every position known (ids alone, e.g.
+        # 0-based ids of a file without positions, or made-up ids of units without one, say nothing)
+        corners = bool(np.isin(eids[sel], GROUNDED).any())
+        if on_grid and (not corners or (not len(orphans) and np.isfinite(exy[sel]).all())):
             # a CL1 layout: every electrode keeps its number, also those without units (still stimulable);
             # units on the grounded corners of a full 8 x 8 MEA are simulated but never reported
             assign, rule = {int(e): int(e) for e in eids[on_array]}, "cl1"

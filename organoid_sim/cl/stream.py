@@ -107,9 +107,9 @@ class ModelStream:
         if len(self.mapping.unit_channel) != n_rec:
             raise ValueError(f"{model_dir}: layout has {len(self.mapping.unit_channel)} units, the network "
                              f"{n_rec} recorded neurons")
-        hidden_units = int((self.mapping.unit_channel < 0).sum())
-        if hidden_units:
-            warnings.warn(f"{model_dir}: {hidden_units} units sit on the CL1's grounded corner channels "
+        unreported = int((self.mapping.unit_channel < 0).sum())
+        if unreported:
+            warnings.warn(f"{model_dir}: {unreported} units sit on the CL1's grounded corner channels "
                           f"{GROUNDED}: simulated with the network, never reported", UserWarning, stacklevel=2)
         # neuron -> channel (hidden neurons and units on grounded corners: -1, not seen on the array)
         self.neuron_channel = np.r_[self.mapping.unit_channel, np.full(self.spec.n_hidden, -1)].astype(np.int64)
