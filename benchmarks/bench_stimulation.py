@@ -19,13 +19,18 @@ other physics (``benchmarks/cultures/second.py``). On each:
    never stimulated, the mean over calibrated electrodes of the channel at the same offset from
    them) and the truth's split-half noise ceiling (the same figures between two disjoint halves of
    the truth's trials), with the r a perfect prediction of the expected responses would reach
-   against the whole truth (``attainable_r``: Spearman-Brown from the halves' r).
+   against the whole truth (``attainable_r``: Spearman-Brown from the halves' r), and an
+   electrode-agnostic reference (``electrode_agnostic``): each held-out condition predicted from the
+   truth's other electrodes by distance and channel alone, the part of the truth that needs no
+   knowledge of the stimulated electrode itself; a second model-free baseline (``additive_lookup``)
+   builds the same distance-and-channel prediction from the calibration session alone.
 
 Bars: calibrated r >= 0.8 and above the lookup; latency error <= 5 ms, or <= 1.25x the ceiling's
 where that is larger; the calibrated figures no worse than the prior's.
 
 ``--json`` prints a JSON object as the last line: ``response_probability_r``,
-``latency_median_abs_err_ms``, ``prior_only`` (the same two keys), ``lookup``, ``ceiling``, ``bars`` and details.
+``latency_median_abs_err_ms``, ``prior_only`` (the same two keys), ``lookup``, ``ceiling``,
+``electrode_agnostic``, ``additive_lookup``, ``bars`` and details.
 Run: ``python benchmarks/bench_stimulation.py [--culture ours|second] [--json]``.
 """
 
@@ -177,6 +182,77 @@ def ceiling(culture, electrodes, amplitudes) -> dict:
     figures = {k: round(float(np.mean([o[k] for o in out])), 4) for k in (*KEYS, "probability_mean_abs_err")}
     return figures | {"n_trials_per_half": int(a.n_trials),
                       "attainable_r": round(attainable_r(figures["response_probability_r"]), 4)}
+
+
+#: electrode-channel distances (um) are pooled to this resolution in :func:`electrode_agnostic_reference`
+AGNOSTIC_DISTANCE_UM = 10.0
+
+
+def electrode_agnostic_prediction(truth, positions, electrode_xy, electrodes, amplitudes):
+    """``[K, C]`` probabilities and latencies (s) of each held-out condition predicted from the truth's
+    *other* electrodes at the same amplitude, by distance and channel alone: the mean over those
+    electrodes' (electrode, channel) pairs at the same distance (pooled to
+    :data:`AGNOSTIC_DISTANCE_UM`), plus the channel's mean residual over them away from their own
+    channel. A prediction that knows everything of the held-out session except the electrode's own
+    responses, and nothing specific to that electrode (how strongly it sets off the network).
+    ``positions``: [C, 2] um of the truth's channels; ``electrode_xy``: {electrode id: (x, y) um}."""
+    pos = np.asarray(positions, float)
+    ei = {int(x): i for i, x in enumerate(truth.electrodes)}
+    ai = {round(float(x), 6): i for i, x in enumerate(truth.amplitudes_ua)}
+
+    def dist_keys(e):
+        return np.round(np.hypot(*(pos - np.asarray(electrode_xy[int(e)], float)).T) / AGNOSTIC_DISTANCE_UM).astype(int)
+
+    out = []
+    for values in (truth.response_probability, truth.median_latency_s):
+        pred = []
+        for e, a in zip(electrodes, np.abs(np.asarray(amplitudes, float))):
+            j = ai[round(float(a), 6)]
+            others = [x for x in truth.electrodes if int(x) != int(e) and np.isfinite(truth.response_probability[ei[int(x)], j]).any()]
+            y = np.array([values[ei[int(x)], j] for x in others])                      # [E', C]
+            k = np.array([dist_keys(x) for x in others])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)                        # empty / all-NaN groups
+                profile = {int(d): np.nanmean(y[k == d]) for d in np.unique(k)}
+                base = np.vectorize(lambda d: profile.get(int(d), np.nan), otypes=[float])(k)
+                offset = np.nanmean(np.where(k > 0, y - base, np.nan), 0)
+                own = dist_keys(e)
+                p = np.array([profile.get(int(d), np.nan) for d in own]) + np.where(own > 0, np.nan_to_num(offset), 0.0)
+            pred.append(p)
+        out.append(np.array(pred))
+    return np.clip(out[0], 0.0, 1.0), out[1]
+
+
+def electrode_agnostic_reference(culture, electrodes, amplitudes) -> dict:
+    """Figures of :func:`electrode_agnostic_prediction` against the truth: how far distance and channel
+    alone carry, learnt from the truth itself; what lies above it needs each electrode's own effect."""
+    rec = culture.session
+    exy = {int(e): p for e, p in zip(rec.electrodes.ids, rec.electrodes.positions)}
+    col = {int(u): i for i, u in enumerate(rec.unit_ids)}
+    pos = np.asarray(rec.positions)[[col[int(u)] for u in culture.truth.unit_ids]]
+    p, lat = electrode_agnostic_prediction(culture.truth, pos, exy, electrodes, amplitudes)
+    return evoked_agreement(*_pairs(culture.truth, electrodes, amplitudes, p, lat, culture.truth.unit_ids))
+
+
+def additive_lookup_prediction(session, window, electrodes, amplitudes):
+    """``[K, C]`` probabilities and latencies (s) of a second model-free baseline: at each amplitude the
+    calibration session used, :func:`electrode_agnostic_prediction` of the session's own responses
+    (a distance profile plus each channel's offset, learnt from the session's other electrodes),
+    linear in amplitude between the session's amplitudes (clamped outside)."""
+    from organoid_sim import stats
+    from stim_cultures import as_truth
+
+    obs = stats.evoked_responses(session, window=window, by_amplitude=True)
+    amps = np.unique(np.round(np.abs(obs.amplitudes), 6))
+    measured = as_truth(obs, np.unique(obs.electrodes), amps, 0.0, 0)
+    exy = {int(e): p for e, p in zip(session.electrodes.ids, session.electrodes.positions)}
+    col = {int(u): i for i, u in enumerate(session.unit_ids)}
+    pos = np.asarray(session.positions)[[col[int(u)] for u in measured.unit_ids]]
+    at = [electrode_agnostic_prediction(measured, pos, exy, electrodes, np.full(len(electrodes), a)) for a in amps]
+    p, lat = np.array([x[0] for x in at]), np.array([x[1] for x in at])          # [A, K, C]
+    rows = [(_interp(float(a), amps, p[:, k]), _interp(float(a), amps, lat[:, k]))
+            for k, a in enumerate(np.abs(np.asarray(amplitudes, float)))]
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
 #: distance bands (um, electrode to channel) of the breakdown: own channel, neighbours, mid, far
@@ -349,13 +425,17 @@ def main(argv=None) -> dict:
     prior, calibrated = compare(culture.truth, prior_pred), compare(culture.truth, pred)
     e, amp = held.electrode, np.abs(held.amplitude)
     look, ceil = lookup_baseline(culture, e, amp), ceiling(culture, e, amp)
+    agnostic = electrode_agnostic_reference(culture, e, amp)
+    add_p, add_l = additive_lookup_prediction(culture.session, culture.window, e, amp)
+    additive = evoked_agreement(*_pairs(culture.truth, e, amp, add_p, add_l, culture.session.unit_ids))
     look_p, look_l = lookup_prediction(culture.session, culture.window, e, amp)
     where = {name: breakdown(culture, r.electrodes, r.amplitudes, r.response_probability, r.median_latency_s)
              for name, r in (("prior", prior_pred), ("calibrated", pred))}
     where["lookup"] = breakdown(culture, e, amp, look_p, look_l)
 
     out = {**{k: calibrated[k] for k in KEYS}, "prior_only": {k: prior[k] for k in KEYS},
-           "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil, "bars": bars(calibrated, prior, look, ceil),
+           "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil,
+           "electrode_agnostic": {k: agnostic[k] for k in KEYS}, "additive_lookup": {k: additive[k] for k in KEYS}, "bars": bars(calibrated, prior, look, ceil),
            "culture": culture.name, "culture_description": culture.description,
            "calibrated_details": calibrated, "prior_details": prior, "lookup_details": look,
            "coupling_prior": result["before"], "coupling_calibrated": result["after"],
@@ -372,10 +452,13 @@ def main(argv=None) -> dict:
     print(f"held-out conditions: {len(held)} (electrodes never stimulated + amplitudes never used), "
           f"window {window[0] * 1e3:g}-{window[1] * 1e3:g} ms")
     for name, d in (("distance-only prior", prior), ("calibrated", calibrated), ("model-free lookup", look),
+                    ("additive lookup", additive),
                     ("split-half ceiling", ceil)):
         print(f"{name:20s} response-probability r = {d['response_probability_r']:.3f}   "
               f"median |latency error| = {d['latency_median_abs_err_ms']} ms")
     print(f"{'':20s} r attainable against the whole truth (from its halves): {ceil['attainable_r']:.3f}")
+    print(f"{'':20s} r of the truth's other electrodes by distance and channel alone: "
+          f"{agnostic['response_probability_r']:.3f} (latency {agnostic['latency_median_abs_err_ms']} ms)")
     print(f"{'breakdown (r / latency ms / bias)':36s}" + "".join(f"{n:>26s}" for n in where))
     for part in where["prior"]:
         print(f"  {part:34s}" + "".join(

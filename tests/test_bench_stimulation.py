@@ -12,7 +12,8 @@ from organoid_sim import Electrodes, SpikeRecording, StimEvents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_stimulation import attainable_r, lookup_prediction  # noqa: E402
+from bench_stimulation import (  # noqa: E402
+    additive_lookup_prediction, attainable_r, electrode_agnostic_prediction, lookup_prediction)
 from stim_cultures import split_pulses  # noqa: E402
 
 WINDOW = (0.002, 0.050)
@@ -92,3 +93,58 @@ def test_prediction_cache_key_follows_the_package_code(tmp_path):
     (tmp_path / "sub" / "b.py").write_text("y = 3\n")
     assert package_digest(tmp_path) != first
     assert len(package_digest()) == 10                    # the installed package itself
+
+
+def _grid_truth(condition_effect):
+    """A 4 x 4 grid (100 um pitch), one channel per electrode, every electrode at 1 and 2 uA: the
+    response is a known function of amplitude and distance plus a channel offset, plus (optionally)
+    an offset of the stimulated electrode itself."""
+    from organoid_sim.synthetic import TrueResponses
+
+    rng = np.random.default_rng(3)
+    xy = np.array([(100.0 * i, 100.0 * j) for j in range(4) for i in range(4)])
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))          # [E, C]
+    chan = rng.normal(0, 0.05, 16)
+    elec = rng.normal(0, 0.08, 16) * condition_effect
+    amps = np.array([1.0, 2.0])
+    prob = np.stack([0.2 * a * np.exp(-d / 250.0) + np.where(d > 0, chan[None, :], 0) + elec[:, None]
+                     for a in amps], 1)                                            # [E, A, C]
+    lat = 0.005 + d[:, None, :] / 1e5 + np.zeros_like(prob)
+    truth = TrueResponses(np.arange(16), amps, 200.0, np.arange(16), prob, lat, 20, (0.002, 0.05))
+    return truth, xy, elec
+
+
+def test_electrode_agnostic_prediction_recovers_a_truth_of_distance_and_channel_alone():
+    truth, xy, _ = _grid_truth(condition_effect=0.0)
+    e, a = np.repeat(np.arange(16), 2), np.tile([1.0, 2.0], 16)
+    p, lat = electrode_agnostic_prediction(truth, xy, dict(enumerate(xy)), e, a)
+    want = np.stack([truth.response_probability[i, int(x) - 1] for i, x in zip(e, a)])
+    # the channel offsets are estimated from the other electrodes, whose distance means carry them
+    # too: exact up to that mixing, so well within the offsets' spread
+    assert np.corrcoef(p.ravel(), want.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(lat, np.stack([truth.median_latency_s[i, int(x) - 1] for i, x in zip(e, a)]),
+                               atol=2e-4)
+
+
+def test_electrode_agnostic_prediction_cannot_see_an_electrodes_own_effect():
+    truth, xy, elec = _grid_truth(condition_effect=1.0)
+    e, a = np.repeat(np.arange(16), 2), np.tile([1.0, 2.0], 16)
+    p, _ = electrode_agnostic_prediction(truth, xy, dict(enumerate(xy)), e, a)
+    want = np.stack([truth.response_probability[i, int(x) - 1] for i, x in zip(e, a)])
+    resid = want - p
+    # what it misses is the stimulated electrode's own offset: constant over a condition's channels
+    assert np.corrcoef(p.ravel(), want.ravel())[0, 1] < 0.95
+    assert np.corrcoef(np.mean(resid, axis=1), elec[e])[0, 1] > 0.95
+
+
+def test_additive_lookup_pools_the_session_by_distance_and_interpolates_in_amplitude():
+    rec, answers = _session()
+    p, lat = additive_lookup_prediction(rec, WINDOW, np.array([1, 1, 1]), np.array([1.0, 2.0, 3.0]))
+    # by hand: electrode 1 sees channel 1 at 0 um and channels 0, 2 at 200 um; electrodes 0 and 2
+    # answer at 0 um with 4/4 (1 uA) and 4/4 (3 uA), at 200 um with 2/4 and 4/4; no channel offsets
+    np.testing.assert_allclose(p[0], [0.5, 1.0, 0.5])
+    np.testing.assert_allclose(p[2], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(p[1], [0.75, 1.0, 0.75])
+    # latencies (channel c answers 10 + c ms after a pulse): 0 um pools channel 0 of electrode 0
+    # and channel 2 of electrode 2 (11 ms), 200 um channel 1 of both (11 ms)
+    np.testing.assert_allclose(lat[0], [0.011, 0.011, 0.011], atol=1e-9)
