@@ -339,7 +339,8 @@ class SpikeRecording:
             Any sorting (``NumpySorting``, ``read_phy(...)``, a sorter's output).
         recording : spikeinterface BaseRecording, optional
             Gives the window (start time and duration, s) and, with its probe, the electrode
-            positions (um) of the units' main channels.
+            positions (um) of the units' main channels. Without one, a sorting made by
+            :meth:`to_spikeinterface` gives back its window, electrodes, stimulation and metadata.
         segment_index : int
             Which segment of a multi-segment sorting.
         metadata : dict, optional
@@ -632,7 +633,10 @@ class SpikeRecording:
         Returns
         -------
         spikeinterface.core.NumpySorting
-            Same unit ids; properties ``electrode_id``, ``x_um``, ``y_um``, ``main_channel_id``.
+            Same unit ids, starting at ``t_start`` (s); properties ``electrode_id``, ``x_um``,
+            ``y_um`` (um), ``main_channel_id``; annotations ``t_start_s``, ``t_stop_s`` and
+            ``organoid_sim`` (layout, stimulation, metadata, sampling rate), which
+            :meth:`from_spikeinterface` reads back.
         """
         return recording_to_spikeinterface(self, sampling_frequency)
 

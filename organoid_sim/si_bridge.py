@@ -13,15 +13,24 @@
   it), else ``ch`` (a channel index, phy's ``cluster_info.tsv``); positions (um) are the
   recording's channel locations (its probe), electrode ids the channel ids when they are
   integers, else the channel indices (the ids are then kept in ``metadata["channel_ids"]``).
+* without a recording, what :func:`recording_to_spikeinterface` wrote is read back: the start
+  time (the sorting's own ``get_start_time()`` when not 0, else the annotation ``t_start_s``), the
+  end ``t_stop_s`` (s), the unit properties ``electrode_id``, ``x_um`` and ``y_um`` (um), and the
+  annotation ``organoid_sim`` (JSON: electrode layout, stimulation, metadata, sampling rate), so
+  ``from_spikeinterface(rec.to_spikeinterface())`` equals ``rec`` up to the rounding of spike times
+  to frames (annotations and properties survive SpikeInterface's ``save`` and ``select_units``).
 
 ``rec.to_spikeinterface(sampling_frequency=None)`` returns a ``NumpySorting`` at
 ``sampling_frequency`` (default: the recording's sampling rate, else ``1 / spike_time_resolution``;
-times are rounded to the nearest frame) with the unit ids and, per unit, the properties
-``electrode_id``, ``x_um``, ``y_um`` and ``main_channel_id``.
+times are rounded to the nearest frame counted from ``t_start``, and the sorting starts at
+``t_start``: ``get_start_time()``) with the unit ids, per unit the properties ``electrode_id``,
+``x_um``, ``y_um`` and ``main_channel_id``, and the annotations ``t_start_s``, ``t_stop_s`` and
+``organoid_sim`` above.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
 
 DEFAULT_RESOLUTION_S = 1e-6  # spike-time resolution used when nothing better is known (s)
 MAIN_CHANNEL_PROPERTIES = ("main_channel_id", "ch")
+ANNOTATION = "organoid_sim"  # JSON of what a sorting cannot hold natively (layout, stim, metadata, rate)
 
 
 def spike_time_resolution(rec: "SpikeRecording", given: float | None = None) -> tuple[float, str]:
@@ -120,8 +130,8 @@ def spikeinterface_fields(sorting, recording=None, *, segment_index: int = 0,
         Spike times per unit (s).
     kwargs : dict
         ``t_start``, ``t_stop`` (s), ``unit_ids``, ``sampling_rate`` (Hz), ``metadata`` and, where
-        known, ``electrode_ids`` and ``electrodes`` as an ``(ids, x_um, y_um)`` tuple of arrays (the
-        caller builds its layout object from it).
+        known, ``electrode_ids``, ``positions`` (um), ``stim`` and ``electrodes`` as an
+        ``(ids, x_um, y_um)`` tuple of arrays (the caller builds its layout object from it).
     """
     n_seg = sorting.get_num_segments()
     if not 0 <= segment_index < n_seg:
@@ -131,15 +141,29 @@ def spikeinterface_fields(sorting, recording=None, *, segment_index: int = 0,
         recording = sorting._recording  # registered by the sorter; SpikeInterface has no public getter
     if recording is not None and float(recording.get_sampling_frequency()) != fs:
         raise ValueError(f"sorting at {fs:g} Hz but recording at {recording.get_sampling_frequency():g} Hz")
-    t0 = float(recording.get_start_time(segment_index)) if recording is not None else 0.0
+    ours = _our_annotations(sorting) if recording is None else {}
+    if recording is not None:
+        t0 = float(recording.get_start_time(segment_index))
+    else:
+        own = float(sorting.get_start_time(segment_index)) if hasattr(sorting, "get_start_time") else 0.0
+        t0 = own if own != 0.0 else _annotated_seconds(sorting, "t_start_s", 0.0)
     unit_ids = np.asarray(sorting.get_unit_ids())
     trains = [t0 + np.sort(np.asarray(sorting.get_unit_spike_train(u, segment_index=segment_index),
                                       dtype=np.float64)) / fs for u in unit_ids.tolist()]
-    t_stop = t0 + recording.get_num_samples(segment_index) / fs if recording is not None else None
-    md = {"source": "spikeinterface", "format": "spikeinterface", "sorting": type(sorting).__name__,
-          "segment_index": segment_index, **(metadata or {})}
-    kw: dict[str, Any] = {"t_start": t0, "t_stop": t_stop, "sampling_rate": fs, "metadata": md,
+    if recording is not None:
+        t_stop = t0 + recording.get_num_samples(segment_index) / fs
+    else:
+        t_stop = _annotated_seconds(sorting, "t_stop_s", None)
+    if "metadata" in ours:
+        md = {**ours["metadata"], **(metadata or {})}
+    else:
+        md = {"source": "spikeinterface", "format": "spikeinterface", "sorting": type(sorting).__name__,
+              "segment_index": segment_index, **(metadata or {})}
+    kw: dict[str, Any] = {"t_start": t0, "t_stop": t_stop, "sampling_rate": ours.get("sampling_rate", fs),
+                          "metadata": md,
                           "unit_ids": unit_ids if unit_ids.dtype.kind in "iu" else unit_ids.astype(str)}
+    if recording is None:
+        kw.update(_unit_layout(sorting, ours))
     if recording is not None:
         channel_ids, electrode_ids, locations, kind = _probe_layout(recording)
         main = _main_channel_index(sorting, channel_ids, len(channel_ids))
@@ -148,11 +172,61 @@ def spikeinterface_fields(sorting, recording=None, *, segment_index: int = 0,
         kw["electrodes"] = (electrode_ids, locations[:, 0], locations[:, 1])
         if kind not in "iu":
             md["channel_ids"] = [str(c) for c in channel_ids.tolist()]
-    else:
+    elif "electrode_ids" not in kw:
         main = _main_channel_index(sorting, None, None)
         if main is not None and "main_channel_id" not in sorting.get_property_keys():
             kw["electrode_ids"] = main  # phy's channel index is the only electrode number known
     return trains, kw
+
+
+def _annotated_seconds(sorting, key: str, default):
+    """A time annotation (s) of the sorting, ``default`` when absent; a clear error when not a time."""
+    if key not in sorting.get_annotation_keys():
+        return default
+    value = sorting.get_annotation(key)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"sorting annotation {key!r} must be a time >= 0 s, got {sorting.get_annotation(key)!r}")
+    return value
+
+
+def _our_annotations(sorting) -> dict[str, Any]:
+    """The ``organoid_sim`` annotation written by :func:`recording_to_spikeinterface` ({} when absent)."""
+    if ANNOTATION not in sorting.get_annotation_keys():
+        return {}
+    text = sorting.get_annotation(ANNOTATION)
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sorting annotation {ANNOTATION!r} is not the JSON organoid-sim writes: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"sorting annotation {ANNOTATION!r} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _unit_layout(sorting, ours: dict[str, Any]) -> dict[str, Any]:
+    """Electrode ids, positions (um), layout and stimulation a sorting carries without a recording."""
+    from .events import StimEvents
+
+    kw: dict[str, Any] = {}
+    keys = set(sorting.get_property_keys())
+    if "electrode_id" in keys:
+        ids = np.asarray(sorting.get_property("electrode_id"))
+        if ids.dtype.kind in "iu":
+            kw["electrode_ids"] = ids.astype(np.int64)
+    if {"x_um", "y_um"} <= keys:
+        kw["positions"] = np.stack([np.asarray(sorting.get_property("x_um"), dtype=np.float64),
+                                    np.asarray(sorting.get_property("y_um"), dtype=np.float64)], axis=1)
+    if "electrodes" in ours:
+        e = ours["electrodes"]
+        kw["electrodes"] = (np.asarray(e["ids"], dtype=np.int64), np.asarray(e["x"], dtype=np.float64),
+                            np.asarray(e["y"], dtype=np.float64))
+    if "stim" in ours:
+        kw["stim"] = StimEvents.from_dict(ours["stim"])
+    return kw
 
 
 def recording_to_spikeinterface(rec: "SpikeRecording", sampling_frequency: float | None = None):
@@ -175,5 +249,10 @@ def recording_to_spikeinterface(rec: "SpikeRecording", sampling_frequency: float
     sorting.set_property("x_um", rec.positions[:, 0])
     sorting.set_property("y_um", rec.positions[:, 1])
     sorting.set_property("main_channel_id", rec.electrode_ids)
-    sorting.annotate(t_start_s=rec.t_start, t_stop_s=rec.t_stop)
+    if hasattr(sorting, "shift_times"):  # SpikeInterface >= 0.102: the sorting's own start time
+        sorting.shift_times(rec.t_start)
+    extra = {"electrodes": {"ids": rec.electrodes.ids.tolist(), "x": rec.electrodes.x.tolist(),
+                            "y": rec.electrodes.y.tolist()},
+             "stim": rec.stim.to_dict(), "metadata": rec.metadata, "sampling_rate": rec.sampling_rate}
+    sorting.annotate(t_start_s=rec.t_start, t_stop_s=rec.t_stop, **{ANNOTATION: json.dumps(extra)})
     return sorting

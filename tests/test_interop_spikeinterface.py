@@ -8,7 +8,9 @@ import pytest
 
 import organoid_sim
 from organoid_sim import SpikeRecording
+from organoid_sim.events import StimEvents
 from organoid_sim.io import RecordingFormatError
+from organoid_sim.recording import Electrodes
 
 si = pytest.importorskip("spikeinterface.core")
 se = pytest.importorskip("spikeinterface.extractors")
@@ -75,6 +77,32 @@ def test_to_spikeinterface_keeps_the_sampling_rate_exactly(fs):
     recording = si.NumpyRecording(np.zeros((int(fs), 1), dtype="float32"), sampling_frequency=fs)
     back = SpikeRecording.from_spikeinterface(sorting, recording)  # refused when the rates differ
     assert back.sampling_rate == fs
+
+def test_round_trip_keeps_window_electrodes_layout_stim_and_metadata(tmp_path):
+    """rec -> sorting -> rec: the window (t_start 12.5 s), electrode ids, positions, the layout (with
+    an electrode no unit sits on), stimulation and metadata come back (they were dropped: the times
+    came back 12.5 s early and the electrodes unknown), also from a sorting saved to a folder. The
+    spike trains are checked against SpikeInterface's own frames and times."""
+    fs, t0 = 10_000.0, 12.5
+    rng = np.random.default_rng(3)
+    frames = [np.sort(rng.choice(30_000, size=40, replace=False)) for _ in range(3)]
+    rec = SpikeRecording.from_spike_times(
+        [t0 + f / fs for f in frames], t_start=t0, t_stop=t0 + 3.0, unit_ids=["u4", "u7", "u9"],
+        electrode_ids=[21, 22, 24], electrodes=Electrodes([21, 22, 23, 24], [0.0, 200.0, 0.0, 200.0],
+                                                         [0.0, 0.0, 200.0, np.nan]),
+        sampling_rate=fs, stim=StimEvents.from_columns([13.0], [23], [2.0], 100.0, 2), metadata={"well": "B2"})
+    sorting = rec.to_spikeinterface()
+    assert sorting.get_start_time() == t0
+    for i, u in enumerate(rec.unit_ids.tolist()):
+        np.testing.assert_array_equal(sorting.get_unit_spike_train(u), frames[i])
+        np.testing.assert_allclose(sorting.get_unit_spike_train(u, return_times=True), rec.spike_times[i],
+                                   rtol=0, atol=1e-9)
+    saved = sorting.save(folder=tmp_path / "sorting")
+    for s in (sorting, saved):
+        back = SpikeRecording.from_spikeinterface(s)
+        assert back.differences(rec) == []
+        np.testing.assert_array_equal(back.positions[:, 0], sorting.get_property("x_um"))
+
 
 # ------------------------------------------------------------------------------ phy / Kilosort folders
 def _phy_folder(tmp_path, *, cluster_info=True, params=None, name="phy"):
