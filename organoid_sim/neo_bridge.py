@@ -4,6 +4,11 @@ Each unit becomes one ``neo.SpikeTrain`` in seconds with ``t_start``/``t_stop`` 
 the unit id, electrode id and position (um) travel as annotations, so ``from_neo(to_neo(r))``
 restores them. Recording-level fields (layout, stimulation, metadata, sampling rate) ride on the
 first train's annotations under ``organoid_sim_*`` keys.
+
+A recording with no units gives an empty list, which carries no window: ``from_neo`` of neo objects
+without spike trains takes the window from a ``neo.Segment``/``neo.Block`` that holds other data
+(signals, events), else from ``t_start=``/``t_stop=`` given to it, and otherwise raises an error
+saying so (``SpikeRecording.from_neo(rec.to_neo(), t_start=rec.t_start, t_stop=rec.t_stop)``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def recording_to_neo(rec: "SpikeRecording") -> list:
-    """One ``neo.SpikeTrain`` per unit, times in seconds, in unit order."""
+    """One ``neo.SpikeTrain`` per unit, times in seconds, in unit order (empty with no units)."""
     import neo
     import quantities as pq
 
@@ -62,6 +67,17 @@ def _trains_of(obj: Any) -> list:
     return trains
 
 
+def _segment_window(obj: Any) -> dict[str, float]:
+    """``t_start``/``t_stop`` (s) spanned by the data of a neo Segment or Block ({} when none)."""
+    import neo
+    import quantities as pq
+
+    segments = obj.segments if isinstance(obj, neo.Block) else [obj] if isinstance(obj, neo.Segment) else []
+    starts = [float(seg.t_start.rescale(pq.s).magnitude) for seg in segments if seg.t_start is not None]
+    stops = [float(seg.t_stop.rescale(pq.s).magnitude) for seg in segments if seg.t_stop is not None]
+    return {"t_start": min(starts), "t_stop": max(stops)} if starts and stops else {}
+
+
 def neo_fields(obj: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Spike times and :meth:`SpikeRecording.from_spike_times` keywords of neo objects.
 
@@ -78,12 +94,14 @@ def neo_fields(obj: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
         ``t_start``, ``t_stop`` (s), ``unit_ids``, ``electrode_ids``, ``positions`` (um) and, where
         the trains carry them, ``stim``, ``metadata``, ``sampling_rate`` (Hz) and ``electrodes`` as
         an ``(ids, x_um, y_um)`` tuple of arrays (the caller builds its layout object from it).
+        Without spike trains: no times, ``unit_ids`` empty and ``t_start``/``t_stop`` (s) only when
+        a ``neo.Segment``/``neo.Block`` holds other data that spans a window.
     """
     import quantities as pq
 
     trains = _trains_of(obj)
     if not trains:
-        raise ValueError("from_neo: no spike trains found")
+        return [], {"unit_ids": np.zeros(0, np.int64), **_segment_window(obj)}
     times = [np.asarray(t.rescale(pq.s).magnitude, dtype=np.float64) for t in trains]
     t_start = min(float(t.t_start.rescale(pq.s).magnitude) for t in trains)
     t_stop = max(float(t.t_stop.rescale(pq.s).magnitude) for t in trains)

@@ -321,11 +321,20 @@ class SpikeRecording:
 
     @classmethod
     def from_neo(cls, obj, **kwargs) -> "SpikeRecording":
-        """Build from a ``neo.Block``, ``neo.Segment`` or list of ``neo.SpikeTrain`` (lossless)."""
+        """Build from a ``neo.Block``, ``neo.Segment`` or list of ``neo.SpikeTrain`` (lossless).
+
+        Keyword arguments (those of :class:`SpikeRecording`; times in s) override what the trains
+        carry. Neo objects without spike trains (``to_neo()`` of a recording with no units) give a
+        recording with no units when the window is known: from a Segment/Block holding other data,
+        else ``t_start`` and ``t_stop`` given here; otherwise ``ValueError``.
+        """
         times, fields = neo_fields(obj)
         if "electrodes" in fields:
             fields["electrodes"] = Electrodes(*fields["electrodes"])
         fields.update(kwargs)
+        if not times and ("t_start" not in fields or "t_stop" not in fields):
+            raise ValueError(f"from_neo: no spike trains in the {type(obj).__name__}, so no recording window; "
+                             "pass t_start= and t_stop= (s) to build a recording with no units")
         return cls.from_spike_times(times, **fields)
 
     @classmethod

@@ -1,6 +1,7 @@
 """Lossless conversion to and from neo, checked with neo's and elephant's own functions."""
 
 import numpy as np
+import pytest
 import neo
 import quantities as pq
 from elephant.statistics import mean_firing_rate
@@ -47,3 +48,23 @@ def test_from_spike_times_reads_quantities_in_seconds_whatever_their_unit():
     rec = SpikeRecording.from_spike_times([st, np.array([0.5]) * pq.s], t_stop=3.0)
     np.testing.assert_array_equal(rec.spike_times[0], st.rescale(pq.s).magnitude)
     np.testing.assert_array_equal(rec.spike_times[1], [0.5])
+
+
+def test_recording_without_units_through_neo_keeps_its_window():
+    """No units: ``to_neo`` gives no trains (elephant would count a placeholder train as a unit), so
+    the window comes from a neo Segment holding other data (neo's own ``t_start``/``t_stop``) or
+    from ``t_start``/``t_stop`` given; without either, a clear error (it was 'no spike trains found'
+    even when the window was given)."""
+    rec = SpikeRecording.from_spike_times([], t_start=1.5, t_stop=4.0, sampling_rate=1000.0)
+    assert rec.to_neo() == []
+    back = SpikeRecording.from_neo(rec.to_neo(), t_start=rec.t_start, t_stop=rec.t_stop, sampling_rate=1000.0)
+    assert back.differences(rec) == []
+    assert (back.n_units, back.t_start, back.t_stop) == (0, 1.5, 4.0)
+    seg = neo.Segment()
+    seg.analogsignals.append(neo.AnalogSignal(np.zeros((250, 2)), units="uV", sampling_rate=100 * pq.Hz,
+                                              t_start=1500 * pq.ms))
+    from_seg = SpikeRecording.from_neo(seg)
+    assert from_seg.n_units == 0
+    assert (from_seg.t_start, from_seg.t_stop) == (float(seg.t_start.rescale(pq.s)), float(seg.t_stop.rescale(pq.s)))
+    with pytest.raises(ValueError, match="no spike trains in the list.*t_start= and t_stop="):
+        SpikeRecording.from_neo([])
