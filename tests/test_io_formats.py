@@ -209,3 +209,24 @@ def test_csv_text_ids_with_surrounding_spaces_round_trip(tmp_path):
     rec = SpikeRecording.from_spike_times([[0.5], [0.25]], t_start=0.0, t_stop=1.0, unit_ids=[" a", "b "])
     back = organoid_sim.load(organoid_sim.save(rec, tmp_path / "ids.csv"))
     assert back == rec, back.differences(rec)
+
+
+def test_csv_text_ids_with_line_breaks_commas_and_quotes_round_trip(tmp_path):
+    """Ids holding a comma, quotes, line breaks (\\n, \\r\\n, a bare \\r) or characters that
+    ``str.splitlines`` breaks at (\\x0b, \\x85, \\u2028) come back unchanged, and Python's csv module
+    reads the same id for every spike line of the file (a bare \\r was written unquoted, and the
+    reader split lines inside quoted ids and at those characters)."""
+    import csv
+
+    ids = ["a,b", 'say "hi"', "two\nlines", "crlf\r\nid", "cr\rid", "vt\x0bid", "nel\x85id", "ls\u2028id",
+           "#hash", ""]
+    trains = [[0.1 * (k + 1)] for k in range(len(ids))]
+    rec = SpikeRecording.from_spike_times(trains, t_start=0.0, t_stop=2.0, unit_ids=ids)
+    path = organoid_sim.save(rec, tmp_path / "ids.csv")
+    back = organoid_sim.load(path)
+    assert back == rec, back.differences(rec)
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(line for line in fh if not line.startswith("#")))
+    assert rows[0] == ["time", "unit"]
+    assert [r[1] for r in rows[1:]] == np.repeat(rec.unit_ids, rec.spike_counts).tolist()
+    np.testing.assert_array_equal([float(r[0]) for r in rows[1:]], rec.times)

@@ -14,6 +14,10 @@ stimulation, metadata), so ``load(save(rec, "x.csv")) == rec``; times are writte
 shortest round-trip ``repr`` so they come back bit for bit. Other ``#`` lines are ignored; the
 column separator may be ``,``, ``;`` or a tab, and the columns may be named ``time``/``t``/
 ``spike_time`` and ``unit``/``unit_id``/``channel``/``electrode``.
+
+Text unit ids may hold any character: the writer quotes ids with a comma, a quote or a line break
+(the :mod:`csv` module's quoting), and the reader splits lines only at ``\n``, ``\r\n`` and
+``\r`` outside quoted fields, so such ids come back unchanged.
 """
 
 from __future__ import annotations
@@ -61,11 +65,30 @@ def sniff(path, head: bytes) -> bool:
 
 
 def _read_lines(path) -> list[str]:
+    """The file's lines with their line ends (split at ``\n``, ``\r\n``, ``\r`` only, as CSV does)."""
     try:
         with open(path, encoding="utf-8", newline="") as fh:
-            return fh.read().splitlines()
+            return list(io.StringIO(fh.read(), newline=""))
     except UnicodeDecodeError as exc:
         raise RecordingFormatError(path, None, f"not a UTF-8 text file: {exc}") from None
+
+
+def _records(lines: list[str], first: int):
+    """``(line number, record text)`` of the data lines, a quoted field's line breaks kept inside
+    its record; blank and ``#`` lines outside a quoted field are skipped. ``first``: 0-based index."""
+    record, start = "", 0
+    for i in range(first, len(lines)):
+        ln = lines[i]
+        if not record:
+            if not ln.strip() or ln.startswith("#"):
+                continue
+            start = i + 1
+        record += ln
+        if record.count('"') % 2 == 0:  # outside a quoted field: the record ends with this line
+            yield start, record
+            record = ""
+    if record:
+        yield start, record
 
 
 def _header(path, lines) -> dict:
@@ -85,11 +108,12 @@ def _pairs(path, lines, text_ids: bool = False, progress=None):
     hdr = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")), None)
     if hdr is None:
         raise RecordingFormatError(path, None, "no 'time,unit' header line")
-    cols = _header_columns(lines[hdr])
+    cols = _header_columns(lines[hdr].rstrip("\r\n"))
     if cols is None:
-        raise RecordingFormatError(path, f"line {hdr + 1}", f"header {lines[hdr]!r} names no time and unit columns")
+        raise RecordingFormatError(path, f"line {hdr + 1}",
+                                   f"header {lines[hdr].rstrip(chr(13) + chr(10))!r} names no time and unit columns")
     delim, ti, ui = cols
-    data = lines[hdr + 1:]
+    data = lines[hdr + 1:]  # with their line ends, which numpy's parser takes
     if not any(ln.strip() and not ln.startswith("#") for ln in data):  # stops at the first spike line
         return np.zeros(0), np.zeros(0, np.int64)  # a header and no spikes
     try:  # fast path for numeric units: numpy's C parser; the loop below handles text ids and errors
@@ -108,8 +132,8 @@ def _pairs(path, lines, text_ids: bool = False, progress=None):
         return np.concatenate(parts_t), np.concatenate(parts_u)
     except (ValueError, IndexError):
         pass
-    body = [(hdr + 2 + i, ln) for i, ln in enumerate(data) if ln.strip() and not ln.startswith("#")]
-    rows = list(_csv.reader((ln for _, ln in body), delimiter=delim))
+    body = list(_records(lines, hdr + 1))
+    rows = [next(_csv.reader([text], delimiter=delim), []) for _, text in body]
     times, units = np.empty(len(rows)), []
     for k, row in enumerate(rows):
         try:
@@ -117,7 +141,7 @@ def _pairs(path, lines, text_ids: bool = False, progress=None):
             units.append(row[ui] if text_ids else row[ui].strip())  # our text ids are written exactly
         except (ValueError, IndexError):
             raise RecordingFormatError(path, f"line {body[k][0]}", f"cannot read a (time, unit) pair from "
-                                       f"{body[k][1]!r}") from None
+                                       f"{body[k][1].rstrip(chr(13) + chr(10))!r}") from None
     units = np.array(units, dtype=str) if units else np.zeros(0, dtype="<U1")
     return times, units
 
@@ -166,6 +190,14 @@ def read(path, progress=None, **options):
     return build(path, "time,unit", SpikeRecording.from_pairs, times, units, **kw)
 
 
+def _unit_field(uid) -> str:
+    """A unit id as one CSV field: quoted by the csv module when it holds a comma, a quote, ``\r`` or
+    ``\n`` (a writer whose line end is ``\r\n`` quotes both; ``\n`` alone would leave ``\r`` bare)."""
+    out = io.StringIO()
+    _csv.writer(out, lineterminator="\r\n").writerow([uid])
+    return out.getvalue()[:-2]
+
+
 def write(rec, path, progress=None, **options) -> None:
     """Write ``(time s, unit)`` pairs, unit after unit, with the JSON header line (atomic).
 
@@ -179,15 +211,14 @@ def write(rec, path, progress=None, **options) -> None:
                            "y": rec.electrodes.y.tolist()},
             "stim": rec.stim.to_dict(), "metadata": rec.metadata}
     buf = io.StringIO()
-    buf.write(MARKER + json.dumps(head) + "\n")
-    writer = _csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time", "unit"])
+    buf.write(MARKER + json.dumps(head) + "\ntime,unit\n")
+    fields = [_unit_field(u) for u in rec.unit_ids.tolist()]  # each id quoted once, as CSV needs it
     step = CHUNK_VALUES // 4
     with progress_bar(progress, rec.n_spikes, f"writing {Path(path).name}") as bar:
         for lo in range(0, rec.n_spikes, step):
             hi = min(lo + step, rec.n_spikes)
-            ids = rec.unit_ids[rec.unit_index[lo:hi]].tolist()
-            writer.writerows(zip(map(repr, rec.times[lo:hi].tolist()), ids))
+            ids = [fields[i] for i in rec.unit_index[lo:hi].tolist()]
+            buf.writelines(f"{t},{u}\n" for t, u in zip(map(repr, rec.times[lo:hi].tolist()), ids))
             bar.update(hi - lo)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
