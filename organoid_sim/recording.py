@@ -283,16 +283,24 @@ class SpikeRecording:
 
         ``times`` in seconds; ``units`` holds the unit id of each spike. Units are ordered as in
         ``unit_ids`` when given (units listed there without spikes are kept, empty), else sorted.
-        Spikes of a unit not in ``unit_ids`` raise ``ValueError``.
+        Spikes of a unit not in ``unit_ids`` raise ``ValueError``. No spikes and no ``unit_ids``
+        (``from_pairs([], [])``) give a recording with no units.
         """
         times = np.asarray(times, dtype=np.float64)
         units = np.asarray(units)
         if times.shape != units.shape or times.ndim != 1:
             raise ValueError(f"times and units must be 1-D of equal length, got {times.shape} and {units.shape}")
+        if units.size == 0 and units.dtype.kind not in "iuUSO":
+            units = units.astype(np.int64)  # numpy reads [] as float64; no spikes name no unit
         if unit_ids is None:
+            if units.dtype.kind not in "iuUSO":
+                raise ValueError(f"units must hold integer or text unit ids, got dtype {units.dtype} "
+                                 "(or give unit_ids)")
             unit_ids, inverse = np.unique(units, return_inverse=True)
         else:
             unit_ids = np.asarray(unit_ids)
+            if unit_ids.size == 0 and unit_ids.dtype.kind not in "iuUSO":
+                unit_ids = unit_ids.astype(np.int64)  # unit_ids=[]: no units
             if len(unit_ids) == 0 and len(units):
                 raise ValueError("spikes given but unit_ids is empty")
             inverse, found = index_of(unit_ids, units)

@@ -59,6 +59,22 @@ def test_from_pairs_matches_per_unit_grouping(rng):
         SpikeRecording.from_pairs(times, units, unit_ids=[3, 11])
 
 
+def test_from_pairs_without_spikes_gives_an_empty_recording():
+    """``from_pairs([], [])``: numpy reads ``[]`` as float64, which became float unit ids and the
+    error 'unit_ids must be integers or strings, got dtype float64'. Now a recording with no units
+    (or the units listed in ``unit_ids``, empty), and float unit labels are named as such."""
+    empty = SpikeRecording.from_pairs([], [], t_start=1.0, t_stop=3.0)
+    assert (empty.n_units, empty.n_spikes, empty.t_start, empty.t_stop, empty.duration) == (0, 0, 1.0, 3.0, 2.0)
+    assert empty.unit_ids.dtype.kind == "i" and empty.spike_times == []
+    assert SpikeRecording.from_pairs([], []).duration == 0.0
+    assert SpikeRecording.from_pairs([], [], unit_ids=[], t_stop=3.0) == SpikeRecording.from_pairs(
+        np.zeros(0), np.zeros(0, np.int64), t_stop=3.0)
+    listed = SpikeRecording.from_pairs([], [], unit_ids=["a", "b"], t_stop=3.0)
+    assert listed.unit_ids.tolist() == ["a", "b"] and listed.spike_counts.tolist() == [0, 0]
+    with pytest.raises(ValueError, match="units must hold integer or text unit ids, got dtype float64"):
+        SpikeRecording.from_pairs([0.5], [1.5])
+
+
 def test_time_slice_half_open_and_absolute(rng):
     rec = _random_recording(rng)
     part = rec.time_slice(5.0, 12.0)
