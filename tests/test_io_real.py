@@ -155,3 +155,37 @@ def test_meanap_v73_hdf5_matches_v5(ngn2_path, tmp_path, struct_array):
     v5 = organoid_sim.load(ngn2_path, detector="thr4")
     assert v73.metadata["mat_version"] == "7.3"
     assert v73.replace(metadata={}) == v5.replace(metadata={})
+
+
+@pytest.mark.parametrize("version", ["5", "7.3 cell", "7.3 struct"])
+def test_meanap_one_channel_file_loads(ngn2_path, tmp_path, version):
+    """One channel of the NGN2 file saved alone, in the shapes MATLAB saves (1 x 1 cell of a struct,
+    1 x 1 ``channels``, 1 x 2 ``coords``): scipy.io squeezes them to a struct, a scalar and a
+    2-vector (the v5 file failed: 'coords has shape (2,)'), and the channel's thr5 train holds one
+    spike (a scalar). Times, id, rate and window match the original file read with scipy.io; the
+    position is unknown (one electrode shows no grid spacing: the v7.3 file gave 300, 600 um for an
+    electrode at 900, 1800 um)."""
+    mat = scipy.io.loadmat(ngn2_path, squeeze_me=True, struct_as_record=False)
+    counts = [np.atleast_1d(s.thr5).size for s in mat["spikeTimes"]]
+    k = counts.index(1)
+    s = mat["spikeTimes"][k]
+    path = tmp_path / "one_channel.mat"
+    if version == "5":
+        cell = np.empty((1, 1), dtype=object)
+        cell[0, 0] = {d: np.atleast_2d(np.atleast_1d(getattr(s, d)).astype(float)) for d in ("bior1p5", "thr4", "thr5")}
+        scipy.io.savemat(path, {"spikeTimes": cell, "channels": np.array([[mat["channels"][k]]], dtype=float),
+                                "coords": mat["coords"][k:k + 1], "Params": {"fs": mat["Params"].fs},
+                                "Info": {"duration_s": mat["Info"].duration_s}})
+    else:
+        one = {"spikeTimes": mat["spikeTimes"][k:k + 1], "channels": mat["channels"][k:k + 1],
+               "coords": mat["coords"][k:k + 1], "Params": mat["Params"], "Info": mat["Info"]}
+        _write_v73(path, one, struct_array=version == "7.3 struct")
+    assert detect_format(path) == "meanap"
+    for detector in ("thr4", "thr5"):
+        rec = organoid_sim.load(path, detector=detector)
+        assert rec.unit_ids.tolist() == rec.electrode_ids.tolist() == [int(mat["channels"][k])]
+        np.testing.assert_array_equal(rec.spike_times[0], np.atleast_1d(getattr(s, detector)).astype(float))
+        assert rec.sampling_rate == float(mat["Params"].fs) and rec.t_stop == float(mat["Info"].duration_s)
+        assert np.isnan(rec.positions).all()
+        np.testing.assert_array_equal(rec.metadata["coords_layout_units"], mat["coords"][k:k + 1])
+    assert rec.n_spikes == 1

@@ -13,7 +13,11 @@ Positions: MEA-NAP stores ``coords`` in plotting-layout units in which the 8 x 8
 (spacing 8/7), not in micrometres. We convert them to um as
 ``round(coords / step) * pitch_um`` where ``step`` is the smallest non-zero spacing found in the file
 and ``pitch_um`` the electrode pitch of the plate (default 300 um, the pitch of Axion 64-electrode
-wells; pass ``pitch_um=...`` for other plates). The raw ``coords`` are kept in the metadata.
+wells; pass ``pitch_um=...`` for other plates). The raw ``coords`` are kept in the metadata. A file
+of one channel shows no spacing, so its position is unknown (NaN).
+
+One-channel files load too: MATLAB's 1 x 1 cell, 1 x 1 ``channels`` and 1 x 2 ``coords`` come
+squeezed to a struct, a scalar and a 2-vector from ``scipy.io``, and a one-spike train to a scalar.
 
 Choose the detector with ``detector="thr4"``; without it a file with one detector loads that one,
 and a file with several raises an error listing them.
@@ -91,6 +95,8 @@ def _positions_um(path, coords, n: int, pitch_um: float) -> np.ndarray:
     coords = np.asarray(coords, dtype=np.float64)
     if coords.shape != (n, 2):
         raise RecordingFormatError(path, "coords", f"has shape {coords.shape}, expected ({n}, 2)")
+    if n < 2:  # the grid's spacing is a distance between electrodes: one electrode does not show it
+        return np.full((n, 2), np.nan)
     steps = np.diff(np.unique(np.round(coords, 9)))
     steps = steps[steps > 1e-9]
     if not len(steps):
@@ -216,6 +222,8 @@ def read(path, detector: str | None = None, pitch_um: float = DEFAULT_PITCH_UM, 
                                    f"expected {n} channel numbers")
     channels = channels.astype(np.int64)
     coords = fields["coords"]
+    if coords is not None and n == 1 and np.shape(coords) == (2,):  # a 1 x 2 coords squeezed by scipy.io
+        coords = np.reshape(coords, (1, 2))
     positions = _positions_um(path, coords, n, pitch_um) if coords is not None else np.full((n, 2), np.nan)
     fs, duration = fields["fs"], fields["duration_s"]
     last = max((t.max() for t in trains if len(t)), default=0.0)
