@@ -207,7 +207,8 @@ def evaluate(recording: SpikeRecording, split: float = 0.75, seed: int = 0, *, s
     train, held = recording.split(split)
     if held.n_spikes == 0 or train.n_spikes == 0:
         raise ValueError(f"evaluate: no spikes in the {'held-out' if held.n_spikes == 0 else 'fitting'} part "
-                         f"of {recording!r}")
+                         f"(split={split}: fitting {train.t_start:.6g}-{train.t_stop:.6g} s, held out "
+                         f"{held.t_start:.6g}-{held.t_stop:.6g} s) of {recording!r}")
     sim_s = sim_factor * held.duration
     estimators = _estimators(models, seed, network_options, glm_options, fit_options, device, progress)
     rows, timings, notes, in_row, fit_figures = {}, {}, [], None, {}

@@ -28,7 +28,7 @@ import numpy as np
 from .events import StimEvents
 from .jsonable import json_default
 from .neo_bridge import neo_fields, recording_to_neo
-from .si_bridge import recording_to_spikeinterface, spikeinterface_fields
+from .si_bridge import DEFAULT_RESOLUTION_S, recording_to_spikeinterface, spike_time_resolution, spikeinterface_fields
 
 __all__ = ["SpikeRecording", "Electrodes", "index_of"]
 
@@ -570,10 +570,37 @@ class SpikeRecording:
         return self.time_slice(t0, min(t1 + 1e-6, self._t_stop)) if t1 > t0 else self
 
     def split(self, fraction: float = 0.75) -> tuple["SpikeRecording", "SpikeRecording"]:
-        """Split in time into (first ``fraction``, rest): e.g. train and held-out windows."""
-        if not 0 < fraction < 1:
+        """Split in time into (first ``fraction``, rest): e.g. train and held-out windows.
+
+        ``fraction`` is the share of the duration in the first part (strictly between 0 and 1); the
+        cut lies at ``t_start + fraction * duration`` seconds. ``ValueError`` naming the fraction
+        when a part's window would be empty or degenerate: shorter than the recording's spike-time
+        resolution (one sample, :func:`organoid_sim.si_bridge.spike_time_resolution`; 0 s for a
+        recording of zero duration or a cut rounded onto an edge), as a fraction very near 0 or 1
+        gives. A part may hold no spikes (a quiet stretch); callers that need spikes check them.
+        """
+        try:
+            f = float(fraction)
+        except (TypeError, ValueError):
+            raise ValueError(f"fraction must be a number strictly between 0 and 1, got {fraction!r}") from None
+        if not 0 < f < 1:
             raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
-        t_cut = self._t_start + fraction * self.duration
+        if self.duration <= 0:
+            raise ValueError(f"split(fraction={fraction}): the recording's window [{self._t_start!r}, "
+                             f"{self._t_stop!r}] s has zero duration, so both parts would be empty")
+        t_cut = self._t_start + f * self.duration
+        try:
+            resolution, origin = spike_time_resolution(self)
+        except ValueError:  # an invalid resolution in the metadata is not this call's problem
+            resolution, origin = DEFAULT_RESOLUTION_S, "default"
+        lengths = (t_cut - self._t_start, self._t_stop - t_cut)
+        short = int(np.argmin(lengths))
+        if lengths[short] < resolution * (1 - 1e-9):  # the tolerance forgives float rounding of the cut
+            which, edge = ("first", "0") if short == 0 else ("second", "1")
+            raise ValueError(f"split(fraction={fraction}): the cut at {t_cut!r} s leaves the {which} part of the "
+                             f"window [{self._t_start!r}, {self._t_stop!r}] s {max(lengths[short], 0.0):.3g} s long, "
+                             f"shorter than the time resolution {resolution:g} s (from the {origin}); choose "
+                             f"a fraction further from {edge}")
         return self.time_slice(self._t_start, t_cut), self.time_slice(t_cut, self._t_stop)
 
     def shifted(self, dt: float) -> "SpikeRecording":

@@ -62,7 +62,7 @@ def test_evaluate_keeps_and_reports_the_uncoupled_network_on_structureless_data(
 
 def test_evaluate_rejects_recording_without_held_out_spikes():
     rec = organoid_sim.SpikeRecording.from_spike_times([np.array([1.0, 2.0])], t_start=0.0, t_stop=100.0)
-    with pytest.raises(ValueError, match="held-out"):
+    with pytest.raises(ValueError, match=r"held-out part \(split=0.75: fitting 0-75 s, held out 75-100 s\)"):
         organoid_sim.evaluate(rec, trim_silence=False)
 
 

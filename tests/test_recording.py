@@ -75,6 +75,27 @@ def test_from_pairs_without_spikes_gives_an_empty_recording():
         SpikeRecording.from_pairs([0.5], [1.5])
 
 
+def test_split_refuses_a_fraction_that_leaves_a_degenerate_part():
+    """A fraction very near 0 or 1 whose part would be shorter than one sample (1 / sampling rate),
+    or 0 s long when the cut rounds onto the window's edge, is refused naming the fraction (such
+    parts were returned, and the figures computed on them later meant nothing); a one-sample part
+    is kept."""
+    rec = SpikeRecording.from_spike_times([[0.2, 0.99995]], t_start=0.0, t_stop=1.0, sampling_rate=10_000.0)
+    with pytest.raises(ValueError, match=r"split\(fraction=0.99999\).*second part.*further from 1"):
+        rec.split(0.99999)
+    with pytest.raises(ValueError, match=r"split\(fraction=1e-05\).*first part.*further from 0"):
+        rec.split(1e-5)
+    head, tail = rec.split(0.9999)  # the held-out part is one sample (0.1 ms) long
+    assert (head.t_stop, tail.t_start, tail.t_stop) == (0.9999, 0.9999, 1.0)
+    assert tail.spike_times[0].tolist() == [0.99995] and head.n_spikes == 1
+    late = SpikeRecording.from_spike_times([[200.0]], t_start=164.2, t_stop=1125.0)  # no sampling rate: 1 us
+    assert late.t_start + 1e-17 * late.duration == late.t_start  # the cut rounds onto t_start
+    with pytest.raises(ValueError, match=r"split\(fraction=1e-17\).*first part"):
+        late.split(1e-17)
+    with pytest.raises(ValueError, match=r"split\(fraction=0.5\).*zero duration"):
+        SpikeRecording.from_spike_times([[5.0]], t_start=5.0, t_stop=5.0).split(0.5)
+
+
 def test_time_slice_half_open_and_absolute(rng):
     rec = _random_recording(rng)
     part = rec.time_slice(5.0, 12.0)
