@@ -6,19 +6,31 @@ A saved model is a directory with ``weights.safetensors`` (all tensors) and ``mo
 parses ``model.json`` and upgrades its ``config`` to :data:`FORMAT_VERSION` through
 :data:`MIGRATIONS`, so the estimators (:func:`organoid_sim.models.load_model`) and the torch-free
 simulation engine read every version the same way.
+
+The two files of a save belong together: ``model.json`` records the SHA-256 of the weights it was
+written with (``weights_sha256``) and :func:`write_pair` replaces them so that a failure or Ctrl-C at
+any moment leaves either the old pair or the new one loadable (:func:`paired_file` finds the weights
+that belong to ``model.json``; fit checkpoints use the same two functions). Files saved before
+the digest existed load as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable, Mapping
 
-__all__ = ["WEIGHTS", "MODEL_JSON", "FORMAT_VERSION", "MIGRATIONS", "ModelFileError", "read_document",
-           "migrate_config"]
+from .atomic import atomic_write_bytes, atomic_write_text
+
+__all__ = ["WEIGHTS", "MODEL_JSON", "WEIGHTS_SHA256", "FORMAT_VERSION", "MIGRATIONS", "ModelFileError",
+           "read_document", "migrate_config", "write_pair", "paired_file", "pending_path", "weights_file"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
+#: key of ``model.json`` (and of a fit checkpoint's JSON) holding the SHA-256 (hex) of its weights file
+WEIGHTS_SHA256 = "weights_sha256"
 #: version of the layout written now
 FORMAT_VERSION = 2
 
@@ -114,3 +126,118 @@ def read_document(directory) -> dict:
             raise ModelFileError(path, f"model.json has no {key!r} object")
     config = migrate_config(doc.get("class"), doc["config"], doc.get("format_version", 1), path)
     return {**doc, "config": config, "format_version": FORMAT_VERSION}
+
+
+# ---------------------------------------------------------------------------- a consistent pair of files
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pending_path(path) -> Path:
+    """Where :func:`write_pair` keeps a new data file until it is renamed over ``path``: a hidden
+    file beside it (``weights.safetensors`` -> ``.weights.pending.safetensors``).
+
+    Parameters
+    ----------
+    path : path-like
+        The data file.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.pending{path.suffix}")
+
+
+def write_pair(data_path, data: bytes, index_path, index_text: Callable[[str], str]) -> str:
+    """Replace a data file and the JSON file that records its SHA-256, so that whatever interrupts
+    the save (an error, Ctrl-C, a killed process) leaves one complete pair.
+
+    Three steps: ``data`` goes to :func:`pending_path` (atomically; the old pair is untouched), then
+    the index (atomically; from here on it names the new data, which :func:`paired_file` finds in
+    the pending file), then the pending file is renamed over ``data_path``.
+
+    Parameters
+    ----------
+    data_path : path-like
+        The data file (e.g. ``weights.safetensors``); its folder must exist.
+    data : bytes
+        Its new content.
+    index_path : path-like
+        The JSON file that belongs to it (e.g. ``model.json``).
+    index_text : callable
+        ``index_text(sha256_hex) -> str``: the index's text, recording the digest it is given.
+
+    Returns
+    -------
+    str
+        The SHA-256 (hex) of ``data``.
+    """
+    data_path = Path(data_path)
+    digest = hashlib.sha256(data).hexdigest()
+    pending = pending_path(data_path)
+    atomic_write_bytes(pending, data)
+    atomic_write_text(index_path, index_text(digest))      # the commit point
+    os.replace(pending, data_path)
+    return digest
+
+
+def paired_file(data_path, digest: str | None, index_path) -> Path:
+    """The file holding the data that ``index_path`` records the SHA-256 ``digest`` of: ``data_path``,
+    or its pending file when a save was interrupted after writing the index (:func:`write_pair`).
+
+    Parameters
+    ----------
+    data_path : path-like
+        The data file (e.g. ``weights.safetensors``).
+    digest : str or None
+        The digest the index records; None (files saved before digests) takes ``data_path`` as it is.
+    index_path : path-like
+        The index, for error messages.
+
+    Returns
+    -------
+    Path
+        ``data_path`` or its pending file. A missing ``data_path`` raises ``FileNotFoundError``; one
+        whose content is not what the index records (and no pending file that is), a
+        :class:`ModelFileError` naming both files.
+    """
+    data_path = Path(data_path)
+    if digest is None:
+        return data_path
+    pending = pending_path(data_path)
+    if data_path.exists() and _sha256(data_path) == digest:
+        return data_path
+    if pending.exists() and _sha256(pending) == digest:
+        return pending
+    if not data_path.exists():
+        raise FileNotFoundError(f"{data_path}: not found beside {index_path}")
+    raise ModelFileError(data_path, f"does not belong to {index_path}: its SHA-256 differs from the one "
+                                    f"{Path(index_path).name} records ({WEIGHTS_SHA256}); one of the two was "
+                                    "replaced, truncated or damaged after the save")
+
+
+def weights_file(directory, doc: Mapping | None = None) -> Path:
+    """The weights file of a saved model: ``directory/weights.safetensors``, checked against the
+    digest ``model.json`` records (:func:`paired_file`).
+
+    Parameters
+    ----------
+    directory : path-like
+        A folder written by ``model.save``.
+    doc : Mapping, optional
+        Its ``model.json`` as :func:`read_document` returns it (read when not given).
+
+    Returns
+    -------
+    Path
+        The file to read the weights from.
+    """
+    directory = Path(directory)
+    doc = read_document(directory) if doc is None else doc
+    return paired_file(directory / WEIGHTS, doc.get(WEIGHTS_SHA256), directory / MODEL_JSON)

@@ -67,6 +67,38 @@ def test_checkpoint_roundtrip_without_temp_files(tmp_path):
     assert json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["metrics"]["val_bits"] == 0.5
 
 
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_interrupted_checkpoint_keeps_its_progress_with_its_tensors(tmp_path, monkeypatch, at):
+    """Ctrl-C at any rename of a checkpoint over an earlier one: the checkpoint loaded is one of
+    the two, its step that of its tensors (here each step's weights are filled with the step)."""
+    import os
+
+    m = torch.nn.Linear(3, 2, bias=False)
+    ck = Checkpointer(tmp_path)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ck.save(m, "teacher_forced", 1, {})
+    with torch.no_grad():
+        m.weight.fill_(2.0)
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    try:
+        ck.save(m, "teacher_forced", 2, {})
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    other = torch.nn.Linear(3, 2, bias=False)
+    info = Checkpointer(tmp_path).load(other)
+    assert torch.all(other.weight == info["step"])
+
+
 def test_refinement_moves_rates_towards_data():
     from organoid_sim import SpikeRecording
     from organoid_sim.fit.refine import refine_free_running

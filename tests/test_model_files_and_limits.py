@@ -3,7 +3,10 @@ error naming the file or option and the problem, before any work starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import tracemalloc
 
 import numpy as np
@@ -37,7 +40,7 @@ def test_truncated_weights_are_a_model_file_error(model_dir, tmp_path, capsys):
     d = _copy(model_dir, tmp_path)
     w = d / "weights.safetensors"
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
-    with pytest.raises(ModelFileError, match="weights.safetensors: not a complete safetensors file"):
+    with pytest.raises(ModelFileError, match="weights.safetensors: does not belong to .*model.json"):
         load_model(d)
     assert main(["simulate", str(d), "--duration", "1", "--out", str(tmp_path / "s.npz")]) == 2
     err = capsys.readouterr().err
@@ -64,6 +67,72 @@ def test_layout_that_does_not_fit_the_model_is_refused(model_dir, tmp_path):
     (d / "model.json").write_text(json.dumps(doc))
     with pytest.raises(ModelFileError, match="layout lists 5 units but the model has 8 recorded neurons"):
         load_model(d)
+
+
+# ----------------------------------------------------------- a saved model is a pair of files
+def _interrupt_replace(monkeypatch, at: int) -> None:
+    """The ``at``-th ``os.replace`` from now raises KeyboardInterrupt (Ctrl-C between two renames)."""
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def _other_model(d):
+    """The model saved in ``d`` with another bias (weights) and another provenance (model.json)."""
+    import torch
+
+    m = load_model(d)
+    with torch.no_grad():
+        m.bias.add_(1.0)
+    m.provenance_ = {**m.provenance_, "n_spikes": -1}
+    return m
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_an_interrupted_save_leaves_the_old_model_or_the_new_one(model_dir, tmp_path, monkeypatch, at):
+    """Ctrl-C at any rename of a save over an existing model: the folder loads as the old model or
+    as the new one, weights and model.json of the same save (torch loader and NumPy engine alike)."""
+    import torch
+
+    from organoid_sim.engine import load_network
+
+    d = _copy(model_dir, tmp_path)
+    old, new = load_model(d), _other_model(d)
+    _interrupt_replace(monkeypatch, at)
+    with contextlib.suppress(KeyboardInterrupt):
+        new.save(d)
+    monkeypatch.undo()
+    got = load_model(d)
+    which = new if got.provenance_["n_spikes"] == -1 else old
+    assert got.provenance_["n_spikes"] == which.provenance_["n_spikes"]
+    assert torch.equal(got.bias, which.bias)
+    np.testing.assert_array_equal(load_network(d).bias, which.bias.detach().numpy())
+
+
+def test_weights_that_do_not_belong_to_model_json_are_refused_naming_both_files(model_dir, tmp_path, capsys):
+    import torch
+
+    from organoid_sim.engine import load_network
+
+    d = _copy(model_dir, tmp_path)
+    other = _other_model(d).save(tmp_path / "other")
+    shutil.copyfile(other / "weights.safetensors", d / "weights.safetensors")
+    for load in (load_model, load_network):
+        with pytest.raises(ModelFileError, match=r"copy/weights.safetensors: does not belong to .*copy/model.json"):
+            load(d)
+    assert main(["simulate", str(d), "--duration", "1", "--out", str(tmp_path / "s.npz")]) == 2
+    assert "model.json" in capsys.readouterr().err
+    # a model.json written before the digest existed takes the weights beside it
+    doc = json.loads((d / "model.json").read_text())
+    del doc["weights_sha256"]
+    (d / "model.json").write_text(json.dumps(doc))
+    assert torch.equal(load_model(d).bias, load_model(other).bias)
 
 
 # ------------------------------------------------------------------- point 9: checked by default

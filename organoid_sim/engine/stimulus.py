@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..events import StimEvents, step_rows
-from ..model_files import read_document
+from ..model_files import read_document, weights_file
 
 #: default conversion of voltage-mode amplitudes: uA per mV (1 MOhm electrode impedance)
 UA_PER_MV = 1e-3
@@ -187,7 +187,7 @@ class Coupling:
         cfg = (doc.get("config") or {}).get("stim_coupling")
         if cfg is None:
             return None
-        weights = model_dir / "weights.safetensors"
+        weights = weights_file(model_dir, doc)   # checked against the digest model.json records
         if not weights.exists():
             raise FileNotFoundError(f"{weights}: model weights file not found")
         return cls.from_parts(cfg, load_file(str(weights)))

@@ -1,5 +1,6 @@
-"""Interrupt-safe checkpoints of a fit: model tensors (safetensors) and progress (JSON), both
-written atomically, the JSON last, so an interrupted fit always leaves a complete checkpoint."""
+"""Interrupt-safe checkpoints of a fit: model tensors (safetensors) and progress (JSON), replaced
+as a pair (:func:`organoid_sim.model_files.write_pair`: the JSON records the tensors' SHA-256), so
+an interrupted fit always leaves a complete checkpoint whose progress is that of its tensors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any, Mapping
 
 import torch
 
-from ..atomic import atomic_write_bytes
-from ..nn.serialization import load_tensors, save_tensors
+from ..model_files import WEIGHTS_SHA256, paired_file, write_pair
+from ..nn.serialization import load_tensors, tensor_bytes
 
 __all__ = ["Checkpointer"]
+
+TENSORS = "checkpoint.safetensors"
+PROGRESS = "checkpoint.json"
 
 
 class Checkpointer:
@@ -26,14 +30,15 @@ class Checkpointer:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.directory / "checkpoint.safetensors", module.state_dict())
         doc = {"stage": stage, "step": int(step), "metrics": {k: float(v) for k, v in metrics.items()}}
-        atomic_write_bytes(self.directory / "checkpoint.json", json.dumps(doc, indent=2).encode())
+        write_pair(self.directory / TENSORS, tensor_bytes(module.state_dict()), self.directory / PROGRESS,
+                   lambda digest: json.dumps({**doc, WEIGHTS_SHA256: digest}, indent=2))
 
     def load(self, module: torch.nn.Module) -> dict | None:
         """Load the last checkpoint into ``module``; returns its progress dict or None if there is none."""
-        if self.directory is None or not (self.directory / "checkpoint.json").exists():
+        if self.directory is None or not (self.directory / PROGRESS).exists():
             return None
-        doc = json.loads((self.directory / "checkpoint.json").read_text())
-        module.load_state_dict(load_tensors(self.directory / "checkpoint.safetensors"))
+        doc = json.loads((self.directory / PROGRESS).read_text())
+        tensors = paired_file(self.directory / TENSORS, doc.get(WEIGHTS_SHA256), self.directory / PROGRESS)
+        module.load_state_dict(load_tensors(tensors))
         return doc

@@ -2,8 +2,9 @@
 turning simulated counts into a :class:`SpikeRecording`, and model files (safetensors + JSON).
 
 Model files: a directory with ``weights.safetensors`` (all tensors) and ``model.json``
-(``class``, ``config``, ``layout``, ``provenance``). Both are written atomically (temporary file
-then ``os.replace``), the JSON last, so a directory with a ``model.json`` is always complete.
+(``class``, ``config``, ``layout``, ``provenance``, ``weights_sha256``), replaced together by
+:func:`organoid_sim.model_files.write_pair`, so an interrupted save leaves the old model or the new
+one, never new weights beside an old ``model.json``; loading checks the weights against the digest.
 Loading never unpickles: safetensors holds raw arrays only and JSON is data.
 """
 
@@ -20,11 +21,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import atomic_write_bytes
 from ..jsonable import json_default
-from ..model_files import FORMAT_VERSION, MODEL_JSON, WEIGHTS, ModelFileError, read_document
+from ..model_files import (FORMAT_VERSION, MODEL_JSON, WEIGHTS, WEIGHTS_SHA256, ModelFileError, read_document,
+                           weights_file, write_pair)
 from ..nn.observation import bits_per_spike
-from ..nn.serialization import load_tensors, save_tensors
+from ..nn.serialization import load_tensors, tensor_bytes
 from ..recording import Electrodes, SpikeRecording
 
 #: time step (ms) of every estimator unless asked otherwise (the network, the GLM, the Poisson
@@ -444,15 +445,20 @@ class ModelBase:
                             "package_version": __version__}
 
     def save(self, directory) -> Path:
-        """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path."""
+        """Write the model to ``directory`` (``weights.safetensors`` + ``model.json``); returns the path.
+
+        The two files are replaced as a pair (:func:`organoid_sim.model_files.write_pair`): an error
+        or Ctrl-C during the save leaves the model saved there before, or this one, loadable.
+        """
         self._require_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_tensors(directory / WEIGHTS, self._tensors(), {"class": type(self).__name__})
+        data = tensor_bytes(self._tensors(), {"class": type(self).__name__})
         doc = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": self.config(),
                "layout": self.layout_, "provenance": {**self.provenance, "package_version": __version__}}
-        text = json.dumps(doc, indent=2, default=json_default, allow_nan=True)
-        atomic_write_bytes(directory / MODEL_JSON, text.encode("utf-8"))
+        write_pair(directory / WEIGHTS, data, directory / MODEL_JSON,
+                   lambda digest: json.dumps({**doc, WEIGHTS_SHA256: digest}, indent=2, default=json_default,
+                                             allow_nan=True))
         return directory
 
 
@@ -499,8 +505,9 @@ def load_model(directory, device=None):
     reg = _registry()
     if cls_name not in reg:
         raise ModelFileError(path, f"unknown model class {cls_name!r}; expected one of {sorted(reg)}")
+    wpath = weights_file(directory, doc)      # the weights model.json was saved with
     try:
-        tensors = load_tensors(directory / WEIGHTS)
+        tensors = load_tensors(wpath)
     except FileNotFoundError:
         raise
     except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ValueError)

@@ -9,7 +9,28 @@ import torch
 
 from ..atomic import atomic_write_bytes
 
-__all__ = ["save_tensors", "load_tensors"]
+__all__ = ["save_tensors", "load_tensors", "tensor_bytes"]
+
+
+def tensor_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The safetensors file of ``tensors`` (moved to CPU, made contiguous) as bytes.
+
+    Parameters
+    ----------
+    tensors : Mapping[str, torch.Tensor]
+        Named tensors; any device, any layout.
+    metadata : Mapping[str, str], optional
+        String metadata stored in the file's header.
+
+    Returns
+    -------
+    bytes
+        What :func:`save_tensors` writes.
+    """
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return save(flat, metadata=dict(metadata or {}))
 
 
 def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
@@ -28,10 +49,7 @@ def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     -------
     None
     """
-    from safetensors.torch import save
-
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(Path(path), save(flat, metadata=dict(metadata or {})))
+    atomic_write_bytes(Path(path), tensor_bytes(tensors, metadata))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
