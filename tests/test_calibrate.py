@@ -395,6 +395,67 @@ def test_a_mean_coupling_that_predicts_the_check_worse_keeps_the_prior(session, 
     assert model.stim_coupling.values() == prior and res.loss_after == res.loss_before
 
 
+def _coupling_state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.stim_coupling.state_dict().items()}
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+CTRL_C_OPTIONS = dict(params=("gain", "tau_ms"), n_trials=8, max_evaluations=8, burn_in_s=0.2, progress=False,
+                      window=EARLY, seed=5)
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_ctrl_c_between_stages_leaves_the_model_as_it_was(session, monkeypatch, repeats):
+    """Ctrl-C just after the units' gains are set (the search has moved the global parameters; with
+    ``repeats=2`` in the second run, after a whole first run): every coupling parameter and the
+    provenance are those from before the call, not a half-calibrated mix."""
+    cal = sys.modules["organoid_sim.stimulation.calibrate"]       # the package's ``calibrate`` is the function
+    real, calls = cal.fit_neuron_gains, []
+
+    def gains_then_ctrl_c(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == repeats:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(cal, "fit_neuron_gains", gains_then_ctrl_c)
+    model, _ = grid_model()
+    model.provenance["evoked_check"] = earlier = {"kept": "an earlier calibration's"}
+    prior = _coupling_state(model)
+    with warnings.catch_warnings(), pytest.raises(KeyboardInterrupt):
+        warnings.simplefilter("ignore", UserWarning)
+        calibrate(model, session, repeats=repeats, **CTRL_C_OPTIONS)
+    assert len(calls) == repeats
+    assert _same_state(_coupling_state(model), prior)
+    assert model.provenance["evoked_check"] is earlier
+
+
+def test_ctrl_c_during_the_search_returns_an_interrupted_result_and_the_prior(session, monkeypatch):
+    """Ctrl-C inside the search (caught there): the result says ``interrupted``, and the model keeps
+    its prior coupling (not the search's best point so far, with no unit gains and no check)."""
+    cal = sys.modules["organoid_sim.stimulation.calibrate"]
+    real, calls = cal.predict_evoked_responses, []
+
+    def ctrl_c_at_the_fifth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cal, "predict_evoked_responses", ctrl_c_at_the_fifth)
+    model, _ = grid_model()
+    prior = _coupling_state(model)
+    res = calibrate(model, session, repeats=1, **CTRL_C_OPTIONS)
+    assert res.interrupted and len(calls) == 5
+    assert _same_state(_coupling_state(model), prior)
+    assert res.after == res.before == model.stim_coupling.values() and res.loss_after == res.loss_before
+    assert "evoked_check" not in model.provenance
+
+
 def test_calibration_recovers_the_direct_gain():
     """A session made with 3 directly evoked spikes per pulse at saturation (and a weak membrane
     drive): calibrating ``direct_gain`` alone from a 4x too small start lands near 3."""

@@ -63,6 +63,7 @@ prior), or the prior is kept.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field, replace
@@ -694,8 +695,12 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
     response-probability r and median latency error on the session's own held-out pulses. 0 fits
     on every electrode and checks nothing.
 
-    The model is updated in place with the best parameters found (also on Ctrl-C, after which the
-    result says ``interrupted=True``). Same ``seed``, same result.
+    The calibration works on a copy of ``model.stim_coupling``, which becomes the model's coupling
+    when it has ended: all or nothing. A Ctrl-C (or any error) leaves the model as it was, its
+    coupling and ``provenance`` untouched; a Ctrl-C during a search returns a result that says
+    ``interrupted=True`` (``after``, ``loss_after`` and ``predicted`` the prior's, ``kept_prior``
+    True, no ``check``), at any other moment the ``KeyboardInterrupt`` goes on. Same ``seed``, same
+    result.
 
     ``pulse_context``: start every trial from a state after a train of the session's own pulses at
     its own intervals (:func:`pulse_context_states`: refractoriness after earlier responses) instead
@@ -725,9 +730,37 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
                    latency_weight=latency_weight, burn_in_s=burn_in_s, progress=progress, neuron_gains=neuron_gains,
                    pair_gains=pair_gains, check_fraction=check_fraction, coarse_factors=coarse_factors,
                    separate_timing=separate_timing, pulse_context=pulse_context)
-    if repeats == 1:
-        return _calibrate_once(model, recording, seed=seed, **options)
-    return _calibrate_averaged(model, recording, int(repeats), seed, options)
+    _check(model, recording)
+    prior = model.stim_coupling
+    provenance = model.provenance if isinstance(getattr(model, "provenance", None), dict) else {}
+    prior_check = provenance.get("evoked_check", _ABSENT)
+    model.stim_coupling = copy.deepcopy(prior)      # the working copy; the prior is never touched
+    try:
+        if repeats == 1:
+            result = _calibrate_once(model, recording, seed=seed, **options)
+        else:
+            result = _calibrate_averaged(model, recording, int(repeats), seed, options)
+    except BaseException:
+        _put_back(model, prior, provenance, prior_check)
+        raise
+    if result.interrupted:
+        _put_back(model, prior, provenance, prior_check)
+        result = replace(result, after=prior.values(), loss_after=result.loss_before, predicted=result.prior_predicted,
+                         check=None, kept_prior=True, pair_gains="none")
+    return result
+
+
+_ABSENT = object()
+
+
+def _put_back(model, prior, provenance: dict, prior_check) -> None:
+    """Give ``model`` back the coupling ``prior`` (one assignment) and its provenance's
+    ``evoked_check`` as it was (``_ABSENT``: none)."""
+    model.stim_coupling = prior
+    if prior_check is _ABSENT:
+        provenance.pop("evoked_check", None)
+    else:
+        provenance["evoked_check"] = prior_check
 
 
 def average_couplings(states: list[dict]) -> dict:
