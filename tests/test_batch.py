@@ -3,10 +3,14 @@ resume, the results table, the CLI and the plate overview."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from organoid_sim.cli import main
 from organoid_sim.models import SpikingNetworkModel
 
 from batch_plate import FAST, WELLS, shared_plate
+from conftest import ROOT
 
 ALL = [*WELLS, "C1"]
 
@@ -158,6 +163,87 @@ def test_clean_partial_touches_only_its_own_jobs_folders(tmp_path):
         d.mkdir(parents=True)
     assert clean_partial(tmp_path, [Job(str(tmp_path / "p[1].h5"), "A1", 0)]) == 1
     assert not mine.exists() and other.exists()
+
+
+def _tree(folder) -> dict:
+    """Every file under ``folder`` (relative name -> text); empty when the folder is missing."""
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _job_content(folder, tag: str) -> None:
+    (folder / "model").mkdir()
+    for name in ("model/weights.safetensors", "model/model.json", "result.json"):
+        (folder / name).write_text(f"{tag} {name}")
+
+
+@pytest.mark.parametrize("where", ["first rename", "second rename", "removal"])
+def test_a_rerun_interrupted_while_replacing_a_job_folder_leaves_the_old_or_the_new_one(tmp_path, monkeypatch,
+                                                                                         where):
+    """Ctrl-C at a rename of the swap, or half-way through removing a folder: the job folder holds
+    every file of the old run or every file of the new one, before and after ``clean_partial``."""
+    from organoid_sim.batch.jobs import _job_folder, clean_partial
+
+    final = tmp_path / "plate" / "A1"
+    with _job_folder(final) as folder:
+        _job_content(folder, "old")
+    old = _tree(final)
+    real_rename, real_rmtree, calls = os.rename, shutil.rmtree, []
+
+    def rename(src, dst):
+        calls.append(src)
+        if where == {1: "first rename", 2: "second rename"}.get(len(calls)):
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+
+    def rmtree(path, *args, **kwargs):     # the first removal stops after one file
+        monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+        next(p for p in sorted(path.rglob("*")) if p.is_file()).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", rename)
+    if where == "removal":
+        monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with contextlib.suppress(KeyboardInterrupt):
+        with _job_folder(final) as folder:
+            _job_content(folder, "new")
+    monkeypatch.undo()
+    with _job_folder(tmp_path / "new") as folder:
+        _job_content(folder, "new")
+    new = _tree(tmp_path / "new")
+    assert _tree(final) in (old, new)
+    clean_partial(tmp_path, [Job(str(tmp_path / "plate.h5"), "A1", 0)])
+    assert _tree(final) in (old, new) and [p.name for p in final.parent.iterdir()] == ["A1"]
+
+
+@pytest.mark.parametrize("kill_at", [1, 2])
+def test_a_worker_killed_while_replacing_a_job_folder_leaves_a_whole_one_after_clean_partial(tmp_path, kill_at):
+    """A process killed (no handler runs) at the first or second rename of the swap: after
+    ``clean_partial`` the job folder is the old run's or the new one's, whole, and nothing hidden
+    is left (killed between the two renames, the old one is put back)."""
+    from organoid_sim.batch.jobs import _job_folder, clean_partial
+
+    final = tmp_path / "plate" / "A1"
+    with _job_folder(final) as folder:
+        _job_content(folder, "old")
+    old = _tree(final)
+    code = f"""
+import os
+from pathlib import Path
+from organoid_sim.batch.jobs import _job_folder
+real, calls = os.rename, []
+def rename(src, dst):
+    calls.append(src)
+    if len(calls) == {kill_at}:
+        os._exit(9)
+    return real(src, dst)
+os.rename = rename
+with _job_folder(Path({str(final)!r})) as folder:
+    (folder / "result.json").write_text("new")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code], env=env, check=False, timeout=120)
+    clean_partial(tmp_path, [Job(str(tmp_path / "plate.h5"), "A1", 0)])
+    assert _tree(final) in (old, {"result.json": "new"}) and [p.name for p in final.parent.iterdir()] == ["A1"]
 
 
 def test_fidelity_checks_against_the_bars():

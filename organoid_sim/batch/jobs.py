@@ -2,8 +2,11 @@
 
 A job's folder ``out_dir/<file stem>/<well>/`` holds ``model/`` (the saved model), ``result.json``
 (status, figures, error) and any figures. It is built in a hidden temporary folder beside it and
-renamed into place in one step, so a folder under its final name is always complete, whatever
-interrupts the job (an error, Ctrl-C, a worker killed by the cluster).
+renamed into place, so a folder under its final name is always complete, whatever interrupts the
+job (an error, Ctrl-C, a worker killed by the cluster). A rerun replaces an earlier folder by
+renames only (the old one aside, the new one in, then the old one removed), so an interrupted rerun
+leaves the old complete folder or the new one; :func:`clean_partial` puts back an old folder that
+a worker killed between the two renames left aside.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ NO_WELL = "recording"
 RESULT_JSON = "result.json"
 MODEL_DIR = "model"
 _TMP_MARK = ".tmp-"
+#: an earlier job folder renamed aside while its replacement is renamed in
+_OLD_MARK = ".old-"
 
 
 @dataclass(frozen=True)
@@ -197,34 +202,57 @@ def read_result(job_dir: Path) -> dict | None:
 
 @contextlib.contextmanager
 def _job_folder(final: Path) -> Iterator[Path]:
-    """A hidden temporary folder that replaces ``final`` on success and is removed on any error."""
+    """A hidden temporary folder that replaces ``final`` on success and is removed on any error.
+
+    An earlier ``final`` (a failed or differently configured attempt) is renamed aside, the new
+    folder renamed in, and only then the old one removed; when the new one does not get in, the old
+    one is renamed back. ``final`` is thus at every moment the old complete folder or the new one
+    (a process killed between the two renames leaves the old one aside for :func:`clean_partial`).
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}{_TMP_MARK}{uuid.uuid4().hex[:12]}"
+    tag = uuid.uuid4().hex[:12]
+    tmp = final.parent / f".{final.name}{_TMP_MARK}{tag}"
+    aside = final.parent / f".{final.name}{_OLD_MARK}{tag}"
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():   # an earlier failed or differently configured attempt
-            shutil.rmtree(final)
+        if final.exists():
+            os.rename(final, aside)
         os.rename(tmp, final)
     except BaseException:
+        if aside.exists() and not final.exists():
+            os.rename(aside, final)       # the new folder never got in: the old one goes back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if final.exists():
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def clean_partial(out_dir, jobs=None) -> int:
-    """Remove the temporary folders of jobs that never finished (a killed worker leaves its own).
+    """Remove the temporary folders of jobs that never finished (a killed worker leaves its own),
+    and put back an earlier job folder that a worker killed while replacing it left aside (the job
+    folder missing); other folders left aside are removed.
 
-    Only the temporary folders of ``jobs`` (default: every job) are touched, so runs over
+    Only the folders of ``jobs`` (default: every job) are touched, so runs over
     different wells of one output directory (e.g. the tasks of a SLURM array) leave each other
-    alone. Call it only while none of ``jobs`` runs. Returns how many were removed.
+    alone. Call it only while none of ``jobs`` runs. Returns how many were removed or put back.
     """
     out_dir = Path(out_dir)
     # names escaped: a stem like "p[1]" is no pattern (it matched the folder "p1" of another file)
-    patterns = [f"*/.*{_TMP_MARK}*"] if jobs is None else [
-        f"{glob.escape(str(Path(j.name).parent))}/.{glob.escape(Path(j.name).name)}{_TMP_MARK}*" for j in jobs]
+    prefixes = ["*/.*"] if jobs is None else [
+        f"{glob.escape(str(Path(j.name).parent))}/.{glob.escape(Path(j.name).name)}" for j in jobs]
     n = 0
-    for pattern in patterns:
-        for tmp in out_dir.glob(pattern):
+    for prefix in prefixes:
+        for old in sorted(out_dir.glob(prefix + _OLD_MARK + "*")):
+            if old.is_dir():
+                final = old.parent / old.name[1:].rsplit(_OLD_MARK, 1)[0]
+                if final.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.rename(old, final)
+                n += 1
+        for tmp in out_dir.glob(prefix + _TMP_MARK + "*"):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
                 n += 1
