@@ -432,6 +432,7 @@ def main(argv=None) -> dict:
     where = {name: breakdown(culture, r.electrodes, r.amplitudes, r.response_probability, r.median_latency_s)
              for name, r in (("prior", prior_pred), ("calibrated", pred))}
     where["lookup"] = breakdown(culture, e, amp, look_p, look_l)
+    where["additive_lookup"] = breakdown(culture, e, amp, add_p, add_l)
 
     out = {**{k: calibrated[k] for k in KEYS}, "prior_only": {k: prior[k] for k in KEYS},
            "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil,
