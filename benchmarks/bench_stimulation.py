@@ -57,6 +57,7 @@ from organoid_sim.events import StimEvents  # noqa: E402
 from organoid_sim.models.network import STIMULATION_FIT  # noqa: E402
 from organoid_sim.stats import evoked_agreement  # noqa: E402
 from organoid_sim.stimulation import calibrate, predict_evoked_responses  # noqa: E402
+from organoid_sim.stimulation.reference import distance_channel_prediction  # noqa: E402
 
 KEYS = ("response_probability_r", "latency_median_abs_err_ms")
 #: the benchmark measures calibrate's own defaults (trials per condition, evaluations)
@@ -184,43 +185,18 @@ def ceiling(culture, electrodes, amplitudes) -> dict:
                       "attainable_r": round(attainable_r(figures["response_probability_r"]), 4)}
 
 
-#: electrode-channel distances (um) are pooled to this resolution in :func:`electrode_agnostic_reference`
-AGNOSTIC_DISTANCE_UM = 10.0
-
-
 def electrode_agnostic_prediction(truth, positions, electrode_xy, electrodes, amplitudes):
     """``[K, C]`` probabilities and latencies (s) of each held-out condition predicted from the truth's
-    *other* electrodes at the same amplitude, by distance and channel alone: the mean over those
-    electrodes' (electrode, channel) pairs at the same distance (pooled to
-    :data:`AGNOSTIC_DISTANCE_UM`), plus the channel's mean residual over them away from their own
-    channel. A prediction that knows everything of the held-out session except the electrode's own
-    responses, and nothing specific to that electrode (how strongly it sets off the network).
-    ``positions``: [C, 2] um of the truth's channels; ``electrode_xy``: {electrode id: (x, y) um}."""
-    pos = np.asarray(positions, float)
-    ei = {int(x): i for i, x in enumerate(truth.electrodes)}
-    ai = {round(float(x), 6): i for i, x in enumerate(truth.amplitudes_ua)}
-
-    def dist_keys(e):
-        return np.round(np.hypot(*(pos - np.asarray(electrode_xy[int(e)], float)).T) / AGNOSTIC_DISTANCE_UM).astype(int)
-
-    out = []
-    for values in (truth.response_probability, truth.median_latency_s):
-        pred = []
-        for e, a in zip(electrodes, np.abs(np.asarray(amplitudes, float))):
-            j = ai[round(float(a), 6)]
-            others = [x for x in truth.electrodes if int(x) != int(e) and np.isfinite(truth.response_probability[ei[int(x)], j]).any()]
-            y = np.array([values[ei[int(x)], j] for x in others])                      # [E', C]
-            k = np.array([dist_keys(x) for x in others])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)                        # empty / all-NaN groups
-                profile = {int(d): np.nanmean(y[k == d]) for d in np.unique(k)}
-                base = np.vectorize(lambda d: profile.get(int(d), np.nan), otypes=[float])(k)
-                offset = np.nanmean(np.where(k > 0, y - base, np.nan), 0)
-                own = dist_keys(e)
-                p = np.array([profile.get(int(d), np.nan) for d in own]) + np.where(own > 0, np.nan_to_num(offset), 0.0)
-            pred.append(p)
-        out.append(np.array(pred))
-    return np.clip(out[0], 0.0, 1.0), out[1]
+    *other* electrodes (:func:`organoid_sim.stimulation.reference.distance_channel_prediction`: by
+    distance and channel alone): a prediction that knows everything of the held-out session except
+    the electrode's own responses, and nothing specific to that electrode (how strongly it sets off
+    the network). ``positions``: [C, 2] um of the truth's channels; ``electrode_xy``: {id: (x, y) um}."""
+    e, a = np.meshgrid(truth.electrodes, truth.amplitudes_ua, indexing="ij")
+    have = np.isfinite(truth.response_probability).any(-1)                     # [E, A] measured
+    n_c = truth.response_probability.shape[-1]
+    return distance_channel_prediction(e[have], a[have], truth.response_probability[have].reshape(-1, n_c),
+                                       truth.median_latency_s[have].reshape(-1, n_c), positions, electrode_xy,
+                                       electrodes, amplitudes)
 
 
 def electrode_agnostic_reference(culture, electrodes, amplitudes) -> dict:
@@ -235,24 +211,18 @@ def electrode_agnostic_reference(culture, electrodes, amplitudes) -> dict:
 
 
 def additive_lookup_prediction(session, window, electrodes, amplitudes):
-    """``[K, C]`` probabilities and latencies (s) of a second model-free baseline: at each amplitude the
-    calibration session used, :func:`electrode_agnostic_prediction` of the session's own responses
-    (a distance profile plus each channel's offset, learnt from the session's other electrodes),
-    linear in amplitude between the session's amplitudes (clamped outside)."""
+    """``[K, C]`` probabilities and latencies (s) of a second model-free baseline: the calibration
+    session's own responses by distance and channel
+    (:func:`organoid_sim.stimulation.reference.distance_channel_prediction`), linear in amplitude
+    between the session's amplitudes (clamped outside)."""
     from organoid_sim import stats
-    from stim_cultures import as_truth
 
     obs = stats.evoked_responses(session, window=window, by_amplitude=True)
-    amps = np.unique(np.round(np.abs(obs.amplitudes), 6))
-    measured = as_truth(obs, np.unique(obs.electrodes), amps, 0.0, 0)
     exy = {int(e): p for e, p in zip(session.electrodes.ids, session.electrodes.positions)}
     col = {int(u): i for i, u in enumerate(session.unit_ids)}
-    pos = np.asarray(session.positions)[[col[int(u)] for u in measured.unit_ids]]
-    at = [electrode_agnostic_prediction(measured, pos, exy, electrodes, np.full(len(electrodes), a)) for a in amps]
-    p, lat = np.array([x[0] for x in at]), np.array([x[1] for x in at])          # [A, K, C]
-    rows = [(_interp(float(a), amps, p[:, k]), _interp(float(a), amps, lat[:, k]))
-            for k, a in enumerate(np.abs(np.asarray(amplitudes, float)))]
-    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    pos = np.asarray(session.positions)[[col[int(u)] for u in obs.unit_ids]]
+    return distance_channel_prediction(obs.electrodes, obs.amplitudes, obs.response_probability,
+                                       obs.median_latency_s, pos, exy, electrodes, amplitudes)
 
 
 #: distance bands (um, electrode to channel) of the breakdown: own channel, neighbours, mid, far

@@ -15,7 +15,7 @@ from organoid_sim.nn.stim_coupling import StimulusCoupling
 from organoid_sim.stats import evoked_responses
 from organoid_sim.stimulation.calibrate import (DIRECT_PARAMS, PARAMS, REPEAT_SEED_STEP, _calibrate_once,
                                                 _check_figures, _split_session, _trial_states, average_couplings,
-                                                calibrate, check_split, conditions_of, context_trains,
+                                                calibrate, check_split, check_table, conditions_of, context_trains,
                                                 default_params, fit_neuron_gains, fit_pair_gains,
                                                 offset_map, predict_evoked_responses, response_loss)
 from organoid_sim.synthetic import calibration_events, grid_electrodes
@@ -151,6 +151,10 @@ def test_calibration_recovers_known_coupling(session):
     assert not result.kept_prior and result.check["calibrated"]["loss"] < result.check["prior"]["loss"]
     assert model.provenance["evoked_check"] == result.check and result.check["kept"] == "calibrated"
     assert set(result.check["check_electrodes"]).isdisjoint(result.check["fit_electrodes"])
+    # beside the model, the model-free reference on the same check pulses, and the table says both
+    free = result.check["model_free"]
+    assert free["n_pairs"] == result.check["calibrated"]["n_pairs"] and -1 <= free["response_probability_r"] <= 1
+    assert "model-free reference" in check_table(result.check)
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     true_strength = truth.strength(_held_out()).detach().numpy()
     fitted = model.stim_coupling.strength(_held_out()).detach().numpy()

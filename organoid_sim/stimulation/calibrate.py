@@ -75,6 +75,7 @@ from ..events import COLUMNS, StimEvents
 from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
 from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P, pearson_r
+from .reference import model_free_check
 
 #: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
 #: calibration and the responses measured afterwards with the defaults count the same spikes
@@ -954,7 +955,8 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                          "fit_electrodes": np.unique(events.electrode).tolist(), "check_electrodes": held.tolist(),
                          "n_check_pulses": int(check_obs.n_events.sum()), "prior": check_prior, "calibrated": check_cal,
                          "latency_change": latency_change, "change": check_change, **check_stages, "timing": timing_stage,
-                         "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated"})
+                         "pair_gains": pairs, "kept": "prior" if kept_prior else "calibrated",
+                         "model_free": model_free_check(observed, check_obs, recording)})
         if isinstance(getattr(model, "provenance", None), dict):
             model.provenance["evoked_check"] = check
     pairs = "none" if kept_prior else pairs
@@ -1211,7 +1213,8 @@ def check_table(check: dict | None) -> str:
     """The held-out check of a calibration (``CalibrationResult.check``, also
     ``model.provenance["evoked_check"]``) as a small text table: the prior's and the calibrated
     coupling's response-probability r, median latency error (ms) and mean probability error on the
-    held-out electrodes, the pair-by-pair latency change (:func:`paired_latency_change`) and what was kept."""
+    held-out electrodes, the model-free reference on them (:mod:`organoid_sim.stimulation.reference`),
+    the pair-by-pair latency change (:func:`paired_latency_change`) and what was kept."""
     if not check:
         return "no held-out check (fewer than 4 stimulated electrodes, or none held out)"
     rows = [("", "prior", "calibrated")]
@@ -1222,6 +1225,11 @@ def check_table(check: dict | None) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"check: {len(check['check_electrodes'])} held-out electrodes, {check['n_check_pulses']} pulses"]
     lines += [f"  {a:<{width}}  {b:>10}  {c:>10}" for a, b, c in rows]
+    free = check.get("model_free")
+    if free:
+        lines.append(f"  model-free reference (distance and channel alone, from the fitted electrodes): r "
+                     f"{_cell(free.get('response_probability_r'))}, median |latency error| "
+                     f"{_cell(free.get('latency_median_abs_err_ms'))} ms")
     change = check.get("latency_change")
     if change:
         d = change["mean_difference_ms"]

@@ -1,0 +1,58 @@
+"""The model-free reference of evoked responses (distance and channel alone) against closed-form truths."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from organoid_sim.stimulation.reference import distance_channel_prediction
+
+
+def _grid(electrode_effect: float, seed: int = 3):
+    """A 4 x 4 grid (100 um pitch), one channel per electrode, every electrode measured at 1 and 2 uA:
+    P = 0.2 * I * exp(-d / 250 um) + a channel offset (away from its own electrode) + an offset of
+    the stimulated electrode itself scaled by ``electrode_effect``; latency 5 ms + d / (100 um/ms)."""
+    rng = np.random.default_rng(seed)
+    xy = np.array([(100.0 * i, 100.0 * j) for j in range(4) for i in range(4)])
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))          # [E, C]
+    chan, elec = rng.normal(0, 0.05, 16), rng.normal(0, 0.08, 16) * electrode_effect
+    e = np.repeat(np.arange(16), 2)
+    a = np.tile([1.0, 2.0], 16)
+    prob = 0.2 * a[:, None] * np.exp(-d[e] / 250.0) + np.where(d[e] > 0, chan[None, :], 0) + elec[e][:, None]
+    lat = 0.005 + d[e] / 1e5
+    return e, a, prob, lat, xy, elec
+
+
+def test_a_truth_of_distance_and_channel_alone_is_recovered_from_the_other_electrodes():
+    e, a, prob, lat, xy, _ = _grid(0.0)
+    p, lp = distance_channel_prediction(e, -a, prob, lat, xy, dict(enumerate(xy)), e, a)
+    # the channel offsets are estimated through the distance profile, which they also shift a little
+    assert np.corrcoef(p.ravel(), prob.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(lp, lat, atol=2e-4)
+
+
+def test_what_it_cannot_see_is_the_stimulated_electrodes_own_effect():
+    e, a, prob, lat, xy, elec = _grid(1.0)
+    p, _ = distance_channel_prediction(e, a, prob, lat, xy, dict(enumerate(xy)), e, a)
+    resid = prob - p
+    assert np.corrcoef(p.ravel(), prob.ravel())[0, 1] < 0.95
+    assert np.corrcoef(resid.mean(1), elec[e])[0, 1] > 0.95    # a constant over each condition's channels
+
+
+def test_an_electrodes_own_measurements_never_inform_its_prediction():
+    e, a, prob, lat, xy, _ = _grid(0.0)
+    changed = prob.copy()
+    changed[e == 5] += 0.3                                        # electrode 5's own rows only
+    before, _ = distance_channel_prediction(e, a, prob, lat, xy, dict(enumerate(xy)), [5, 5], [1.0, 2.0])
+    after, _ = distance_channel_prediction(e, a, changed, lat, xy, dict(enumerate(xy)), [5, 5], [1.0, 2.0])
+    np.testing.assert_array_equal(before, after)
+
+
+def test_amplitudes_between_the_measured_ones_are_linear_and_outside_clamped():
+    e, a, prob, lat, xy, _ = _grid(0.0)
+    at = lambda amp: distance_channel_prediction(e, a, prob, lat, xy, dict(enumerate(xy)), [6], [amp])[0][0]
+    inside = (at(1.0) > 0) & (at(2.0) > 0)        # the probabilities are clipped to [0, 1] last
+    assert inside.sum() >= 12
+    np.testing.assert_allclose(at(1.25)[inside], (0.75 * at(1.0) + 0.25 * at(2.0))[inside])
+    np.testing.assert_allclose(at(3.0), at(2.0))
+    np.testing.assert_allclose(at(0.5), at(1.0))
+    assert (at(2.0) >= 0).all() and (at(2.0) <= 1).all()
