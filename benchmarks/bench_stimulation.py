@@ -2,7 +2,8 @@
 
 Two ground truths (``--culture``, see ``benchmarks/stim_cultures.py``): ``ours``, the virtual
 organoid of ``organoid_sim.synthetic`` (default), and ``second``, an independent Brian2 culture with
-other physics (``benchmarks/cultures/second.py``). On each:
+other physics (``benchmarks/cultures/second.py``); ``--culture-dir DIR`` runs the same steps on a
+ground truth of your own written as a folder (``stim_cultures.load_folder`` says what it holds). On each:
 
 1. Fit a ``SpikingNetworkModel`` on the spontaneous recording (first ``--fit-s`` s).
 2. Predict, with the distance-only prior coupling, the responses to every held-out condition:
@@ -353,6 +354,9 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--culture", default="ours", choices=("ours", "second"), help="which ground truth")
     ap.add_argument("--samples", default=str(ROOT / "data_samples"), help="folder with ours' sample files")
+    ap.add_argument("--culture-dir", default=None,
+                    help="a ground truth of your own instead of --culture: a folder with culture.json, "
+                         "spontaneous.h5, calibration.h5 and heldout.h5 (stim_cultures.load_folder)")
     ap.add_argument("--json", action="store_true", help="print a JSON object as the last line")
     # the fit's defaults are those SpikingNetworkModel.for_stimulation() advises
     ap.add_argument("--hidden", type=int, default=STIMULATION_FIT["n_hidden"], help="hidden neurons of the fitted model")
@@ -382,7 +386,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache-model", action="store_true", help="keep/reuse the spontaneous fit in benchmarks/out/")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    culture = load_culture(a.culture, Path(a.samples), progress=not a.json, with_truth=not a.predict_only)
+    culture = load_culture(a.culture, Path(a.samples), progress=not a.json, with_truth=not a.predict_only,
+                           folder=a.culture_dir)
     window = tuple(culture.window)
     held = held_out_events(culture)
     options = {k: v for k, v in (("coarse_factors", a.coarse), ("check_fraction", a.check_fraction),

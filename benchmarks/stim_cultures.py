@@ -142,21 +142,54 @@ def bench_python() -> str:
     return os.environ.get("SECOND_CULTURE_PYTHON", str(ROOT / ".venv-bench" / "bin" / "python"))
 
 
+#: files of a culture folder (:func:`load_folder`), each a recording organoid-sim reads
+FOLDER_FILES = ("culture.json", "spontaneous.h5", "calibration.h5")
+#: keys ``culture.json`` must hold (:func:`load_folder`)
+FOLDER_KEYS = ("calibration_electrodes", "heldout_electrodes", "calibration_amplitudes_uA", "truth_amplitudes_uA",
+               "heldout_amplitudes_on_calibration_electrodes_uA", "phase_us", "truth_repeats")
+
+
 def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture:
     """The Brian2 culture's sessions (generated once with ``bench_python()``, then cached);
     ``with_truth=False``: without the held-out session (truth and halves None)."""
-    import organoid_sim
-    from organoid_sim import stats
-
-    if not all((folder / f).exists() for f in ("culture.json", "spontaneous.h5", "calibration.h5")) or (
-            with_truth and not (folder / "heldout.h5").exists()):
+    if not all((folder / f).exists() for f in FOLDER_FILES) or (with_truth and not (folder / "heldout.h5").exists()):
         py = bench_python()
         if not Path(py).exists():
             raise SystemExit(f"{folder} has no second-culture files and {py} does not exist: run `make bench-env` "
                              "(Python 3.12 + brian2) or set SECOND_CULTURE_PYTHON")
         print(f"generating the second culture with {py} into {folder} (several minutes, cached)", file=sys.stderr)
         _generate_second(py, folder, seed)
+    from dataclasses import replace
+
+    c = load_folder(folder, "second", with_truth)
+    seed_used = c.description.split("(seed ")[1].split(")")[0]
+    return replace(c, description=f"Brian2 culture (benchmarks/cultures/second.py, seed {seed_used}), {folder}")
+
+
+def load_folder(folder: Path, name: str | None = None, with_truth: bool = True) -> Culture:
+    """A ground-truth culture written as a folder, by any simulator: ``spontaneous.h5``,
+    ``calibration.h5`` and ``heldout.h5`` (recordings with their stimulation, in any format
+    organoid-sim reads under these names) and ``culture.json`` naming the design: the
+    ``calibration_electrodes`` (set A, stimulated in the calibration session at
+    ``calibration_amplitudes_uA``), the ``heldout_electrodes`` (set B, stimulated only in the
+    held-out session, at every ``truth_amplitudes_uA``), the
+    ``heldout_amplitudes_on_calibration_electrodes_uA`` (set A in the held-out session),
+    ``phase_us``, ``truth_repeats`` (pulses per held-out condition), optionally ``window_s`` (the
+    response window, s; default 2-100 ms) and ``seed``. The held-out session's responses are the
+    truth; its halves alternate the pulses of each condition."""
+    import organoid_sim
+    from organoid_sim import stats
+
+    folder = Path(folder)
+    missing = [f for f in (*FOLDER_FILES, *(("heldout.h5",) if with_truth else ())) if not (folder / f).exists()]
+    if missing:
+        raise SystemExit(f"{folder}: a culture folder needs {', '.join(FOLDER_FILES)} and heldout.h5; missing "
+                         f"{', '.join(missing)}")
     meta = json.loads((folder / "culture.json").read_text())
+    absent = [k for k in FOLDER_KEYS if k not in meta]
+    if absent:
+        raise SystemExit(f"{folder / 'culture.json'}: missing keys {', '.join(absent)}")
+    window = tuple(float(x) for x in meta.get("window_s", SECOND_WINDOW))
     amps = np.asarray(meta["truth_amplitudes_uA"], float)
     unseen = np.asarray(meta["heldout_amplitudes_on_calibration_electrodes_uA"], float)
     set_a, set_b = (np.asarray(meta[k], np.int64) for k in ("calibration_electrodes", "heldout_electrodes"))
@@ -166,14 +199,16 @@ def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture
     if with_truth:
         held = organoid_sim.load(folder / "heldout.h5")
         elec = np.asarray(held.electrodes.ids, np.int64)
-        truth = as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True), elec, amps,
+        truth = as_truth(stats.evoked_responses(held, window=window, by_amplitude=True), elec, amps,
                          meta["phase_us"], meta["truth_repeats"])
-        halves = tuple(as_truth(stats.evoked_responses(held, window=SECOND_WINDOW, by_amplitude=True, stim=part),
+        halves = tuple(as_truth(stats.evoked_responses(held, window=window, by_amplitude=True, stim=part),
                                 elec, amps, meta["phase_us"], meta["truth_repeats"] // 2)
                        for part in split_pulses(held.stim))
-    return Culture("second", organoid_sim.load(folder / "spontaneous.h5"), organoid_sim.load(folder / "calibration.h5"),
-                   truth, halves, SECOND_WINDOW, set_a, np.asarray(meta["calibration_amplitudes_uA"], float),
-                   f"Brian2 culture (benchmarks/cultures/second.py, seed {meta['seed']}), {folder}", he, ha)
+    name = name or folder.name
+    what = meta.get("simulator", "a culture folder")
+    return Culture(name, organoid_sim.load(folder / "spontaneous.h5"), organoid_sim.load(folder / "calibration.h5"),
+                   truth, halves, window, set_a, np.asarray(meta["calibration_amplitudes_uA"], float),
+                   f"{what} (seed {meta.get('seed', '?')}), {folder}", he, ha)
 
 
 def _generate_second(py: str, folder: Path, seed: int) -> None:
@@ -205,8 +240,11 @@ def split_pulses(stim):
     return stim.take(rank % 2 == 0), stim.take(rank % 2 == 1)
 
 
-def load_culture(name: str, samples: Path, progress: bool, with_truth: bool = True) -> Culture:
-    """``ours`` or ``second`` (``with_truth=False``: the second culture without its held-out session)."""
+def load_culture(name: str, samples: Path, progress: bool, with_truth: bool = True, folder: Path | None = None) -> Culture:
+    """``ours`` or ``second`` (``with_truth=False``: the second culture without its held-out session);
+    with ``folder``, that culture folder (:func:`load_folder`) whatever ``name`` says."""
+    if folder is not None:
+        return load_folder(Path(folder), with_truth=with_truth)
     if name == "ours":
         return load_ours(samples, progress)
     if name == "second":

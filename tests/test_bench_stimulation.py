@@ -148,3 +148,32 @@ def test_additive_lookup_pools_the_session_by_distance_and_interpolates_in_ampli
     # latencies (channel c answers 10 + c ms after a pulse): 0 um pools channel 0 of electrode 0
     # and channel 2 of electrode 2 (11 ms), 200 um channel 1 of both (11 ms)
     np.testing.assert_allclose(lat[0], [0.011, 0.011, 0.011], atol=1e-9)
+
+
+def test_a_culture_folder_of_any_simulator_loads_with_its_design_and_truth(tmp_path):
+    """A ground truth written as a folder (culture.json + three recordings) gives the held-out
+    conditions of its design and a truth whose probabilities are the held-out session's own."""
+    import json
+
+    from organoid_sim.io import save
+    from stim_cultures import load_folder
+
+    rec, answers = _session()                                   # electrodes 0, 2 at 1 and 3 uA, 4 pulses each
+    save(rec, tmp_path / "spontaneous.h5")
+    save(rec, tmp_path / "calibration.h5")
+    save(rec, tmp_path / "heldout.h5")
+    meta = {"calibration_electrodes": [0], "heldout_electrodes": [2], "calibration_amplitudes_uA": [1.0],
+            "truth_amplitudes_uA": [1.0, 3.0], "heldout_amplitudes_on_calibration_electrodes_uA": [3.0],
+            "phase_us": 200.0, "truth_repeats": 4, "window_s": list(WINDOW)}
+    (tmp_path / "culture.json").write_text(json.dumps(meta))
+    c = load_folder(tmp_path)
+    assert c.name == tmp_path.name and c.window == WINDOW
+    assert sorted(zip(c.held_electrodes.tolist(), c.held_amplitudes.tolist())) == [(0, 3.0), (2, 1.0), (2, 3.0)]
+    for (e, a), k in answers.items():
+        i, j = list(c.truth.electrodes).index(e), list(c.truth.amplitudes_ua).index(a)
+        np.testing.assert_allclose(c.truth.response_probability[i, j], np.array(k) / 4)
+    # the halves hold 2 of the 4 pulses each
+    assert c.halves[0].n_trials == 2
+    (tmp_path / "culture.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "phase_us"}))
+    with pytest.raises(SystemExit, match="phase_us"):
+        load_folder(tmp_path)
