@@ -56,3 +56,19 @@ def test_amplitudes_between_the_measured_ones_are_linear_and_outside_clamped():
     np.testing.assert_allclose(at(3.0), at(2.0))
     np.testing.assert_allclose(at(0.5), at(1.0))
     assert (at(2.0) >= 0).all() and (at(2.0) <= 1).all()
+
+
+def test_electrodes_and_channels_without_positions_inform_nothing_and_get_no_prediction():
+    e, a, prob, lat, xy, _ = _grid(0.0)
+    exy = dict(enumerate(xy))
+    exy[3] = (np.nan, np.nan)                                     # electrode 3's position unknown
+    del exy[7]                                                    # electrode 7 not in the layout
+    uxy = xy.copy()
+    uxy[9] = np.nan                                               # channel 9's position unknown
+    p, _ = distance_channel_prediction(e, a, prob, lat, uxy, exy, [3, 7, 5], [1.0, 1.0, 1.0])
+    assert np.isnan(p[0]).all() and np.isnan(p[1]).all()
+    assert np.isnan(p[2, 9]) and np.isfinite(np.delete(p[2], 9)).all()
+    # the known electrodes' prediction is that of the data without electrodes 3 and 7
+    keep = ~np.isin(e, [3, 7])
+    ref, _ = distance_channel_prediction(e[keep], a[keep], prob[keep], lat[keep], uxy, dict(enumerate(xy)), [5], [1.0])
+    np.testing.assert_allclose(p[2], ref[0])

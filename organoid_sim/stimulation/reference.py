@@ -42,7 +42,7 @@ def _at_level(values: np.ndarray, keys: np.ndarray, own: np.ndarray) -> np.ndarr
     ``own`` [C] the target electrode's distance keys (0: the channel on that electrode)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN groups (no latency there)
-        profile = {int(d): np.nanmean(values[keys == d]) for d in np.unique(keys)}
+        profile = {int(d): np.nanmean(values[keys == d]) for d in np.unique(keys) if d >= 0}
         base = np.vectorize(lambda d: profile.get(int(d), np.nan), otypes=[float])(keys)
         offset = np.nan_to_num(np.nanmean(np.where(keys > 0, values - base, np.nan), 0))
     return np.array([profile.get(int(d), np.nan) for d in own]) + np.where(own > 0, offset, 0.0)
@@ -59,14 +59,15 @@ def distance_channel_prediction(electrodes, amplitudes, probability, latency_s, 
     probability : [G, C] measured response probability of each channel (NaN: not measured).
     latency_s : [G, C] measured median first-spike latency (s; NaN: no response).
     unit_xy_um : [C, 2] channel positions (um).
-    electrode_xy_um : {electrode id: (x, y) um} for every electrode named.
+    electrode_xy_um : {electrode id: (x, y) um}; an electrode missing or at NaN has no distances.
     target_electrodes, target_amplitudes : [K] the conditions to predict (uA, sign ignored).
     resolution_um : distances are pooled to this many um.
 
     Returns
     -------
     (probability [K, C] in [0, 1], latency [K, C] in s). A target electrode's own measured rows are
-    left out: only the other electrodes inform its prediction.
+    left out: only the other electrodes inform its prediction. NaN where nothing informs a channel
+    (no position, no measured pair at its distance).
     """
     e_obs = np.asarray(electrodes, np.int64)
     a_obs = np.round(np.abs(np.asarray(amplitudes, float)), 6)
@@ -75,8 +76,10 @@ def distance_channel_prediction(electrodes, amplitudes, probability, latency_s, 
     levels = np.unique(a_obs)
 
     def keys_of(e) -> np.ndarray:
-        d = np.hypot(*(xy - np.asarray(electrode_xy_um[int(e)], float)).T)
-        return np.round(d / resolution_um).astype(np.int64)
+        # an electrode or channel without a position has no distance (-1): it informs nothing, and
+        # its own prediction is NaN
+        d = np.hypot(*(xy - np.asarray(electrode_xy_um.get(int(e), (np.nan, np.nan)), float)).T)
+        return np.where(np.isfinite(d), np.round(np.nan_to_num(d) / resolution_um), -1).astype(np.int64)
 
     keys = {int(e): keys_of(e) for e in np.unique(np.concatenate([e_obs, np.asarray(target_electrodes, np.int64)]))}
     probs, lats = [], []
