@@ -25,7 +25,8 @@ from typing import Callable, Mapping
 from .atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["WEIGHTS", "MODEL_JSON", "WEIGHTS_SHA256", "FORMAT_VERSION", "MIGRATIONS", "ModelFileError",
-           "read_document", "migrate_config", "write_pair", "paired_file", "pending_path", "weights_file"]
+           "read_document", "migrate_config", "write_pair", "paired_file", "paired_bytes", "pending_path",
+           "weights_file", "read_saved"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -160,7 +161,9 @@ def write_pair(data_path, data: bytes, index_path, index_text: Callable[[str], s
 
     Three steps: ``data`` goes to :func:`pending_path` (atomically; the old pair is untouched), then
     the index (atomically; from here on it names the new data, which :func:`paired_file` finds in
-    the pending file), then the pending file is renamed over ``data_path``.
+    the pending file), then the pending file is renamed over ``data_path``. A pending file that the
+    index already names (an earlier save interrupted before its last rename) is first renamed over
+    ``data_path``, so that this save's pending data never replaces the data the index names.
 
     Parameters
     ----------
@@ -181,15 +184,87 @@ def write_pair(data_path, data: bytes, index_path, index_text: Callable[[str], s
     data_path = Path(data_path)
     digest = hashlib.sha256(data).hexdigest()
     pending = pending_path(data_path)
+    _finish_earlier_save(data_path, pending, Path(index_path))
     atomic_write_bytes(pending, data)
     atomic_write_text(index_path, index_text(digest))      # the commit point
     os.replace(pending, data_path)
     return digest
 
 
+def _finish_earlier_save(data_path: Path, pending: Path, index_path: Path) -> None:
+    """Rename ``pending`` over ``data_path`` when the index names it (a save interrupted after its
+    commit point); a pending file the index does not name is a leftover that the next write replaces."""
+    if not pending.exists():
+        return
+    try:
+        digest = json.loads(index_path.read_text(encoding="utf-8")).get(WEIGHTS_SHA256)
+    except (OSError, ValueError, AttributeError):     # no index, or not one of ours: nothing to finish
+        return
+    if isinstance(digest, str) and _sha256(pending) == digest:
+        os.replace(pending, data_path)
+
+
+def _content_if(path: Path, digest: str) -> bytes | None:
+    """``path``'s bytes when their SHA-256 is ``digest``; None when it differs or the file is missing."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None
+
+
+def _mismatch(data_path: Path, index_path) -> ModelFileError:
+    pending = pending_path(data_path)
+    return ModelFileError(data_path, f"does not belong to {index_path}: its SHA-256 differs from the one "
+                                     f"{Path(index_path).name} records ({WEIGHTS_SHA256}), and there is no "
+                                     f"{pending.name} beside it that matches (where a save interrupted after "
+                                     f"writing {Path(index_path).name} keeps its data; a copy without hidden files "
+                                     "leaves it behind); one of the two was replaced, truncated or damaged after "
+                                     "the save")
+
+
+def paired_bytes(data_path, digest: str | None, index_path) -> bytes:
+    """The content of the data that ``index_path`` records the SHA-256 ``digest`` of, read once and
+    checked: ``data_path``'s, or its pending file's when a save was interrupted after writing the
+    index (:func:`write_pair`). A save running beside this read may rename its pending file over
+    ``data_path`` between two reads, so ``data_path`` is read again before giving up.
+
+    Parameters
+    ----------
+    data_path : path-like
+        The data file (e.g. ``weights.safetensors``).
+    digest : str or None
+        The digest the index records; None (files saved before digests) takes ``data_path`` as it is.
+    index_path : path-like
+        The index, for error messages.
+
+    Returns
+    -------
+    bytes
+        The data. A missing ``data_path`` (and no pending file that matches) raises
+        ``FileNotFoundError``; one whose content is not what the index records, a
+        :class:`ModelFileError` naming both files.
+    """
+    data_path = Path(data_path)
+    if digest is None:
+        try:
+            return data_path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{data_path}: not found beside {index_path}") from None
+    for path in (data_path, pending_path(data_path), data_path):
+        data = _content_if(path, digest)
+        if data is not None:
+            return data
+    if not data_path.exists():
+        raise FileNotFoundError(f"{data_path}: not found beside {index_path}")
+    raise _mismatch(data_path, index_path)
+
+
 def paired_file(data_path, digest: str | None, index_path) -> Path:
     """The file holding the data that ``index_path`` records the SHA-256 ``digest`` of: ``data_path``,
     or its pending file when a save was interrupted after writing the index (:func:`write_pair`).
+    Reading the path later may race a save running beside it; :func:`paired_bytes` reads and checks
+    the data in one go.
 
     Parameters
     ----------
@@ -211,15 +286,12 @@ def paired_file(data_path, digest: str | None, index_path) -> Path:
     if digest is None:
         return data_path
     pending = pending_path(data_path)
-    if data_path.exists() and _sha256(data_path) == digest:
-        return data_path
-    if pending.exists() and _sha256(pending) == digest:
-        return pending
+    for path in (data_path, pending, data_path):   # the rename of a save beside us may land in between
+        if path.exists() and _sha256(path) == digest:
+            return path
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path}: not found beside {index_path}")
-    raise ModelFileError(data_path, f"does not belong to {index_path}: its SHA-256 differs from the one "
-                                    f"{Path(index_path).name} records ({WEIGHTS_SHA256}); one of the two was "
-                                    "replaced, truncated or damaged after the save")
+    raise _mismatch(data_path, index_path)
 
 
 def weights_file(directory, doc: Mapping | None = None) -> Path:
@@ -241,3 +313,36 @@ def weights_file(directory, doc: Mapping | None = None) -> Path:
     directory = Path(directory)
     doc = read_document(directory) if doc is None else doc
     return paired_file(directory / WEIGHTS, doc.get(WEIGHTS_SHA256), directory / MODEL_JSON)
+
+
+def read_saved(directory, doc: Mapping | None = None) -> tuple[dict, bytes]:
+    """``model.json`` (as :func:`read_document` gives it) and the weights it records, read as one
+    pair even while a save replaces them: when the weights do not match and ``model.json`` has
+    changed meanwhile, both are read again (up to three times).
+
+    Parameters
+    ----------
+    directory : path-like
+        A folder written by ``model.save``.
+    doc : Mapping, optional
+        Its ``model.json`` as :func:`read_document` returns it, when already read.
+
+    Returns
+    -------
+    (dict, bytes)
+        The document and the content of its weights file (:func:`paired_bytes`; its errors).
+    """
+    directory = Path(directory)
+    for attempt in range(3):
+        doc = dict(read_document(directory) if doc is None else doc)
+        try:
+            return doc, paired_bytes(directory / WEIGHTS, doc.get(WEIGHTS_SHA256), directory / MODEL_JSON)
+        except (ModelFileError, FileNotFoundError):
+            try:
+                now = json.loads((directory / MODEL_JSON).read_text(encoding="utf-8")).get(WEIGHTS_SHA256)
+            except (OSError, ValueError, AttributeError):
+                now = doc.get(WEIGHTS_SHA256)
+            if attempt == 2 or now == doc.get(WEIGHTS_SHA256):
+                raise
+            doc = None                                # a save replaced the pair meanwhile: read it again
+    raise AssertionError("unreachable")

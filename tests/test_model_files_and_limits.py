@@ -135,6 +135,124 @@ def test_weights_that_do_not_belong_to_model_json_are_refused_naming_both_files(
     assert torch.equal(load_model(d).bias, load_model(other).bias)
 
 
+def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(model_dir, tmp_path, monkeypatch):
+    """A save interrupted after its commit point (its weights still pending), then a second save
+    interrupted before its own: the folder still loads as the first save's model (the second
+    save's pending weights must not replace the ones model.json names), and so do fit checkpoints."""
+    import torch
+
+    from organoid_sim import model_files
+    from organoid_sim.engine import load_network
+    from organoid_sim.fit.checkpoint import Checkpointer
+
+    d = _copy(model_dir, tmp_path)
+    first, second = _other_model(d), load_model(d)
+    with torch.no_grad():
+        second.bias.add_(2.0)
+    _interrupt_replace(monkeypatch, 3)           # Ctrl-C at the last rename: model.json names the pending file
+    with contextlib.suppress(KeyboardInterrupt):
+        first.save(d)
+    monkeypatch.undo()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_files, "atomic_write_text", ctrl_c)   # Ctrl-C before the second commit
+    with contextlib.suppress(KeyboardInterrupt):
+        second.save(d)
+    monkeypatch.undo()
+    got = load_model(d)
+    assert got.provenance_["n_spikes"] == -1 and torch.equal(got.bias, first.bias)
+    np.testing.assert_array_equal(load_network(d).bias, first.bias.detach().numpy())
+
+    module, ck = torch.nn.Linear(2, 1), Checkpointer(tmp_path / "ck")
+    with torch.no_grad():
+        module.bias.fill_(1.0)
+    _interrupt_replace(monkeypatch, 3)
+    with contextlib.suppress(KeyboardInterrupt):
+        ck.save(module, "fit", 1, {})
+    monkeypatch.undo()
+    with torch.no_grad():
+        module.bias.fill_(2.0)
+    monkeypatch.setattr(model_files, "atomic_write_text", ctrl_c)
+    with contextlib.suppress(KeyboardInterrupt):
+        ck.save(module, "fit", 2, {})
+    monkeypatch.undo()
+    assert ck.load(module)["step"] == 1 and float(module.bias) == 1.0
+
+
+def test_a_load_beside_a_save_reads_the_pair_model_json_names(model_dir, tmp_path, monkeypatch):
+    """A save's last rename (pending weights over weights.safetensors) lands while a load reads:
+    after it found the old weights not to match and before it looked at the pending file. The load
+    still reads the weights model.json names, from their new place (torch loader and engine)."""
+    import hashlib
+    import types
+
+    import torch
+
+    from organoid_sim import model_files
+    from organoid_sim.engine import load_network
+
+    d = _copy(model_dir, tmp_path)
+    new = _other_model(d)
+    _interrupt_replace(monkeypatch, 3)           # the save stops just before its last rename ...
+    with contextlib.suppress(KeyboardInterrupt):
+        new.save(d)
+    monkeypatch.undo()
+    pending, weights = d / ".weights.pending.safetensors", d / "weights.safetensors"
+    snapshot = {p: p.read_bytes() for p in (pending, weights)}
+    for load in (load_model, load_network):
+        for p, data in snapshot.items():
+            p.write_bytes(data)
+        renamed = []
+
+        class Sha256:                             # ... and makes it once the load has hashed the old weights
+            def __init__(self, *data):
+                self._h = hashlib.sha256(*data)
+
+            def update(self, data):
+                self._h.update(data)
+
+            def hexdigest(self):
+                out = self._h.hexdigest()
+                if not renamed:
+                    renamed.append(os.replace(pending, weights))
+                return out
+
+        monkeypatch.setattr(model_files, "hashlib", types.SimpleNamespace(sha256=Sha256))
+        got = load(d)
+        monkeypatch.undo()
+        assert renamed and not pending.exists()
+        bias = got.bias.detach().numpy() if isinstance(got.bias, torch.Tensor) else got.bias
+        np.testing.assert_array_equal(bias, new.bias.detach().numpy())
+
+
+def test_a_load_beside_a_whole_save_reads_the_new_pair(model_dir, tmp_path, monkeypatch):
+    """A whole save lands after a load read model.json and before it read the weights: the load
+    reads model.json again and takes the new pair instead of refusing the folder as damaged."""
+    import torch
+
+    import organoid_sim.engine.spec as spec
+    import organoid_sim.models.base as base
+    from organoid_sim.engine import load_network
+
+    for module, load in ((base, load_model), (spec, load_network)):
+        d = _copy(model_dir, tmp_path / module.__name__)
+        new = _other_model(d)
+        real = module.read_document
+
+        def read_then_save(directory, _real=real, _new=new):
+            doc = _real(directory)
+            _new.save(directory)
+            return doc
+
+        monkeypatch.setattr(module, "read_document", read_then_save)
+        got = load(d)
+        monkeypatch.undo()
+        bias = got.bias.detach().numpy() if isinstance(got.bias, torch.Tensor) else got.bias
+        np.testing.assert_array_equal(bias, new.bias.detach().numpy())
+
+
 # ------------------------------------------------------------------- point 9: checked by default
 def _loud_protocol() -> Protocol:
     """A 1000 uA pulse of 200 ms per phase, no device named: what no MEA electrode survives."""

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..model_files import MODEL_JSON, WEIGHTS, ModelFileError, read_document, weights_file
+from ..model_files import MODEL_JSON, WEIGHTS, ModelFileError, read_document, read_saved
 
 __all__ = ["NetworkSpec", "load_network", "spec_from_arrays", "LOG_R0"]
 
@@ -231,14 +231,12 @@ def load_network(model_dir, dt_ms: float | None = None) -> NetworkSpec:
     -------
     NetworkSpec
     """
-    from safetensors.numpy import load_file  # raw arrays only: loading executes no code
+    from safetensors.numpy import load  # raw arrays only: loading executes no code
 
     d = Path(model_dir)
     path = d / MODEL_JSON
     doc = read_document(d)        # parsed and upgraded to the current format, as load_model does
     if doc.get("class") != "SpikingNetworkModel":
         raise ModelFileError(path, f"the engine runs SpikingNetworkModel files, this one holds {doc.get('class')!r}")
-    wpath = weights_file(d, doc)  # checked against the digest model.json records
-    if not wpath.exists():
-        raise FileNotFoundError(f"{wpath}: weights missing next to model.json")
-    return spec_from_arrays(doc["config"], load_file(str(wpath)), doc.get("layout"), dt_ms)
+    doc, data = read_saved(d, doc)  # checked against the digest model.json records, read once
+    return spec_from_arrays(doc["config"], load(data), doc.get("layout"), dt_ms)

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..events import StimEvents, step_rows
-from ..model_files import read_document, weights_file
+from ..model_files import read_document, read_saved
 
 #: default conversion of voltage-mode amplitudes: uA per mV (1 MOhm electrode impedance)
 UA_PER_MV = 1e-3
@@ -180,17 +180,18 @@ class Coupling:
         -------
         Coupling or None
         """
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
         model_dir = Path(model_dir)
         doc = read_document(model_dir)
         cfg = (doc.get("config") or {}).get("stim_coupling")
         if cfg is None:
             return None
-        weights = weights_file(model_dir, doc)   # checked against the digest model.json records
-        if not weights.exists():
-            raise FileNotFoundError(f"{weights}: model weights file not found")
-        return cls.from_parts(cfg, load_file(str(weights)))
+        doc, data = read_saved(model_dir, doc)   # checked against the digest model.json records, read once
+        cfg = (doc.get("config") or {}).get("stim_coupling")
+        if cfg is None:
+            return None
+        return cls.from_parts(cfg, load(data))
 
     def with_electrodes(self, electrode_ids, electrode_xy_um) -> "Coupling":
         """The same coupling with extra electrodes appended (ids not already known; positions um).

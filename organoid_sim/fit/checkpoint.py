@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..model_files import WEIGHTS_SHA256, paired_file, write_pair
-from ..nn.serialization import load_tensors, tensor_bytes
+from ..model_files import WEIGHTS_SHA256, paired_bytes, write_pair
+from ..nn.serialization import tensor_bytes, tensors_from_bytes
 
 __all__ = ["Checkpointer"]
 
@@ -39,6 +39,6 @@ class Checkpointer:
         if self.directory is None or not (self.directory / PROGRESS).exists():
             return None
         doc = json.loads((self.directory / PROGRESS).read_text())
-        tensors = paired_file(self.directory / TENSORS, doc.get(WEIGHTS_SHA256), self.directory / PROGRESS)
-        module.load_state_dict(load_tensors(tensors))
+        data = paired_bytes(self.directory / TENSORS, doc.get(WEIGHTS_SHA256), self.directory / PROGRESS)
+        module.load_state_dict(tensors_from_bytes(data))
         return doc

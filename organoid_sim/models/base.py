@@ -23,9 +23,9 @@ import torch
 from .. import __version__
 from ..jsonable import json_default
 from ..model_files import (FORMAT_VERSION, MODEL_JSON, WEIGHTS, WEIGHTS_SHA256, ModelFileError, read_document,
-                           weights_file, write_pair)
+                           read_saved, write_pair)
 from ..nn.observation import bits_per_spike
-from ..nn.serialization import load_tensors, tensor_bytes
+from ..nn.serialization import tensor_bytes, tensors_from_bytes
 from ..recording import Electrodes, SpikeRecording
 
 #: time step (ms) of every estimator unless asked otherwise (the network, the GLM, the Poisson
@@ -505,11 +505,9 @@ def load_model(directory, device=None):
     reg = _registry()
     if cls_name not in reg:
         raise ModelFileError(path, f"unknown model class {cls_name!r}; expected one of {sorted(reg)}")
-    wpath = weights_file(directory, doc)      # the weights model.json was saved with
+    doc, data = read_saved(directory, doc)    # the weights model.json was saved with, read once
     try:
-        tensors = load_tensors(wpath)
-    except FileNotFoundError:
-        raise
+        tensors = tensors_from_bytes(data)
     except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ValueError)
         raise ModelFileError(directory / WEIGHTS, "not a complete safetensors file (truncated or damaged?): "
                              f"{exc}") from None

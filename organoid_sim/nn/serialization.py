@@ -9,7 +9,7 @@ import torch
 
 from ..atomic import atomic_write_bytes
 
-__all__ = ["save_tensors", "load_tensors", "tensor_bytes"]
+__all__ = ["save_tensors", "load_tensors", "tensor_bytes", "tensors_from_bytes"]
 
 
 def tensor_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -70,3 +70,21 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: model weights file not found")
     return load_file(str(path))
+
+
+def tensors_from_bytes(data: bytes) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file's content (:func:`tensor_bytes`; no code is executed).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        The named tensors, on the CPU.
+    """
+    from safetensors.torch import load
+
+    return load(bytes(data))
