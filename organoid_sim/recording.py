@@ -580,6 +580,8 @@ class SpikeRecording:
         gives. A part may hold no spikes (a quiet stretch); callers that need spikes check them.
         """
         try:
+            if isinstance(fraction, (str, bytes, bool, np.bool_)):   # float("0.5") and float(True) would pass
+                raise TypeError
             f = float(fraction)
         except (TypeError, ValueError):
             raise ValueError(f"fraction must be a number strictly between 0 and 1, got {fraction!r}") from None

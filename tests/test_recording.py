@@ -1,5 +1,7 @@
 """SpikeRecording: construction, validation, selection, slicing, splitting and joining."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -94,6 +96,17 @@ def test_split_refuses_a_fraction_that_leaves_a_degenerate_part():
         late.split(1e-17)
     with pytest.raises(ValueError, match=r"split\(fraction=0.5\).*zero duration"):
         SpikeRecording.from_spike_times([[5.0]], t_start=5.0, t_stop=5.0).split(0.5)
+
+
+@pytest.mark.parametrize("fraction", ["0.5", b"0.5", True, np.True_, None, [0.5]])
+def test_split_names_a_fraction_that_is_not_a_number(fraction):
+    """Text, bytes and booleans are not fractions even though float() reads them ("0.5" split at
+    the middle, True was refused only as 'not strictly between 0 and 1')."""
+    rec = SpikeRecording.from_spike_times([[0.2, 0.7]], t_start=0.0, t_stop=1.0)
+    with pytest.raises(ValueError, match=r"fraction must be a number strictly between 0 and 1, got " +
+                       re.escape(repr(fraction))):
+        rec.split(fraction)
+    assert rec.split(np.float32(0.5))[0].t_stop == 0.5   # a NumPy number is one
 
 
 def test_time_slice_half_open_and_absolute(rng):
