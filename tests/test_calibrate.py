@@ -615,6 +615,21 @@ def test_anchored_targets_are_the_session_where_measured_and_the_mean_of_model_a
         p_model = own.response_probability[(own.electrodes == e) & np.isclose(own.amplitudes, a)][0]
         want = np.where(np.isnan(mapped), p_model, 0.5 * p_model + 0.5 * mapped)
         np.testing.assert_allclose(targets.response_probability[n + g], want)
+    # with the model-free reference as the map: the mean of the model and the reference built from
+    # the stimulated electrodes' responses at that amplitude
+    from organoid_sim.stimulation.reference import distance_channel_prediction
+
+    ref_targets, _ = anchored_targets(model, observed, rec.stim, map_kind="reference", **kw)
+    exy = dict(zip(el.ids.tolist(), el.positions))
+    for g, (e, a) in enumerate(zip(ref_targets.electrodes[n:], ref_targets.amplitudes[n:])):
+        src = np.isclose(observed.amplitudes, a)
+        ref = distance_channel_prediction(observed.electrodes[src], observed.amplitudes[src],
+                                          observed.response_probability[src], observed.median_latency_s[src],
+                                          model.neuron_xy_um.numpy()[:observed.response_probability.shape[1]],
+                                          exy, [e], [a])[0][0]
+        p_model = own.response_probability[(own.electrodes == e) & np.isclose(own.amplitudes, a)][0]
+        want = np.where(np.isnan(ref), p_model, 0.5 * p_model + 0.5 * ref)
+        np.testing.assert_allclose(ref_targets.response_probability[n + g], want, atol=1e-6)
 
 
 def test_timing_stage_moves_the_time_constant_towards_a_slower_truth():

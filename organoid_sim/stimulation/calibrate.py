@@ -75,7 +75,7 @@ from ..events import COLUMNS, StimEvents
 from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
 from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P, pearson_r
-from .reference import model_free_check
+from .reference import distance_channel_prediction, model_free_check
 
 #: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
 #: calibration and the responses measured afterwards with the defaults count the same spikes
@@ -577,8 +577,14 @@ def offset_map(coupling, values: np.ndarray, source_rows, target_rows, tolerance
     return out
 
 
+#: what :func:`anchored_targets` carries the measured responses to unstimulated electrodes with:
+#: ``"offset"`` (:func:`offset_map`, the default) or ``"reference"`` (the model-free reference of
+#: :mod:`organoid_sim.stimulation.reference`: distance profile plus each channel's offset)
+ANCHOR_MAP = "offset"
+
+
 def anchored_targets(model, observed, events, *, states, n_trials: int, window, seed: int,
-                     model_weight: float = 0.5, tolerance_um: float = 10.0):
+                     model_weight: float = 0.5, tolerance_um: float = 10.0, map_kind: str | None = None):
     """Response-probability targets for :func:`fit_pair_gains` on every electrode of the layout.
 
     Electrodes the session stimulated: what it measured (``observed``). Every other electrode, at
@@ -601,6 +607,9 @@ def anchored_targets(model, observed, events, *, states, n_trials: int, window, 
         Weight (0..1) of the model's prediction on unstimulated electrodes.
     tolerance_um : float
         As in :func:`offset_map`.
+    map_kind : str, optional
+        ``"offset"`` or ``"reference"`` (default :data:`ANCHOR_MAP`): ``P_map`` from :func:`offset_map`
+        or from :func:`organoid_sim.stimulation.reference.distance_channel_prediction`.
 
     Returns
     -------
@@ -629,8 +638,16 @@ def anchored_targets(model, observed, events, *, states, n_trials: int, window, 
     dst_rows_all = coupling.electrode_rows(np.asarray(pred.electrodes, np.int64)).cpu().numpy()
     for a in np.unique(pred.amplitudes):
         src, dst = np.isclose(observed.amplitudes, a), np.nonzero(np.isclose(pred.amplitudes, a))[0]
-        mapped = offset_map(coupling, observed.response_probability[src], src_rows_all[src], dst_rows_all[dst],
-                            tolerance_um)
+        if (map_kind or ANCHOR_MAP) == "reference":
+            n_units = observed.response_probability.shape[1]
+            exy = dict(zip(ids.tolist(), coupling.electrode_xy_um.cpu().numpy().astype(float)))
+            mapped = distance_channel_prediction(
+                observed.electrodes[src], observed.amplitudes[src], observed.response_probability[src],
+                observed.median_latency_s[src], coupling.neuron_xy_um.cpu().numpy()[:n_units].astype(float), exy,
+                pred.electrodes[dst], pred.amplitudes[dst])[0]
+        else:
+            mapped = offset_map(coupling, observed.response_probability[src], src_rows_all[src], dst_rows_all[dst],
+                                tolerance_um)
         p_model = target[dst]
         target[dst] = np.where(np.isnan(mapped), p_model, model_weight * p_model + (1 - model_weight) * mapped)
     cat = (lambda name: np.concatenate([getattr(observed, name), getattr(pred, name)]))  # noqa: E731
