@@ -835,3 +835,31 @@ def test_calibration_runs_on_a_layout_unlike_the_benchmarks():
     pred = predict_evoked_responses(model, held, n_trials=4, window=EARLY, seed=1)
     assert pred.response_probability.shape == (2, 16) and list(pred.unit_ids) == list(100 + np.arange(16))
     assert sorted(pred.electrodes.tolist()) == [89, 144]
+
+
+def test_the_check_reference_predicts_only_the_pairs_whose_geometry_the_session_knows(session):
+    """A session whose own electrode table leaves out a stimulated electrode and has no position for
+    another: calibration runs to its check (it failed at the very end with a KeyError), and the
+    model-free reference predicts exactly the check pairs of the electrodes with a known position."""
+    from organoid_sim.recording import Electrodes
+
+    el = session.electrodes
+    keep = el.ids != 4
+    x = np.where(el.ids == 2, np.nan, el.x)
+    partial = session.replace(electrodes=Electrodes(el.ids[keep], x[keep], el.y[keep]))
+    model, el = grid_model()
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = calibrate(model, partial, n_trials=2, max_evaluations=1, burn_in_s=0.2, neuron_gains=False,
+                           pair_gains=False, separate_timing=False, check_fraction=0.75, progress=False, repeats=1)
+    from organoid_sim.stimulation.reference import model_free_check
+
+    held = result.check["check_electrodes"]
+    assert {2, 4} & set(held)                        # the check holds out an electrode of unknown position
+    known = [e for e in held if e not in (2, 4)]
+    only_known = evoked_responses(partial, by_amplitude=True, stim=partial.stim.take(np.isin(partial.stim.electrode,
+                                                                                              known)))
+    alone = model_free_check(result.observed, only_known, partial)
+    assert 0 < result.check["model_free"]["n_pairs"] == alone["n_pairs"]     # the unknown ones add no pair
+    assert result.check["model_free"]["n_pairs"] <= len(known) * 2 * session.n_units

@@ -72,3 +72,28 @@ def test_electrodes_and_channels_without_positions_inform_nothing_and_get_no_pre
     keep = ~np.isin(e, [3, 7])
     ref, _ = distance_channel_prediction(e[keep], a[keep], prob[keep], lat[keep], uxy, dict(enumerate(xy)), [5], [1.0])
     np.testing.assert_allclose(p[2], ref[0])
+
+
+def test_unknown_positions_predict_nothing_instead_of_borrowing_each_other():
+    """A channel or electrode without a position has no distance to anything: the reference gives it
+    no prediction (NaN) and does not pool it with the other unknown ones; everything else is as
+    without them."""
+    e, a, prob, lat, xy, _ = _grid(0.0)
+    exy = dict(enumerate(xy))
+    full, _ = distance_channel_prediction(e, a, prob, lat, xy, exy, e, a)
+    xy_nan = xy.copy()
+    xy_nan[[3, 9]] = np.nan                                      # two channels of unknown position
+    exy_nan = {**exy, 6: np.array([np.nan, np.nan])}             # an electrode of unknown position
+    p6, _ = distance_channel_prediction(e, a, prob, lat, xy_nan, exy_nan, e, a)
+    assert np.isnan(p6[e == 6]).all()
+    del exy_nan[12]                                              # and one missing from the layout
+    p, lp = distance_channel_prediction(e, a, prob, lat, xy_nan, exy_nan, e, a)
+    unknown_target = np.isin(e, [6, 12])
+    assert np.isnan(p[:, [3, 9]]).all() and np.isnan(lp[:, [3, 9]]).all()
+    assert np.isnan(p[unknown_target]).all() and np.isnan(lp[unknown_target]).all()
+    # the rest is predicted from the electrodes with known positions: the same truth, recovered as well
+    rest = np.ix_(~unknown_target, np.setdiff1d(np.arange(16), [3, 9]))
+    assert np.isfinite(p[rest]).all()
+    assert np.corrcoef(p[rest].ravel(), prob[rest].ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(lp[rest], lat[rest], atol=2e-4)
+    assert np.abs(p[rest] - prob[rest]).mean() <= np.abs(full[rest] - prob[rest]).mean() + 0.01
