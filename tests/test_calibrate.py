@@ -863,3 +863,27 @@ def test_the_check_reference_predicts_only_the_pairs_whose_geometry_the_session_
     alone = model_free_check(result.observed, only_known, partial)
     assert 0 < result.check["model_free"]["n_pairs"] == alone["n_pairs"]     # the unknown ones add no pair
     assert result.check["model_free"]["n_pairs"] <= len(known) * 2 * session.n_units
+
+
+def test_electrodes_whose_pulses_were_not_recorded_are_not_held_out(session):
+    """Pulses delivered after the recording stopped say nothing about the responses: the check holds out
+    electrodes among those with recorded pulses (it held out the unrecorded ones and failed: "no
+    event's window lies inside the recording"; or judged fewer electrodes than it named)."""
+    held = check_split(session.stim, 0.25, seed=0)
+    st = session.stim
+    late = np.isin(st.electrode, held)
+    t = np.where(late, st.time + session.t_stop + 1.0, st.time)         # after the recording stopped
+    order = np.argsort(t, kind="stable")
+    moved = session.replace(stim=StimEvents(t[order], st.electrode[order], st.amplitude[order], st.phase_us[order],
+                                            st.n_phases[order]))
+    model, el = grid_model()
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+    with pytest.warns(RuntimeWarning, match=f"{int(late.sum())} of {len(st)} events left out"):
+        result = calibrate(model, moved, n_trials=2, max_evaluations=1, burn_in_s=0.2, neuron_gains=False,
+                           pair_gains=False, separate_timing=False, check_fraction=0.25, progress=False, repeats=1)
+    recorded = np.setdiff1d(np.unique(st.electrode), held)
+    check = result.check["check_electrodes"]
+    assert set(check) <= set(recorded.tolist()) and len(check) == round(0.25 * len(recorded))
+    assert result.check["n_check_pulses"] == int(np.isin(st.electrode, check).sum())
+    assert not set(result.observed.electrodes.tolist()) & set(held.tolist())
+

@@ -74,7 +74,7 @@ import torch
 from ..events import COLUMNS, StimEvents
 from ..models.base import add_event_counts, counts_to_recording
 from ..stats import evoked_responses
-from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P, pearson_r
+from ..stats.evoked import EVOKED_WINDOW, RELIABLE_P, _recorded_windows, pearson_r
 from .reference import distance_channel_prediction, model_free_check
 
 #: default response window (s after the pulse): that of :func:`organoid_sim.stats.evoked_responses`, so a
@@ -699,6 +699,10 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
     stage before (a higher loss, or an r lower by more than its standard error; without a check both
     stay; ``result.pair_gains`` names the stage kept). The network weights never change.
 
+    Only pulses whose ``window`` lies inside the recording count (as in
+    :func:`organoid_sim.stats.evoked_responses`; a warning says how many others there are): an
+    electrode whose pulses were all delivered before the recording started or after it stopped is
+    neither fitted nor held out.
     ``check_fraction`` of the stimulated electrodes (:func:`check_split`) are held out of the fit:
     the prior and the calibrated coupling both predict their pulses, and when the calibrated one
     predicts them worse (a higher :func:`response_loss` or a lower response-probability r, each by
@@ -918,8 +922,10 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
         raise ValueError(f"calibrate: unknown coupling parameters {sorted(unknown)}; choose from {tuple(names)}")
     if not 0 <= check_fraction < 1:
         raise ValueError(f"calibrate: check_fraction must lie in [0, 1), got {check_fraction}")
+    recorded = _recorded_pulses(recording, window)
     held, events, check_events, observed, check_obs = _split_session(recording, check_fraction, window,
-                                                                     seed if check_seed is None else check_seed)
+                                                                     seed if check_seed is None else check_seed,
+                                                                     stim=recorded)
     states = _trial_states(model, recording, n_trials, burn_in_s, seed, pulse_context)
     before = coupling.values()
     prior_state = _state_copy(coupling)
@@ -983,9 +989,9 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                                "check_events": check_events, "check_prior": check_prior}))
     if pairs != "none" and len(check_events):
         # the check has judged the procedure; the gains it keeps use every stimulated electrode
-        everything = evoked_responses(recording, window=window, by_amplitude=True)
+        everything = evoked_responses(recording, window=window, by_amplitude=True, stim=recorded)
         coupling.set_pair_log_gain(np.zeros((0, 0)))
-        _fit_pairs(model, everything, recording.stim, pairs == "anchored", states=states, n_trials=n_trials,
+        _fit_pairs(model, everything, recorded, pairs == "anchored", states=states, n_trials=n_trials,
                    window=window, seed=seed)
         pred = predict_evoked_responses(model, events, n_trials=n_trials, window=window, seed=seed, states=states)
         result.update(pred=pred, loss=response_loss(observed, pred, latency_weight))
@@ -997,12 +1003,26 @@ def _calibrate_once(model, recording, *, params=None, n_trials: int = 32, window
                              pair_gains=pairs, loss_calibrated=float(result["loss"]), prior_predicted=result["pred0"])
 
 
-def _split_session(recording, check_fraction: float, window, check_seed: int):
+def _recorded_pulses(recording, window) -> StimEvents:
+    """The pulses of ``recording.stim`` whose response ``window`` (s after the pulse) lies inside the
+    recording: those :func:`organoid_sim.stats.evoked_responses` counts (a ``RuntimeWarning`` says how
+    many others there are; a ``ValueError`` when none is left). A pulse delivered before the recording
+    started or after it stopped says nothing about the responses, so the calibration neither fits it
+    nor holds its electrode out for the check."""
+    stim = recording.stim
+    inside = _recorded_windows(recording, stim.time, float(window[0]), float(window[1]), "calibrate")
+    return stim.take(np.flatnonzero(inside))
+
+
+def _split_session(recording, check_fraction: float, window, check_seed: int, stim: StimEvents | None = None):
     """The session's pulses split for the check (:func:`check_split`): the held-out electrode ids, the
-    fitted pulses, the check pulses and the responses to each (by amplitude; ``None`` without a check)."""
-    held = check_split(recording.stim, check_fraction, check_seed)
-    is_held = np.isin(recording.stim.electrode, held)
-    events, check_events = recording.stim.take(~is_held), recording.stim.take(is_held)
+    fitted pulses, the check pulses and the responses to each (by amplitude; ``None`` without a check).
+    Only the pulses whose responses were recorded (``stim``, default :func:`_recorded_pulses`) count: an
+    electrode whose pulses all fell outside the recording is neither fitted nor held out."""
+    stim = _recorded_pulses(recording, window) if stim is None else stim
+    held = check_split(stim, check_fraction, check_seed)
+    is_held = np.isin(stim.electrode, held)
+    events, check_events = stim.take(~is_held), stim.take(is_held)
     observed = evoked_responses(recording, window=window, by_amplitude=True, stim=events)
     check_obs = evoked_responses(recording, window=window, by_amplitude=True, stim=check_events) if len(
         check_events) else None
