@@ -887,3 +887,30 @@ def test_electrodes_whose_pulses_were_not_recorded_are_not_held_out(session):
     assert result.check["n_check_pulses"] == int(np.isin(st.electrode, check).sum())
     assert not set(result.observed.electrodes.tolist()) & set(held.tolist())
 
+
+def test_a_session_listing_the_models_units_in_another_order_calibrates_as_in_the_models_order(session):
+    """Units are matched by id: the same session with its units listed in reverse is the same calibration
+    (it was refused: "unit ids differ"); one with units missing or extra names them."""
+    def run(rec):
+        model, el = grid_model()
+        model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return calibrate(model, rec, n_trials=2, max_evaluations=3, burn_in_s=0.2, neuron_gains=False,
+                             pair_gains=False, separate_timing=False, check_fraction=0.5, progress=False, repeats=1)
+
+    same, reversed_ = run(session), run(session.select_units(session.unit_ids[::-1]))
+    assert reversed_.after == same.after
+    assert list(reversed_.observed.unit_ids) == list(session.unit_ids)
+    np.testing.assert_array_equal(reversed_.observed.response_probability, same.observed.response_probability)
+    assert reversed_.check["calibrated"] == same.check["calibrated"]
+    with pytest.raises(ValueError, match=r"missing from it: \['7', '8'\]"):
+        run(session.select_units(session.unit_ids[:7]))
+    model, _ = grid_model()
+    bigger = SpikeRecording.from_spike_times(session.spike_times + [np.array([1.0])], t_start=0,
+                                             t_stop=session.t_stop, unit_ids=np.r_[session.unit_ids, 42],
+                                             electrode_ids=np.r_[session.electrode_ids, 0],
+                                             electrodes=session.electrodes, stim=session.stim)
+    with pytest.raises(ValueError, match=r"not fitted to: \['42'\]\); session.select_units"):
+        calibrate(model, bigger, progress=False)
+

@@ -365,18 +365,44 @@ def response_loss(observed, predicted, latency_weight: float = 0.2) -> float:
     return loss
 
 
+def _model_unit_ids(model) -> np.ndarray | None:
+    """The model's recorded unit ids as text (None when its layout does not name them all)."""
+    ids = np.asarray((getattr(model, "layout", None) or {}).get("unit_ids", []))
+    return np.array([str(u) for u in ids], dtype=object) if len(ids) == model.n_recorded else None
+
+
 def _check(model, recording) -> None:
     if getattr(model, "stim_coupling", None) is None:
         raise ValueError("calibrate: the model has no stim_coupling (fit it to a recording with electrodes first)")
     if len(recording.stim) == 0:
         raise ValueError("calibrate: the recording has no stimulation events (recording.stim is empty); "
                          "a calibration session needs pulses")
+    ids, have = _model_unit_ids(model), [str(u) for u in recording.unit_ids]
     if recording.n_units != model.n_recorded:
+        detail = ""
+        if ids is not None:
+            missing, extra = [u for u in ids if u not in set(have)], [u for u in have if u not in set(ids)]
+            detail = (f" (the model's units missing from it: {missing[:10]}" + ("..." if len(missing) > 10 else "")
+                      + f"; units the model was not fitted to: {extra[:10]}" + ("..." if len(extra) > 10 else "")
+                      + ")" + ("; session.select_units(model.layout['unit_ids']) takes the model's units"
+                               if not missing else ""))
         raise ValueError(f"calibrate: the recording has {recording.n_units} units but the model was fitted to "
-                         f"{model.n_recorded}; use a session recorded on the same units")
-    ids = np.asarray(model.layout.get("unit_ids", []))
-    if len(ids) == recording.n_units and not np.array_equal(ids.astype(str), recording.unit_ids.astype(str)):
-        raise ValueError("calibrate: the recording's unit ids differ from the model's recorded units")
+                         f"{model.n_recorded}{detail}; use a session recorded on the same units")
+    if ids is not None and list(ids) != have:
+        missing = [u for u in ids if u not in set(have)]
+        raise ValueError(f"calibrate: the recording's unit ids differ from the model's recorded units (the "
+                         f"model's units missing from it: {missing[:10]}" + ("..." if len(missing) > 10 else "") + ")")
+
+
+def _in_model_order(model, recording):
+    """``recording`` with its units in the model's order when it holds the model's units (by id) in
+    another order; otherwise ``recording`` as it is (:func:`_check` judges it)."""
+    ids = _model_unit_ids(model)
+    have = [str(u) for u in recording.unit_ids]
+    if ids is None or len(have) != len(ids) or list(ids) == have or set(ids) != set(have):
+        return recording
+    row = {u: i for i, u in enumerate(have)}
+    return recording.select_units(index=np.array([row[u] for u in ids], np.int64))
 
 
 def _near_weights(coupling, observed, n_units: int, radius_um: float) -> np.ndarray:
@@ -683,7 +709,8 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
               repeats: int | None = None) -> CalibrationResult:
     """Fit ``model.stim_coupling`` to the evoked responses of ``recording`` (a calibration session).
 
-    ``recording`` holds the same units as the model and stimulation events in ``recording.stim``.
+    ``recording`` holds the same units as the model (matched by unit id: a session listing them in
+    another order is read in the model's order) and stimulation events in ``recording.stim``.
     ``params``: which coupling parameters move (others keep their value; default
     :func:`default_params`); ``n_trials``: simulated
     trials per condition; ``window`` (s after the pulse) where first spikes count (default: that of
@@ -752,6 +779,7 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
                    latency_weight=latency_weight, burn_in_s=burn_in_s, progress=progress, neuron_gains=neuron_gains,
                    pair_gains=pair_gains, check_fraction=check_fraction, coarse_factors=coarse_factors,
                    separate_timing=separate_timing, pulse_context=pulse_context)
+    recording = _in_model_order(model, recording)
     _check(model, recording)
     prior = model.stim_coupling
     provenance = model.provenance if isinstance(getattr(model, "provenance", None), dict) else {}
