@@ -914,3 +914,18 @@ def test_a_session_listing_the_models_units_in_another_order_calibrates_as_in_th
     with pytest.raises(ValueError, match=r"not fitted to: \['42'\]\); session.select_units"):
         calibrate(model, bigger, progress=False)
 
+
+def test_pulses_on_electrodes_the_model_cannot_place_are_named(session):
+    """An electrode without a position in the model's layout reaches no neuron (no input at all): a
+    session that stimulated it is calibrated with a warning naming it, not silently."""
+    from organoid_sim.recording import Electrodes
+
+    model, el = grid_model()
+    x = np.where(el.ids == 4, np.nan, el.x)
+    model.stim_coupling = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), Electrodes(el.ids, x, el.y),
+                                                      direct=False)
+    one = StimEvents.from_columns([0.0], [4], [-3.0], 200.0, 2)
+    assert float(model.stim_coupling.strength(one).abs().max()) == 0.0        # nothing reaches any neuron
+    with pytest.warns(RuntimeWarning, match=r"stimulated 1 electrodes whose position .* \(\[4\]\)"):
+        calibrate(model, session, n_trials=2, max_evaluations=1, burn_in_s=0.2, neuron_gains=False,
+                  pair_gains=False, separate_timing=False, check_fraction=0, progress=False, repeats=1)

@@ -394,6 +394,20 @@ def _check(model, recording) -> None:
                          f"model's units missing from it: {missing[:10]}" + ("..." if len(missing) > 10 else "") + ")")
 
 
+def _warn_unplaced(model, recording) -> None:
+    """Warn when the session stimulated electrodes whose position the model's layout does not know: the
+    coupling delivers nothing from them (no distance to any neuron), so no parameter can fit them."""
+    coupling = model.stim_coupling
+    electrodes = np.unique(recording.stim.electrode)
+    xy = coupling.electrode_xy_um.cpu().numpy()[coupling.electrode_rows(electrodes).cpu().numpy()]
+    unplaced = electrodes[~np.isfinite(xy).all(1)]
+    if len(unplaced):
+        warnings.warn(f"calibrate: the session stimulated {len(unplaced)} electrodes whose position the model's "
+                      f"layout does not know ({unplaced[:10].tolist()}" + ("..." if len(unplaced) > 10 else "")
+                      + "): the model delivers no input from them, so the calibration cannot fit their pulses; "
+                      "fit the model on a recording that gives their positions", RuntimeWarning, stacklevel=3)
+
+
 def _in_model_order(model, recording):
     """``recording`` with its units in the model's order when it holds the model's units (by id) in
     another order; otherwise ``recording`` as it is (:func:`_check` judges it)."""
@@ -781,6 +795,7 @@ def calibrate(model, recording, *, params=None, n_trials: int = 32, window=WINDO
                    separate_timing=separate_timing, pulse_context=pulse_context)
     recording = _in_model_order(model, recording)
     _check(model, recording)
+    _warn_unplaced(model, recording)
     prior = model.stim_coupling
     provenance = model.provenance if isinstance(getattr(model, "provenance", None), dict) else {}
     prior_check = provenance.get("evoked_check", _ABSENT)
