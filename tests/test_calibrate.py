@@ -155,6 +155,10 @@ def test_calibration_recovers_known_coupling(session):
     free = result.check["model_free"]
     assert free["n_pairs"] == result.check["calibrated"]["n_pairs"] and -1 <= free["response_probability_r"] <= 1
     assert "model-free reference" in check_table(result.check)
+    # the table says so when the reference predicts the check better than the model kept
+    better = {**result.check, "model_free": {**free, "response_probability_r": 1.0}}
+    worse = {**result.check, "model_free": {**free, "response_probability_r": -1.0}}
+    assert "does not improve" in check_table(better) and "does not improve" not in check_table(worse)
     truth = StimulusCoupling.from_prior(model.neuron_xy_um.numpy(), el, direct=False, **TRUE)
     true_strength = truth.strength(_held_out()).detach().numpy()
     fitted = model.stim_coupling.strength(_held_out()).detach().numpy()

@@ -1310,6 +1310,11 @@ def check_table(check: dict | None) -> str:
         lines.append(f"  model-free reference (distance and channel alone, from the fitted electrodes): r "
                      f"{_cell(free.get('response_probability_r'))}, median |latency error| "
                      f"{_cell(free.get('latency_median_abs_err_ms'))} ms")
+        kept = check.get(check.get("kept", "calibrated")) or {}
+        r_free, r_kept = free.get("response_probability_r"), kept.get("response_probability_r")
+        if r_free is not None and r_kept is not None and np.isfinite(r_free) and np.isfinite(r_kept) and r_free > r_kept:
+            lines.append("  the reference predicts which channels answer better than the model kept: on these "
+                         "electrodes the model does not improve on geometry and each channel's responsiveness")
     change = check.get("latency_change")
     if change:
         d = change["mean_difference_ms"]
