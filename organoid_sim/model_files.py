@@ -9,7 +9,7 @@ simulation engine read every version the same way.
 
 The two files of a save belong together: ``model.json`` records the SHA-256 of the weights it was
 written with (``weights_sha256``) and :func:`write_pair` replaces them so that a failure or Ctrl-C at
-any moment leaves either the old pair or the new one loadable (:func:`paired_file` finds the weights
+any moment leaves either the old pair or the new one loadable (:func:`paired_bytes` reads the weights
 that belong to ``model.json``; fit checkpoints use the same two functions). Files saved before
 the digest existed load as they are.
 """
@@ -25,8 +25,7 @@ from typing import Callable, Mapping
 from .atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["WEIGHTS", "MODEL_JSON", "WEIGHTS_SHA256", "FORMAT_VERSION", "MIGRATIONS", "ModelFileError",
-           "read_document", "migrate_config", "write_pair", "paired_file", "paired_bytes", "pending_path",
-           "weights_file", "read_saved"]
+           "read_document", "migrate_config", "write_pair", "paired_bytes", "pending_path", "read_saved"]
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -160,7 +159,7 @@ def write_pair(data_path, data: bytes, index_path, index_text: Callable[[str], s
     the save (an error, Ctrl-C, a killed process) leaves one complete pair.
 
     Three steps: ``data`` goes to :func:`pending_path` (atomically; the old pair is untouched), then
-    the index (atomically; from here on it names the new data, which :func:`paired_file` finds in
+    the index (atomically; from here on it names the new data, which :func:`paired_bytes` reads from
     the pending file), then the pending file is renamed over ``data_path``. A pending file that the
     index already names (an earlier save interrupted before its last rename) is first renamed over
     ``data_path``, so that this save's pending data never replaces the data the index names.
@@ -258,61 +257,6 @@ def paired_bytes(data_path, digest: str | None, index_path) -> bytes:
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path}: not found beside {index_path}")
     raise _mismatch(data_path, index_path)
-
-
-def paired_file(data_path, digest: str | None, index_path) -> Path:
-    """The file holding the data that ``index_path`` records the SHA-256 ``digest`` of: ``data_path``,
-    or its pending file when a save was interrupted after writing the index (:func:`write_pair`).
-    Reading the path later may race a save running beside it; :func:`paired_bytes` reads and checks
-    the data in one go.
-
-    Parameters
-    ----------
-    data_path : path-like
-        The data file (e.g. ``weights.safetensors``).
-    digest : str or None
-        The digest the index records; None (files saved before digests) takes ``data_path`` as it is.
-    index_path : path-like
-        The index, for error messages.
-
-    Returns
-    -------
-    Path
-        ``data_path`` or its pending file. A missing ``data_path`` raises ``FileNotFoundError``; one
-        whose content is not what the index records (and no pending file that is), a
-        :class:`ModelFileError` naming both files.
-    """
-    data_path = Path(data_path)
-    if digest is None:
-        return data_path
-    pending = pending_path(data_path)
-    for path in (data_path, pending, data_path):   # the rename of a save beside us may land in between
-        if path.exists() and _sha256(path) == digest:
-            return path
-    if not data_path.exists():
-        raise FileNotFoundError(f"{data_path}: not found beside {index_path}")
-    raise _mismatch(data_path, index_path)
-
-
-def weights_file(directory, doc: Mapping | None = None) -> Path:
-    """The weights file of a saved model: ``directory/weights.safetensors``, checked against the
-    digest ``model.json`` records (:func:`paired_file`).
-
-    Parameters
-    ----------
-    directory : path-like
-        A folder written by ``model.save``.
-    doc : Mapping, optional
-        Its ``model.json`` as :func:`read_document` returns it (read when not given).
-
-    Returns
-    -------
-    Path
-        The file to read the weights from.
-    """
-    directory = Path(directory)
-    doc = read_document(directory) if doc is None else doc
-    return paired_file(directory / WEIGHTS, doc.get(WEIGHTS_SHA256), directory / MODEL_JSON)
 
 
 def read_saved(directory, doc: Mapping | None = None) -> tuple[dict, bytes]:

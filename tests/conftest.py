@@ -78,3 +78,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def interrupt_replace(monkeypatch):
+    """``interrupt_replace(at)``: the ``at``-th ``os.replace`` from then on raises KeyboardInterrupt
+    (a Ctrl-C between two renames of an atomic write)."""
+    import os
+
+    def arm(at: int) -> None:
+        real, calls = os.replace, []
+
+        def replace(src, dst):
+            calls.append(dst)
+            if len(calls) == at:
+                raise KeyboardInterrupt
+            return real(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+
+    return arm

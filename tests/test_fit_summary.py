@@ -68,11 +68,9 @@ def test_checkpoint_roundtrip_without_temp_files(tmp_path):
 
 
 @pytest.mark.parametrize("at", [1, 2, 3])
-def test_interrupted_checkpoint_keeps_its_progress_with_its_tensors(tmp_path, monkeypatch, at):
+def test_interrupted_checkpoint_keeps_its_progress_with_its_tensors(tmp_path, monkeypatch, interrupt_replace, at):
     """Ctrl-C at any rename of a checkpoint over an earlier one: the checkpoint loaded is one of
     the two, its step that of its tensors (here each step's weights are filled with the step)."""
-    import os
-
     m = torch.nn.Linear(3, 2, bias=False)
     ck = Checkpointer(tmp_path)
     with torch.no_grad():
@@ -80,15 +78,7 @@ def test_interrupted_checkpoint_keeps_its_progress_with_its_tensors(tmp_path, mo
     ck.save(m, "teacher_forced", 1, {})
     with torch.no_grad():
         m.weight.fill_(2.0)
-    real, calls = os.replace, []
-
-    def replace(src, dst):
-        calls.append(dst)
-        if len(calls) == at:
-            raise KeyboardInterrupt
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
+    interrupt_replace(at)
     try:
         ck.save(m, "teacher_forced", 2, {})
     except KeyboardInterrupt:

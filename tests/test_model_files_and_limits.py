@@ -70,19 +70,6 @@ def test_layout_that_does_not_fit_the_model_is_refused(model_dir, tmp_path):
 
 
 # ----------------------------------------------------------- a saved model is a pair of files
-def _interrupt_replace(monkeypatch, at: int) -> None:
-    """The ``at``-th ``os.replace`` from now raises KeyboardInterrupt (Ctrl-C between two renames)."""
-    real, calls = os.replace, []
-
-    def replace(src, dst):
-        calls.append(dst)
-        if len(calls) == at:
-            raise KeyboardInterrupt
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-
-
 def _other_model(d):
     """The model saved in ``d`` with another bias (weights) and another provenance (model.json)."""
     import torch
@@ -95,7 +82,7 @@ def _other_model(d):
 
 
 @pytest.mark.parametrize("at", [1, 2, 3])
-def test_an_interrupted_save_leaves_the_old_model_or_the_new_one(model_dir, tmp_path, monkeypatch, at):
+def test_an_interrupted_save_leaves_the_old_model_or_the_new_one(model_dir, tmp_path, monkeypatch, at, interrupt_replace):
     """Ctrl-C at any rename of a save over an existing model: the folder loads as the old model or
     as the new one, weights and model.json of the same save (torch loader and NumPy engine alike)."""
     import torch
@@ -104,7 +91,7 @@ def test_an_interrupted_save_leaves_the_old_model_or_the_new_one(model_dir, tmp_
 
     d = _copy(model_dir, tmp_path)
     old, new = load_model(d), _other_model(d)
-    _interrupt_replace(monkeypatch, at)
+    interrupt_replace(at)
     with contextlib.suppress(KeyboardInterrupt):
         new.save(d)
     monkeypatch.undo()
@@ -135,7 +122,7 @@ def test_weights_that_do_not_belong_to_model_json_are_refused_naming_both_files(
     assert torch.equal(load_model(d).bias, load_model(other).bias)
 
 
-def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(model_dir, tmp_path, monkeypatch):
+def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(model_dir, tmp_path, monkeypatch, interrupt_replace):
     """A save interrupted after its commit point (its weights still pending), then a second save
     interrupted before its own: the folder still loads as the first save's model (the second
     save's pending weights must not replace the ones model.json names), and so do fit checkpoints."""
@@ -149,7 +136,7 @@ def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(
     first, second = _other_model(d), load_model(d)
     with torch.no_grad():
         second.bias.add_(2.0)
-    _interrupt_replace(monkeypatch, 3)           # Ctrl-C at the last rename: model.json names the pending file
+    interrupt_replace(3)           # Ctrl-C at the last rename: model.json names the pending file
     with contextlib.suppress(KeyboardInterrupt):
         first.save(d)
     monkeypatch.undo()
@@ -168,7 +155,7 @@ def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(
     module, ck = torch.nn.Linear(2, 1), Checkpointer(tmp_path / "ck")
     with torch.no_grad():
         module.bias.fill_(1.0)
-    _interrupt_replace(monkeypatch, 3)
+    interrupt_replace(3)
     with contextlib.suppress(KeyboardInterrupt):
         ck.save(module, "fit", 1, {})
     monkeypatch.undo()
@@ -181,7 +168,7 @@ def test_a_save_after_an_interrupted_save_keeps_the_model_that_model_json_names(
     assert ck.load(module)["step"] == 1 and float(module.bias) == 1.0
 
 
-def test_a_load_beside_a_save_reads_the_pair_model_json_names(model_dir, tmp_path, monkeypatch):
+def test_a_load_beside_a_save_reads_the_pair_model_json_names(model_dir, tmp_path, monkeypatch, interrupt_replace):
     """A save's last rename (pending weights over weights.safetensors) lands while a load reads:
     after it found the old weights not to match and before it looked at the pending file. The load
     still reads the weights model.json names, from their new place (torch loader and engine)."""
@@ -195,7 +182,7 @@ def test_a_load_beside_a_save_reads_the_pair_model_json_names(model_dir, tmp_pat
 
     d = _copy(model_dir, tmp_path)
     new = _other_model(d)
-    _interrupt_replace(monkeypatch, 3)           # the save stops just before its last rename ...
+    interrupt_replace(3)           # the save stops just before its last rename ...
     with contextlib.suppress(KeyboardInterrupt):
         new.save(d)
     monkeypatch.undo()

@@ -34,21 +34,8 @@ def tensor_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str
 
 
 def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Atomically write tensors (moved to CPU, made contiguous) as safetensors.
-
-    Parameters
-    ----------
-    path : Path
-        File to write (replaced atomically).
-    tensors : Mapping[str, torch.Tensor]
-        Named tensors; any device, any layout.
-    metadata : Mapping[str, str], optional
-        String metadata stored in the file's header.
-
-    Returns
-    -------
-    None
-    """
+    """Atomically write :func:`tensor_bytes` of ``tensors`` and ``metadata`` to ``path`` (replaced
+    by a temporary file's rename); returns None."""
     atomic_write_bytes(Path(path), tensor_bytes(tensors, metadata))
 
 
