@@ -34,8 +34,19 @@ def tensor_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str
 
 
 def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Atomically write :func:`tensor_bytes` of ``tensors`` and ``metadata`` to ``path`` (replaced
-    by a temporary file's rename); returns None."""
+    """Atomically write :func:`tensor_bytes` of ``tensors`` and ``metadata`` to ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        The safetensors file, replaced by a temporary file's rename.
+    tensors, metadata :
+        As :func:`tensor_bytes` takes them.
+
+    Returns
+    -------
+    None
+    """
     atomic_write_bytes(Path(path), tensor_bytes(tensors, metadata))
 
 
