@@ -58,7 +58,7 @@ from organoid_sim.events import StimEvents  # noqa: E402
 from organoid_sim.models.network import STIMULATION_FIT  # noqa: E402
 from organoid_sim.stats import evoked_agreement  # noqa: E402
 from organoid_sim.stimulation import calibrate, predict_evoked_responses  # noqa: E402
-from organoid_sim.stimulation.reference import distance_channel_prediction  # noqa: E402
+from organoid_sim.stimulation.reference import distance_channel_prediction, recording_geometry  # noqa: E402
 
 KEYS = ("response_probability_r", "latency_median_abs_err_ms")
 #: the benchmark measures calibrate's own defaults (trials per condition, evaluations)
@@ -204,10 +204,7 @@ def electrode_agnostic_prediction(truth, positions, electrode_xy, electrodes, am
 def electrode_agnostic_reference(culture, electrodes, amplitudes) -> dict:
     """Figures of :func:`electrode_agnostic_prediction` against the truth: how far distance and channel
     alone carry, learnt from the truth itself; what lies above it needs each electrode's own effect."""
-    rec = culture.session
-    exy = {int(e): p for e, p in zip(rec.electrodes.ids, rec.electrodes.positions)}
-    col = {int(u): i for i, u in enumerate(rec.unit_ids)}
-    pos = np.asarray(rec.positions)[[col[int(u)] for u in culture.truth.unit_ids]]
+    pos, exy = recording_geometry(culture.session, culture.truth.unit_ids)
     p, lat = electrode_agnostic_prediction(culture.truth, pos, exy, electrodes, amplitudes)
     return evoked_agreement(*_pairs(culture.truth, electrodes, amplitudes, p, lat, culture.truth.unit_ids))
 
@@ -220,9 +217,7 @@ def additive_lookup_prediction(session, window, electrodes, amplitudes):
     from organoid_sim import stats
 
     obs = stats.evoked_responses(session, window=window, by_amplitude=True)
-    exy = {int(e): p for e, p in zip(session.electrodes.ids, session.electrodes.positions)}
-    col = {int(u): i for i, u in enumerate(session.unit_ids)}
-    pos = np.asarray(session.positions)[[col[int(u)] for u in obs.unit_ids]]
+    pos, exy = recording_geometry(session, obs.unit_ids)
     return distance_channel_prediction(obs.electrodes, obs.amplitudes, obs.response_probability,
                                        obs.median_latency_s, pos, exy, electrodes, amplitudes)
 
@@ -411,8 +406,8 @@ def main(argv=None) -> dict:
     where["additive_lookup"] = breakdown(culture, e, amp, add_p, add_l)
 
     out = {**{k: calibrated[k] for k in KEYS}, "prior_only": {k: prior[k] for k in KEYS},
-           "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil,
-           "electrode_agnostic": {k: agnostic[k] for k in KEYS}, "additive_lookup": {k: additive[k] for k in KEYS}, "bars": bars(calibrated, prior, look, ceil),
+           "lookup": {k: look[k] for k in KEYS}, "ceiling": ceil, "electrode_agnostic": {k: agnostic[k] for k in KEYS},
+           "additive_lookup": {k: additive[k] for k in KEYS}, "bars": bars(calibrated, prior, look, ceil),
            "culture": culture.name, "culture_description": culture.description,
            "calibrated_details": calibrated, "prior_details": prior, "lookup_details": look,
            "coupling_prior": result["before"], "coupling_calibrated": result["after"],

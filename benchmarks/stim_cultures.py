@@ -159,14 +159,10 @@ def load_second(folder: Path, seed: int = 0, with_truth: bool = True) -> Culture
                              "(Python 3.12 + brian2) or set SECOND_CULTURE_PYTHON")
         print(f"generating the second culture with {py} into {folder} (several minutes, cached)", file=sys.stderr)
         _generate_second(py, folder, seed)
-    from dataclasses import replace
-
-    c = load_folder(folder, "second", with_truth)
-    seed_used = c.description.split("(seed ")[1].split(")")[0]
-    return replace(c, description=f"Brian2 culture (benchmarks/cultures/second.py, seed {seed_used}), {folder}")
+    return load_folder(folder, "second", with_truth, what="Brian2 culture (benchmarks/cultures/second.py)")
 
 
-def load_folder(folder: Path, name: str | None = None, with_truth: bool = True) -> Culture:
+def load_folder(folder: Path, name: str | None = None, with_truth: bool = True, what: str | None = None) -> Culture:
     """A ground-truth culture written as a folder, by any simulator: ``spontaneous.h5``,
     ``calibration.h5`` and ``heldout.h5`` (recordings with their stimulation, in any format
     organoid-sim reads under these names) and ``culture.json`` naming the design: the
@@ -175,7 +171,8 @@ def load_folder(folder: Path, name: str | None = None, with_truth: bool = True) 
     held-out session, at every ``truth_amplitudes_uA``), the
     ``heldout_amplitudes_on_calibration_electrodes_uA`` (set A in the held-out session),
     ``phase_us``, ``truth_repeats`` (pulses per held-out condition), optionally ``window_s`` (the
-    response window, s; default 2-100 ms) and ``seed``. The held-out session's responses are the
+    response window, s; default 2-100 ms) and ``seed``; ``what`` names the simulator in the
+    description (default: ``culture.json``'s ``simulator``). The held-out session's responses are the
     truth; its halves alternate the pulses of each condition."""
     import organoid_sim
     from organoid_sim import stats
@@ -205,7 +202,7 @@ def load_folder(folder: Path, name: str | None = None, with_truth: bool = True) 
                                 elec, amps, meta["phase_us"], meta["truth_repeats"] // 2)
                        for part in split_pulses(held.stim))
     name = name or folder.name
-    what = meta.get("simulator", "a culture folder")
+    what = what or meta.get("simulator", "a culture folder")
     return Culture(name, organoid_sim.load(folder / "spontaneous.h5"), organoid_sim.load(folder / "calibration.h5"),
                    truth, halves, window, set_a, np.asarray(meta["calibration_amplitudes_uA"], float),
                    f"{what} (seed {meta.get('seed', '?')}), {folder}", he, ha)

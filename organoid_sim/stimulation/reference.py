@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["distance_channel_prediction", "model_free_check"]
+__all__ = ["distance_channel_prediction", "model_free_check", "recording_geometry"]
 
 #: electrode-channel distances (um) are pooled to this resolution
 RESOLUTION_UM = 10.0
@@ -116,9 +116,26 @@ def model_free_check(fitted, check, recording) -> dict:
     """
     from ..stats import evoked_agreement
 
-    col = {u: i for i, u in enumerate(np.asarray(recording.unit_ids).tolist())}
-    xy = np.asarray(recording.positions, float)[[col[u] for u in np.asarray(fitted.unit_ids).tolist()]]
-    exy = {int(e): p for e, p in zip(recording.electrodes.ids, recording.electrodes.positions)}
+    xy, exy = recording_geometry(recording, fitted.unit_ids)
     p, lat = distance_channel_prediction(fitted.electrodes, fitted.amplitudes, fitted.response_probability,
                                          fitted.median_latency_s, xy, exy, check.electrodes, check.amplitudes)
     return evoked_agreement(check.response_probability, check.median_latency_s, p, lat)
+
+
+def recording_geometry(recording, unit_ids):
+    """The positions :func:`distance_channel_prediction` takes, from a recording.
+
+    Parameters
+    ----------
+    recording : SpikeRecording
+        Its unit and electrode positions (um).
+    unit_ids : array
+        The units (channels) of the prediction, in its column order.
+
+    Returns
+    -------
+    (unit_xy_um [C, 2], {electrode id: (x, y) um})
+    """
+    col = {u: i for i, u in enumerate(np.asarray(recording.unit_ids).tolist())}
+    xy = np.asarray(recording.positions, float)[[col[u] for u in np.asarray(unit_ids).tolist()]]
+    return xy, {int(e): p for e, p in zip(recording.electrodes.ids, recording.electrodes.positions)}
